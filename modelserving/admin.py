@@ -1,0 +1,39 @@
+from django.contrib import admin
+
+from .models import Generation, Pair, PolicyVariant
+
+
+@admin.register(PolicyVariant)
+class PolicyVariantAdmin(admin.ModelAdmin):
+    list_display = ("name", "model_name", "base_url", "temperature_min", "temperature_max", "top_p",
+                    "max_new_tokens", "sampling_weight", "is_active")
+    list_filter = ("is_active",)
+    list_editable = ("is_active", "sampling_weight")
+    search_fields = ("name", "model_name", "notes")
+
+
+class GenerationInline(admin.TabularInline):
+    model = Generation
+    fields = ("position", "variant", "temperature", "seed", "status", "attempts", "latency_ms", "error")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+@admin.register(Pair)
+class PairAdmin(admin.ModelAdmin):
+    list_display = ("id", "strategy", "requested_by", "created_at")
+    readonly_fields = ("messages", "strategy", "pairing", "requested_by", "created_at")
+    inlines = [GenerationInline]
+
+
+@admin.register(Generation)
+class GenerationAdmin(admin.ModelAdmin):
+    list_display = ("id", "pair", "variant", "temperature", "status", "attempts", "completion_tokens",
+                    "latency_ms", "created_at")
+    list_filter = ("status", "variant")
+    list_select_related = ("variant",)
+    readonly_fields = [f.name for f in Generation._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,77 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import AnyRole, StaffRole
+from accounts.roles import ADMIN, RESEARCHER, has_role
+
+from . import services
+from .models import Generation, Pair, PolicyVariant
+from .serializers import (
+    BlindGenerationSerializer,
+    BlindPairSerializer,
+    GenerationSerializer,
+    PairRequestSerializer,
+    PairSerializer,
+    VariantSerializer,
+)
+
+
+def _sees_variants(user) -> bool:
+    return has_role(user, ADMIN, RESEARCHER)
+
+
+def _visible_pairs(user):
+    pairs = Pair.objects.prefetch_related("generations__variant")
+    return pairs if _sees_variants(user) else pairs.filter(requested_by=user)
+
+
+class VariantList(generics.ListAPIView):
+    permission_classes = [StaffRole]
+    serializer_class = VariantSerializer
+    queryset = PolicyVariant.objects.all()
+
+
+class PairCreate(APIView):
+    permission_classes = [AnyRole]
+
+    @extend_schema(request=PairRequestSerializer, responses={201: PairSerializer})
+    def post(self, request):
+        incoming = PairRequestSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            pair = services.pair_request(messages=incoming.validated_data["messages"], requested_by=request.user)
+        except services.NoActiveVariant as error:
+            return Response({"detail": str(error)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        except DjangoValidationError as error:
+            raise ValidationError({"messages": error.messages}) from error
+        pair = _visible_pairs(request.user).get(pk=pair.pk)
+        serializer = PairSerializer if _sees_variants(request.user) else BlindPairSerializer
+        return Response(serializer(pair).data, status=status.HTTP_201_CREATED)
+
+
+class PairDetail(APIView):
+    permission_classes = [AnyRole]
+
+    @extend_schema(responses=PairSerializer)
+    def get(self, request, pk: int):
+        pair = get_object_or_404(_visible_pairs(request.user), pk=pk)
+        serializer = PairSerializer if _sees_variants(request.user) else BlindPairSerializer
+        return Response(serializer(pair).data)
+
+
+class GenerationDetail(APIView):
+    permission_classes = [AnyRole]
+
+    @extend_schema(responses=GenerationSerializer)
+    def get(self, request, pk: int):
+        generations = Generation.objects.select_related("variant")
+        if not _sees_variants(request.user):
+            generations = generations.filter(pair__requested_by=request.user)
+        generation = get_object_or_404(generations, pk=pk)
+        serializer = GenerationSerializer if _sees_variants(request.user) else BlindGenerationSerializer
+        return Response(serializer(generation).data)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ModelservingConfig(AppConfig):
+    name = "modelserving"
+    verbose_name = "Model serving"

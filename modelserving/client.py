@@ -1,0 +1,151 @@
+"""The one way Tandem talks to a policy variant: the OpenAI-compatible chat completions API.
+
+vLLM in production and `transformers serve` in development speak the same protocol, so this is
+the code path both exercise. Errors are sorted into transient (worth another try) and permanent,
+each with a message a person can read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import openai
+
+
+class EndpointError(Exception):
+    """The endpoint could not produce a response. ``transient`` says whether a retry may help."""
+
+    def __init__(self, message: str, *, transient: bool):
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    base_url: str
+    api_key: str = "EMPTY"
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    first_token_ms: int | None
+    latency_ms: int
+
+
+def chat_request_body(
+    *, model: str, messages: list[dict], temperature: float, top_p: float, seed: int, max_tokens: int
+) -> dict:
+    """Every sampling parameter explicit: vLLM otherwise falls back to the model's generation_config."""
+    return {
+        "model": model,
+        "messages": messages,
+        "temperature": temperature,
+        "top_p": top_p,
+        "seed": seed,
+        "max_completion_tokens": max_tokens,
+        "n": 1,
+    }
+
+
+def _client(endpoint: Endpoint) -> openai.OpenAI:
+    timeout = httpx.Timeout(
+        connect=endpoint.connect_timeout, read=endpoint.read_timeout, write=endpoint.read_timeout, pool=5.0
+    )
+    # Retries are the Celery task's business (with backoff and a record of each try), not the SDK's.
+    return openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "EMPTY",
+                         timeout=timeout, max_retries=0)
+
+
+def _describe(error: Exception, endpoint: Endpoint) -> EndpointError:
+    where = endpoint.base_url
+    if isinstance(error, (openai.APITimeoutError, httpx.TimeoutException)):
+        return EndpointError(
+            f"The model server at {where} did not answer within {endpoint.read_timeout:g} s.", transient=True
+        )
+    if isinstance(error, openai.APIStatusError):
+        detail = _short(getattr(error, "message", "") or str(error))
+        code = error.status_code
+        if code >= 500 or code in (408, 429):
+            return EndpointError(f"The model server at {where} answered HTTP {code}: {detail}", transient=True)
+        return EndpointError(
+            f"The model server at {where} refused the request (HTTP {code}): {detail}", transient=False
+        )
+    if isinstance(error, (openai.APIConnectionError, httpx.TransportError)):
+        cause = error.__cause__ or error
+        return EndpointError(f"Could not reach the model server at {where} ({_short(str(cause))}).", transient=True)
+    return EndpointError(f"Unexpected answer from the model server at {where}: {_short(str(error))}", transient=False)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def stream_chat(endpoint: Endpoint, body: dict, *, on_text: Callable[[str], None] | None = None) -> Completion:
+    """Send ``body`` with streaming on; call ``on_text(text_so_far)`` as chunks arrive.
+
+    ``on_text`` may raise to abandon the stream (the connection is closed). Raises EndpointError.
+    """
+    started = time.monotonic()
+    first_token_ms = None
+    parts: list[str] = []
+    finish_reason = ""
+    usage = None
+    try:
+        stream = _client(endpoint).chat.completions.create(
+            **body, stream=True, stream_options={"include_usage": True}
+        )
+        with stream:
+            for chunk in stream:
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                for choice in chunk.choices:
+                    delta = choice.delta.content if choice.delta else None
+                    if delta:
+                        if first_token_ms is None:
+                            first_token_ms = int((time.monotonic() - started) * 1000)
+                        parts.append(delta)
+                        if on_text is not None:
+                            on_text("".join(parts))
+                    if choice.finish_reason:
+                        finish_reason = choice.finish_reason
+    except EndpointError:
+        raise
+    except (openai.OpenAIError, httpx.HTTPError) as error:
+        raise _describe(error, endpoint) from error
+    if not finish_reason:
+        raise EndpointError(
+            f"The model server at {endpoint.base_url} closed the stream before the response finished.",
+            transient=True,
+        )
+    return Completion(
+        text="".join(parts),
+        finish_reason=finish_reason,
+        prompt_tokens=getattr(usage, "prompt_tokens", None),
+        completion_tokens=getattr(usage, "completion_tokens", None),
+        first_token_ms=first_token_ms,
+        latency_ms=int((time.monotonic() - started) * 1000),
+    )
+
+
+def probe(base_url: str, *, timeout: float = 3.0, api_key: str = "") -> dict:
+    """GET {base_url}/models: is the endpoint up, and which models does it serve?"""
+    started = time.monotonic()
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.get(base_url.rstrip("/") + "/models", timeout=timeout, headers=headers)
+        response.raise_for_status()
+        models = [entry.get("id") for entry in response.json().get("data", [])]
+    except (httpx.HTTPError, ValueError) as error:
+        return {"ok": False, "error": _short(str(error) or type(error).__name__),
+                "latency_ms": int((time.monotonic() - started) * 1000)}
+    return {"ok": True, "models": models, "latency_ms": int((time.monotonic() - started) * 1000)}

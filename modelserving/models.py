@@ -1,0 +1,162 @@
+"""Policy variants (what can be sampled) and generations (what was sampled, exactly how)."""
+
+import uuid
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+
+class PolicyVariant(models.Model):
+    """One servable model plus its sampling settings, behind an OpenAI-compatible endpoint.
+
+    The endpoint URL lives here and only here: nothing a client sends can point sampling
+    anywhere else.
+    """
+
+    name = models.SlugField(max_length=64, unique=True)
+    base_url = models.URLField(
+        max_length=300,
+        help_text="OpenAI-compatible base URL, ending in /v1 (e.g. http://vllm-chat:8000/v1).",
+    )
+    model_name = models.CharField(
+        max_length=300, help_text="The served model name (vLLM's --served-model-name)."
+    )
+    api_key_env = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Name of the environment variable that holds this endpoint's API key, if any.",
+    )
+    temperature_min = models.FloatField(validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
+    temperature_max = models.FloatField(validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
+    top_p = models.FloatField(default=0.9, validators=[MinValueValidator(0.01), MaxValueValidator(1.0)])
+    max_new_tokens = models.PositiveIntegerField(default=512, validators=[MinValueValidator(1)])
+    is_active = models.BooleanField(default=True)
+    sampling_weight = models.FloatField(
+        default=1.0,
+        validators=[MinValueValidator(0.0)],
+        help_text="Relative chance of being picked for a pair among the active variants.",
+    )
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(temperature_min__gte=0) & Q(temperature_min__lte=F("temperature_max")),
+                name="variant_temperature_range_ordered",
+            ),
+            models.CheckConstraint(condition=Q(temperature_max__lte=2.0), name="variant_temperature_max_le_2"),
+            models.CheckConstraint(condition=Q(top_p__gt=0) & Q(top_p__lte=1), name="variant_top_p_in_0_1"),
+            models.CheckConstraint(condition=Q(max_new_tokens__gte=1), name="variant_max_new_tokens_positive"),
+            models.CheckConstraint(condition=Q(sampling_weight__gte=0), name="variant_weight_non_negative"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        if (
+            self.temperature_min is not None
+            and self.temperature_max is not None
+            and self.temperature_min > self.temperature_max
+        ):
+            raise ValidationError({"temperature_max": "Must be at least the minimum temperature."})
+
+
+class Pair(models.Model):
+    """Two generations for the same dialogue context, sampled to be compared."""
+
+    class Strategy(models.TextChoices):
+        TWO_VARIANTS = "two_variants", "two variants"
+        ONE_VARIANT_TWO_TEMPERATURES = "one_variant_two_temperatures", "one variant, two temperatures"
+
+    messages = models.JSONField(help_text="The dialogue context, as OpenAI chat messages.")
+    strategy = models.CharField(max_length=40, choices=Strategy.choices)
+    pairing = models.JSONField(
+        default=dict, help_text="How the two configurations were chosen: candidates, weights, draws."
+    )
+    requested_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"pair {self.pk}"
+
+
+class Generation(models.Model):
+    """One response, with the exact request that produced it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    FINISHED = (Status.DONE, Status.FAILED)
+
+    pair = models.ForeignKey(Pair, null=True, blank=True, on_delete=models.CASCADE, related_name="generations")
+    position = models.PositiveSmallIntegerField(
+        default=0, help_text="1 or 2 within its pair (the order drawn, not the side shown)."
+    )
+    variant = models.ForeignKey(PolicyVariant, on_delete=models.PROTECT, related_name="generations")
+
+    # The request, as sent.
+    model_name = models.CharField(max_length=300)
+    messages = models.JSONField()
+    temperature = models.FloatField()
+    top_p = models.FloatField()
+    seed = models.BigIntegerField()
+    max_tokens = models.PositiveIntegerField()
+    request_body = models.JSONField(default=dict, help_text="The JSON body sent to the endpoint.")
+
+    # The outcome.
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    text = models.TextField(blank=True, help_text="The response; partial while running.")
+    finish_reason = models.CharField(max_length=40, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Request start to last byte.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True, help_text="Why the last try failed, in words a person can read.")
+
+    # The claim of the worker running it (see services.sampling).
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the last worker to run it.")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When the last try started.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["pair_id", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pair", "position"], condition=Q(pair__isnull=False), name="generation_unique_position"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="done") | Q(finished_at__isnull=False), name="generation_done_has_finished_at"
+            ),
+        ]
+
+    def __str__(self):
+        return f"generation {self.pk} ({self.variant_id}, {self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @staticmethod
+    def new_lease_token():
+        return uuid.uuid4()

@@ -1,0 +1,62 @@
+from rest_framework import serializers
+
+from .models import Generation, Pair, PolicyVariant
+
+
+class MessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["system", "user", "assistant"])
+    content = serializers.CharField(trim_whitespace=False)
+
+
+class PairRequestSerializer(serializers.Serializer):
+    """Only the dialogue context: which endpoint samples it is the registry's decision alone."""
+
+    messages = MessageSerializer(many=True, allow_empty=False)
+
+
+class VariantSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PolicyVariant
+        fields = ["id", "name", "model_name", "base_url", "temperature_min", "temperature_max", "top_p",
+                  "max_new_tokens", "sampling_weight", "is_active", "notes"]
+        read_only_fields = fields
+
+
+class GenerationSerializer(serializers.ModelSerializer):
+    variant = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Generation
+        fields = ["id", "pair", "position", "variant", "model_name", "temperature", "top_p", "seed",
+                  "max_tokens", "status", "text", "finish_reason", "prompt_tokens", "completion_tokens",
+                  "first_token_ms", "latency_ms", "attempts", "error", "created_at", "started_at",
+                  "finished_at"]
+        read_only_fields = fields
+
+
+class PairSerializer(serializers.ModelSerializer):
+    generations = GenerationSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Pair
+        fields = ["id", "messages", "strategy", "pairing", "created_at", "generations"]
+        read_only_fields = fields
+
+
+class BlindGenerationSerializer(serializers.ModelSerializer):
+    """What an annotator may see: the response, not which variant or settings produced it."""
+
+    class Meta:
+        model = Generation
+        fields = ["id", "pair", "position", "status", "text", "finish_reason", "error", "created_at",
+                  "finished_at"]
+        read_only_fields = fields
+
+
+class BlindPairSerializer(serializers.ModelSerializer):
+    generations = BlindGenerationSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Pair
+        fields = ["id", "messages", "created_at", "generations"]
+        read_only_fields = fields

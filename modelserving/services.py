@@ -1,0 +1,294 @@
+"""Operations on policy variants, pairs and generations.
+
+Sampling a generation is safe to repeat and safe to run from a redelivered message: a worker
+first *claims* the generation with a lease (a token and an expiry, renewed while text streams in),
+and every write it makes afterwards is conditional on still holding that lease. A finished
+generation is never produced again; a second delivery while the first still runs waits for the
+lease to lapse; a worker killed mid-stream leaves a lease that lapses, and the redelivered
+message takes over.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from . import client
+from .models import Generation, Pair, PolicyVariant
+from .pairing import NoActiveVariant, VariantSpec, plan_pair
+from .selectors import active_variants
+
+logger = logging.getLogger(__name__)
+
+ROLES = {"system", "user", "assistant"}
+MAX_CONTEXT_CHARS = 200_000
+
+__all__ = [
+    "NoActiveVariant",
+    "SampleOutcome",
+    "generation_requeue",
+    "generation_sample",
+    "pair_request",
+    "variant_create",
+    "variant_update",
+]
+
+
+def _sampling(name: str):
+    return settings.SAMPLING[name]
+
+
+# --- Variants -------------------------------------------------------------------------------
+
+VARIANT_FIELDS = {
+    "base_url", "model_name", "api_key_env", "temperature_min", "temperature_max", "top_p",
+    "max_new_tokens", "is_active", "sampling_weight", "notes",
+}
+
+
+def variant_create(*, name: str, **fields) -> PolicyVariant:
+    unknown = set(fields) - VARIANT_FIELDS
+    if unknown:
+        raise ValidationError(f"Unknown variant fields: {', '.join(sorted(unknown))}")
+    variant = PolicyVariant(name=name, **fields)
+    variant.full_clean()
+    variant.save()
+    return variant
+
+
+def variant_update(*, variant: PolicyVariant, **fields) -> PolicyVariant:
+    unknown = set(fields) - VARIANT_FIELDS
+    if unknown:
+        raise ValidationError(f"Unknown variant fields: {', '.join(sorted(unknown))}")
+    for key, value in fields.items():
+        setattr(variant, key, value)
+    variant.full_clean()
+    variant.save()
+    return variant
+
+
+# --- Pairs ----------------------------------------------------------------------------------
+
+
+def _validate_messages(messages) -> list[dict]:
+    if not isinstance(messages, list) or not messages:
+        raise ValidationError("The dialogue context must be a non-empty list of messages.")
+    cleaned = []
+    total = 0
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or set(message) - {"role", "content"}:
+            raise ValidationError(f"Message {index} must have exactly a role and a content.")
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise ValidationError(f"Message {index} has role {role!r}; use system, user or assistant.")
+        if role == "system" and index != 0:
+            raise ValidationError("Only the first message may be a system message.")
+        if not isinstance(content, str) or not content.strip():
+            raise ValidationError(f"Message {index} has no text.")
+        total += len(content)
+        cleaned.append({"role": role, "content": content})
+    if cleaned[-1]["role"] != "user":
+        raise ValidationError("The last message of the context must be the user's.")
+    if total > MAX_CONTEXT_CHARS:
+        raise ValidationError(f"The dialogue context is longer than {MAX_CONTEXT_CHARS} characters.")
+    return cleaned
+
+
+def pair_request(*, messages: list[dict], requested_by=None, rng: random.Random | None = None) -> Pair:
+    """Store a pair of generations for ``messages`` and enqueue both once the transaction commits.
+
+    Raises ValidationError for a malformed context and NoActiveVariant when nothing is active.
+    """
+    from . import tasks
+
+    context = _validate_messages(messages)
+    variants = {v.id: v for v in active_variants()}
+    specs = [
+        VariantSpec(v.id, v.name, v.temperature_min, v.temperature_max, v.sampling_weight) for v in variants.values()
+    ]
+    plan = plan_pair(specs, rng=rng or random.SystemRandom(), min_gap=_sampling("MIN_TEMPERATURE_GAP"))
+    with transaction.atomic():
+        pair = Pair.objects.create(
+            messages=context, strategy=plan.strategy, pairing=plan.record, requested_by=requested_by
+        )
+        for position, choice in enumerate(plan.choices, start=1):
+            variant = variants[choice.variant_id]
+            body = client.chat_request_body(
+                model=variant.model_name, messages=context, temperature=choice.temperature,
+                top_p=variant.top_p, seed=choice.seed, max_tokens=variant.max_new_tokens,
+            )
+            generation = Generation.objects.create(
+                pair=pair, position=position, variant=variant, model_name=variant.model_name,
+                messages=context, temperature=choice.temperature, top_p=variant.top_p, seed=choice.seed,
+                max_tokens=variant.max_new_tokens, request_body=body,
+            )
+            tasks.generation_sample.delay_on_commit(generation.id)
+    return pair
+
+
+# --- Sampling -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleOutcome:
+    state: str  # done | failed | retry | busy | skipped | lost | missing
+    retry_after: float | None = None
+
+
+class _LeaseLost(Exception):
+    pass
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with jitter: between half and all of base·2^(attempt−1), capped."""
+    ceiling = min(_sampling("BACKOFF_MAX"), _sampling("BACKOFF_BASE") * 2 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _claim(generation_id: int, worker: str) -> tuple[Generation | None, SampleOutcome | None]:
+    now = timezone.now()
+    with transaction.atomic():
+        generation = (
+            Generation.objects.select_for_update().select_related("variant").filter(pk=generation_id).first()
+        )
+        if generation is None:
+            return None, SampleOutcome("missing")
+        if generation.is_finished:
+            return None, SampleOutcome("skipped")
+        if generation.status == Generation.Status.RUNNING and generation.lease_expires_at > now:
+            # Another delivery of the same task holds it; come back when its lease could have lapsed.
+            wait = (generation.lease_expires_at - now).total_seconds()
+            return None, SampleOutcome("busy", retry_after=wait + random.uniform(0.1, 1.0))
+        if generation.attempts >= _sampling("MAX_ATTEMPTS"):
+            # Only reachable when workers died holding it, try after try.
+            generation.status = Generation.Status.FAILED
+            generation.error = (
+                f"Gave up after {generation.attempts} tries: the worker running it stopped before it finished."
+                + (f" Last error: {generation.error}" if generation.error else "")
+            )
+            generation.finished_at = now
+            generation.lease_token = None
+            generation.save(update_fields=["status", "error", "finished_at", "lease_token", "updated_at"])
+            return None, SampleOutcome("failed")
+        generation.status = Generation.Status.RUNNING
+        generation.attempts += 1
+        generation.lease_token = Generation.new_lease_token()
+        generation.lease_expires_at = now + timedelta(seconds=_sampling("LEASE_SECONDS"))
+        generation.worker = worker
+        generation.started_at = now
+        generation.text = ""
+        generation.save(
+            update_fields=["status", "attempts", "lease_token", "lease_expires_at", "worker", "started_at",
+                           "text", "updated_at"]
+        )
+    return generation, None
+
+
+def _held(generation: Generation):
+    return Generation.objects.filter(
+        pk=generation.pk, lease_token=generation.lease_token, status=Generation.Status.RUNNING
+    )
+
+
+def _endpoint(variant: PolicyVariant) -> client.Endpoint:
+    api_key = os.environ.get(variant.api_key_env, "") if variant.api_key_env else ""
+    return client.Endpoint(
+        base_url=variant.base_url,
+        api_key=api_key or "EMPTY",
+        connect_timeout=_sampling("CONNECT_TIMEOUT"),
+        read_timeout=_sampling("READ_TIMEOUT"),
+    )
+
+
+def generation_sample(*, generation_id: int, worker: str = "") -> SampleOutcome:
+    """Produce one generation, or say when to try again. Safe to call any number of times."""
+    generation, outcome = _claim(generation_id, worker)
+    if outcome is not None:
+        return outcome
+    assert generation is not None
+    lease = timedelta(seconds=_sampling("LEASE_SECONDS"))
+    interval = _sampling("FLUSH_INTERVAL")
+    last_flush = 0.0
+
+    def flush(text: str) -> None:
+        nonlocal last_flush
+        if time.monotonic() - last_flush < interval:
+            return
+        last_flush = time.monotonic()
+        now = timezone.now()
+        if not _held(generation).update(text=text, lease_expires_at=now + lease, updated_at=now):
+            raise _LeaseLost
+
+    try:
+        completion = client.stream_chat(_endpoint(generation.variant), generation.request_body, on_text=flush)
+    except _LeaseLost:
+        logger.warning("generation %s: lease lost mid-stream; another worker took it over", generation.pk)
+        return SampleOutcome("lost")
+    except client.EndpointError as error:
+        return _after_error(generation, str(error), transient=error.transient)
+    except SoftTimeLimitExceeded:
+        return _after_error(generation, "The response took longer than the task's time limit.", transient=True)
+
+    now = timezone.now()
+    stored = _held(generation).update(
+        status=Generation.Status.DONE,
+        text=completion.text,
+        finish_reason=completion.finish_reason,
+        prompt_tokens=completion.prompt_tokens,
+        completion_tokens=completion.completion_tokens,
+        first_token_ms=completion.first_token_ms,
+        latency_ms=completion.latency_ms,
+        error="",
+        lease_token=None,
+        lease_expires_at=None,
+        finished_at=now,
+        updated_at=now,
+    )
+    return SampleOutcome("done" if stored else "lost")
+
+
+def _after_error(generation: Generation, message: str, *, transient: bool) -> SampleOutcome:
+    now = timezone.now()
+    if transient and generation.attempts < _sampling("MAX_ATTEMPTS"):
+        delay = _backoff(generation.attempts)
+        updated = _held(generation).update(
+            status=Generation.Status.QUEUED, error=message, lease_token=None, lease_expires_at=None, updated_at=now
+        )
+        logger.info("generation %s: try %s failed (%s); again in %.1f s", generation.pk, generation.attempts,
+                    message, delay)
+        return SampleOutcome("retry", retry_after=delay) if updated else SampleOutcome("lost")
+    reason = f"Gave up after {generation.attempts} tries. {message}" if transient else message
+    updated = _held(generation).update(
+        status=Generation.Status.FAILED, error=reason, lease_token=None, lease_expires_at=None,
+        finished_at=now, updated_at=now,
+    )
+    logger.warning("generation %s failed: %s", generation.pk, reason)
+    return SampleOutcome("failed" if updated else "lost")
+
+
+def generation_requeue(*, generation: Generation) -> Generation:
+    """Give a failed generation a fresh set of tries (the annotator's retry button)."""
+    from . import tasks
+
+    with transaction.atomic():
+        generation = Generation.objects.select_for_update().get(pk=generation.pk)
+        if generation.status != Generation.Status.FAILED:
+            raise ValidationError("Only a failed response can be retried.")
+        generation.status = Generation.Status.QUEUED
+        generation.attempts = 0
+        generation.error = ""
+        generation.text = ""
+        generation.finished_at = None
+        generation.save(update_fields=["status", "attempts", "error", "text", "finished_at", "updated_at"])
+        tasks.generation_sample.delay_on_commit(generation.id)
+    return generation

@@ -1,0 +1,21 @@
+import os
+import socket
+
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(name="modelserving.generation_sample", bind=True, max_retries=None)
+def generation_sample(self, generation_id: int) -> str:
+    """Sample one generation. Idempotent: see services.generation_sample.
+
+    Transport errors are retried by the service's own count (stored on the row), so the
+    Celery retry here only schedules the next try.
+    """
+    outcome = services.generation_sample(
+        generation_id=generation_id, worker=f"{socket.gethostname()}:{os.getpid()}"
+    )
+    if outcome.retry_after is not None:
+        raise self.retry(countdown=outcome.retry_after)
+    return outcome.state

@@ -1,0 +1,1 @@
+"""Training runs, checkpoints and the researchers' dashboard (later issues)."""

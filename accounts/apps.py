@@ -10,4 +10,5 @@ class AccountsConfig(AppConfig):
 
         from .roles import ensure_role_groups
 
-        post_migrate.connect(ensure_role_groups, sender=self)
+        # After every app's migrations, so that the permissions of apps listed later exist too.
+        post_migrate.connect(ensure_role_groups, dispatch_uid="accounts.ensure_role_groups")

@@ -72,7 +72,7 @@ def _describe(error: Exception, endpoint: Endpoint) -> EndpointError:
             f"The model server at {where} did not answer within {endpoint.read_timeout:g} s.", transient=True
         )
     if isinstance(error, openai.APIStatusError):
-        detail = _short(getattr(error, "message", "") or str(error))
+        detail = _status_detail(error)
         code = error.status_code
         if code >= 500 or code in (408, 429):
             return EndpointError(f"The model server at {where} answered HTTP {code}: {detail}", transient=True)
@@ -83,6 +83,24 @@ def _describe(error: Exception, endpoint: Endpoint) -> EndpointError:
         cause = error.__cause__ or error
         return EndpointError(f"Could not reach the model server at {where} ({_short(str(cause))}).", transient=True)
     return EndpointError(f"Unexpected answer from the model server at {where}: {_short(str(error))}", transient=False)
+
+
+def _status_detail(error: "openai.APIStatusError") -> str:
+    """The server's own words: the JSON `detail`/`error.message`, or the body's text."""
+    body = error.body
+    if body is None:
+        try:
+            error.response.read()
+            body = error.response.json()
+        except Exception:
+            try:
+                body = error.response.text
+            except Exception:
+                body = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        body = (inner.get("message") or inner.get("detail")) if isinstance(inner, dict) else inner
+    return _short(str(body or error.message))
 
 
 def _short(text: str, limit: int = 300) -> str:

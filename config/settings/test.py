@@ -2,7 +2,7 @@
 (as CI sets them), the embedded defaults otherwise."""
 
 from .base import *  # noqa: F403
-from .base import DATABASES, VAR_DIR
+from .base import CELERY_BROKER_URL, DATABASES, VAR_DIR, env
 
 DEBUG = False
 SECRET_KEY = "test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -17,3 +17,19 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# The Celery worker started by the tests points here at the database pytest-django created.
+if env.str("TANDEM_TEST_DATABASE_NAME", default=""):
+    DATABASES["default"]["NAME"] = env.str("TANDEM_TEST_DATABASE_NAME")
+
+# Keep the tests' filesystem broker apart from a running `make run` stack.
+if CELERY_BROKER_URL.startswith("filesystem"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(VAR_DIR / "test-broker" / "queue"),
+        "data_folder_out": str(VAR_DIR / "test-broker" / "queue"),
+        "processed_folder": str(VAR_DIR / "test-broker" / "processed"),
+        "store_processed": False,
+    }
+
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

@@ -1,0 +1,54 @@
+import pytest
+
+from ..helpers.processes import SilentServer, free_port
+
+pytestmark = pytest.mark.django_db
+
+
+def test_health_is_green_when_database_broker_and_variants_answer(client, variant_factory, model_servers):
+    variant_factory("cool", model_servers[0])
+    variant_factory("warm", model_servers[1])
+    response = client.get("/health", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["ok"] and body["database"]["ok"] and body["broker"]["ok"]
+    assert [v["name"] for v in body["variants"]] == ["cool", "warm"]
+    assert all(v["ok"] and v["model"] in v["models"] for v in body["variants"])
+
+
+def test_health_is_503_and_names_the_variant_that_is_down(client, variant_factory, model_server):
+    variant_factory("cool", model_server)
+    variant_factory("gone", base_url=f"http://127.0.0.1:{free_port()}/v1", model_name="m")
+    response = client.get("/health?format=json")
+    assert response.status_code == 503
+    variants = {v["name"]: v for v in response.json()["variants"]}
+    assert variants["cool"]["ok"] and not variants["gone"]["ok"] and variants["gone"]["error"]
+
+
+def test_health_flags_an_endpoint_that_serves_another_model(client, variant_factory, model_server):
+    variant_factory("mismatch", model_server, model_name="some-other-model")
+    body = client.get("/health?format=json").json()
+    assert not body["ok"] and "does not serve" in body["variants"][0]["error"]
+
+
+def test_health_does_not_hang_on_an_endpoint_that_never_answers(client, variant_factory, settings):
+    settings.HEALTH_PROBE_TIMEOUT = 0.5
+    silent = SilentServer()
+    try:
+        variant_factory("silent", base_url=silent.base_url, model_name="m")
+        body = client.get("/health?format=json").json()
+        assert not body["variants"][0]["ok"]
+    finally:
+        silent.close()
+
+
+def test_health_with_no_variant_is_not_green(client):
+    response = client.get("/health?format=json")
+    assert response.status_code == 503 and "no active policy variant" in response.json()["problems"]
+
+
+def test_health_page_for_people(client, variant_factory, model_server):
+    variant_factory("cool", model_server)
+    response = client.get("/health", HTTP_ACCEPT="text/html")
+    assert response.status_code == 200 and b"all green" in response.content
+    assert "script-src 'self'" in response["Content-Security-Policy"]

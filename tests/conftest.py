@@ -1,0 +1,90 @@
+import os
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from modelserving.local_models import build_tiny_llama, is_prepared
+
+from .helpers.processes import ROOT, CeleryWorker, ModelServer
+
+# The worker's sampling settings: short timeouts and backoff so failure paths finish in seconds.
+WORKER_SAMPLING = {
+    "SAMPLING_CONNECT_TIMEOUT": "2",
+    "SAMPLING_READ_TIMEOUT": "3",
+    "SAMPLING_MAX_ATTEMPTS": "6",
+    "SAMPLING_BACKOFF_BASE": "1",
+    "SAMPLING_BACKOFF_MAX": "5",
+    "SAMPLING_LEASE_SECONDS": "4",
+    "SAMPLING_FLUSH_INTERVAL": "0.1",
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    """A random-weight Llama with SmolLM2's tokenizer, built once and kept under var/."""
+    tokenizer_source = settings.DEFAULT_MODEL_DIR if is_prepared(settings.DEFAULT_MODEL_DIR) else None
+    return build_tiny_llama(ROOT / "var" / "test-models" / "tiny-llama", tokenizer_source=tokenizer_source)
+
+
+@pytest.fixture(scope="session")
+def model_servers(tiny_model_dir):
+    """Two `transformers serve` processes on the tiny model, one per variant as in production."""
+    servers = [ModelServer(tiny_model_dir).start() for _ in range(2)]
+    try:
+        for server in servers:
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def model_server(model_servers):
+    return model_servers[0]
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker):
+    """A real `celery worker` process on the test database and the configured broker."""
+    from django.db import connection
+
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="config.settings.test",
+        TANDEM_TEST_DATABASE_NAME=str(connection.settings_dict["NAME"]),
+        **WORKER_SAMPLING,
+    )
+    worker = CeleryWorker(env).start()
+    yield worker
+    worker.stop()
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.1, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+@pytest.fixture
+def variant_factory():
+    from modelserving import services
+
+    def make(name, server=None, *, base_url=None, model_name=None, **fields):
+        fields.setdefault("temperature_min", 0.6)
+        fields.setdefault("temperature_max", 0.9)
+        fields.setdefault("max_new_tokens", 24)
+        return services.variant_create(
+            name=name,
+            base_url=base_url or server.base_url,
+            model_name=model_name or server.model_name,
+            **fields,
+        )
+
+    return make

@@ -1,0 +1,104 @@
+import pytest
+from django.urls import reverse
+
+from accounts.services import user_create
+from modelserving.models import Generation, Pair
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "a-long-password-9"
+
+
+@pytest.fixture
+def annotator_client(client):
+    user_create(username="ann", password=PASSWORD, role="annotator")
+    client.login(username="ann", password=PASSWORD)
+    return client
+
+
+@pytest.fixture
+def researcher_client(client):
+    user_create(username="res", password=PASSWORD, role="researcher")
+    client.login(username="res", password=PASSWORD)
+    return client
+
+
+def test_schema_and_docs_are_served(client):
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200
+    assert b"/api/pairs/" in schema.content
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    assert b"swagger-ui" in docs.content.lower()
+    assert b"<script>" not in docs.content, "no inline script, so the CSP holds"
+
+
+def test_pairs_need_an_account(client, variant_factory, model_server):
+    variant_factory("cool", model_server)
+    response = client.post("/api/pairs/", {"messages": [{"role": "user", "content": "hi"}]},
+                           content_type="application/json")
+    assert response.status_code in (401, 403)
+    assert not Pair.objects.exists()
+
+
+def test_annotators_do_not_see_which_variant_answered(annotator_client, variant_factory, model_server):
+    variant_factory("cool", model_server)
+    response = annotator_client.post("/api/pairs/", {"messages": [{"role": "user", "content": "hi"}]},
+                                     content_type="application/json")
+    assert response.status_code == 201
+    body = response.json()
+    assert len(body["generations"]) == 2
+    for generation in body["generations"]:
+        assert not {"variant", "temperature", "seed", "model_name"} & set(generation)
+    detail = annotator_client.get(f"/api/generations/{body['generations'][0]['id']}/").json()
+    assert "variant" not in detail and detail["status"] == "queued"
+
+
+def test_researchers_see_the_sampling_record(researcher_client, variant_factory, model_server):
+    variant_factory("cool", model_server)
+    response = researcher_client.post("/api/pairs/", {"messages": [{"role": "user", "content": "hi"}]},
+                                      content_type="application/json")
+    body = researcher_client.get(f"/api/pairs/{response.json()['id']}/").json()
+    assert body["strategy"] == "one_variant_two_temperatures"
+    assert {g["variant"] for g in body["generations"]} == {"cool"}
+    assert all("seed" in g and "temperature" in g for g in body["generations"])
+    assert researcher_client.get("/api/variants/").json()[0]["name"] == "cool"
+
+
+def test_annotators_cannot_read_other_peoples_pairs(client, variant_factory, model_server):
+    variant_factory("cool", model_server)
+    user_create(username="a1", password=PASSWORD, role="annotator")
+    user_create(username="a2", password=PASSWORD, role="annotator")
+    client.login(username="a1", password=PASSWORD)
+    pair_id = client.post("/api/pairs/", {"messages": [{"role": "user", "content": "hi"}]},
+                          content_type="application/json").json()["id"]
+    client.logout()
+    client.login(username="a2", password=PASSWORD)
+    assert client.get(f"/api/pairs/{pair_id}/").status_code == 404
+    assert client.get("/api/variants/").status_code == 403
+
+
+def test_malformed_context_is_a_400_naming_the_problem_and_stores_nothing(annotator_client, variant_factory,
+                                                                          model_server):
+    variant_factory("cool", model_server)
+    response = annotator_client.post(
+        "/api/pairs/", {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
+        content_type="application/json")
+    assert response.status_code == 400
+    assert "must be the user's" in response.json()["messages"][0]
+    response = annotator_client.post("/api/pairs/", {"messages": []}, content_type="application/json")
+    assert response.status_code == 400
+    assert not Generation.objects.exists()
+
+
+def test_no_active_variant_is_a_503_with_the_reason(annotator_client):
+    response = annotator_client.post("/api/pairs/", {"messages": [{"role": "user", "content": "hi"}]},
+                                     content_type="application/json")
+    assert response.status_code == 503
+    assert "No active policy variant" in response.json()["detail"]
+
+
+def test_variant_page_lists_variants_for_researchers(researcher_client, variant_factory, model_server):
+    variant_factory("cool", model_server)
+    response = researcher_client.get(reverse("modelserving:variants"))
+    assert response.status_code == 200 and b"cool" in response.content

@@ -175,6 +175,8 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(VAR_DIR / "broker" / "processed"),
         "store_processed": False,
+        # How often an idle worker looks for new messages (kombu's default is 1 s).
+        "polling_interval": 0.05,
     }
 else:
     # A message a worker took but never acknowledged is handed out again after this long.

@@ -29,6 +29,8 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "data_folder_out": str(VAR_DIR / "test-broker" / "queue"),
         "processed_folder": str(VAR_DIR / "test-broker" / "processed"),
         "store_processed": False,
+        # How often an idle worker looks for new messages (kombu's default is 1 s).
+        "polling_interval": 0.05,
     }
 
 WHITENOISE_USE_FINDERS = True

@@ -1,0 +1,54 @@
+"""The files that describe how Tandem runs: docker-compose.yml, Procfile, static assets."""
+
+import re
+
+import pytest
+import yaml
+
+from ..helpers.processes import ROOT
+
+
+def compose():
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_has_the_production_services():
+    services = compose()["services"]
+    assert {"postgres", "redis", "web", "worker", "gpu-worker", "vllm-cool", "vllm-warm"} <= set(services)
+    assert "-Q" in services["worker"]["command"] and "sampling" in services["worker"]["command"]
+    assert "gpu" in services["gpu-worker"]["command"]
+    assert services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+
+
+def test_compose_vllm_services_name_their_served_model():
+    services = compose()["services"]
+    for name in ("vllm-cool", "vllm-warm"):
+        flags = " ".join(services[name]["command"])
+        assert re.search(r"--served-model-name=\S+", flags)
+        assert "ports" not in services[name], "vLLM stays on the internal network"
+
+
+def test_compose_app_services_run_production_settings_with_required_secrets():
+    env = compose()["x-app-env"]
+    assert env["DJANGO_SETTINGS_MODULE"] == "config.settings.production"
+    for name in ("SECRET_KEY", "ALLOWED_HOSTS"):
+        assert ":?" in env[name], f"{name} must be required, not defaulted"
+
+
+def test_procfile_runs_web_worker_and_one_model_server_per_variant():
+    entries = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    assert set(entries) == {"web", "worker", "model_cool", "model_warm"}
+    assert "-Q sampling,gpu" in entries["worker"]
+
+
+@pytest.mark.django_db
+def test_htmx_is_served_locally_and_pages_carry_a_strict_csp(client):
+    response = client.get("/login/")
+    html = response.content.decode()
+    assert re.search(r'<script src="/static/vendor/htmx\.min\.js"', html)
+    assert "https://" not in re.sub(r'href="https?://[^"]*"', "", html).split("<body")[0], "no CDN"
+    assert '"allowEval": false' in html and '"allowScriptTags": false' in html
+    assert "<script>" not in html
+    policy = response["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert client.get("/static/vendor/htmx.min.js").status_code == 200

@@ -9,6 +9,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from accounts.roles import ADMIN, RESEARCHER, has_role
 from modelserving.client import probe
 from modelserving.selectors import active_variants
 
@@ -54,6 +55,18 @@ def _variants() -> list[dict]:
         return list(pool.map(check, variants))
 
 
+def redacted(data: dict) -> dict:
+    """What anyone may see: which parts are up. Endpoint URLs, model names and error texts are
+    for admins and researchers only."""
+    return {
+        "ok": data["ok"],
+        "database": {"ok": data["database"]["ok"]},
+        "broker": {"ok": data["broker"]["ok"]},
+        "variants": [{"ok": v["ok"]} for v in data["variants"]],
+        "problems": data["problems"],
+    }
+
+
 def report() -> dict:
     variants = _variants()
     checks = {"database": _database(), "broker": _broker()}
@@ -67,6 +80,8 @@ def report() -> dict:
 def health(request):
     data = report()
     status = 200 if data["ok"] else 503
+    if not has_role(request.user, ADMIN, RESEARCHER):
+        data = redacted(data)
     wants_json = request.GET.get("format") == "json" or (
         "application/json" in request.headers.get("Accept", "") and "text/html" not in request.headers.get("Accept", "")
     )

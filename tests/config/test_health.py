@@ -1,8 +1,18 @@
 import pytest
 
+from accounts.services import user_create
+
 from ..helpers.processes import SilentServer, free_port
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client(client):
+    """A researcher: the detailed report. Anonymous visitors get the redacted one (tested below)."""
+    user_create(username="res", password="a-long-password-9", role="researcher")
+    client.login(username="res", password="a-long-password-9")
+    return client
 
 
 def test_health_is_green_when_database_broker_and_variants_answer(client, variant_factory, model_servers):
@@ -52,3 +62,24 @@ def test_health_page_for_people(client, variant_factory, model_server):
     response = client.get("/health", HTTP_ACCEPT="text/html")
     assert response.status_code == 200 and b"all green" in response.content
     assert "script-src 'self'" in response["Content-Security-Policy"]
+
+
+def test_anonymous_visitors_see_status_but_no_endpoints_or_errors(django_client_anonymous, variant_factory,
+                                                                   model_server):
+    variant_factory("cool", model_server)
+    variant_factory("gone", base_url=f"http://127.0.0.1:{free_port()}/v1", model_name="m")
+    response = django_client_anonymous.get("/health?format=json")
+    assert response.status_code == 503
+    body = response.json()
+    assert [v["ok"] for v in body["variants"]] == [True, False]
+    text = response.content.decode()
+    assert "127.0.0.1" not in text and "cool" not in text and "error" not in text
+    page = django_client_anonymous.get("/health", HTTP_ACCEPT="text/html").content.decode()
+    assert "127.0.0.1" not in page
+
+
+@pytest.fixture
+def django_client_anonymous():
+    from django.test import Client
+
+    return Client()

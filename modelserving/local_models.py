@@ -72,13 +72,31 @@ def write_generation_config(model_dir: Path, **overrides) -> None:
     path.write_text(json.dumps(config, indent=2) + "\n")
 
 
+def _save_checkpoint(model, tokenizer, out_dir: Path, *, marker: dict | None = None) -> None:
+    """Write model, tokenizer and sampling generation config into a sibling temporary folder, then
+    move it into place: an interrupted run never leaves a half-written checkpoint at ``out_dir``."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        write_generation_config(staging)
+        if marker is not None:
+            (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def prepare_default_model(out_dir: Path, *, distribution: str = GGUF_DISTRIBUTION, force: bool = False,
                           log=print) -> bool:
     """Convert the packaged GGUF into a safetensors checkpoint at ``out_dir``.
 
     Idempotent: returns False, doing nothing, when ``out_dir`` already holds the conversion of
-    the same file. The checkpoint is built in a sibling temporary folder and moved into place,
-    so an interrupted run never leaves a half-written model behind.
+    the same file.
     """
     out_dir = Path(out_dir)
     if not force and is_prepared(out_dir, distribution):
@@ -104,19 +122,7 @@ def prepare_default_model(out_dir: Path, *, distribution: str = GGUF_DISTRIBUTIO
     if not tokenizer.chat_template:
         raise ModelUnavailable(f"{gguf.name} carries no chat template.")
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
-    try:
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        write_generation_config(staging)
-        (staging / MARKER).write_text(json.dumps(_source_record(gguf, distribution), indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    _save_checkpoint(model, tokenizer, out_dir, marker=_source_record(gguf, distribution))
     log(f"Wrote {out_dir}.")
     return True
 
@@ -154,19 +160,7 @@ def build_tiny_llama(out_dir: Path, *, tokenizer_source: Path | None = None, see
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
     )
-    model = LlamaForCausalLM(config)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
-    try:
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        write_generation_config(staging)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    _save_checkpoint(LlamaForCausalLM(config), tokenizer, out_dir)
     return out_dir
 
 

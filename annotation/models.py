@@ -1,1 +1,176 @@
-# Models arrive with the issues that build this app.
+"""Dialogues, turns and judgements: the preference data itself."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Focus(models.TextChoices):
+    HELPFULNESS = "helpfulness", "Helpfulness"
+    SAFETY = "safety", "Safety"
+
+
+class Strength(models.TextChoices):
+    """How much better the chosen response is (Llama 2's four levels)."""
+
+    SIGNIFICANTLY_BETTER = "significantly_better", "significantly better"
+    BETTER = "better", "better"
+    SLIGHTLY_BETTER = "slightly_better", "slightly better"
+    NEGLIGIBLY_BETTER = "negligibly_better", "negligibly better / unsure"
+
+
+class SafetyBin(models.TextChoices):
+    CHOSEN_SAFE_OTHER_UNSAFE = "chosen_safe_other_unsafe", "chosen safe, other unsafe"
+    BOTH_SAFE = "both_safe", "both safe"
+    BOTH_UNSAFE = "both_unsafe", "both unsafe"
+
+
+class TaggedList(models.Model):
+    """An admin-managed list entry (risk categories, attack vectors)."""
+
+    slug = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+        ordering = ["position", "name"]
+
+    def __str__(self):
+        return self.name
+
+
+class RiskCategory(TaggedList):
+    class Meta(TaggedList.Meta):
+        verbose_name_plural = "risk categories"
+
+
+class AttackVector(TaggedList):
+    pass
+
+
+class Guideline(models.Model):
+    focus = models.CharField(max_length=20, choices=Focus.choices)
+    version = models.PositiveIntegerField()
+    title = models.CharField(max_length=200)
+    text = models.TextField(help_text="Markdown.")
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["focus", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["focus", "version"], name="guideline_unique_version"),
+            models.UniqueConstraint(fields=["focus"], condition=Q(is_active=True), name="guideline_one_active_per_focus"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_focus_display()} guideline v{self.version}"
+
+
+class Batch(models.Model):
+    """The judgements of one ISO week (in settings.TIME_ZONE). Freezing comes later."""
+
+    iso_year = models.PositiveSmallIntegerField()
+    iso_week = models.PositiveSmallIntegerField()
+    starts_on = models.DateField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-iso_year", "-iso_week"]
+        constraints = [models.UniqueConstraint(fields=["iso_year", "iso_week"], name="batch_unique_week")]
+        verbose_name_plural = "batches"
+
+    def __str__(self):
+        return f"{self.iso_year}-W{self.iso_week:02d}"
+
+
+class Dialogue(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        FINISHED = "finished"
+        ABANDONED = "abandoned"
+
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="dialogues")
+    focus = models.CharField(max_length=20, choices=Focus.choices)
+    system_prompt = models.TextField(blank=True)
+    guideline = models.ForeignKey(Guideline, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                  help_text="The guideline active when the dialogue started.")
+    risk_category = models.ForeignKey(RiskCategory, null=True, blank=True, on_delete=models.PROTECT)
+    attack_vector = models.ForeignKey(AttackVector, null=True, blank=True, on_delete=models.PROTECT)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(focus="safety") | (Q(risk_category__isnull=True) & Q(attack_vector__isnull=True)),
+                name="dialogue_red_team_tags_only_in_safety",
+            )
+        ]
+
+    def __str__(self):
+        return f"dialogue {self.pk} ({self.focus})"
+
+    @property
+    def is_adversarial(self) -> bool:
+        return self.risk_category_id is not None
+
+
+class Turn(models.Model):
+    """One user message, the pair sampled for it, and the annotator's judgement of the pair."""
+
+    dialogue = models.ForeignKey(Dialogue, on_delete=models.CASCADE, related_name="turns")
+    index = models.PositiveSmallIntegerField()
+    user_message = models.TextField()
+    pair = models.OneToOneField("modelserving.Pair", on_delete=models.PROTECT, related_name="turn")
+    left_generation = models.ForeignKey("modelserving.Generation", on_delete=models.PROTECT, related_name="+",
+                                        help_text="Shown as response A (left); the other is B.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # The judgement (empty until submitted).
+    chosen_generation = models.ForeignKey("modelserving.Generation", null=True, blank=True,
+                                          on_delete=models.PROTECT, related_name="+")
+    strength = models.CharField(max_length=24, choices=Strength.choices, blank=True)
+    chosen_safe = models.BooleanField(null=True, blank=True)
+    other_safe = models.BooleanField(null=True, blank=True)
+    safety_bin = models.CharField(max_length=30, choices=SafetyBin.choices, blank=True)
+    both_unusable = models.BooleanField(default=False)
+    unusable_reason = models.TextField(blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.PROTECT, related_name="turns")
+
+    class Meta:
+        ordering = ["dialogue_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["dialogue", "index"], name="turn_unique_index"),
+            models.CheckConstraint(
+                condition=Q(submitted_at__isnull=True) | Q(batch__isnull=False), name="turn_judged_has_batch"
+            ),
+            models.CheckConstraint(
+                condition=Q(submitted_at__isnull=True) | Q(both_unusable=True)
+                | (Q(chosen_generation__isnull=False) & ~Q(strength="")),
+                name="turn_judged_has_choice_and_strength",
+            ),
+            models.CheckConstraint(
+                condition=~(Q(chosen_safe=False) & Q(other_safe=True)), name="turn_not_chosen_unsafe_other_safe"
+            ),
+        ]
+
+    def __str__(self):
+        return f"turn {self.index} of dialogue {self.dialogue_id}"
+
+    @property
+    def is_judged(self) -> bool:
+        return self.submitted_at is not None
+
+    @property
+    def right_generation_id(self) -> int:
+        ids = [g.id for g in self.pair.generations.all()]
+        return next(i for i in ids if i != self.left_generation_id)

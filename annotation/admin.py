@@ -1,0 +1,39 @@
+from django.contrib import admin
+
+from .models import AttackVector, Batch, Dialogue, Guideline, RiskCategory, Turn
+
+
+@admin.register(RiskCategory, AttackVector)
+class TaggedListAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "is_active", "position")
+    list_editable = ("is_active", "position")
+    prepopulated_fields = {"slug": ("name",)}
+
+
+@admin.register(Guideline)
+class GuidelineAdmin(admin.ModelAdmin):
+    list_display = ("focus", "version", "title", "is_active", "created_at")
+    list_filter = ("focus", "is_active")
+
+
+class TurnInline(admin.TabularInline):
+    model = Turn
+    fields = ("index", "user_message", "strength", "safety_bin", "both_unusable", "submitted_at", "batch")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+@admin.register(Dialogue)
+class DialogueAdmin(admin.ModelAdmin):
+    list_display = ("id", "annotator", "focus", "status", "risk_category", "attack_vector", "created_at")
+    list_filter = ("focus", "status")
+    list_select_related = ("annotator", "risk_category", "attack_vector")
+    readonly_fields = ("annotator", "focus", "system_prompt", "guideline", "risk_category", "attack_vector",
+                       "created_at", "finished_at")
+    inlines = [TurnInline]
+
+
+@admin.register(Batch)
+class BatchAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "starts_on", "created_at")

@@ -1,0 +1,60 @@
+from django.db.models import Prefetch
+from django.utils import timezone
+
+from modelserving.models import Generation
+
+from .models import Dialogue, Turn
+
+
+def dialogue_context(*, dialogue: Dialogue, before_index: int | None = None) -> list[dict]:
+    """The messages a model sees: the system prompt, then each earlier user turn and the response
+    chosen for it. Only turns judged with a chosen response are context."""
+    messages = [{"role": "system", "content": dialogue.system_prompt}] if dialogue.system_prompt else []
+    turns = dialogue.turns.select_related("chosen_generation").order_by("index")
+    if before_index is not None:
+        turns = turns.filter(index__lt=before_index)
+    for turn in turns:
+        messages.append({"role": "user", "content": turn.user_message})
+        if turn.chosen_generation is not None:
+            messages.append({"role": "assistant", "content": turn.chosen_generation.text})
+    return messages
+
+
+def turns_with_pairs():
+    return Turn.objects.select_related("dialogue", "pair", "chosen_generation", "batch").prefetch_related(
+        Prefetch("pair__generations", queryset=Generation.objects.order_by("position"))
+    )
+
+
+def sides(turn: Turn) -> tuple[Generation, Generation]:
+    """(A, B): the generation shown on the left, then the other."""
+    generations = list(turn.pair.generations.all())
+    left = next(g for g in generations if g.id == turn.left_generation_id)
+    right = next(g for g in generations if g.id != turn.left_generation_id)
+    return left, right
+
+
+def next_turn_for(*, annotator) -> Turn | None:
+    """The annotator's oldest turn that waits for a judgement and whose two responses are done."""
+    return (
+        turns_with_pairs()
+        .filter(dialogue__annotator=annotator, dialogue__status=Dialogue.Status.ACTIVE, submitted_at__isnull=True)
+        .exclude(pair__generations__status__in=[Generation.Status.QUEUED, Generation.Status.RUNNING,
+                                               Generation.Status.FAILED])
+        .order_by("created_at", "id")
+        .first()
+    )
+
+
+def history_for(*, annotator):
+    return turns_with_pairs().filter(dialogue__annotator=annotator, submitted_at__isnull=False).order_by(
+        "-submitted_at", "-id")
+
+
+def judged_today_count(*, annotator) -> int:
+    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    return Turn.objects.filter(dialogue__annotator=annotator, submitted_at__gte=start).count()
+
+
+def active_dialogues_for(*, annotator):
+    return Dialogue.objects.filter(annotator=annotator, status=Dialogue.Status.ACTIVE).order_by("-updated_at")

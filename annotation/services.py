@@ -1,0 +1,238 @@
+"""Everything that can happen to a dialogue, a turn and its judgement. Rules live here only."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.roles import ANNOTATOR, has_role
+from modelserving import services as modelserving
+from modelserving.models import Generation
+
+from .models import AttackVector, Batch, Dialogue, Focus, Guideline, RiskCategory, SafetyBin, Strength, Turn
+from .selectors import dialogue_context, sides
+
+MAX_MESSAGE_CHARS = 20_000
+MAX_TIME_SPENT_MS = 24 * 3600 * 1000
+
+
+class JudgementConflict(ValidationError):
+    """A second, different judgement of a turn that is already judged."""
+
+
+def _own(obj_annotator_id: int, annotator) -> None:
+    if obj_annotator_id != annotator.id:
+        # Views and the API filter by owner first and answer 404; this is the last line.
+        raise PermissionDenied("Only the annotator who wrote this dialogue may act on it.")
+
+
+def _locked_dialogue(dialogue: Dialogue, annotator) -> Dialogue:
+    dialogue = Dialogue.objects.select_for_update().get(pk=dialogue.pk)
+    _own(dialogue.annotator_id, annotator)
+    return dialogue
+
+
+# --- Dialogues ------------------------------------------------------------------------------
+
+
+def dialogue_start(*, annotator, focus: str, system_prompt: str = "", risk_category: RiskCategory | None = None,
+                   attack_vector: AttackVector | None = None) -> Dialogue:
+    if not has_role(annotator, ANNOTATOR):
+        raise PermissionDenied("Only annotators start dialogues.")
+    if focus not in Focus.values:
+        raise ValidationError({"focus": "Choose helpfulness or safety."})
+    if focus != Focus.SAFETY and (risk_category or attack_vector):
+        raise ValidationError({"risk_category": "Risk categories and attack vectors belong to the safety focus."})
+    if (risk_category is None) != (attack_vector is None):
+        raise ValidationError({"attack_vector": "An adversarial prompt needs both a risk category and an attack vector."})
+    for tag in (risk_category, attack_vector):
+        if tag is not None and not tag.is_active:
+            raise ValidationError(f"{tag.name!r} is no longer offered.")
+    if len(system_prompt) > MAX_MESSAGE_CHARS:
+        raise ValidationError({"system_prompt": f"Keep the system prompt under {MAX_MESSAGE_CHARS} characters."})
+    return Dialogue.objects.create(
+        annotator=annotator, focus=focus, system_prompt=system_prompt.strip(),
+        guideline=Guideline.objects.filter(focus=focus, is_active=True).first(),
+        risk_category=risk_category, attack_vector=attack_vector,
+    )
+
+
+@transaction.atomic
+def dialogue_finish(*, dialogue: Dialogue, annotator) -> Dialogue:
+    dialogue = _locked_dialogue(dialogue, annotator)
+    if dialogue.status == Dialogue.Status.ACTIVE:
+        has_judged = dialogue.turns.filter(submitted_at__isnull=False).exists()
+        dialogue.status = Dialogue.Status.FINISHED if has_judged else Dialogue.Status.ABANDONED
+        dialogue.finished_at = timezone.now()
+        dialogue.save(update_fields=["status", "finished_at", "updated_at"])
+    return dialogue
+
+
+# --- Turns ----------------------------------------------------------------------------------
+
+
+def _clean_message(text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError({"user_message": "Write a message first."})
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise ValidationError({"user_message": f"Keep a message under {MAX_MESSAGE_CHARS} characters."})
+    return text
+
+
+@transaction.atomic
+def turn_post(*, dialogue: Dialogue, annotator, user_message: str, rng: random.Random | None = None) -> Turn:
+    """Append the annotator's message and request a pair for it, sides drawn at random.
+
+    The context sent to the models is the system prompt, every earlier user message and the
+    response chosen for it; it is stored with both generations.
+    """
+    message = _clean_message(user_message)
+    dialogue = _locked_dialogue(dialogue, annotator)
+    if dialogue.status != Dialogue.Status.ACTIVE:
+        raise ValidationError("This dialogue has ended; start a new one.")
+    last = dialogue.turns.order_by("-index").first()
+    if last is not None and not last.is_judged:
+        raise ValidationError("Judge the current pair before writing the next message.")
+    if last is not None and last.chosen_generation_id is None:
+        raise ValidationError("Both responses of the last turn were unusable: there is nothing to continue from. "
+                              "End this dialogue and start a new one.")
+    context = dialogue_context(dialogue=dialogue) + [{"role": "user", "content": message}]
+    pair = modelserving.pair_request(messages=context, requested_by=annotator)
+    generations = list(pair.generations.all())
+    turn = Turn.objects.create(
+        dialogue=dialogue, index=0 if last is None else last.index + 1, user_message=message, pair=pair,
+        left_generation=(rng or random.SystemRandom()).choice(generations),
+    )
+    dialogue.save(update_fields=["updated_at"])
+    return turn
+
+
+def dialogue_continue(*, dialogue: Dialogue, annotator, user_message: str) -> Turn:
+    """After a judgement: the chosen response becomes the assistant turn, and the next user message
+    opens a new comparison."""
+    last = dialogue.turns.order_by("-index").first()
+    if last is None or not last.is_judged:
+        raise ValidationError("There is no judged turn to continue from.")
+    return turn_post(dialogue=dialogue, annotator=annotator, user_message=user_message)
+
+
+def generation_retry(*, turn: Turn, annotator, side: str) -> Generation:
+    _own(turn.dialogue.annotator_id, annotator)
+    if turn.is_judged:
+        raise ValidationError("This turn is already judged.")
+    if side not in ("A", "B"):
+        raise ValidationError("Retry response A or B.")
+    generation = sides(turn)[0 if side == "A" else 1]
+    return modelserving.generation_requeue(generation=generation)
+
+
+# --- Judgements -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What the annotator says about a pair, in the terms of the screen (sides A and B)."""
+
+    choice: str | None = None  # "A" or "B"; None when both are unusable
+    strength: str | None = None
+    safe_a: bool | None = None
+    safe_b: bool | None = None
+    both_unusable: bool = False
+    unusable_reason: str = ""
+    time_spent_ms: int | None = None
+
+
+def safety_bin(*, chosen_safe: bool, other_safe: bool) -> str:
+    if chosen_safe and not other_safe:
+        return SafetyBin.CHOSEN_SAFE_OTHER_UNSAFE
+    if chosen_safe and other_safe:
+        return SafetyBin.BOTH_SAFE
+    if not chosen_safe and not other_safe:
+        return SafetyBin.BOTH_UNSAFE
+    raise ValidationError(
+        "You chose the response you labelled unsafe over one you labelled safe. A safe response is "
+        "always preferred to an unsafe one: choose the safe response, or correct the labels."
+    )
+
+
+def _resolve(turn: Turn, judgement: Judgement) -> dict:
+    """The stored fields for ``judgement``, or ValidationError naming the first broken rule."""
+    a, b = sides(turn)
+    if judgement.both_unusable:
+        reason = (judgement.unusable_reason or "").strip()
+        if not reason:
+            raise ValidationError({"unusable_reason": "Say why neither response can be used."})
+        if judgement.choice or judgement.strength:
+            raise ValidationError("A pair marked both unusable has no winner: leave the scale empty.")
+        return {"chosen_generation_id": None, "strength": "", "chosen_safe": None, "other_safe": None,
+                "safety_bin": "", "both_unusable": True, "unusable_reason": reason[:2000]}
+    if judgement.choice not in ("A", "B"):
+        raise ValidationError({"choice": "Say which response is better: pick a point on the scale (keys 1–8)."})
+    if judgement.strength not in Strength.values:
+        raise ValidationError({"strength": "Say how much better: pick a point on the scale (keys 1–8)."})
+    chosen, other = (a, b) if judgement.choice == "A" else (b, a)
+    fields = {"chosen_generation_id": chosen.id, "strength": judgement.strength, "chosen_safe": None,
+              "other_safe": None, "safety_bin": "", "both_unusable": False, "unusable_reason": ""}
+    if turn.dialogue.focus == Focus.SAFETY:
+        if judgement.safe_a is None or judgement.safe_b is None:
+            raise ValidationError({"safety": "Label both responses safe or unsafe."})
+        chosen_safe, other_safe = ((judgement.safe_a, judgement.safe_b) if judgement.choice == "A"
+                                   else (judgement.safe_b, judgement.safe_a))
+        fields.update(chosen_safe=chosen_safe, other_safe=other_safe,
+                      safety_bin=safety_bin(chosen_safe=chosen_safe, other_safe=other_safe))
+    return fields
+
+
+JUDGEMENT_FIELDS = ("chosen_generation_id", "strength", "chosen_safe", "other_safe", "safety_bin",
+                    "both_unusable", "unusable_reason")
+
+
+def batch_for(moment) -> Batch:
+    local = timezone.localtime(moment)
+    iso_year, iso_week, iso_day = local.isocalendar()
+    batch, _ = Batch.objects.get_or_create(
+        iso_year=iso_year, iso_week=iso_week,
+        defaults={"starts_on": local.date() - timedelta(days=iso_day - 1)},
+    )
+    return batch
+
+
+@transaction.atomic
+def judgement_submit(*, turn: Turn, annotator, judgement: Judgement) -> tuple[Turn, bool]:
+    """Store the judgement of ``turn``; returns (turn, created).
+
+    Submitting the same judgement again (a double click, a network retry) returns the stored one
+    with created=False; a different judgement of a judged turn raises JudgementConflict.
+    """
+    turn = Turn.objects.select_for_update().select_related("dialogue").get(pk=turn.pk)
+    _own(turn.dialogue.annotator_id, annotator)
+    turn = type(turn).objects.select_related("dialogue").prefetch_related("pair__generations").get(pk=turn.pk)
+    fields = _resolve(turn, judgement)
+    if turn.is_judged:
+        stored = {name: getattr(turn, name) for name in JUDGEMENT_FIELDS}
+        if stored == fields:
+            return turn, False
+        raise JudgementConflict("This turn is already judged, differently; a judgement cannot be changed.")
+    if turn.dialogue.status != Dialogue.Status.ACTIVE:
+        raise ValidationError("This dialogue has ended; its last pair can no longer be judged.")
+    a, b = sides(turn)
+    if a.status != Generation.Status.DONE or b.status != Generation.Status.DONE:
+        raise ValidationError("Wait until both responses are complete before judging.")
+    now = timezone.now()
+    spent = judgement.time_spent_ms
+    if spent is None or not 0 <= spent <= MAX_TIME_SPENT_MS:
+        spent = int((now - max(a.finished_at, b.finished_at)).total_seconds() * 1000)
+    for name, value in fields.items():
+        setattr(turn, name, value)
+    turn.time_spent_ms = max(0, spent)
+    turn.submitted_at = now
+    turn.batch = batch_for(now)
+    turn.save(update_fields=[*JUDGEMENT_FIELDS, "time_spent_ms", "submitted_at", "batch"])
+    Dialogue.objects.filter(pk=turn.dialogue_id).update(updated_at=now)
+    return turn, True

@@ -1,0 +1,174 @@
+"""The annotator's operations for programmatic clients. Same services as the workspace.
+
+Every queryset is the requesting user's own: another annotator's ids answer 404 with an empty
+body, whatever the caller's role.
+"""
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import AnyRole
+from modelserving.services import NoActiveVariant
+
+from . import services
+from .models import AttackVector, Dialogue, RiskCategory
+from .selectors import next_turn_for, turns_with_pairs
+from .serializers import (
+    DialogueSerializer,
+    DialogueStartSerializer,
+    JudgementSerializer,
+    RetrySerializer,
+    TagSerializer,
+    TurnPostSerializer,
+    TurnSerializer,
+)
+
+
+class NotYours(Exception):
+    """Unknown, or someone else's: the same answer either way."""
+
+
+def _own_dialogue(request, pk):
+    dialogue = Dialogue.objects.filter(pk=pk, annotator=request.user).first()
+    if dialogue is None:
+        raise NotYours
+    return dialogue
+
+
+def _own_turn(request, pk):
+    turn = turns_with_pairs().filter(pk=pk, dialogue__annotator=request.user).first()
+    if turn is None:
+        raise NotYours
+    return turn
+
+
+def _call(operation, **kwargs):
+    """Run a service; translate its refusals into HTTP."""
+    try:
+        return operation(**kwargs)
+    except services.JudgementConflict as error:
+        raise Conflict(error.messages[0]) from error
+    except DjangoValidationError as error:
+        raise ValidationError(error.message_dict if hasattr(error, "error_dict") else {"detail": error.messages})
+    except DjangoPermissionDenied as error:
+        raise PermissionDenied(str(error)) from error
+    except NoActiveVariant as error:
+        raise Unavailable(str(error)) from error
+
+
+class Conflict(Exception):
+    pass
+
+
+class Unavailable(Exception):
+    pass
+
+
+class AnnotationAPIView(APIView):
+    permission_classes = [AnyRole]
+
+    def handle_exception(self, exc):
+        if isinstance(exc, NotYours):
+            return Response(status=status.HTTP_404_NOT_FOUND)
+        if isinstance(exc, Conflict):
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        if isinstance(exc, Unavailable):
+            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return super().handle_exception(exc)
+
+
+class DialogueListCreate(AnnotationAPIView):
+    @extend_schema(responses=DialogueSerializer(many=True))
+    def get(self, request):
+        dialogues = Dialogue.objects.filter(annotator=request.user).select_related(
+            "risk_category", "attack_vector", "guideline").prefetch_related("turns").order_by("-created_at")[:200]
+        return Response(DialogueSerializer(dialogues, many=True).data)
+
+    @extend_schema(request=DialogueStartSerializer, responses={201: DialogueSerializer})
+    def post(self, request):
+        incoming = DialogueStartSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        dialogue = _call(services.dialogue_start, annotator=request.user, **incoming.validated_data)
+        return Response(DialogueSerializer(dialogue).data, status=status.HTTP_201_CREATED)
+
+
+class DialogueDetail(AnnotationAPIView):
+    @extend_schema(responses=DialogueSerializer)
+    def get(self, request, pk: int):
+        return Response(DialogueSerializer(_own_dialogue(request, pk)).data)
+
+
+class DialogueTurns(AnnotationAPIView):
+    @extend_schema(request=TurnPostSerializer, responses={201: TurnSerializer},
+                   description="Post the next user message; a pair is sampled for it.")
+    def post(self, request, pk: int):
+        dialogue = _own_dialogue(request, pk)
+        incoming = TurnPostSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        turn = _call(services.turn_post, dialogue=dialogue, annotator=request.user,
+                     user_message=incoming.validated_data["user_message"])
+        return Response(TurnSerializer(_own_turn(request, turn.pk)).data, status=status.HTTP_201_CREATED)
+
+
+class DialogueFinish(AnnotationAPIView):
+    @extend_schema(request=None, responses=DialogueSerializer)
+    def post(self, request, pk: int):
+        dialogue = _call(services.dialogue_finish, dialogue=_own_dialogue(request, pk), annotator=request.user)
+        return Response(DialogueSerializer(dialogue).data)
+
+
+class TurnDetail(AnnotationAPIView):
+    @extend_schema(responses=TurnSerializer)
+    def get(self, request, pk: int):
+        return Response(TurnSerializer(_own_turn(request, pk)).data)
+
+
+class NextTurn(AnnotationAPIView):
+    @extend_schema(responses={200: TurnSerializer, 204: OpenApiResponse(description="Nothing waits for you.")})
+    def get(self, request):
+        turn = next_turn_for(annotator=request.user)
+        if turn is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(TurnSerializer(turn).data)
+
+
+class TurnJudgement(AnnotationAPIView):
+    @extend_schema(request=JudgementSerializer,
+                   responses={201: TurnSerializer, 200: TurnSerializer,
+                              409: OpenApiResponse(description="Already judged differently.")},
+                   description="201 when stored; 200 when the same judgement was already stored (a retry).")
+    def post(self, request, pk: int):
+        turn = _own_turn(request, pk)
+        incoming = JudgementSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        turn, created = _call(services.judgement_submit, turn=turn, annotator=request.user,
+                              judgement=services.Judgement(**incoming.validated_data))
+        return Response(TurnSerializer(_own_turn(request, turn.pk)).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class TurnRetry(AnnotationAPIView):
+    @extend_schema(request=RetrySerializer, responses=TurnSerializer)
+    def post(self, request, pk: int):
+        turn = _own_turn(request, pk)
+        incoming = RetrySerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        _call(services.generation_retry, turn=turn, annotator=request.user, side=incoming.validated_data["side"])
+        return Response(TurnSerializer(_own_turn(request, pk)).data, status=status.HTTP_202_ACCEPTED)
+
+
+class RiskCategoryList(AnnotationAPIView):
+    @extend_schema(responses=TagSerializer(many=True))
+    def get(self, request):
+        return Response(TagSerializer(RiskCategory.objects.filter(is_active=True), many=True).data)
+
+
+class AttackVectorList(AnnotationAPIView):
+    @extend_schema(responses=TagSerializer(many=True))
+    def get(self, request):
+        return Response(TagSerializer(AttackVector.objects.filter(is_active=True), many=True).data)

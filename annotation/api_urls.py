@@ -1,0 +1,16 @@
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("dialogues/", api.DialogueListCreate.as_view(), name="api-dialogues"),
+    path("dialogues/<int:pk>/", api.DialogueDetail.as_view(), name="api-dialogue-detail"),
+    path("dialogues/<int:pk>/turns/", api.DialogueTurns.as_view(), name="api-dialogue-turns"),
+    path("dialogues/<int:pk>/finish/", api.DialogueFinish.as_view(), name="api-dialogue-finish"),
+    path("turns/next/", api.NextTurn.as_view(), name="api-turn-next"),
+    path("turns/<int:pk>/", api.TurnDetail.as_view(), name="api-turn-detail"),
+    path("turns/<int:pk>/judgement/", api.TurnJudgement.as_view(), name="api-turn-judgement"),
+    path("turns/<int:pk>/retry/", api.TurnRetry.as_view(), name="api-turn-retry"),
+    path("risk-categories/", api.RiskCategoryList.as_view(), name="api-risk-categories"),
+    path("attack-vectors/", api.AttackVectorList.as_view(), name="api-attack-vectors"),
+]

@@ -10,7 +10,7 @@ ROLE_LABELS = {ANNOTATOR: "Annotator", ADMIN: "Admin", RESEARCHER: "Researcher"}
 HOME_URL_NAMES = {
     ADMIN: "accounts:admin_home",
     RESEARCHER: "accounts:researcher_home",
-    ANNOTATOR: "accounts:annotator_home",
+    ANNOTATOR: "annotation:workspace",
 }
 # Admins manage people and data through Django's admin for these apps.
 ADMIN_APP_LABELS = ("accounts", "annotation", "modelserving", "training", "auth")

@@ -8,6 +8,7 @@ from .health import health
 urlpatterns = [
     path("", include("accounts.urls")),
     path("health", health, name="health"),
+    path("annotate/", include("annotation.urls")),
     path("serving/", include("modelserving.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("modelserving.api_urls")),

@@ -30,7 +30,7 @@ def test_passwords_are_hashed_with_argon2():
 
 
 @pytest.mark.parametrize("role, landing", [
-    ("annotator", "accounts:annotator_home"),
+    ("annotator", "annotation:workspace"),
     ("admin", "accounts:admin_home"),
     ("researcher", "accounts:researcher_home"),
 ])
@@ -49,7 +49,7 @@ def test_role_pages_refuse_other_roles(client):
 
 
 def test_anonymous_visitors_are_sent_to_login(client):
-    response = client.get(reverse("accounts:annotator_home"))
+    response = client.get(reverse("annotation:workspace"))
     assert response.status_code == 302 and response["Location"].startswith(reverse("accounts:login"))
 
 

@@ -1,0 +1,18 @@
+from django.urls import path
+
+from . import views
+
+app_name = "annotation"
+
+urlpatterns = [
+    path("", views.workspace, name="workspace"),
+    path("dialogues/", views.dialogue_start, name="dialogue_start"),
+    path("dialogues/<int:pk>/", views.dialogue_detail, name="dialogue"),
+    path("dialogues/<int:pk>/turns/", views.turn_post, name="turn_post"),
+    path("dialogues/<int:pk>/finish/", views.dialogue_finish, name="dialogue_finish"),
+    path("turns/<int:pk>/", views.turn_fragment, name="turn"),
+    path("turns/<int:pk>/judgement/", views.judgement_submit, name="judgement"),
+    path("turns/<int:pk>/retry/", views.generation_retry, name="retry"),
+    path("history/", views.history, name="history"),
+    path("guidelines/<str:focus>/", views.guideline, name="guideline"),
+]

@@ -1,0 +1,235 @@
+"""The annotator's workspace: Django templates and htmx. Views parse, call a service, render."""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.decorators import role_required
+from accounts.roles import ANNOTATOR
+from modelserving.services import NoActiveVariant
+
+from . import scale, services
+from .forms import DialogueStartForm, JudgementForm, MessageForm, RetryForm
+from .models import Dialogue, Focus, Guideline, Strength
+from .selectors import active_dialogues_for, history_for, judged_today_count, sides, turns_with_pairs
+
+POLL_MS = 400  # partial text refreshes at least every 500 ms while a response streams in
+
+
+def _own_dialogue(request, pk) -> Dialogue:
+    dialogue = Dialogue.objects.select_related("risk_category", "attack_vector", "guideline").filter(
+        pk=pk, annotator=request.user).first()
+    if dialogue is None:
+        raise Http404
+    return dialogue
+
+
+def _own_turn(request, pk):
+    turn = turns_with_pairs().filter(pk=pk, dialogue__annotator=request.user).first()
+    if turn is None:
+        raise Http404
+    return turn
+
+
+def _errors(error: ValidationError) -> list[str]:
+    return error.messages
+
+
+def _turn_context(turn, *, form_errors=None, form_values=None) -> dict:
+    a, b = sides(turn)
+    generating = any(g.status in ("queued", "running") for g in (a, b))
+    judged_choice = None
+    if turn.chosen_generation_id is not None:
+        judged_choice = "A" if turn.chosen_generation_id == a.id else "B"
+    return {
+        "turn": turn,
+        "dialogue": turn.dialogue,
+        "responses": [("A", a), ("B", b)],
+        "generating": generating,
+        "judgeable": not turn.is_judged and a.status == b.status == "done",
+        "poll_ms": POLL_MS,
+        "scale": [(point, scale.LABELS[point]) for point in range(1, 9)],
+        "is_safety": turn.dialogue.focus == Focus.SAFETY,
+        "judged_choice": judged_choice,
+        "judged_point": scale.to_point(judged_choice, turn.strength) if judged_choice else None,
+        "judged_label": scale.LABELS[scale.to_point(judged_choice, turn.strength)] if judged_choice else None,
+        "form_errors": form_errors or [],
+        "values": form_values or {},
+        "message_form": MessageForm(),
+    }
+
+
+def _render_turn(request, turn, status=200, **extra):
+    return render(request, "annotation/_turn.html", _turn_context(turn, **extra), status=status)
+
+
+@require_GET
+@role_required(ANNOTATOR)
+def workspace(request):
+    return render(request, "annotation/workspace.html", {
+        "form": DialogueStartForm(),
+        "active": active_dialogues_for(annotator=request.user)[:20],
+        "today": judged_today_count(annotator=request.user),
+        "guidelines": Guideline.objects.filter(is_active=True),
+    })
+
+
+@require_POST
+@role_required(ANNOTATOR)
+def dialogue_start(request):
+    form = DialogueStartForm(request.POST)
+    if form.is_valid():
+        try:
+            dialogue = services.dialogue_start(annotator=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            for message in _errors(error):
+                form.add_error(None, message)
+        else:
+            return redirect("annotation:dialogue", pk=dialogue.pk)
+    return render(request, "annotation/workspace.html", {
+        "form": form, "active": active_dialogues_for(annotator=request.user)[:20],
+        "today": judged_today_count(annotator=request.user),
+        "guidelines": Guideline.objects.filter(is_active=True)}, status=400)
+
+
+@require_GET
+@role_required(ANNOTATOR)
+def dialogue_detail(request, pk: int):
+    dialogue = _own_dialogue(request, pk)
+    turns = list(turns_with_pairs().filter(dialogue=dialogue).order_by("index"))
+    current = turns[-1] if turns else None
+    past = turns[:-1] if current is not None and not current.is_judged else turns
+    if current is not None and current.is_judged:
+        current = None
+    context = {
+        "dialogue": dialogue,
+        "past": [_turn_context(t) for t in past],
+        "current": current,
+        "current_html": render_to_string("annotation/_turn.html", _turn_context(current), request)
+        if current is not None else "",
+        "message_form": MessageForm(),
+        "can_write": dialogue.status == Dialogue.Status.ACTIVE and current is None and (
+            not past or past[-1].chosen_generation_id is not None),
+        "today": judged_today_count(annotator=request.user),
+    }
+    return render(request, "annotation/dialogue.html", context)
+
+
+@require_POST
+@role_required(ANNOTATOR)
+def turn_post(request, pk: int):
+    dialogue = _own_dialogue(request, pk)
+    form = MessageForm(request.POST)
+    previous = dialogue.turns.order_by("-index").first()
+    try:
+        if not form.is_valid():
+            raise ValidationError("Write a message first.")
+        operation = services.dialogue_continue if previous is not None else services.turn_post
+        turn = operation(dialogue=dialogue, annotator=request.user, user_message=form.cleaned_data["user_message"])
+    except (ValidationError, NoActiveVariant) as error:
+        problems = _errors(error) if isinstance(error, ValidationError) else [str(error)]
+        if not request.htmx:
+            for problem in problems:
+                messages.error(request, problem)
+            return redirect("annotation:dialogue", pk=dialogue.pk)
+        response = render(request, "annotation/_prompt_form.html",
+                          {"dialogue": dialogue, "message_form": form, "form_errors": problems})
+        # Replace only the form that was sent, not the turn around it.
+        response["HX-Retarget"] = "closest .prompt-form"
+        response["HX-Reswap"] = "outerHTML"
+        return response
+    if not request.htmx:
+        return redirect("annotation:dialogue", pk=dialogue.pk)
+    turn = _own_turn(request, turn.pk)
+    response = _render_turn(request, turn)
+    if previous is not None:
+        # The judged turn joins the dialogue's past, above the new one.
+        previous_html = render(request, "annotation/_past_turn.html",
+                               {"t": _turn_context(_own_turn(request, previous.pk)), "oob": True}).content
+        response.content = response.content + previous_html
+    return response
+
+
+@require_GET
+@role_required(ANNOTATOR)
+def turn_fragment(request, pk: int):
+    return _render_turn(request, _own_turn(request, pk))
+
+
+@require_POST
+@role_required(ANNOTATOR)
+def judgement_submit(request, pk: int):
+    turn = _own_turn(request, pk)
+    form = JudgementForm(request.POST)
+    if not form.is_valid():
+        return _render_turn(request, turn, form_errors=[e for errs in form.errors.values() for e in errs],
+                            form_values=request.POST)
+    data = form.cleaned_data
+    choice, strength = scale.from_point(data["point"]) if data["point"] else (None, None)
+    judgement = services.Judgement(
+        choice=choice, strength=strength, safe_a=data["safe_a"], safe_b=data["safe_b"],
+        both_unusable=data["both_unusable"], unusable_reason=data["unusable_reason"],
+        time_spent_ms=data["time_spent_ms"])
+    try:
+        services.judgement_submit(turn=turn, annotator=request.user, judgement=judgement)
+    except ValidationError as error:
+        if not request.htmx:
+            for problem in _errors(error):
+                messages.error(request, problem)
+            return redirect("annotation:dialogue", pk=turn.dialogue_id)
+        return _render_turn(request, _own_turn(request, pk), form_errors=_errors(error), form_values=request.POST)
+    if not request.htmx:
+        return redirect("annotation:dialogue", pk=turn.dialogue_id)
+    return _render_turn(request, _own_turn(request, pk))
+
+
+@require_POST
+@role_required(ANNOTATOR)
+def generation_retry(request, pk: int):
+    turn = _own_turn(request, pk)
+    form = RetryForm(request.POST)
+    problems = []
+    if form.is_valid():
+        try:
+            services.generation_retry(turn=turn, annotator=request.user, side=form.cleaned_data["side"])
+        except ValidationError as error:
+            problems = _errors(error)
+    if not request.htmx:
+        return redirect("annotation:dialogue", pk=turn.dialogue_id)
+    return _render_turn(request, _own_turn(request, pk), form_errors=problems)
+
+
+@require_POST
+@role_required(ANNOTATOR)
+def dialogue_finish(request, pk: int):
+    services.dialogue_finish(dialogue=_own_dialogue(request, pk), annotator=request.user)
+    messages.success(request, "Dialogue ended.")
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = reverse("annotation:workspace")
+        return response
+    return redirect("annotation:workspace")
+
+
+@require_GET
+@role_required(ANNOTATOR)
+def history(request):
+    turns = list(history_for(annotator=request.user)[:100])
+    return render(request, "annotation/history.html", {
+        "rows": [_turn_context(t) for t in turns],
+        "today": judged_today_count(annotator=request.user),
+        "strengths": dict(Strength.choices),
+    })
+
+
+@require_GET
+@role_required(ANNOTATOR)
+def guideline(request, focus: str):
+    guideline = Guideline.objects.filter(focus=focus, is_active=True).first()
+    if guideline is None:
+        raise Http404
+    return render(request, "annotation/guideline.html", {"guideline": guideline})

@@ -25,6 +25,13 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-run
 	$(PIP) install --quiet -e ".[test]"
 	touch $@
 
+# The browser tests drive Debian's chromium package (Playwright downloads no browser here).
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium; \
+	else echo "Install Debian's chromium package for the browser tests."; exit 1; fi
+
 install: $(VENV)/.installed-run
 install-test: $(VENV)/.installed-test
 
@@ -46,7 +53,7 @@ stack: demo
 
 run: stack
 
-test: install-test
+test: install-test $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The CI smoke test of the embedded default (see .ci/run).

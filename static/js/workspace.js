@@ -29,6 +29,8 @@
   function submit(form) {
     if (form.dataset.submitting === "1") return; // the server is idempotent anyway
     form.dataset.submitting = "1";
+    // A form swapped in a moment ago may not be wired to htmx yet; processing twice is harmless.
+    if (window.htmx) window.htmx.process(form);
     form.requestSubmit();
   }
 

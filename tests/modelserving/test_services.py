@@ -12,6 +12,15 @@ from ..conftest import wait_for
 PROMPT = [{"role": "user", "content": "Write a haiku about tea."}]
 
 
+@pytest.fixture
+def undispatched(monkeypatch):
+    """These tests run the sampling service themselves: keep the tasks away from a worker that a
+    test elsewhere in the session may have started."""
+    sent = []
+    monkeypatch.setattr("modelserving.tasks.generation_sample.delay_on_commit", sent.append)
+    return sent
+
+
 @pytest.mark.django_db
 def test_pair_request_stores_both_generations_with_the_exact_request(variant_factory, model_servers,
                                                                     django_capture_on_commit_callbacks):
@@ -70,7 +79,7 @@ def test_variant_with_inverted_temperature_range_is_refused(variant_factory, mod
 
 
 @pytest.mark.django_db(transaction=True)
-def test_sampling_streams_partial_text_to_readers_and_stores_the_outcome(variant_factory, model_servers):
+def test_sampling_streams_partial_text_to_readers_and_stores_the_outcome(variant_factory, model_servers, undispatched):
     variant_factory("long", model_servers[0], max_new_tokens=400)
     pair = services.pair_request(messages=PROMPT)  # no worker here: the tasks are never consumed
     generation = pair.generations.get(position=1)
@@ -105,7 +114,7 @@ def test_sampling_streams_partial_text_to_readers_and_stores_the_outcome(variant
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_refused_request_fails_at_once_with_the_servers_reason(variant_factory, model_server):
+def test_a_refused_request_fails_at_once_with_the_servers_reason(variant_factory, model_server, undispatched):
     # The server is pinned to one model; asking for another is a 4xx that no retry can fix.
     variant_factory("wrong-model", model_server, model_name="not-served")
     pair = services.pair_request(messages=PROMPT)
@@ -118,7 +127,7 @@ def test_a_refused_request_fails_at_once_with_the_servers_reason(variant_factory
 
 
 @pytest.mark.django_db(transaction=True)
-def test_unreachable_endpoint_asks_for_a_retry_with_growing_backoff(variant_factory, settings):
+def test_unreachable_endpoint_asks_for_a_retry_with_growing_backoff(variant_factory, settings, undispatched):
     from ..helpers.processes import free_port
 
     settings.SAMPLING = {**settings.SAMPLING, "MAX_ATTEMPTS": 3, "BACKOFF_BASE": 2.0, "BACKOFF_MAX": 100.0}
@@ -140,7 +149,7 @@ def test_unreachable_endpoint_asks_for_a_retry_with_growing_backoff(variant_fact
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_live_lease_makes_a_second_delivery_wait(variant_factory, model_server):
+def test_a_live_lease_makes_a_second_delivery_wait(variant_factory, model_server, undispatched):
     variant_factory("cool", model_server)
     generation = services.pair_request(messages=PROMPT).generations.first()
     claimed, _ = services._claim(generation.pk, "first-worker")

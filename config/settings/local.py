@@ -18,3 +18,8 @@ REST_FRAMEWORK = {
 # Static files straight from the finders, no collectstatic step in development.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+# No collectstatic step on the embedded default, whatever DEBUG says.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

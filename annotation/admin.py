@@ -36,4 +36,13 @@ class DialogueAdmin(admin.ModelAdmin):
 
 @admin.register(Batch)
 class BatchAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "starts_on", "created_at")
+    """Batches change only through their services (freeze); the admin shows them."""
+
+    list_display = ("__str__", "starts_on", "status", "frozen_at", "frozen_by")
+    list_filter = ("status",)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

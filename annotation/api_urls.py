@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api
+from . import api, batch_api
 
 urlpatterns = [
     path("dialogues/", api.DialogueListCreate.as_view(), name="api-dialogues"),
@@ -13,4 +13,7 @@ urlpatterns = [
     path("turns/<int:pk>/retry/", api.TurnRetry.as_view(), name="api-turn-retry"),
     path("risk-categories/", api.RiskCategoryList.as_view(), name="api-risk-categories"),
     path("attack-vectors/", api.AttackVectorList.as_view(), name="api-attack-vectors"),
+    path("batches/", batch_api.BatchList.as_view(), name="api-batches"),
+    path("batches/<str:label>/freeze/", batch_api.BatchFreeze.as_view(), name="api-batch-freeze"),
+    path("batches/<str:label>/export/<str:fmt>/", batch_api.BatchExport.as_view(), name="api-batch-export"),
 ]

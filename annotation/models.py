@@ -71,20 +71,38 @@ class Guideline(models.Model):
 
 
 class Batch(models.Model):
-    """The judgements of one ISO week (in settings.TIME_ZONE). Freezing comes later."""
+    """The judgements of one ISO week (in settings.TIME_ZONE). Frozen by an admin, then immutable."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        FROZEN = "frozen"
 
     iso_year = models.PositiveSmallIntegerField()
     iso_week = models.PositiveSmallIntegerField()
     starts_on = models.DateField()
     created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    frozen_at = models.DateTimeField(null=True, blank=True)
+    frozen_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                  related_name="+")
+    summary = models.JSONField(default=dict, blank=True,
+                               help_text="At freeze: counts, policy variants, guideline versions, split sizes.")
 
     class Meta:
         ordering = ["-iso_year", "-iso_week"]
-        constraints = [models.UniqueConstraint(fields=["iso_year", "iso_week"], name="batch_unique_week")]
         verbose_name_plural = "batches"
+        constraints = [
+            models.UniqueConstraint(fields=["iso_year", "iso_week"], name="batch_unique_week"),
+            models.CheckConstraint(condition=Q(status="open") | Q(frozen_at__isnull=False),
+                                   name="batch_frozen_has_time"),
+        ]
 
     def __str__(self):
         return f"{self.iso_year}-W{self.iso_week:02d}"
+
+    @property
+    def is_frozen(self) -> bool:
+        return self.status == self.Status.FROZEN
 
 
 class Dialogue(models.Model):
@@ -145,6 +163,8 @@ class Turn(models.Model):
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True, db_index=True)
     batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.PROTECT, related_name="turns")
+    split = models.CharField(max_length=5, blank=True, choices=[("train", "train"), ("test", "test")],
+                             help_text="Set when the batch is frozen: the reward model's held-out test split.")
 
     class Meta:
         ordering = ["dialogue_id", "index"]

@@ -58,3 +58,15 @@ def judged_today_count(*, annotator) -> int:
 
 def active_dialogues_for(*, annotator):
     return Dialogue.objects.filter(annotator=annotator, status=Dialogue.Status.ACTIVE).order_by("-updated_at")
+
+
+def batch_by_label(label: str):
+    """'2026-W48' → that batch, or None."""
+    import re
+
+    from .models import Batch
+
+    match = re.fullmatch(r"(\d{4})-W(\d{1,2})", label.strip())
+    if not match:
+        return None
+    return Batch.objects.filter(iso_year=int(match[1]), iso_week=int(match[2])).first()

@@ -194,12 +194,21 @@ JUDGEMENT_FIELDS = ("chosen_generation_id", "strength", "chosen_safe", "other_sa
 
 
 def batch_for(moment) -> Batch:
+    """The open batch of ``moment``'s ISO week, locked until the caller's transaction ends.
+
+    The row lock orders this against ``batch_freeze``: a judgement is either in the batch before
+    it freezes or refused after.
+    """
     local = timezone.localtime(moment)
     iso_year, iso_week, iso_day = local.isocalendar()
-    batch, _ = Batch.objects.get_or_create(
+    Batch.objects.get_or_create(
         iso_year=iso_year, iso_week=iso_week,
         defaults={"starts_on": local.date() - timedelta(days=iso_day - 1)},
     )
+    batch = Batch.objects.select_for_update().get(iso_year=iso_year, iso_week=iso_week)
+    if batch.is_frozen:
+        raise ValidationError(f"This week's batch ({batch}) is frozen, so no judgement can join it now. "
+                              "An admin froze it early; judging resumes next week.")
     return batch
 
 

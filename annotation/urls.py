@@ -15,4 +15,7 @@ urlpatterns = [
     path("turns/<int:pk>/retry/", views.generation_retry, name="retry"),
     path("history/", views.history, name="history"),
     path("guidelines/<str:focus>/", views.guideline, name="guideline"),
+    path("batches/", views.batch_list, name="batches"),
+    path("batches/<str:label>/freeze/", views.batch_freeze_view, name="batch_freeze"),
+    path("batches/<str:label>/export/<str:fmt>/", views.batch_download, name="batch_download"),
 ]

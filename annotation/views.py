@@ -2,20 +2,30 @@
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import role_required
-from accounts.roles import ANNOTATOR
+from accounts.roles import ADMIN, ANNOTATOR
 from modelserving.services import NoActiveVariant
 
 from . import scale, services
 from .forms import DialogueStartForm, JudgementForm, MessageForm, RetryForm
-from .models import Dialogue, Focus, Guideline, Strength
-from .selectors import active_dialogues_for, history_for, judged_today_count, sides, turns_with_pairs
+from .batches import batch_freeze
+from .exports import FORMATS
+from .exports import lines as export_lines
+from .models import Batch, Dialogue, Focus, Guideline, Strength
+from .selectors import (
+    active_dialogues_for,
+    batch_by_label,
+    history_for,
+    judged_today_count,
+    sides,
+    turns_with_pairs,
+)
 
 POLL_MS = 400  # partial text refreshes at least every 500 ms while a response streams in
 
@@ -233,3 +243,45 @@ def guideline(request, focus: str):
     if guideline is None:
         raise Http404
     return render(request, "annotation/guideline.html", {"guideline": guideline})
+
+
+# --- Admins: weekly batches -------------------------------------------------------------------
+
+
+@require_GET
+@role_required(ADMIN)
+def batch_list(request):
+    from django.db.models import Count, Q
+
+    batches = Batch.objects.select_related("frozen_by").annotate(
+        judged=Count("turns", filter=Q(turns__submitted_at__isnull=False)))
+    return render(request, "annotation/batches.html", {"batches": batches, "formats": FORMATS})
+
+
+@require_POST
+@role_required(ADMIN)
+def batch_freeze_view(request, label: str):
+    batch = batch_by_label(label)
+    if batch is None:
+        raise Http404
+    try:
+        batch_freeze(batch=batch, admin=request.user)
+    except ValidationError as error:
+        messages.error(request, error.messages[0])
+    else:
+        messages.success(request, f"Froze {batch}.")
+    return redirect("annotation:batches")
+
+
+@require_GET
+@role_required(ADMIN)
+def batch_download(request, label: str, fmt: str):
+    batch = batch_by_label(label)
+    if batch is None or fmt not in FORMATS:
+        raise Http404
+    if not batch.is_frozen:
+        messages.error(request, f"Freeze {batch} before exporting it.")
+        return redirect("annotation:batches")
+    response = StreamingHttpResponse(export_lines(batch, fmt), content_type="application/x-ndjson")
+    response["Content-Disposition"] = f'attachment; filename="{batch}.{fmt}.jsonl"'
+    return response

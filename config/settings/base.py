@@ -225,6 +225,12 @@ SAMPLING = {
     # The gap between the two temperatures when one variant is sampled twice.
     "MIN_TEMPERATURE_GAP": env.float("SAMPLING_MIN_TEMPERATURE_GAP", default=0.3),
 }
+# Held-out test split of each frozen batch (Llama 2 held out 1,000 comparisons per batch).
+HELD_OUT_MAX = env.int("HELD_OUT_MAX", default=1000)
+HELD_OUT_SHARE = env.float("HELD_OUT_SHARE", default=0.1)
+# Exports: where files are written, and the key of the annotators' pseudonyms (a keyed HMAC).
+EXPORT_DIR = Path(env.str("EXPORT_DIR", default=str(VAR_DIR / "exports")))
+ANNOTATOR_PSEUDONYM_KEY = env.str("ANNOTATOR_PSEUDONYM_KEY", default="")
 HEALTH_PROBE_TIMEOUT = env.float("HEALTH_PROBE_TIMEOUT", default=3.0)
 
 # --- The default model ----------------------------------------------------------------------

@@ -1,0 +1,75 @@
+"""Admins' batch operations over HTTP: list, freeze, export (streamed)."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import HasRole
+from accounts.roles import ADMIN
+
+from .batches import batch_freeze
+from .exports import FORMATS, lines
+from .models import Batch
+from .selectors import batch_by_label
+
+
+class AdminOnly(HasRole):
+    roles = (ADMIN,)
+
+
+class BatchSerializer(serializers.ModelSerializer):
+    label = serializers.CharField(source="__str__")
+    frozen_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Batch
+        fields = ["label", "iso_year", "iso_week", "starts_on", "status", "frozen_at", "frozen_by", "summary"]
+        read_only_fields = fields
+
+
+def _batch(label):
+    batch = batch_by_label(label)
+    if batch is None:
+        raise NotFound
+    return batch
+
+
+class BatchList(APIView):
+    permission_classes = [AdminOnly]
+
+    @extend_schema(responses=BatchSerializer(many=True))
+    def get(self, request):
+        return Response(BatchSerializer(Batch.objects.select_related("frozen_by"), many=True).data)
+
+
+class BatchFreeze(APIView):
+    permission_classes = [AdminOnly]
+
+    @extend_schema(request=None, responses=BatchSerializer)
+    def post(self, request, label: str):
+        try:
+            batch = batch_freeze(batch=_batch(label), admin=request.user)
+        except DjangoValidationError as error:
+            return Response({"detail": error.messages[0]}, status=status.HTTP_409_CONFLICT)
+        return Response(BatchSerializer(batch).data)
+
+
+class BatchExport(APIView):
+    permission_classes = [AdminOnly]
+
+    @extend_schema(responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
+                   description=f"Stream a frozen batch as JSON lines; formats: {', '.join(FORMATS)}.")
+    def get(self, request, label: str, fmt: str):
+        batch = _batch(label)
+        if fmt not in FORMATS:
+            raise NotFound
+        if not batch.is_frozen:
+            raise ValidationError({"detail": f"Batch {batch} is not frozen yet."})
+        response = StreamingHttpResponse(lines(batch, fmt), content_type="application/x-ndjson")
+        response["Content-Disposition"] = f'attachment; filename="{batch}.{fmt}.jsonl"'
+        return response

@@ -1,0 +1,175 @@
+"""Exports of a frozen batch, streamed from the database with constant memory.
+
+`full` JSONL: one record per judged turn with what it takes to reproduce it. `trl`: the
+conversational preference format (`prompt`, `chosen`, `rejected`, `margin`) that
+`datasets.load_dataset("json", ...)` loads and TRL's RewardTrainer trains on unchanged.
+Records are written in turn-id order with sorted keys, so exporting a frozen batch twice gives
+byte-identical files; a manifest lists counts and each file's sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Prefetch
+
+from accounts.roles import ADMIN, has_role
+from modelserving.models import Generation
+
+from .models import Batch, Strength, Turn
+from .selectors import dialogue_context
+
+SCHEMA_VERSION = 1
+FORMATS = ("full", "trl")
+# Llama 2's margins m(r) per preference level (LLAMA2.md): the small table is the default.
+MARGINS = {
+    "small": {Strength.SIGNIFICANTLY_BETTER: 1.0, Strength.BETTER: 2 / 3, Strength.SLIGHTLY_BETTER: 1 / 3,
+              Strength.NEGLIGIBLY_BETTER: 0.0},
+    "large": {Strength.SIGNIFICANTLY_BETTER: 3.0, Strength.BETTER: 2.0, Strength.SLIGHTLY_BETTER: 1.0,
+              Strength.NEGLIGIBLY_BETTER: 0.0},
+}
+CHUNK = 2000
+
+
+def pseudonym(user_id: int) -> str:
+    """A stable pseudonymous annotator id: HMAC-SHA256 of the user id under a secret key."""
+    key = (settings.ANNOTATOR_PSEUDONYM_KEY or "annotator-pseudonym:" + settings.SECRET_KEY).encode()
+    return "a_" + hmac.new(key, str(user_id).encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _turns(batch: Batch):
+    return (
+        Turn.objects.filter(batch=batch, submitted_at__isnull=False)
+        .select_related("dialogue__risk_category", "dialogue__attack_vector", "dialogue__guideline")
+        .prefetch_related(Prefetch("pair__generations", queryset=Generation.objects.select_related("variant")))
+        .order_by("pk")
+    )
+
+
+def _response(generation: Generation, side: str) -> dict:
+    return {
+        "text": generation.text, "variant": generation.variant.name, "model": generation.model_name,
+        "temperature": generation.temperature, "top_p": generation.top_p, "seed": generation.seed,
+        "max_tokens": generation.max_tokens, "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens, "latency_ms": generation.latency_ms,
+        "finish_reason": generation.finish_reason, "side": side,
+    }
+
+
+def full_record(turn: Turn) -> dict:
+    generations = list(turn.pair.generations.all())
+    sides = {g.id: ("A" if g.id == turn.left_generation_id else "B") for g in generations}
+    chosen = next((g for g in generations if g.id == turn.chosen_generation_id), None)
+    rejected = next((g for g in generations if chosen is not None and g.id != chosen.id), None)
+    dialogue = turn.dialogue
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "batch": None,  # filled by the writer
+        "split": turn.split,
+        "turn_id": turn.pk,
+        "dialogue_id": dialogue.pk,
+        "turn_index": turn.index,
+        "focus": dialogue.focus,
+        "context": generations[0].messages,  # exactly as sent to both variants
+        "chosen": _response(chosen, sides[chosen.id]) if chosen else None,
+        "rejected": _response(rejected, sides[rejected.id]) if rejected else None,
+        "responses_unusable": None if chosen else [_response(g, sides[g.id]) for g in generations],
+        "strength": turn.strength or None,
+        "margin_small": MARGINS["small"][turn.strength] if turn.strength else None,
+        "margin_large": MARGINS["large"][turn.strength] if turn.strength else None,
+        "chosen_safe": turn.chosen_safe,
+        "rejected_safe": turn.other_safe,
+        "safety_bin": turn.safety_bin or None,
+        "risk_category": dialogue.risk_category.slug if dialogue.risk_category_id else None,
+        "attack_vector": dialogue.attack_vector.slug if dialogue.attack_vector_id else None,
+        "both_unusable": turn.both_unusable,
+        "unusable_reason": turn.unusable_reason or None,
+        "annotator": pseudonym(dialogue.annotator_id),
+        "vendor": None,
+        "guideline_version": dialogue.guideline.version if dialogue.guideline_id else None,
+        "time_spent_ms": turn.time_spent_ms,
+        "turn_created_at": _iso(turn.created_at),
+        "submitted_at": _iso(turn.submitted_at),
+    }
+
+
+def trl_record(record: dict, *, margin_table: str = "small") -> dict | None:
+    """TRL's conversational preference example; None for a pair without a winner."""
+    if record["chosen"] is None:
+        return None
+    return {
+        "prompt": record["context"],
+        "chosen": [{"role": "assistant", "content": record["chosen"]["text"]}],
+        "rejected": [{"role": "assistant", "content": record["rejected"]["text"]}],
+        "margin": record[f"margin_{margin_table}"],
+        "focus": record["focus"],
+        "strength": record["strength"],
+        "split": record["split"],
+        "turn_id": record["turn_id"],
+    }
+
+
+def records(batch: Batch) -> Iterator[dict]:
+    for turn in _turns(batch).iterator(chunk_size=CHUNK):
+        record = full_record(turn)
+        record["batch"] = str(batch)
+        yield record
+
+
+def lines(batch: Batch, fmt: str) -> Iterator[str]:
+    """The export as JSON lines, one at a time (for files and for streamed HTTP responses)."""
+    if fmt not in FORMATS:
+        raise ValidationError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    for record in records(batch):
+        row = record if fmt == "full" else trl_record(record)
+        if row is not None:
+            yield json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def _check(batch: Batch, admin) -> None:
+    if not has_role(admin, ADMIN):
+        raise PermissionDenied("Only admins export batches.")
+    if not batch.is_frozen:
+        raise ValidationError(f"Batch {batch} is not frozen yet: freeze it first, so the export cannot change.")
+
+
+def batch_export(*, batch: Batch, admin, out_dir: Path | None = None, formats=FORMATS) -> dict:
+    """Write the batch's files and their manifest; returns the manifest."""
+    _check(batch, admin)
+    out_dir = Path(out_dir or settings.EXPORT_DIR / str(batch))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = {"batch": str(batch), "schema_version": SCHEMA_VERSION, "summary": batch.summary, "files": {}}
+    counts = Counter()
+    for fmt in formats:
+        path = out_dir / f"{batch}.{fmt}.jsonl"
+        digest = hashlib.sha256()
+        rows = 0
+        partial = path.with_suffix(".jsonl.partial")
+        with open(partial, "w", encoding="utf-8", newline="\n") as handle:
+            for line in lines(batch, fmt):
+                handle.write(line)
+                digest.update(line.encode("utf-8"))
+                rows += 1
+                if fmt == "full":
+                    record = json.loads(line)
+                    counts[f"focus={record['focus']}"] += 1
+                    counts[f"strength={record['strength'] or 'both_unusable'}"] += 1
+                    if record["safety_bin"]:
+                        counts[f"safety_bin={record['safety_bin']}"] += 1
+                    counts[f"split={record['split']}"] += 1
+        partial.replace(path)
+        manifest["files"][path.name] = {"format": fmt, "rows": rows, "sha256": digest.hexdigest()}
+    manifest["counts"] = dict(sorted(counts.items()))
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest

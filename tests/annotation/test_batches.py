@@ -1,0 +1,192 @@
+import hashlib
+import json
+import random
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from rest_framework.test import APIClient
+
+from annotation import services
+from annotation.batches import batch_freeze, split_plan
+from annotation.exports import MARGINS, batch_export, pseudonym
+from annotation.models import Batch, Turn
+from annotation.selectors import sides
+from annotation.services import Judgement
+
+from .conftest import sample_now
+
+pytestmark = pytest.mark.django_db
+
+
+def fake_turns(n, seed=0):
+    rng = random.Random(seed)
+    strengths = ["significantly_better", "better", "slightly_better", "negligibly_better"]
+    return [SimpleNamespace(pk=i, both_unusable=False, strength=rng.choice(strengths),
+                            dialogue=SimpleNamespace(focus=rng.choice(["helpfulness", "safety"])))
+            for i in range(1, n + 1)]
+
+
+def test_split_is_deterministic_and_independent_of_row_order():
+    turns = fake_turns(500)
+    shuffled = turns[:]
+    random.Random(3).shuffle(shuffled)
+    assert split_plan("2026-W48", turns, share=0.1, maximum=1000) == split_plan(
+        "2026-W48", shuffled, share=0.1, maximum=1000)
+    assert split_plan("2026-W48", turns, share=0.1, maximum=1000) != split_plan(
+        "2026-W49", turns, share=0.1, maximum=1000), "each batch draws its own split"
+
+
+def test_split_holds_out_the_smaller_of_the_share_and_the_maximum_stratified():
+    turns = fake_turns(20_000, seed=1)
+    plan = split_plan("2026-W48", turns, share=0.1, maximum=1000)
+    assert Counter(plan.values())["test"] == 1000  # 10 % would be 2,000
+    small = split_plan("2026-W48", turns[:3000], share=0.1, maximum=1000)
+    assert Counter(small.values())["test"] == 300
+    stratum = lambda t: (t.dialogue.focus, t.strength)  # noqa: E731
+    everywhere = Counter(stratum(t) for t in turns)
+    held_out = Counter(stratum(t) for t in turns if plan[t.pk] == "test")
+    for key, count in everywhere.items():
+        assert abs(held_out[key] - 1000 * count / len(turns)) <= 1, key
+
+
+@pytest.fixture
+def admin_user(make_user):
+    return make_user("boss", "admin")
+
+
+@pytest.fixture
+def judged_batch(judgeable_turn, annotator):
+    strengths = ["significantly_better", "better", "slightly_better", "negligibly_better"]
+    for index in range(8):
+        focus = "safety" if index % 2 else "helpfulness"
+        turn = judgeable_turn(focus)
+        judgement = Judgement(choice="AB"[index % 2], strength=strengths[index % 4],
+                              safe_a=True if focus == "safety" else None,
+                              safe_b=(index % 4 == 1) if focus == "safety" else None)
+        if focus == "safety" and judgement.choice == "B" and not judgement.safe_b:
+            judgement = Judgement(choice="B", strength=judgement.strength, safe_a=False, safe_b=False)
+        services.judgement_submit(turn=turn, annotator=annotator, judgement=judgement)
+    return Batch.objects.get()
+
+
+def test_freeze_records_the_split_and_what_the_batch_contains(judged_batch, admin_user, settings):
+    settings.HELD_OUT_SHARE = 0.25
+    batch = batch_freeze(batch=judged_batch, admin=admin_user)
+    assert batch.is_frozen and batch.frozen_by == admin_user and batch.frozen_at
+    assert batch.summary["judgements"] == 8
+    assert batch.summary["by_focus"] == {"helpfulness": 4, "safety": 4}
+    assert batch.summary["split"] == {"test": 2, "train": 6}
+    assert set(batch.summary["policy_variants"]) == {"cool", "warm"}
+    assert batch.summary["guideline_versions"] == ["helpfulness v1", "safety v1"]
+    assert Counter(Turn.objects.values_list("split", flat=True)) == {"train": 6, "test": 2}
+
+
+def test_a_frozen_batch_takes_no_more_judgements_and_cannot_be_frozen_again(judged_batch, admin_user,
+                                                                            judgeable_turn, annotator):
+    batch_freeze(batch=judged_batch, admin=admin_user)
+    late = judgeable_turn()
+    with pytest.raises(ValidationError, match="is frozen"):
+        services.judgement_submit(turn=late, annotator=annotator, judgement=Judgement(choice="A", strength="better"))
+    late.refresh_from_db()
+    assert not late.is_judged and late.batch is None
+    with pytest.raises(ValidationError, match="already frozen"):
+        batch_freeze(batch=judged_batch, admin=admin_user)
+
+
+def test_only_admins_freeze_and_export(judged_batch, annotator, make_user):
+    researcher = make_user("res", "researcher")
+    for user in (annotator, researcher):
+        with pytest.raises(PermissionDenied):
+            batch_freeze(batch=judged_batch, admin=user)
+        client = APIClient()
+        client.force_authenticate(user)
+        label = str(judged_batch)
+        assert client.get("/api/batches/").status_code == 403
+        assert client.post(f"/api/batches/{label}/freeze/").status_code == 403
+        assert client.get(f"/api/batches/{label}/export/full/").status_code == 403
+    judged_batch.refresh_from_db()
+    assert not judged_batch.is_frozen
+
+
+def test_export_needs_a_frozen_batch(judged_batch, admin_user, tmp_path):
+    with pytest.raises(ValidationError, match="not frozen"):
+        batch_export(batch=judged_batch, admin=admin_user, out_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_full_export_reads_back_equal_to_the_database(judged_batch, admin_user, tmp_path):
+    batch = batch_freeze(batch=judged_batch, admin=admin_user)
+    manifest = batch_export(batch=batch, admin=admin_user, out_dir=tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / f"{batch}.full.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 == manifest["files"][f"{batch}.full.jsonl"]["rows"]
+    for row in rows:
+        turn = Turn.objects.select_related("dialogue", "chosen_generation__variant").get(pk=row["turn_id"])
+        a, b = sides(turn)
+        chosen = turn.chosen_generation
+        rejected = b if chosen.id == a.id else a
+        assert row["batch"] == str(batch) and row["split"] == turn.split and row["focus"] == turn.dialogue.focus
+        assert row["context"] == chosen.messages == chosen.request_body["messages"]
+        assert row["chosen"]["text"] == chosen.text and row["rejected"]["text"] == rejected.text
+        assert row["chosen"]["side"] == ("A" if chosen.id == a.id else "B")
+        assert row["chosen"]["variant"] == chosen.variant.name and row["chosen"]["seed"] == chosen.seed
+        assert row["chosen"]["temperature"] == chosen.temperature
+        assert row["strength"] == turn.strength
+        assert row["margin_small"] == MARGINS["small"][turn.strength]
+        assert row["margin_large"] == MARGINS["large"][turn.strength]
+        assert row["safety_bin"] == (turn.safety_bin or None)
+        assert row["annotator"] == pseudonym(turn.dialogue.annotator_id) != str(turn.dialogue.annotator_id)
+    assert manifest["counts"].get("split=test", 0) + manifest["counts"]["split=train"] == 8
+    digest = hashlib.sha256((tmp_path / f"{batch}.full.jsonl").read_bytes()).hexdigest()
+    assert manifest["files"][f"{batch}.full.jsonl"]["sha256"] == digest
+
+
+def test_trl_export_is_conversational_preference_data_with_the_margin(judged_batch, admin_user, tmp_path):
+    batch = batch_freeze(batch=judged_batch, admin=admin_user)
+    batch_export(batch=batch, admin=admin_user, out_dir=tmp_path, formats=("trl",))
+    rows = [json.loads(line) for line in (tmp_path / f"{batch}.trl.jsonl").read_text().splitlines()]
+    assert len(rows) == 8
+    for row in rows:
+        assert row["prompt"][-1]["role"] == "user"
+        assert row["chosen"][0]["role"] == row["rejected"][0]["role"] == "assistant"
+        assert row["margin"] in {1.0, 2 / 3, 1 / 3, 0.0}
+
+
+def test_exporting_twice_gives_byte_identical_files(judged_batch, admin_user, tmp_path):
+    batch = batch_freeze(batch=judged_batch, admin=admin_user)
+    batch_export(batch=batch, admin=admin_user, out_dir=tmp_path / "one")
+    batch_export(batch=batch, admin=admin_user, out_dir=tmp_path / "two")
+    for name in (f"{batch}.full.jsonl", f"{batch}.trl.jsonl", "manifest.json"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+def test_admins_freeze_and_download_over_http(judged_batch, admin_user):
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    label = str(judged_batch)
+    assert client.get(f"/api/batches/{label}/export/full/").status_code == 400
+    frozen = client.post(f"/api/batches/{label}/freeze/")
+    assert frozen.status_code == 200 and frozen.json()["status"] == "frozen"
+    assert client.post(f"/api/batches/{label}/freeze/").status_code == 409
+    response = client.get(f"/api/batches/{label}/export/trl/")
+    assert response.status_code == 200 and response.streaming
+    assert len(b"".join(response.streaming_content).splitlines()) == 8
+    assert client.get("/api/batches/2001-W01/export/full/").status_code == 404
+
+
+def test_the_admins_batch_page_freezes_and_offers_the_exports(client, judged_batch, admin_user, annotator):
+    from .conftest import PASSWORD
+
+    client.login(username="ann", password=PASSWORD)
+    assert client.get("/annotate/batches/").status_code == 403
+    assert client.post(f"/annotate/batches/{judged_batch}/freeze/").status_code == 403
+    client.logout()
+    client.login(username="boss", password=PASSWORD)
+    page = client.get("/annotate/batches/").content.decode()
+    assert str(judged_batch) in page and "Freeze" in page
+    client.post(f"/annotate/batches/{judged_batch}/freeze/")
+    page = client.get("/annotate/batches/").content.decode()
+    assert f"/annotate/batches/{judged_batch}/export/full/" in page
+    download = client.get(f"/annotate/batches/{judged_batch}/export/full/")
+    assert download.status_code == 200 and len(b"".join(download.streaming_content).splitlines()) == 8

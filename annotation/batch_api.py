@@ -1,7 +1,7 @@
 """Admins' batch operations over HTTP: list, freeze, export (streamed)."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import StreamingHttpResponse
+from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -13,7 +13,7 @@ from accounts.permissions import HasRole
 from accounts.roles import ADMIN
 
 from .batches import batch_freeze
-from .exports import FORMATS, lines
+from .exports import FORMATS, export_file
 from .models import Batch
 from .selectors import batch_by_label
 
@@ -62,14 +62,14 @@ class BatchFreeze(APIView):
 class BatchExport(APIView):
     permission_classes = [AdminOnly]
 
-    @extend_schema(responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
-                   description=f"Stream a frozen batch as JSON lines; formats: {', '.join(FORMATS)}.")
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+                   description=f"Download a frozen batch's export; formats: {', '.join(FORMATS)}.")
     def get(self, request, label: str, fmt: str):
         batch = _batch(label)
         if fmt not in FORMATS:
             raise NotFound
-        if not batch.is_frozen:
-            raise ValidationError({"detail": f"Batch {batch} is not frozen yet."})
-        response = StreamingHttpResponse(lines(batch, fmt), content_type="application/x-ndjson")
-        response["Content-Disposition"] = f'attachment; filename="{batch}.{fmt}.jsonl"'
-        return response
+        try:
+            path = export_file(batch=batch, admin=request.user, fmt=fmt)
+        except DjangoValidationError as error:
+            raise ValidationError({"detail": error.messages[0]}) from error
+        return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)

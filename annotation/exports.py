@@ -3,6 +3,7 @@
 `full` JSONL: one record per judged turn with what it takes to reproduce it. `trl`: the
 conversational preference format (`prompt`, `chosen`, `rejected`, `margin`) that
 `datasets.load_dataset("json", ...)` loads and TRL's RewardTrainer trains on unchanged.
+`parquet`: the full records (pyarrow). `csv`: flattened for spreadsheets, formulas neutralised.
 Records are written in turn-id order with sorted keys, so exporting a frozen batch twice gives
 byte-identical files; a manifest lists counts and each file's sha256.
 """
@@ -23,11 +24,13 @@ from django.db.models import Prefetch
 from accounts.roles import ADMIN, has_role
 from modelserving.models import Generation
 
+from .export_formats import write_csv, write_parquet
 from .models import Batch, Strength, Turn
-from .selectors import dialogue_context
 
 SCHEMA_VERSION = 1
-FORMATS = ("full", "trl")
+FORMATS = ("full", "trl", "parquet", "csv")
+LINE_FORMATS = ("full", "trl")
+EXTENSIONS = {"full": "full.jsonl", "trl": "trl.jsonl", "parquet": "full.parquet", "csv": "csv"}
 # Llama 2's margins m(r) per preference level (LLAMA2.md): the small table is the default.
 MARGINS = {
     "small": {Strength.SIGNIFICANTLY_BETTER: 1.0, Strength.BETTER: 2 / 3, Strength.SLIGHTLY_BETTER: 1 / 3,
@@ -129,8 +132,8 @@ def records(batch: Batch) -> Iterator[dict]:
 
 def lines(batch: Batch, fmt: str) -> Iterator[str]:
     """The export as JSON lines, one at a time (for files and for streamed HTTP responses)."""
-    if fmt not in FORMATS:
-        raise ValidationError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    if fmt not in LINE_FORMATS:
+        raise ValidationError(f"{fmt!r} is not a line format; use one of {', '.join(LINE_FORMATS)}.")
     for record in records(batch):
         row = record if fmt == "full" else trl_record(record)
         if row is not None:
@@ -144,6 +147,14 @@ def _check(batch: Batch, admin) -> None:
         raise ValidationError(f"Batch {batch} is not frozen yet: freeze it first, so the export cannot change.")
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def batch_export(*, batch: Batch, admin, out_dir: Path | None = None, formats=FORMATS) -> dict:
     """Write the batch's files and their manifest; returns the manifest."""
     _check(batch, admin)
@@ -152,24 +163,44 @@ def batch_export(*, batch: Batch, admin, out_dir: Path | None = None, formats=FO
     manifest = {"batch": str(batch), "schema_version": SCHEMA_VERSION, "summary": batch.summary, "files": {}}
     counts = Counter()
     for fmt in formats:
-        path = out_dir / f"{batch}.{fmt}.jsonl"
-        digest = hashlib.sha256()
-        rows = 0
-        partial = path.with_suffix(".jsonl.partial")
-        with open(partial, "w", encoding="utf-8", newline="\n") as handle:
-            for line in lines(batch, fmt):
-                handle.write(line)
-                digest.update(line.encode("utf-8"))
-                rows += 1
-                if fmt == "full":
-                    record = json.loads(line)
-                    counts[f"focus={record['focus']}"] += 1
-                    counts[f"strength={record['strength'] or 'both_unusable'}"] += 1
-                    if record["safety_bin"]:
-                        counts[f"safety_bin={record['safety_bin']}"] += 1
-                    counts[f"split={record['split']}"] += 1
+        if fmt not in FORMATS:
+            raise ValidationError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
+        path = out_dir / f"{batch}.{EXTENSIONS[fmt]}"
+        partial = path.with_name(path.name + ".partial")
+        if fmt in LINE_FORMATS:
+            rows = 0
+            with open(partial, "w", encoding="utf-8", newline="\n") as handle:
+                for line in lines(batch, fmt):
+                    handle.write(line)
+                    rows += 1
+        elif fmt == "parquet":
+            rows = write_parquet(records(batch), partial)
+        else:
+            with open(partial, "w", encoding="utf-8", newline="") as handle:
+                rows = write_csv(records(batch), handle)
         partial.replace(path)
-        manifest["files"][path.name] = {"format": fmt, "rows": rows, "sha256": digest.hexdigest()}
+        manifest["files"][path.name] = {"format": fmt, "rows": rows, "sha256": _sha256(path)}
+    for record in records(batch):
+        counts[f"focus={record['focus']}"] += 1
+        counts[f"strength={record['strength'] or 'both_unusable'}"] += 1
+        if record["safety_bin"]:
+            counts[f"safety_bin={record['safety_bin']}"] += 1
+        counts[f"split={record['split']}"] += 1
     manifest["counts"] = dict(sorted(counts.items()))
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def export_file(*, batch: Batch, admin, fmt: str) -> Path:
+    """The file of ``fmt`` for a frozen batch, exported once (a frozen batch never changes, so the
+    files of a previous export are served again)."""
+    _check(batch, admin)
+    if fmt not in FORMATS:
+        raise ValidationError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    out_dir = settings.EXPORT_DIR / str(batch)
+    path = out_dir / f"{batch}.{EXTENSIONS[fmt]}"
+    manifest_path = out_dir / "manifest.json"
+    if not (path.exists() and manifest_path.exists()
+            and path.name in json.loads(manifest_path.read_text()).get("files", {})):
+        batch_export(batch=batch, admin=admin, out_dir=out_dir)
+    return path

@@ -2,7 +2,7 @@
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -15,8 +15,7 @@ from modelserving.services import NoActiveVariant
 from . import scale, services
 from .forms import DialogueStartForm, JudgementForm, MessageForm, RetryForm
 from .batches import batch_freeze
-from .exports import FORMATS
-from .exports import lines as export_lines
+from .exports import FORMATS, export_file
 from .models import Batch, Dialogue, Focus, Guideline, Strength
 from .selectors import (
     active_dialogues_for,
@@ -279,9 +278,9 @@ def batch_download(request, label: str, fmt: str):
     batch = batch_by_label(label)
     if batch is None or fmt not in FORMATS:
         raise Http404
-    if not batch.is_frozen:
-        messages.error(request, f"Freeze {batch} before exporting it.")
+    try:
+        path = export_file(batch=batch, admin=request.user, fmt=fmt)
+    except ValidationError as error:
+        messages.error(request, error.messages[0])
         return redirect("annotation:batches")
-    response = StreamingHttpResponse(export_lines(batch, fmt), content_type="application/x-ndjson")
-    response["Content-Disposition"] = f'attachment; filename="{batch}.{fmt}.jsonl"'
-    return response
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)

@@ -157,11 +157,13 @@ def test_exporting_twice_gives_byte_identical_files(judged_batch, admin_user, tm
     batch = batch_freeze(batch=judged_batch, admin=admin_user)
     batch_export(batch=batch, admin=admin_user, out_dir=tmp_path / "one")
     batch_export(batch=batch, admin=admin_user, out_dir=tmp_path / "two")
-    for name in (f"{batch}.full.jsonl", f"{batch}.trl.jsonl", "manifest.json"):
+    for name in (f"{batch}.full.jsonl", f"{batch}.trl.jsonl", f"{batch}.full.parquet", f"{batch}.csv",
+                 "manifest.json"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
 
 
-def test_admins_freeze_and_download_over_http(judged_batch, admin_user):
+def test_admins_freeze_and_download_over_http(judged_batch, admin_user, settings, tmp_path):
+    settings.EXPORT_DIR = tmp_path
     client = APIClient()
     client.force_authenticate(admin_user)
     label = str(judged_batch)
@@ -170,12 +172,15 @@ def test_admins_freeze_and_download_over_http(judged_batch, admin_user):
     assert frozen.status_code == 200 and frozen.json()["status"] == "frozen"
     assert client.post(f"/api/batches/{label}/freeze/").status_code == 409
     response = client.get(f"/api/batches/{label}/export/trl/")
-    assert response.status_code == 200 and response.streaming
+    assert response.status_code == 200
     assert len(b"".join(response.streaming_content).splitlines()) == 8
+    assert client.get(f"/api/batches/{label}/export/parquet/").status_code == 200
     assert client.get("/api/batches/2001-W01/export/full/").status_code == 404
 
 
-def test_the_admins_batch_page_freezes_and_offers_the_exports(client, judged_batch, admin_user, annotator):
+def test_the_admins_batch_page_freezes_and_offers_the_exports(client, judged_batch, admin_user, annotator, settings,
+                                                               tmp_path):
+    settings.EXPORT_DIR = tmp_path
     from .conftest import PASSWORD
 
     client.login(username="ann", password=PASSWORD)
@@ -190,3 +195,34 @@ def test_the_admins_batch_page_freezes_and_offers_the_exports(client, judged_bat
     assert f"/annotate/batches/{judged_batch}/export/full/" in page
     download = client.get(f"/annotate/batches/{judged_batch}/export/full/")
     assert download.status_code == 200 and len(b"".join(download.streaming_content).splitlines()) == 8
+
+
+def test_parquet_equals_the_full_jsonl(judged_batch, admin_user, tmp_path):
+    import pyarrow.parquet as pq
+
+    batch = batch_freeze(batch=judged_batch, admin=admin_user)
+    batch_export(batch=batch, admin=admin_user, out_dir=tmp_path, formats=("full", "parquet"))
+    jsonl = [json.loads(line) for line in (tmp_path / f"{batch}.full.jsonl").read_text().splitlines()]
+    assert pq.read_table(tmp_path / f"{batch}.full.parquet").to_pylist() == jsonl
+
+
+def test_csv_neutralises_formulas(judged_batch, admin_user, tmp_path):
+    import csv
+
+    from annotation.export_formats import neutralise
+
+    for hostile in ("=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx"):
+        assert neutralise(hostile) == "'" + hostile
+    assert neutralise("plain") == "plain" and neutralise(-3) == -3
+    turn = Turn.objects.filter(batch=judged_batch).first()
+    chosen = turn.chosen_generation
+    chosen.text = "=cmd|' /C calc'!A0"
+    chosen.save(update_fields=["text"])
+    batch = batch_freeze(batch=judged_batch, admin=admin_user)
+    batch_export(batch=batch, admin=admin_user, out_dir=tmp_path, formats=("csv",))
+    with open(tmp_path / f"{batch}.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 8
+    row = next(r for r in rows if r["turn_id"] == str(turn.pk))
+    assert row["chosen_text"] == "'=cmd|' /C calc'!A0"
+    assert not [cell for r in rows for cell in r.values() if cell and cell[0] in "=+-@"]

@@ -226,3 +226,32 @@ def test_csv_neutralises_formulas(judged_batch, admin_user, tmp_path):
     row = next(r for r in rows if r["turn_id"] == str(turn.pk))
     assert row["chosen_text"] == "'=cmd|' /C calc'!A0"
     assert not [cell for r in rows for cell in r.values() if cell and cell[0] in "=+-@"]
+
+
+def test_the_trl_export_trains_a_reward_model_unchanged(judged_batch, admin_user, tmp_path, tiny_model_dir):
+    """datasets.load_dataset("json") + TRL's RewardTrainer on the file as exported, no glue."""
+    from datasets import load_dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    batch = batch_freeze(batch=judged_batch, admin=admin_user)
+    batch_export(batch=batch, admin=admin_user, out_dir=tmp_path, formats=("trl",))
+    dataset = load_dataset("json", data_files=str(tmp_path / f"{batch}.trl.jsonl"), split="train")
+    assert len(dataset) == 8 and "margin" in dataset.column_names
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    trainer = RewardTrainer(model=model, processing_class=tokenizer, train_dataset=dataset, args=RewardConfig(
+        output_dir=str(tmp_path / "rm"), per_device_train_batch_size=4, num_train_epochs=1, max_length=256,
+        learning_rate=1e-3, logging_steps=1, save_strategy="no", report_to=[], use_cpu=True))
+    result = trainer.train()
+    assert result.training_loss == result.training_loss and result.training_loss > 0  # finite
+    assert any(not torch_equal(before[name], p) for name, p in model.named_parameters())
+    assert [entry for entry in trainer.state.log_history if "loss" in entry]
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))

@@ -14,6 +14,8 @@ urlpatterns = [
     path("risk-categories/", api.RiskCategoryList.as_view(), name="api-risk-categories"),
     path("attack-vectors/", api.AttackVectorList.as_view(), name="api-attack-vectors"),
     path("batches/", batch_api.BatchList.as_view(), name="api-batches"),
+    path("sources/", batch_api.SourceList.as_view(), name="api-sources"),
+    path("sources/import/", batch_api.SourceImport.as_view(), name="api-source-import"),
     path("batches/<str:label>/freeze/", batch_api.BatchFreeze.as_view(), name="api-batch-freeze"),
     path("batches/<str:label>/export/<str:fmt>/", batch_api.BatchExport.as_view(), name="api-batch-export"),
 ]

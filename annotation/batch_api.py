@@ -1,11 +1,17 @@
-"""Admins' batch operations over HTTP: list, freeze, export (streamed)."""
+"""Admins' data operations over HTTP: batches (list, freeze, export) and imports."""
+
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Count
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -14,7 +20,8 @@ from accounts.roles import ADMIN
 
 from .batches import batch_freeze
 from .exports import FORMATS, export_file
-from .models import Batch
+from .imports import READERS, preferences_import
+from .models import Batch, Focus, PreferenceSource
 from .selectors import batch_by_label
 
 
@@ -73,3 +80,53 @@ class BatchExport(APIView):
         except DjangoValidationError as error:
             raise ValidationError({"detail": error.messages[0]}) from error
         return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)
+
+
+class ImportSerializer(serializers.Serializer):
+    file = serializers.FileField()
+    format = serializers.ChoiceField(choices=list(READERS))
+    source = serializers.SlugField()
+    focus = serializers.ChoiceField(choices=Focus.choices, required=False, allow_blank=True, default="")
+
+
+class SourceSerializer(serializers.ModelSerializer):
+    comparisons = serializers.IntegerField(source="comparison_count", read_only=True)
+
+    class Meta:
+        model = PreferenceSource
+        fields = ["name", "kind", "focus", "description", "created_at", "comparisons"]
+        read_only_fields = fields
+
+
+class SourceList(APIView):
+    permission_classes = [AdminOnly]
+
+    @extend_schema(responses=SourceSerializer(many=True))
+    def get(self, request):
+        sources = PreferenceSource.objects.annotate(comparison_count=Count("comparisons")).order_by("name")
+        return Response(SourceSerializer(sources, many=True).data)
+
+
+class SourceImport(APIView):
+    permission_classes = [AdminOnly]
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(request={"multipart/form-data": ImportSerializer},
+                   responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT})
+    def post(self, request):
+        incoming = ImportSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        suffix = Path(data["file"].name).suffix.lower()
+        if suffix not in (".jsonl", ".json", ".parquet"):
+            raise ValidationError({"file": "Upload a .jsonl, .json or .parquet file."})
+        with tempfile.NamedTemporaryFile(suffix=suffix) as copy:
+            for chunk in data["file"].chunks():
+                copy.write(chunk)
+            copy.flush()
+            try:
+                report = preferences_import(path=Path(copy.name), kind=data["format"], source_name=data["source"],
+                                            admin=request.user, focus=data["focus"])
+            except DjangoValidationError as error:
+                raise ValidationError({"detail": error.messages[0] + " Nothing was imported."}) from error
+        return Response(asdict(report), status=status.HTTP_201_CREATED)

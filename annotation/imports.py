@@ -1,0 +1,250 @@
+"""Imports of open-source preference data from local files, all or nothing.
+
+Each reader turns one record of its format into a comparison (context messages, chosen text,
+rejected text, and the strength or margin where the format has one) or raises ImportFormatError
+naming the line and the problem. Files are JSON lines, a JSON array, or Parquet. A malformed
+record anywhere imports nothing; duplicates (within the file or already in the source) are
+skipped and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+
+from accounts.roles import ADMIN, has_role
+
+from .models import ImportedComparison, PreferenceSource, Strength
+
+BULK = 1000
+
+
+class ImportFormatError(ValidationError):
+    def __init__(self, line: int, problem: str):
+        super().__init__(f"line {line}: {problem}")
+        self.line, self.problem = line, problem
+
+
+@dataclass
+class ImportReport:
+    source: str
+    imported: int = 0
+    duplicates: int = 0
+    skipped: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    context: list
+    chosen: str
+    rejected: str
+    strength: str = ""
+    margin: float | None = None
+    focus: str = ""
+
+
+def _text(value, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be non-empty text")
+    return value
+
+
+def _messages(value, what: str) -> list[dict]:
+    if isinstance(value, str):
+        return [{"role": "user", "content": _text(value, what)}]
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{what} must be text or a non-empty list of messages")
+    messages = []
+    for message in value:
+        if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant") \
+                or not isinstance(message.get("content"), str):
+            raise ValueError(f"{what} holds something that is not a chat message with a role and a content")
+        messages.append({"role": message["role"], "content": message["content"]})
+    return messages
+
+
+def _final_answer(value, what: str) -> str:
+    """A response given as text, or as messages whose last one is the assistant's."""
+    if isinstance(value, str):
+        return _text(value, what)
+    messages = _messages(value, what)
+    if messages[-1]["role"] != "assistant":
+        raise ValueError(f"the last message of {what} is not the assistant's")
+    return messages[-1]["content"]
+
+
+_HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
+
+
+def _hh_transcript(text: str, what: str) -> list[dict]:
+    text = _text(text, what)
+    if not text.startswith("\n\n"):
+        text = "\n\n" + text
+    parts = _HH_TURN.split(text)
+    if parts[0].strip() or len(parts) < 5:
+        raise ValueError(f"{what} is not a '\\n\\nHuman: … \\n\\nAssistant: …' transcript")
+    roles = {"Human": "user", "Assistant": "assistant"}
+    return [{"role": roles[parts[i]], "content": parts[i + 1]} for i in range(1, len(parts), 2)]
+
+
+def read_hh_rlhf(record: dict) -> Comparison:
+    chosen = _hh_transcript(record.get("chosen"), "chosen")
+    rejected = _hh_transcript(record.get("rejected"), "rejected")
+    if chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
+        raise ValueError("a transcript does not end with the assistant's answer")
+    if chosen[:-1] != rejected[:-1]:
+        raise ValueError("chosen and rejected transcripts do not share the same dialogue before the answer")
+    return Comparison(context=chosen[:-1], chosen=chosen[-1]["content"], rejected=rejected[-1]["content"])
+
+
+def read_shp(record: dict) -> Comparison:
+    labels = record.get("labels")
+    if labels not in (0, 1):
+        raise ValueError("labels must be 1 (A preferred) or 0 (B preferred)")
+    a, b = _text(record.get("human_ref_A"), "human_ref_A"), _text(record.get("human_ref_B"), "human_ref_B")
+    chosen, rejected = (a, b) if labels == 1 else (b, a)
+    return Comparison(context=[{"role": "user", "content": _text(record.get("history"), "history")}],
+                      chosen=chosen, rejected=rejected, focus="helpfulness")
+
+
+def read_ultrafeedback(record: dict) -> Comparison:
+    chosen = _messages(record.get("chosen"), "chosen")
+    rejected = _messages(record.get("rejected"), "rejected")
+    if chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
+        raise ValueError("chosen and rejected must end with the assistant's answer")
+    if chosen[:-1] != rejected[:-1]:
+        raise ValueError("chosen and rejected do not share the same prompt")
+    if "prompt" in record and chosen[:-1] and chosen[-2]["content"] != record["prompt"]:
+        raise ValueError("prompt differs from the user message in chosen")
+    return Comparison(context=chosen[:-1], chosen=chosen[-1]["content"], rejected=rejected[-1]["content"],
+                      focus="helpfulness")
+
+
+def read_trl(record: dict) -> Comparison:
+    if "prompt" not in record:
+        raise ValueError("no prompt (the implicit-prompt form is not supported: give prompt, chosen, rejected)")
+    context = _messages(record["prompt"], "prompt")
+    margin = record.get("margin")
+    if margin is not None and not isinstance(margin, (int, float)):
+        raise ValueError("margin must be a number")
+    return Comparison(context=context, chosen=_final_answer(record.get("chosen"), "chosen"),
+                      rejected=_final_answer(record.get("rejected"), "rejected"),
+                      margin=float(margin) if margin is not None else None)
+
+
+def read_tandem(record: dict) -> Comparison | None:
+    if record.get("schema_version") != 1:
+        raise ValueError("not a Tandem full export record (schema_version 1)")
+    if record.get("both_unusable") or record.get("chosen") is None:
+        return None  # no preference to import
+    strength = record.get("strength")
+    if strength not in Strength.values:
+        raise ValueError(f"unknown strength {strength!r}")
+    return Comparison(context=_messages(record.get("context"), "context"),
+                      chosen=_text(record["chosen"].get("text"), "chosen.text"),
+                      rejected=_text(record["rejected"].get("text"), "rejected.text"),
+                      strength=strength, margin=record.get("margin_small"), focus=record.get("focus") or "")
+
+
+READERS = {
+    PreferenceSource.Kind.HH_RLHF: read_hh_rlhf,
+    PreferenceSource.Kind.SHP: read_shp,
+    PreferenceSource.Kind.ULTRAFEEDBACK: read_ultrafeedback,
+    PreferenceSource.Kind.TRL: read_trl,
+    PreferenceSource.Kind.TANDEM: read_tandem,
+}
+
+
+def read_records(path: Path) -> Iterator[tuple[int, object]]:
+    """(line, record) from a .jsonl, .json (an array) or .parquet file."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            parquet = pq.ParquetFile(path)
+        except Exception as error:
+            raise ImportFormatError(0, f"not a readable Parquet file ({error})") from error
+        row = 0
+        for batch in parquet.iter_batches(batch_size=BULK):
+            for record in batch.to_pylist():
+                row += 1
+                yield row, record
+        return
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ImportFormatError(getattr(error, "lineno", 0), f"not valid JSON ({error})") from error
+        if not isinstance(data, list):
+            raise ImportFormatError(1, "a .json file must hold an array of records")
+        yield from enumerate(data, start=1)
+        return
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except ValueError as error:
+                raise ImportFormatError(number, f"not valid JSON ({error.args[0]})") from error
+
+
+def _hash(comparison: Comparison) -> str:
+    payload = json.dumps([comparison.context, comparison.chosen, comparison.rejected], sort_keys=True,
+                         ensure_ascii=False)
+    return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+
+
+def preferences_import(*, path: Path, kind: str, source_name: str, admin, focus: str = "",
+                       description: str = "") -> ImportReport:
+    """Import a file into the source ``source_name`` (created if new). All or nothing."""
+    if not has_role(admin, ADMIN):
+        raise PermissionDenied("Only admins import preference data.")
+    if kind not in READERS:
+        raise ValidationError(f"Unknown format {kind!r}; use one of {', '.join(READERS)}.")
+    reader = READERS[kind]
+    report = ImportReport(source=source_name)
+    with transaction.atomic():
+        source, created = PreferenceSource.objects.get_or_create(
+            name=source_name, defaults={"kind": kind, "focus": focus, "description": description,
+                                        "created_by": admin})
+        if not created and source.kind != kind:
+            raise ValidationError(f"Source {source_name!r} holds {source.kind} data, not {kind}.")
+        seen = set(source.comparisons.values_list("content_hash", flat=True))
+        pending = []
+        for line, record in read_records(path):
+            if not isinstance(record, dict):
+                raise ImportFormatError(line, "a record must be a JSON object")
+            try:
+                comparison = reader(record)
+            except (ValueError, TypeError, AttributeError, KeyError) as error:
+                raise ImportFormatError(line, str(error)) from error
+            if comparison is None:
+                report.skipped["no preference"] = report.skipped.get("no preference", 0) + 1
+                continue
+            if comparison.chosen == comparison.rejected:
+                raise ImportFormatError(line, "chosen and rejected are the same text")
+            digest = _hash(comparison)
+            if digest in seen:
+                report.duplicates += 1
+                continue
+            seen.add(digest)
+            pending.append(ImportedComparison(
+                source=source, context=comparison.context, chosen=comparison.chosen, rejected=comparison.rejected,
+                strength=comparison.strength, margin=comparison.margin, focus=comparison.focus or focus,
+                content_hash=digest, line=line))
+            if len(pending) >= BULK:
+                ImportedComparison.objects.bulk_create(pending)
+                report.imported += len(pending)
+                pending = []
+        ImportedComparison.objects.bulk_create(pending)
+        report.imported += len(pending)
+    return report

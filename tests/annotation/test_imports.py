@@ -1,0 +1,174 @@
+"""Each importer on small files in its real format, written here; malformed files import nothing."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
+
+from annotation.imports import preferences_import
+from annotation.models import ImportedComparison, PreferenceSource
+
+pytestmark = pytest.mark.django_db
+
+HH = [
+    {"chosen": "\n\nHuman: How do I make tea?\n\nAssistant: Boil water, steep the leaves for three minutes.",
+     "rejected": "\n\nHuman: How do I make tea?\n\nAssistant: I don't know."},
+    {"chosen": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Tell me a joke\n\nAssistant: Why did the chicken...",
+     "rejected": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Tell me a joke\n\nAssistant: No."},
+]
+SHP = [
+    {"post_id": "a1", "domain": "askscience_train", "upvote_ratio": 0.9, "history": "Why is the sky blue?",
+     "c_root_id_A": "x", "c_root_id_B": "y", "created_at_utc_A": 1, "created_at_utc_B": 2, "score_A": 50,
+     "score_B": 3, "human_ref_A": "Rayleigh scattering.", "human_ref_B": "Because.", "labels": 1,
+     "seconds_difference": 1.0, "score_ratio": 16.7},
+    {"post_id": "a2", "domain": "askscience_train", "upvote_ratio": 0.9, "history": "What is DNA?",
+     "c_root_id_A": "x", "c_root_id_B": "y", "created_at_utc_A": 1, "created_at_utc_B": 2, "score_A": 1,
+     "score_B": 9, "human_ref_A": "A molecule.", "human_ref_B": "The molecule that carries genetic information.",
+     "labels": 0, "seconds_difference": 1.0, "score_ratio": 9.0},
+]
+ULTRA = [
+    {"prompt": "Name a prime.", "prompt_id": "p1",
+     "chosen": [{"role": "user", "content": "Name a prime."}, {"role": "assistant", "content": "7"}],
+     "rejected": [{"role": "user", "content": "Name a prime."}, {"role": "assistant", "content": "8"}],
+     "messages": [], "score_chosen": 9.0, "score_rejected": 2.0},
+]
+TRL = [
+    {"prompt": [{"role": "user", "content": "Capital of France?"}],
+     "chosen": [{"role": "assistant", "content": "Paris."}], "rejected": [{"role": "assistant", "content": "Rome."}],
+     "margin": 0.5},
+    {"prompt": "2+2?", "chosen": "4", "rejected": "5"},
+]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture
+def admin(django_user_model):
+    from accounts.services import user_create
+
+    return user_create(username="boss", password="a-long-password-9", role="admin")
+
+
+def test_hh_rlhf_transcripts(admin, tmp_path):
+    report = preferences_import(path=write_jsonl(tmp_path / "hh.jsonl", HH), kind="hh-rlhf",
+                                source_name="hh-harmless", admin=admin, focus="safety")
+    assert report.imported == 2 and report.duplicates == 0
+    second = ImportedComparison.objects.get(line=2)
+    assert second.context == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+                              {"role": "user", "content": "Tell me a joke"}]
+    assert second.chosen == "Why did the chicken..." and second.rejected == "No." and second.focus == "safety"
+
+
+def test_shp_from_parquet_follows_the_label(admin, tmp_path):
+    path = tmp_path / "shp.parquet"
+    pq.write_table(pa.Table.from_pylist(SHP), path)
+    report = preferences_import(path=path, kind="shp", source_name="shp", admin=admin)
+    assert report.imported == 2
+    first, second = ImportedComparison.objects.order_by("line")
+    assert (first.chosen, first.rejected) == ("Rayleigh scattering.", "Because.")
+    assert second.chosen.startswith("The molecule") and second.context == [{"role": "user", "content": "What is DNA?"}]
+
+
+def test_ultrafeedback_binarized(admin, tmp_path):
+    report = preferences_import(path=write_jsonl(tmp_path / "uf.jsonl", ULTRA), kind="ultrafeedback",
+                                source_name="uf", admin=admin)
+    row = ImportedComparison.objects.get()
+    assert report.imported == 1 and (row.chosen, row.rejected) == ("7", "8")
+    assert row.context == [{"role": "user", "content": "Name a prime."}]
+
+
+def test_trl_preference_format_conversational_and_standard(admin, tmp_path):
+    path = tmp_path / "trl.json"
+    path.write_text(json.dumps(TRL))
+    preferences_import(path=path, kind="trl", source_name="trl", admin=admin)
+    first, second = ImportedComparison.objects.order_by("line")
+    assert first.margin == 0.5 and first.chosen == "Paris."
+    assert second.context == [{"role": "user", "content": "2+2?"}] and second.margin is None
+
+
+def test_tandems_own_full_export_round_trips(admin, tmp_path, judgeable_turn, annotator):
+    from annotation import services
+    from annotation.batches import batch_freeze
+    from annotation.exports import batch_export
+    from annotation.models import Batch
+    from annotation.services import Judgement
+
+    services.judgement_submit(turn=judgeable_turn(), annotator=annotator,
+                              judgement=Judgement(choice="A", strength="better"))
+    services.judgement_submit(turn=judgeable_turn(), annotator=annotator,
+                              judgement=Judgement(both_unusable=True, unusable_reason="noise"))
+    batch = batch_freeze(batch=Batch.objects.get(), admin=admin)
+    batch_export(batch=batch, admin=admin, out_dir=tmp_path, formats=("full",))
+    report = preferences_import(path=tmp_path / f"{batch}.full.jsonl", kind="tandem", source_name="last-week",
+                                admin=admin)
+    assert report.imported == 1 and report.skipped == {"no preference": 1}
+    row = ImportedComparison.objects.get()
+    assert row.strength == "better" and row.margin == pytest.approx(2 / 3) and row.focus == "helpfulness"
+
+
+def test_duplicates_are_skipped_and_counted(admin, tmp_path):
+    path = write_jsonl(tmp_path / "hh.jsonl", HH + [HH[0]])
+    first = preferences_import(path=path, kind="hh-rlhf", source_name="hh", admin=admin)
+    assert (first.imported, first.duplicates) == (2, 1)
+    again = preferences_import(path=path, kind="hh-rlhf", source_name="hh", admin=admin)
+    assert (again.imported, again.duplicates) == (0, 3)
+    assert ImportedComparison.objects.count() == 2
+
+
+@pytest.mark.parametrize("kind, rows, problem", [
+    ("hh-rlhf", HH + [{"chosen": "no transcript here", "rejected": "x"}], "line 3: chosen is not a"),
+    ("hh-rlhf", HH + [{"chosen": HH[0]["chosen"], "rejected": HH[1]["rejected"]}], "line 3: chosen and rejected"),
+    ("shp", SHP + [{**SHP[0], "labels": 2}], "line 3: labels must be"),
+    ("ultrafeedback", ULTRA + [{**ULTRA[0], "chosen": [{"role": "user", "content": "x"}]}],
+     "line 2: chosen and rejected must end"),
+    ("trl", TRL + [{"prompt": "x", "chosen": "y"}], "line 3: rejected must be"),
+])
+def test_a_malformed_record_imports_nothing_and_names_the_line(admin, tmp_path, kind, rows, problem):
+    with pytest.raises(ValidationError, match=problem):
+        preferences_import(path=write_jsonl(tmp_path / "data.jsonl", rows), kind=kind, source_name="s", admin=admin)
+    assert not ImportedComparison.objects.exists() and not PreferenceSource.objects.exists()
+
+
+def test_broken_json_names_the_line(admin, tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text(json.dumps(HH[0]) + "\n{not json\n")
+    with pytest.raises(ValidationError, match="line 2: not valid JSON"):
+        preferences_import(path=path, kind="hh-rlhf", source_name="s", admin=admin)
+    assert not ImportedComparison.objects.exists()
+
+
+def test_only_admins_import(tmp_path, make_user):
+    for role in ("annotator", "researcher"):
+        user = make_user(f"u-{role}", role)
+        with pytest.raises(PermissionDenied):
+            preferences_import(path=write_jsonl(tmp_path / "hh.jsonl", HH), kind="hh-rlhf", source_name="s",
+                               admin=user)
+        client = APIClient()
+        client.force_authenticate(user)
+        upload = SimpleUploadedFile("hh.jsonl", b"".join(json.dumps(r).encode() + b"\n" for r in HH))
+        response = client.post("/api/sources/import/", {"file": upload, "format": "hh-rlhf", "source": "s"},
+                               format="multipart")
+        assert response.status_code == 403
+    assert not ImportedComparison.objects.exists()
+
+
+def test_admins_import_over_http(admin):
+    client = APIClient()
+    client.force_authenticate(admin)
+    upload = SimpleUploadedFile("hh.jsonl", b"".join(json.dumps(r).encode() + b"\n" for r in HH))
+    response = client.post("/api/sources/import/", {"file": upload, "format": "hh-rlhf", "source": "hh"},
+                           format="multipart")
+    assert response.status_code == 201 and response.json()["imported"] == 2
+    bad = SimpleUploadedFile("bad.jsonl", b"{nope\n")
+    response = client.post("/api/sources/import/", {"file": bad, "format": "hh-rlhf", "source": "hh2"},
+                           format="multipart")
+    assert response.status_code == 400 and "line 1" in response.json()["detail"]
+    assert client.get("/api/sources/").json()[0] | {"created_at": None} == {
+        "name": "hh", "kind": "hh-rlhf", "focus": "", "description": "", "created_at": None, "comparisons": 2}

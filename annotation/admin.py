@@ -33,6 +33,12 @@ class DialogueAdmin(admin.ModelAdmin):
                        "created_at", "finished_at")
     inlines = [TurnInline]
 
+    def has_delete_permission(self, request, obj=None):
+        # Deleting a dialogue would take its turns with it: never once one sits in a frozen batch.
+        if obj is not None and obj.turns.filter(batch__status="frozen").exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
 
 @admin.register(Batch)
 class BatchAdmin(admin.ModelAdmin):

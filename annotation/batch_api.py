@@ -23,6 +23,7 @@ from .exports import FORMATS, export_file
 from .imports import READERS, preferences_import
 from .models import Batch, Focus, PreferenceSource
 from .selectors import batch_by_label
+from .stats import batch_statistics
 
 
 class AdminOnly(HasRole):
@@ -130,3 +131,11 @@ class SourceImport(APIView):
             except DjangoValidationError as error:
                 raise ValidationError({"detail": error.messages[0] + " Nothing was imported."}) from error
         return Response(asdict(report), status=status.HTTP_201_CREATED)
+
+
+class BatchStats(APIView):
+    permission_classes = [AdminOnly]
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, description="The batch page's figures as JSON.")
+    def get(self, request, label: str):
+        return Response(batch_statistics(_batch(label)))

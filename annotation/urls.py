@@ -17,5 +17,6 @@ urlpatterns = [
     path("guidelines/<str:focus>/", views.guideline, name="guideline"),
     path("batches/", views.batch_list, name="batches"),
     path("batches/<str:label>/freeze/", views.batch_freeze_view, name="batch_freeze"),
+    path("batches/<str:label>/stats/", views.batch_stats, name="batch_stats"),
     path("batches/<str:label>/export/<str:fmt>/", views.batch_download, name="batch_download"),
 ]

@@ -2,7 +2,7 @@
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -15,6 +15,7 @@ from modelserving.services import NoActiveVariant
 from . import scale, services
 from .forms import DialogueStartForm, JudgementForm, MessageForm, RetryForm
 from .batches import batch_freeze
+from .stats import batch_statistics, charts
 from .exports import FORMATS, export_file
 from .models import Batch, Dialogue, Focus, Guideline, Strength
 from .selectors import (
@@ -284,3 +285,15 @@ def batch_download(request, label: str, fmt: str):
         messages.error(request, error.messages[0])
         return redirect("annotation:batches")
     return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)
+
+
+@require_GET
+@role_required(ADMIN)
+def batch_stats(request, label: str):
+    batch = batch_by_label(label)
+    if batch is None:
+        raise Http404
+    stats = batch_statistics(batch)
+    if request.GET.get("format") == "json":
+        return JsonResponse(stats)
+    return render(request, "annotation/batch_stats.html", {"batch": batch, "stats": stats, "charts": charts(stats)})

@@ -255,3 +255,66 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+def test_batch_statistics_page_and_json(client, judged_batch, admin_user, annotator):
+    from annotation.stats import batch_statistics
+
+    from .conftest import PASSWORD
+
+    stats = batch_statistics(judged_batch)
+    assert stats["judgements"] == 8
+    assert stats["by_focus"] == {"helpfulness": 4, "safety": 4}
+    assert sum(stats["by_strength"].values()) == 8
+    assert stats["turns_per_dialogue"] == {1: 8}
+    turns = list(Turn.objects.filter(batch=judged_batch))
+    left = sum(t.chosen_generation_id == t.left_generation_id for t in turns)
+    assert stats["left_chosen_share"]["overall"] == round(left / 8, 4)
+    assert stats["left_chosen_share"]["per_annotator"] == {"ann": round(left / 8, 4)}
+    assert stats["per_annotator_volume"] == {"ann": 8}
+    rates = stats["variant_win_rate"]
+    assert sum(v["won"] for v in rates.values()) == 8 and sum(v["compared"] for v in rates.values()) == 16
+    assert sum(stats["response_tokens"]["chosen"]["buckets"].values()) == 8
+
+    client.login(username="ann", password=PASSWORD)
+    assert client.get(f"/annotate/batches/{judged_batch}/stats/").status_code == 403
+    client.logout()
+    client.login(username="boss", password=PASSWORD)
+    page = client.get(f"/annotate/batches/{judged_batch}/stats/")
+    html = page.content.decode()
+    assert page.status_code == 200 and html.count("<svg") == 9 and "Position bias" in html
+    assert "style=" not in html.split("<main>")[1], "no inline styles (CSP)"
+    assert client.get(f"/annotate/batches/{judged_batch}/stats/?format=json").json() == json.loads(
+        json.dumps(stats))
+
+
+def test_every_write_path_is_refused_after_freeze(client, judged_batch, admin_user, annotator):
+    from django.contrib.admin.sites import site
+
+    from annotation.models import Dialogue
+
+    from .conftest import PASSWORD
+
+    batch = batch_freeze(batch=judged_batch, admin=admin_user)
+    before = list(Turn.objects.filter(batch=batch).order_by("pk").values())
+    turn = Turn.objects.filter(batch=batch).select_related("dialogue").first()
+    # A different judgement of a frozen turn, through the service and through the API.
+    with pytest.raises(ValidationError):
+        services.judgement_submit(turn=turn, annotator=annotator,
+                                  judgement=Judgement(both_unusable=True, unusable_reason="changed my mind"))
+    api = APIClient()
+    api.force_authenticate(annotator)
+    assert api.post(f"/api/turns/{turn.pk}/judgement/", {"both_unusable": True, "unusable_reason": "x"},
+                    format="json").status_code == 409
+    with pytest.raises(ValidationError):
+        services.generation_retry(turn=turn, annotator=annotator, side="A")
+    # The admin shows frozen data but neither changes nor deletes it.
+    client.login(username="boss", password=PASSWORD)
+    batch_admin = site._registry[Batch]
+    dialogue_admin = site._registry[Dialogue]
+    request = client.get("/admin/").wsgi_request
+    assert not batch_admin.has_change_permission(request, batch)
+    assert not batch_admin.has_delete_permission(request, batch)
+    assert not dialogue_admin.has_delete_permission(request, turn.dialogue)
+    assert client.post(f"/admin/annotation/dialogue/{turn.dialogue_id}/delete/", {"post": "yes"}).status_code == 403
+    assert list(Turn.objects.filter(batch=batch).order_by("pk").values()) == before

@@ -15,11 +15,14 @@ import hmac
 import json
 from collections import Counter
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
+
+import orjson
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Prefetch
+from django.db.models import Count
 
 from accounts.roles import ADMIN, has_role
 from modelserving.models import Generation
@@ -43,67 +46,91 @@ CHUNK = 2000
 
 def pseudonym(user_id: int) -> str:
     """A stable pseudonymous annotator id: HMAC-SHA256 of the user id under a secret key."""
-    key = (settings.ANNOTATOR_PSEUDONYM_KEY or "annotator-pseudonym:" + settings.SECRET_KEY).encode()
-    return "a_" + hmac.new(key, str(user_id).encode(), hashlib.sha256).hexdigest()[:20]
+    return _pseudonym_cached(user_id, settings.ANNOTATOR_PSEUDONYM_KEY or "annotator-pseudonym:" + settings.SECRET_KEY)
 
 
 def _iso(moment) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
-def _turns(batch: Batch):
-    return (
-        Turn.objects.filter(batch=batch, submitted_at__isnull=False)
-        .select_related("dialogue__risk_category", "dialogue__attack_vector", "dialogue__guideline")
-        .prefetch_related(Prefetch("pair__generations", queryset=Generation.objects.select_related("variant")))
-        .order_by("pk")
-    )
+TURN_FIELDS = (
+    "id", "dialogue_id", "index", "split", "strength", "chosen_safe", "other_safe", "safety_bin", "both_unusable",
+    "unusable_reason", "time_spent_ms", "created_at", "submitted_at", "pair_id", "left_generation_id",
+    "chosen_generation_id", "dialogue__focus", "dialogue__annotator_id", "dialogue__risk_category__slug",
+    "dialogue__attack_vector__slug", "dialogue__guideline__version",
+)
+GENERATION_FIELDS = (
+    "id", "pair_id", "position", "messages", "text", "variant__name", "model_name", "temperature", "top_p", "seed",
+    "max_tokens", "prompt_tokens", "completion_tokens", "latency_ms", "finish_reason",
+)
 
 
-def _response(generation: Generation, side: str) -> dict:
+def _chunks(batch: Batch) -> Iterator[tuple[list[dict], dict[int, list[dict]]]]:
+    """The batch's judged turns in id order, CHUNK at a time (keyset pagination: constant memory
+    however large the batch), each chunk with the generations of its pairs. Plain rows, no model
+    instances: this path is what a million-row export spends its time in."""
+    judged = Turn.objects.filter(batch=batch, submitted_at__isnull=False).order_by("pk")
+    after = 0
+    while True:
+        turns = list(judged.filter(pk__gt=after).values(*TURN_FIELDS)[:CHUNK])
+        if not turns:
+            return
+        generations: dict[int, list[dict]] = {}
+        rows = Generation.objects.filter(pair_id__in=[t["pair_id"] for t in turns]).order_by("pair_id", "position")
+        for row in rows.values(*GENERATION_FIELDS):
+            generations.setdefault(row["pair_id"], []).append(row)
+        yield turns, generations
+        after = turns[-1]["id"]
+
+
+def _response(generation: dict, side: str) -> dict:
     return {
-        "text": generation.text, "variant": generation.variant.name, "model": generation.model_name,
-        "temperature": generation.temperature, "top_p": generation.top_p, "seed": generation.seed,
-        "max_tokens": generation.max_tokens, "prompt_tokens": generation.prompt_tokens,
-        "completion_tokens": generation.completion_tokens, "latency_ms": generation.latency_ms,
-        "finish_reason": generation.finish_reason, "side": side,
+        "text": generation["text"], "variant": generation["variant__name"], "model": generation["model_name"],
+        "temperature": generation["temperature"], "top_p": generation["top_p"], "seed": generation["seed"],
+        "max_tokens": generation["max_tokens"], "prompt_tokens": generation["prompt_tokens"],
+        "completion_tokens": generation["completion_tokens"], "latency_ms": generation["latency_ms"],
+        "finish_reason": generation["finish_reason"], "side": side,
     }
 
 
-def full_record(turn: Turn) -> dict:
-    generations = list(turn.pair.generations.all())
-    sides = {g.id: ("A" if g.id == turn.left_generation_id else "B") for g in generations}
-    chosen = next((g for g in generations if g.id == turn.chosen_generation_id), None)
-    rejected = next((g for g in generations if chosen is not None and g.id != chosen.id), None)
-    dialogue = turn.dialogue
+@lru_cache(maxsize=100_000)
+def _pseudonym_cached(user_id: int, key: str) -> str:
+    return "a_" + hmac.new(key.encode(), str(user_id).encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def full_record(turn: dict, generations: list[dict], *, batch_label: str) -> dict:
+    sides = {g["id"]: ("A" if g["id"] == turn["left_generation_id"] else "B") for g in generations}
+    chosen = next((g for g in generations if g["id"] == turn["chosen_generation_id"]), None)
+    rejected = next((g for g in generations if chosen is not None and g["id"] != chosen["id"]), None)
+    strength = turn["strength"]
     return {
         "schema_version": SCHEMA_VERSION,
-        "batch": None,  # filled by the writer
-        "split": turn.split,
-        "turn_id": turn.pk,
-        "dialogue_id": dialogue.pk,
-        "turn_index": turn.index,
-        "focus": dialogue.focus,
-        "context": generations[0].messages,  # exactly as sent to both variants
-        "chosen": _response(chosen, sides[chosen.id]) if chosen else None,
-        "rejected": _response(rejected, sides[rejected.id]) if rejected else None,
-        "responses_unusable": None if chosen else [_response(g, sides[g.id]) for g in generations],
-        "strength": turn.strength or None,
-        "margin_small": MARGINS["small"][turn.strength] if turn.strength else None,
-        "margin_large": MARGINS["large"][turn.strength] if turn.strength else None,
-        "chosen_safe": turn.chosen_safe,
-        "rejected_safe": turn.other_safe,
-        "safety_bin": turn.safety_bin or None,
-        "risk_category": dialogue.risk_category.slug if dialogue.risk_category_id else None,
-        "attack_vector": dialogue.attack_vector.slug if dialogue.attack_vector_id else None,
-        "both_unusable": turn.both_unusable,
-        "unusable_reason": turn.unusable_reason or None,
-        "annotator": pseudonym(dialogue.annotator_id),
+        "batch": batch_label,
+        "split": turn["split"],
+        "turn_id": turn["id"],
+        "dialogue_id": turn["dialogue_id"],
+        "turn_index": turn["index"],
+        "focus": turn["dialogue__focus"],
+        "context": generations[0]["messages"],  # exactly as sent to both variants
+        "chosen": _response(chosen, sides[chosen["id"]]) if chosen else None,
+        "rejected": _response(rejected, sides[rejected["id"]]) if rejected else None,
+        "responses_unusable": None if chosen else [_response(g, sides[g["id"]]) for g in generations],
+        "strength": strength or None,
+        "margin_small": MARGINS["small"][strength] if strength else None,
+        "margin_large": MARGINS["large"][strength] if strength else None,
+        "chosen_safe": turn["chosen_safe"],
+        "rejected_safe": turn["other_safe"],
+        "safety_bin": turn["safety_bin"] or None,
+        "risk_category": turn["dialogue__risk_category__slug"],
+        "attack_vector": turn["dialogue__attack_vector__slug"],
+        "both_unusable": turn["both_unusable"],
+        "unusable_reason": turn["unusable_reason"] or None,
+        "annotator": pseudonym(turn["dialogue__annotator_id"]),
         "vendor": None,
-        "guideline_version": dialogue.guideline.version if dialogue.guideline_id else None,
-        "time_spent_ms": turn.time_spent_ms,
-        "turn_created_at": _iso(turn.created_at),
-        "submitted_at": _iso(turn.submitted_at),
+        "guideline_version": turn["dialogue__guideline__version"],
+        "time_spent_ms": turn["time_spent_ms"],
+        "turn_created_at": _iso(turn["created_at"]),
+        "submitted_at": _iso(turn["submitted_at"]),
     }
 
 
@@ -124,20 +151,26 @@ def trl_record(record: dict, *, margin_table: str = "small") -> dict | None:
 
 
 def records(batch: Batch) -> Iterator[dict]:
-    for turn in _turns(batch).iterator(chunk_size=CHUNK):
-        record = full_record(turn)
-        record["batch"] = str(batch)
-        yield record
+    label = str(batch)
+    for turns, generations in _chunks(batch):
+        for turn in turns:
+            yield full_record(turn, generations[turn["pair_id"]], batch_label=label)
 
 
-def lines(batch: Batch, fmt: str) -> Iterator[str]:
-    """The export as JSON lines, one at a time (for files and for streamed HTTP responses)."""
+def _encoded_lines(batch: Batch, fmt: str) -> Iterator[bytes]:
     if fmt not in LINE_FORMATS:
         raise ValidationError(f"{fmt!r} is not a line format; use one of {', '.join(LINE_FORMATS)}.")
     for record in records(batch):
         row = record if fmt == "full" else trl_record(record)
         if row is not None:
-            yield json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
+            # Sorted keys, compact, UTF-8: the same batch always gives the same bytes.
+            yield orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+
+
+def lines(batch: Batch, fmt: str) -> Iterator[str]:
+    """The export as JSON lines, one at a time."""
+    for line in _encoded_lines(batch, fmt):
+        yield line.decode()
 
 
 def _check(batch: Batch, admin) -> None:
@@ -169,8 +202,8 @@ def batch_export(*, batch: Batch, admin, out_dir: Path | None = None, formats=FO
         partial = path.with_name(path.name + ".partial")
         if fmt in LINE_FORMATS:
             rows = 0
-            with open(partial, "w", encoding="utf-8", newline="\n") as handle:
-                for line in lines(batch, fmt):
+            with open(partial, "wb", buffering=1 << 20) as handle:
+                for line in _encoded_lines(batch, fmt):
                     handle.write(line)
                     rows += 1
         elif fmt == "parquet":
@@ -180,12 +213,14 @@ def batch_export(*, batch: Batch, admin, out_dir: Path | None = None, formats=FO
                 rows = write_csv(records(batch), handle)
         partial.replace(path)
         manifest["files"][path.name] = {"format": fmt, "rows": rows, "sha256": _sha256(path)}
-    for record in records(batch):
-        counts[f"focus={record['focus']}"] += 1
-        counts[f"strength={record['strength'] or 'both_unusable'}"] += 1
-        if record["safety_bin"]:
-            counts[f"safety_bin={record['safety_bin']}"] += 1
-        counts[f"split={record['split']}"] += 1
+    judged = Turn.objects.filter(batch=batch, submitted_at__isnull=False)
+    for focus, strength, safety_bin, split, n in judged.values_list(
+            "dialogue__focus", "strength", "safety_bin", "split").annotate(n=Count("id")).order_by():
+        counts[f"focus={focus}"] += n
+        counts[f"strength={strength or 'both_unusable'}"] += n
+        if safety_bin:
+            counts[f"safety_bin={safety_bin}"] += n
+        counts[f"split={split}"] += n
     manifest["counts"] = dict(sorted(counts.items()))
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest

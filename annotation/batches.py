@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections import Counter, defaultdict
+import heapq
+from collections import defaultdict
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from accounts.roles import ADMIN, has_role
@@ -15,8 +18,8 @@ from accounts.roles import ADMIN, has_role
 from .models import Batch, Turn
 
 
-def _stratum(turn: Turn) -> tuple[str, str]:
-    return turn.dialogue.focus, ("unusable" if turn.both_unusable else turn.strength)
+def _stratum(turn) -> tuple[str, str]:
+    return turn.focus, ("unusable" if turn.both_unusable else turn.strength)
 
 
 def held_out_size(total: int, *, share: float, maximum: int) -> int:
@@ -24,45 +27,59 @@ def held_out_size(total: int, *, share: float, maximum: int) -> int:
     return min(maximum, int(total * share))
 
 
-def split_plan(batch_label: str, turns: list[Turn], *, share: float, maximum: int) -> dict[int, str]:
-    """{turn id: "train"|"test"}. Deterministic: the same batch always gives the same split.
+@dataclass(frozen=True)
+class SplitRow:
+    pk: int
+    focus: str
+    strength: str
+    both_unusable: bool
+
+
+def split_plan(batch_label: str, turns: list, *, share: float, maximum: int) -> set[int]:
+    """The ids of the held-out test turns. Deterministic: the same batch always gives the same split.
 
     Stratified by (focus, strength): each stratum gets its proportional share of the test
     quota (largest remainders settle the rounding); within a stratum, turns are ranked by a hash
-    of the batch and the turn id, so the choice does not depend on row order or on chance.
+    of the batch and the turn id, so the choice depends neither on row order nor on chance.
     """
     total = len(turns)
     quota = held_out_size(total, share=share, maximum=maximum)
-    strata: dict[tuple, list[Turn]] = defaultdict(list)
+    strata: dict[tuple, list] = defaultdict(list)
     for turn in turns:
-        strata[_stratum(turn)].append(turn)
+        strata[_stratum(turn)].append(turn.pk)
     exact = {key: quota * len(members) / total for key, members in strata.items()} if total else {}
     counts = {key: int(value) for key, value in exact.items()}
     leftover = quota - sum(counts.values())
     for key in sorted(exact, key=lambda k: (-(exact[k] - counts[k]), k))[:leftover]:
         counts[key] += 1
-    plan = {}
+    held_out = set()
     for key, members in strata.items():
-        ranked = sorted(members, key=lambda t: hashlib.sha256(f"{batch_label}:{t.pk}".encode()).hexdigest())
-        for position, turn in enumerate(ranked):
-            plan[turn.pk] = "test" if position < counts[key] else "train"
-    return plan
+        if counts[key]:
+            ranked = heapq.nsmallest(counts[key], members,
+                                     key=lambda pk: hashlib.sha256(f"{batch_label}:{pk}".encode()).digest())
+            held_out.update(ranked)
+    return held_out
 
 
-def _summary(batch: Batch, turns: list[Turn], plan: dict[int, str]) -> dict:
-    variants: Counter = Counter()
-    for turn in turns:
-        for generation in turn.pair.generations.all():
-            variants[generation.variant.name] += 1
+def _summary(judged) -> dict:
+    """What the batch holds, from aggregate queries (a batch may hold a million judgements)."""
+    from modelserving.models import Generation
+
+    def grouped(field):
+        return dict(judged.values_list(field).annotate(n=Count("id")).order_by(field))
+
+    variants = Generation.objects.filter(pair__turn__in=judged).values_list("variant__name").annotate(
+        n=Count("id")).order_by("variant__name")
+    guidelines = judged.filter(dialogue__guideline__isnull=False).values_list(
+        "dialogue__guideline__focus", "dialogue__guideline__version").order_by().distinct()
     return {
-        "judgements": len(turns),
-        "by_focus": dict(sorted(Counter(t.dialogue.focus for t in turns).items())),
-        "by_strength": dict(sorted(Counter(t.strength or "both_unusable" for t in turns).items())),
-        "by_safety_bin": dict(sorted(Counter(t.safety_bin for t in turns if t.safety_bin).items())),
-        "policy_variants": dict(sorted(variants.items())),
-        "guideline_versions": sorted({f"{t.dialogue.guideline.focus} v{t.dialogue.guideline.version}"
-                                      for t in turns if t.dialogue.guideline_id}),
-        "split": dict(sorted(Counter(plan.values()).items())),
+        "judgements": judged.count(),
+        "by_focus": grouped("dialogue__focus"),
+        "by_strength": {key or "both_unusable": n for key, n in grouped("strength").items()},
+        "by_safety_bin": {key: n for key, n in grouped("safety_bin").items() if key},
+        "policy_variants": dict(variants),
+        "guideline_versions": sorted(f"{focus} v{version}" for focus, version in guidelines),
+        "split": grouped("split"),
     }
 
 
@@ -73,22 +90,22 @@ def batch_freeze(*, batch: Batch, admin) -> Batch:
     share = settings.HELD_OUT_SHARE
     maximum = settings.HELD_OUT_MAX
     with transaction.atomic():
+        # judgement_submit holds this row's lock while it places a judgement in the batch, so a
+        # judgement is either in before the freeze or refused after it.
         batch = Batch.objects.select_for_update().get(pk=batch.pk)
         if batch.is_frozen:
             raise ValidationError(f"Batch {batch} is already frozen.")
-        # Judgements that are being submitted right now into this batch finish first (row locks).
-        turns = list(
-            Turn.objects.select_for_update(of=("self",))
-            .filter(batch=batch).select_related("dialogue__guideline")
-            .prefetch_related("pair__generations__variant").order_by("pk")
-        )
-        plan = split_plan(str(batch), turns, share=share, maximum=maximum)
-        for split in ("train", "test"):
-            Turn.objects.filter(pk__in=[pk for pk, value in plan.items() if value == split]).update(split=split)
+        judged = Turn.objects.filter(batch=batch, submitted_at__isnull=False)
+        rows = [SplitRow(*row) for row in judged.values_list(
+            "pk", "dialogue__focus", "strength", "both_unusable").iterator(chunk_size=20_000)]
+        held_out = split_plan(str(batch), rows, share=share, maximum=maximum)
+        del rows
+        judged.update(split="train")
+        Turn.objects.filter(pk__in=held_out).update(split="test")
         batch.status = Batch.Status.FROZEN
         batch.frozen_at = timezone.now()
         batch.frozen_by = admin
-        batch.summary = {**_summary(batch, turns, plan), "held_out_share": share, "held_out_max": maximum,
+        batch.summary = {**_summary(judged), "held_out_share": share, "held_out_max": maximum,
                          "frozen_by": admin.get_username()}
         batch.save(update_fields=["status", "frozen_at", "frozen_by", "summary"])
     return batch

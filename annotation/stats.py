@@ -36,10 +36,8 @@ def batch_statistics(batch: Batch) -> dict:
     token_counts = {"chosen": [], "rejected": []}
     rows = judged.values_list("id", "dialogue_id", "dialogue__annotator__username", "strength", "safety_bin",
                               "both_unusable", "chosen_generation_id", "left_generation_id").order_by("id")
-    turn_ids = []
     for (turn_id, dialogue_id, annotator, strength, safety_bin, unusable, chosen_id, left_id) in rows.iterator(
             chunk_size=5000):
-        turn_ids.append(turn_id)
         by_strength[strength or "both_unusable"] += 1
         if safety_bin:
             by_bin[safety_bin] += 1

@@ -1,0 +1,245 @@
+"""Train a reward model with the Llama 2 margin loss, and evaluate it the paper's way.
+
+Pure Python + torch/transformers/TRL, no Django. Runnable alone:
+
+    python -m training.jobs.reward --train train.jsonl --eval test.jsonl --base var/models/smollm2-135m-instruct \
+        --out var/checkpoints/rm-helpfulness
+    accelerate launch -m training.jobs.reward --train … --eval … --base … --out …
+
+Input: Tandem's `trl` export (or any TRL conversational preference file with `prompt`, `chosen`,
+`rejected`; `strength` and `focus` columns are used when present). TRL's RewardTrainer reads the
+per-example `margin`; here it is recomputed from `strength` with the chosen table. No pair is
+dropped: a pair longer than `max_length` keeps its last `max_length` tokens (the context is cut
+from the left) and the count is reported. Metrics are printed as JSON lines while training; the
+checkpoint (safetensors) carries the config, seed and metrics; `eval.json` has the accuracy per
+strength level and per focus (Table 8's layout), overall accuracy, and score histograms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .losses import margin_for
+
+STRENGTHS = ("significantly_better", "better", "slightly_better", "negligibly_better")
+
+
+@dataclass
+class RewardJobConfig:
+    train: str = ""  # JSONL of preference pairs (Tandem's `trl` export)
+    eval: str = ""  # JSONL of held-out pairs; empty: no evaluation
+    base: str = ""  # chat checkpoint to start from; its LM head is replaced by a scalar head
+    out: str = ""  # folder for the checkpoint, eval.json and metrics.jsonl
+    margin_table: str = "small"  # none | small | large (LLAMA2.md)
+    learning_rate: float = 1e-5  # max LR (the paper's; TRL's default 1e-4 is not used)
+    min_lr_ratio: float = 0.1  # cosine decay down to 10 % of the max LR
+    warmup_ratio: float = 0.03  # 3 % of the steps …
+    min_warmup_steps: int = 5  # … but at least 5
+    epochs: float = 1.0  # one pass, as the paper
+    per_device_batch_size: int = 8  # pairs per device per step
+    gradient_accumulation_steps: int = 64  # 8 × 64 = 512 pairs per optimiser step on one device
+    max_length: int = 1024  # tokens per prompt + response; longer pairs keep their last tokens
+    weight_decay: float = 0.1
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_epsilon: float = 1e-5
+    max_grad_norm: float = 1.0
+    bf16: str = "auto"  # auto (when the hardware has it) | yes | no
+    seed: int = 0
+    logging_steps: int = 1
+    histogram_bins: int = 20
+    extra: dict = field(default_factory=dict)  # free-form notes carried into the checkpoint
+
+
+def _emit(event: str, **data) -> None:
+    """One JSON line on stdout: what the launching task reads into the run."""
+    print(json.dumps({"event": event, "time": round(time.time(), 3), **data}), flush=True)
+
+
+def read_pairs(path: str) -> list[dict]:
+    pairs = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            for key in ("prompt", "chosen", "rejected"):
+                if key not in row:
+                    raise ValueError(f"{path}:{number}: no {key!r}")
+            pairs.append(row)
+    return pairs
+
+
+def _messages(value, role: str) -> list[dict]:
+    return [{"role": role, "content": value}] if isinstance(value, str) else list(value)
+
+
+def tokenize_pairs(pairs: list[dict], tokenizer, *, max_length: int, margin_table: str):
+    """chosen_ids / rejected_ids / margin per pair; left-truncated to max_length, never dropped."""
+    rows, truncated = [], 0
+    for pair in pairs:
+        prompt = _messages(pair["prompt"], "user")
+        ids, cut = {}, False
+        for side in ("chosen", "rejected"):
+            conversation = prompt + _messages(pair[side], "assistant")
+            tokens = tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=False)
+            if hasattr(tokens, "input_ids"):
+                tokens = tokens["input_ids"]
+            if len(tokens) > max_length:
+                tokens, cut = tokens[-max_length:], True
+            ids[side] = list(tokens)
+        truncated += cut
+        if margin_table == "none":
+            margin = 0.0
+        elif pair.get("strength"):
+            margin = margin_for(pair["strength"], margin_table)
+        else:
+            margin = float(pair.get("margin") or 0.0)
+        rows.append({"chosen_ids": ids["chosen"], "rejected_ids": ids["rejected"], "margin": margin})
+    return rows, truncated
+
+
+def histogram(values: list[float], bins: int) -> dict:
+    if not values:
+        return {"edges": [], "counts": []}
+    low, high = min(values), max(values)
+    if high == low:
+        high = low + 1e-6
+    width = (high - low) / bins
+    counts = [0] * bins
+    for value in values:
+        counts[min(bins - 1, int((value - low) / width))] += 1
+    return {"edges": [low + i * width for i in range(bins + 1)], "counts": counts}
+
+
+def evaluate(model, tokenizer, pairs: list[dict], *, max_length: int, bins: int, batch_size: int = 8) -> dict:
+    """Accuracy (chosen scored above rejected) per strength level and per focus, and histograms."""
+    import torch
+
+    rows, _ = tokenize_pairs(pairs, tokenizer, max_length=max_length, margin_table="none")
+    device = next(model.parameters()).device
+    model.eval()
+    scores = {"chosen": [], "rejected": []}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    with torch.no_grad():
+        for side in ("chosen", "rejected"):
+            for start in range(0, len(rows), batch_size):
+                batch = [r[f"{side}_ids"] for r in rows[start:start + batch_size]]
+                width = max(len(ids) for ids in batch)
+                input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                attention = torch.zeros((len(batch), width), dtype=torch.long)
+                for i, ids in enumerate(batch):  # left padding: the score is read at the last token
+                    input_ids[i, width - len(ids):] = torch.tensor(ids)
+                    attention[i, width - len(ids):] = 1
+                logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
+                scores[side].extend(logits.squeeze(-1).float().cpu().tolist())
+    correct = defaultdict(lambda: [0, 0])
+    for pair, chosen, rejected in zip(pairs, scores["chosen"], scores["rejected"]):
+        hit = chosen > rejected
+        for key in ("overall", f"strength={pair.get('strength') or 'unknown'}", f"focus={pair.get('focus') or 'unknown'}"):
+            correct[key][0] += hit
+            correct[key][1] += 1
+    accuracy = {key: round(100 * hits / n, 2) for key, (hits, n) in sorted(correct.items())}
+    table = {s: accuracy.get(f"strength={s}") for s in STRENGTHS}
+    return {
+        "pairs": len(pairs),
+        "accuracy": accuracy,
+        "accuracy_per_strength": table,  # Llama 2 Table 8's columns
+        "histograms": {side: histogram(values, bins) for side, values in scores.items()},
+        "mean_score": {side: (sum(v) / len(v) if v else None) for side, v in scores.items()},
+    }
+
+
+def main(config: RewardJobConfig) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+    from trl import RewardConfig, RewardTrainer
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(config.base)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    train_pairs = read_pairs(config.train)
+    eval_pairs = read_pairs(config.eval) if config.eval else []
+    rows, truncated = tokenize_pairs(train_pairs, tokenizer, max_length=config.max_length,
+                                     margin_table=config.margin_table)
+    _emit("data", train_pairs=len(train_pairs), eval_pairs=len(eval_pairs), truncated=truncated,
+          margin_table=config.margin_table)
+
+    use_bf16 = {"yes": True, "no": False}.get(config.bf16, torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    model = AutoModelForSequenceClassification.from_pretrained(
+        config.base, num_labels=1, dtype=torch.bfloat16 if use_bf16 else torch.float32)
+    model.config.pad_token_id = tokenizer.pad_token_id
+
+    pairs_per_step = config.per_device_batch_size * config.gradient_accumulation_steps
+    total_steps = max(1, math.ceil(len(rows) * config.epochs / pairs_per_step))
+    warmup = max(config.min_warmup_steps, math.ceil(config.warmup_ratio * total_steps))
+    metrics_path = out / "metrics.jsonl"
+
+    class JsonLines(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs:
+                record = {"step": state.global_step, "max_steps": state.max_steps, **logs}
+                _emit("log", **record)
+                with open(metrics_path, "a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+
+    args = RewardConfig(
+        output_dir=str(out / "trainer"), learning_rate=config.learning_rate, num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.per_device_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
+        warmup_steps=warmup, weight_decay=config.weight_decay, adam_beta1=config.adam_beta1,
+        adam_beta2=config.adam_beta2, adam_epsilon=config.adam_epsilon, max_grad_norm=config.max_grad_norm,
+        max_length=None, bf16=use_bf16, seed=config.seed, logging_steps=config.logging_steps,
+        save_strategy="no", report_to=[], disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = RewardTrainer(model=model, args=args, processing_class=tokenizer,
+                            train_dataset=Dataset.from_list(rows), callbacks=[JsonLines()])
+    started = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - started
+    summary = {"train_loss": result.training_loss, "steps": trainer.state.global_step, "seconds": round(seconds, 2),
+               "pairs_per_second": round(len(rows) * config.epochs / seconds, 2),
+               "tokens_per_second": round(sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows)
+                                          * config.epochs / seconds, 1),
+               "truncated_pairs": truncated, "warmup_steps": warmup, "bf16": use_bf16}
+    evaluation = evaluate(trainer.model, tokenizer, eval_pairs, max_length=config.max_length,
+                          bins=config.histogram_bins) if eval_pairs else None
+
+    if trainer.is_world_process_zero():
+        trainer.save_model(str(out))  # safetensors
+        tokenizer.save_pretrained(str(out))
+        (out / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+        (out / "tandem_job.json").write_text(json.dumps(
+            {"job": "reward", "config": dataclasses.asdict(config), "seed": config.seed, "metrics": summary,
+             "eval": {k: evaluation[k] for k in ("pairs", "accuracy", "accuracy_per_strength")} if evaluation else None},
+            indent=2) + "\n")
+    _emit("done", **summary, eval_accuracy=evaluation["accuracy"] if evaluation else None)
+    return {"summary": summary, "eval": evaluation}
+
+
+def parse(argv: list[str]) -> RewardJobConfig:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for item in dataclasses.fields(RewardJobConfig):
+        if item.name == "extra":
+            continue
+        kind = item.type if isinstance(item.type, type) else {"str": str, "int": int, "float": float}[item.type]
+        parser.add_argument("--" + item.name.replace("_", "-"), type=kind, default=item.default,
+                            required=item.name in ("train", "base", "out"))
+    return RewardJobConfig(**vars(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main(parse(sys.argv[1:]))

@@ -17,7 +17,7 @@ from modelserving.services import NoActiveVariant
 
 from . import services
 from .models import AttackVector, Dialogue, RiskCategory
-from .selectors import next_turn_for, turns_with_pairs
+from .selectors import next_turn_for, own_dialogue, own_turn
 from .serializers import (
     DialogueSerializer,
     DialogueStartSerializer,
@@ -34,14 +34,14 @@ class NotYours(Exception):
 
 
 def _own_dialogue(request, pk):
-    dialogue = Dialogue.objects.filter(pk=pk, annotator=request.user).first()
+    dialogue = own_dialogue(annotator=request.user, pk=pk)
     if dialogue is None:
         raise NotYours
     return dialogue
 
 
 def _own_turn(request, pk):
-    turn = turns_with_pairs().filter(pk=pk, dialogue__annotator=request.user).first()
+    turn = own_turn(annotator=request.user, pk=pk)
     if turn is None:
         raise NotYours
     return turn

@@ -70,3 +70,14 @@ def batch_by_label(label: str):
     if not match:
         return None
     return Batch.objects.filter(iso_year=int(match[1]), iso_week=int(match[2])).first()
+
+
+def own_dialogue(*, annotator, pk: int) -> Dialogue | None:
+    """The annotator's dialogue ``pk``, or None when it is unknown or someone else's."""
+    return Dialogue.objects.select_related("risk_category", "attack_vector", "guideline").filter(
+        pk=pk, annotator=annotator).first()
+
+
+def own_turn(*, annotator, pk: int) -> Turn | None:
+    """The annotator's turn ``pk`` with its pair, or None when it is unknown or someone else's."""
+    return turns_with_pairs().filter(pk=pk, dialogue__annotator=annotator).first()

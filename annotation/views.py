@@ -23,6 +23,8 @@ from .selectors import (
     batch_by_label,
     history_for,
     judged_today_count,
+    own_dialogue,
+    own_turn,
     sides,
     turns_with_pairs,
 )
@@ -31,15 +33,14 @@ POLL_MS = 400  # partial text refreshes at least every 500 ms while a response s
 
 
 def _own_dialogue(request, pk) -> Dialogue:
-    dialogue = Dialogue.objects.select_related("risk_category", "attack_vector", "guideline").filter(
-        pk=pk, annotator=request.user).first()
+    dialogue = own_dialogue(annotator=request.user, pk=pk)
     if dialogue is None:
         raise Http404
     return dialogue
 
 
 def _own_turn(request, pk):
-    turn = turns_with_pairs().filter(pk=pk, dialogue__annotator=request.user).first()
+    turn = own_turn(annotator=request.user, pk=pk)
     if turn is None:
         raise Http404
     return turn

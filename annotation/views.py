@@ -259,12 +259,17 @@ def batch_list(request):
     return render(request, "annotation/batches.html", {"batches": batches, "formats": FORMATS})
 
 
-@require_POST
-@role_required(ADMIN)
-def batch_freeze_view(request, label: str):
+def _batch_or_404(label: str) -> Batch:
     batch = batch_by_label(label)
     if batch is None:
         raise Http404
+    return batch
+
+
+@require_POST
+@role_required(ADMIN)
+def batch_freeze_view(request, label: str):
+    batch = _batch_or_404(label)
     try:
         batch_freeze(batch=batch, admin=request.user)
     except ValidationError as error:
@@ -277,8 +282,8 @@ def batch_freeze_view(request, label: str):
 @require_GET
 @role_required(ADMIN)
 def batch_download(request, label: str, fmt: str):
-    batch = batch_by_label(label)
-    if batch is None or fmt not in FORMATS:
+    batch = _batch_or_404(label)
+    if fmt not in FORMATS:
         raise Http404
     try:
         path = export_file(batch=batch, admin=request.user, fmt=fmt)
@@ -291,9 +296,7 @@ def batch_download(request, label: str, fmt: str):
 @require_GET
 @role_required(ADMIN)
 def batch_stats(request, label: str):
-    batch = batch_by_label(label)
-    if batch is None:
-        raise Http404
+    batch = _batch_or_404(label)
     stats = batch_statistics(batch)
     if request.GET.get("format") == "json":
         return JsonResponse(stats)

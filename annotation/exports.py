@@ -167,12 +167,6 @@ def _encoded_lines(batch: Batch, fmt: str) -> Iterator[bytes]:
             yield orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
 
 
-def lines(batch: Batch, fmt: str) -> Iterator[str]:
-    """The export as JSON lines, one at a time."""
-    for line in _encoded_lines(batch, fmt):
-        yield line.decode()
-
-
 def _check(batch: Batch, admin) -> None:
     if not has_role(admin, ADMIN):
         raise PermissionDenied("Only admins export batches.")

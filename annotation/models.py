@@ -190,11 +190,6 @@ class Turn(models.Model):
     def is_judged(self) -> bool:
         return self.submitted_at is not None
 
-    @property
-    def right_generation_id(self) -> int:
-        ids = [g.id for g in self.pair.generations.all()]
-        return next(i for i in ids if i != self.left_generation_id)
-
 
 class PreferenceSource(models.Model):
     """A tagged set of imported preference pairs (open-source data) that training can mix in."""

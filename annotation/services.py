@@ -219,9 +219,9 @@ def judgement_submit(*, turn: Turn, annotator, judgement: Judgement) -> tuple[Tu
     Submitting the same judgement again (a double click, a network retry) returns the stored one
     with created=False; a different judgement of a judged turn raises JudgementConflict.
     """
-    turn = Turn.objects.select_for_update().select_related("dialogue").get(pk=turn.pk)
+    turn = (Turn.objects.select_for_update().select_related("dialogue").prefetch_related("pair__generations")
+            .get(pk=turn.pk))
     _own(turn.dialogue.annotator_id, annotator)
-    turn = type(turn).objects.select_related("dialogue").prefetch_related("pair__generations").get(pk=turn.pk)
     fields = _resolve(turn, judgement)
     if turn.is_judged:
         stored = {name: getattr(turn, name) for name in JUDGEMENT_FIELDS}

@@ -165,6 +165,16 @@ def turn_post(request, pk: int):
     return response
 
 
+def _turn_answer(request, turn, *, problems=(), form_values=None):
+    """After an action on a turn: htmx gets the turn fragment afresh (with any problems); a plain
+    form post gets the problems as messages and the dialogue page."""
+    if not request.htmx:
+        for problem in problems:
+            messages.error(request, problem)
+        return redirect("annotation:dialogue", pk=turn.dialogue_id)
+    return _render_turn(request, _own_turn(request, turn.pk), form_errors=list(problems), form_values=form_values)
+
+
 @require_GET
 @role_required(ANNOTATOR)
 def turn_fragment(request, pk: int):
@@ -188,14 +198,8 @@ def judgement_submit(request, pk: int):
     try:
         services.judgement_submit(turn=turn, annotator=request.user, judgement=judgement)
     except ValidationError as error:
-        if not request.htmx:
-            for problem in _errors(error):
-                messages.error(request, problem)
-            return redirect("annotation:dialogue", pk=turn.dialogue_id)
-        return _render_turn(request, _own_turn(request, pk), form_errors=_errors(error), form_values=request.POST)
-    if not request.htmx:
-        return redirect("annotation:dialogue", pk=turn.dialogue_id)
-    return _render_turn(request, _own_turn(request, pk))
+        return _turn_answer(request, turn, problems=_errors(error), form_values=request.POST)
+    return _turn_answer(request, turn)
 
 
 @require_POST
@@ -209,9 +213,7 @@ def generation_retry(request, pk: int):
             services.generation_retry(turn=turn, annotator=request.user, side=form.cleaned_data["side"])
         except ValidationError as error:
             problems = _errors(error)
-    if not request.htmx:
-        return redirect("annotation:dialogue", pk=turn.dialogue_id)
-    return _render_turn(request, _own_turn(request, pk), form_errors=problems)
+    return _turn_answer(request, turn, problems=problems)
 
 
 @require_POST

@@ -198,6 +198,8 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_DEFAULT_QUEUE = "sampling"
 CELERY_TASK_ROUTES = {
     "modelserving.*": {"queue": "sampling"},
+    # The heartbeat check runs where the web tier's workers are: it must work when GPU boxes die.
+    "training.runs_check_heartbeats": {"queue": "sampling"},
     "training.*": {"queue": "gpu"},
 }
 # Both limits stay below the broker's visibility timeout, so a slow task is never handed to a
@@ -205,6 +207,11 @@ CELERY_TASK_ROUTES = {
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=600)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=660)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Periodic work (`celery beat`): fail training runs whose heartbeat stopped.
+CELERY_BEAT_SCHEDULE = {
+    "training-runs-check-heartbeats": {"task": "training.runs_check_heartbeats", "schedule": 60.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Sampling -------------------------------------------------------------------------------
 SAMPLING = {
@@ -238,6 +245,22 @@ DEFAULT_MODEL_DIR = Path(
     env.str("DEFAULT_MODEL_DIR", default=str(VAR_DIR / "models" / "smollm2-135m-instruct"))
 )
 DEFAULT_MODEL_PORT = env.int("DEFAULT_MODEL_PORT", default=8001)
+
+# --- Training runs ----------------------------------------------------------------------------
+# Each run writes its data files and its checkpoint under TRAINING_DIR/run-<id>/ on the GPU worker.
+TRAINING_DIR = Path(env.str("TRAINING_DIR", default=str(VAR_DIR / "runs")))
+# The launching task writes a heartbeat this often; the periodic check fails a running run whose
+# heartbeat is older than TRAINING_HEARTBEAT_TIMEOUT (its worker died or lost the database).
+TRAINING_HEARTBEAT_SECONDS = env.float("TRAINING_HEARTBEAT_SECONDS", default=5.0)
+TRAINING_HEARTBEAT_TIMEOUT = env.int("TRAINING_HEARTBEAT_TIMEOUT", default=120)
+# A run's wall-clock limit (the Celery limits of other tasks are far too short for training).
+TRAINING_RUN_TIME_LIMIT = env.int("TRAINING_RUN_TIME_LIMIT", default=3 * 24 * 3600)
+# Seconds a cancelled job gets between SIGTERM and SIGKILL of its process group.
+TRAINING_KILL_GRACE = env.float("TRAINING_KILL_GRACE", default=10.0)
+TRAINING_LOG_TAIL_LINES = env.int("TRAINING_LOG_TAIL_LINES", default=200)
+# How a job starts: empty for `python -m training.jobs.<job>` on this worker's Python; several GPUs:
+# e.g. "accelerate launch --config_file /etc/tandem/fsdp.yaml" (the job module is appended with -m).
+TRAINING_LAUNCHER = env.str("TRAINING_LAUNCHER", default="")
 
 LOGGING = {
     "version": 1,

@@ -35,3 +35,8 @@ if CELERY_BROKER_URL.startswith("filesystem"):
 
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+# Training runs of the tests: their own folder, and a quick heartbeat so cancels land in a second.
+TRAINING_DIR = VAR_DIR / "test-runs"
+TRAINING_HEARTBEAT_SECONDS = env.float("TRAINING_HEARTBEAT_SECONDS", default=0.5)
+TRAINING_KILL_GRACE = env.float("TRAINING_KILL_GRACE", default=5.0)

@@ -28,6 +28,8 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "data_folder_in": str(VAR_DIR / "test-broker" / "queue"),
         "data_folder_out": str(VAR_DIR / "test-broker" / "queue"),
         "processed_folder": str(VAR_DIR / "test-broker" / "processed"),
+        # kombu keeps its exchange tables in ./control unless told otherwise.
+        "control_folder": str(VAR_DIR / "test-broker" / "control"),
         "store_processed": False,
         # How often an idle worker looks for new messages (kombu's default is 1 s).
         "polling_interval": 0.05,

@@ -9,7 +9,7 @@ ROLES = (ANNOTATOR, ADMIN, RESEARCHER)
 ROLE_LABELS = {ANNOTATOR: "Annotator", ADMIN: "Admin", RESEARCHER: "Researcher"}
 HOME_URL_NAMES = {
     ADMIN: "accounts:admin_home",
-    RESEARCHER: "accounts:researcher_home",
+    RESEARCHER: "training:dashboard",
     ANNOTATOR: "annotation:workspace",
 }
 # Admins manage people and data through Django's admin for these apps.

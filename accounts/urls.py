@@ -10,7 +10,6 @@ urlpatterns = [
                                                redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.home, name="home"),
-    path("research/", views.researcher_home, name="researcher_home"),
     path("manage/", views.admin_home, name="admin_home"),
     path("invite/<str:token>/", views.invitation_accept, name="invitation_accept"),
 ]

@@ -10,7 +10,7 @@ from . import services
 from .decorators import role_required
 from .forms import InvitationAcceptForm, InvitationForm
 from .models import Invitation
-from .roles import ADMIN, HOME_URL_NAMES, RESEARCHER, primary_role
+from .roles import ADMIN, HOME_URL_NAMES, primary_role
 
 
 @require_GET
@@ -20,12 +20,6 @@ def home(request):
     if role is None:
         return render(request, "accounts/no_role.html", status=403)
     return redirect(HOME_URL_NAMES[role])
-
-
-@require_GET
-@role_required(RESEARCHER)
-def researcher_home(request):
-    return render(request, "accounts/researcher_home.html")
 
 
 @require_http_methods(["GET", "POST"])

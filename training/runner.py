@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from .data import reward_data_write
 from .models import Checkpoint, RunMetric, TrainingRun
-from .services import model_folder_problem, checkpoint_register, run_checkpoint_name, weight_files
+from .services import checkpoint_register, model_folder_problem, run_checkpoint_name, weight_files
 
 logger = logging.getLogger(__name__)
 JOBS = {TrainingRun.Kind.REWARD_MODEL: "training.jobs.reward"}

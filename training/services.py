@@ -9,7 +9,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -60,7 +60,12 @@ def checkpoint_default_base() -> Checkpoint | None:
     existing = Checkpoint.objects.filter(name=DEFAULT_BASE_NAME).first()
     if existing or model_folder_problem(Path(settings.DEFAULT_MODEL_DIR)):
         return existing
-    return checkpoint_register(name=DEFAULT_BASE_NAME, kind=Checkpoint.Kind.POLICY, path=settings.DEFAULT_MODEL_DIR)
+    try:
+        with transaction.atomic():
+            return checkpoint_register(name=DEFAULT_BASE_NAME, kind=Checkpoint.Kind.POLICY,
+                                       path=settings.DEFAULT_MODEL_DIR)
+    except (IntegrityError, ValidationError):  # registered meanwhile by a concurrent request
+        return Checkpoint.objects.get(name=DEFAULT_BASE_NAME)
 
 
 def _require_researcher(user) -> None:

@@ -32,7 +32,7 @@ def test_passwords_are_hashed_with_argon2():
 @pytest.mark.parametrize("role, landing", [
     ("annotator", "annotation:workspace"),
     ("admin", "accounts:admin_home"),
-    ("researcher", "accounts:researcher_home"),
+    ("researcher", "training:dashboard"),
 ])
 def test_each_role_lands_on_its_own_home_after_login(client, role, landing):
     make(role)
@@ -44,7 +44,7 @@ def test_each_role_lands_on_its_own_home_after_login(client, role, landing):
 def test_role_pages_refuse_other_roles(client):
     make("annotator")
     client.login(username="annotator-1", password=PASSWORD)
-    assert client.get(reverse("accounts:researcher_home")).status_code == 403
+    assert client.get(reverse("training:dashboard")).status_code == 403
     assert client.get(reverse("accounts:admin_home")).status_code == 403
 
 
@@ -58,7 +58,7 @@ def test_logout_is_a_post_and_ends_the_session(client):
     client.login(username="researcher-1", password=PASSWORD)
     assert client.get(reverse("accounts:logout")).status_code == 405
     client.post(reverse("accounts:logout"))
-    assert client.get(reverse("accounts:researcher_home")).status_code == 302
+    assert client.get(reverse("training:dashboard")).status_code == 302
 
 
 def test_there_is_no_open_sign_up(client):
@@ -75,7 +75,7 @@ def test_an_admin_invitation_link_creates_an_account_in_the_role_once(client):
     client.logout()
     path = link.split("testserver", 1)[1]
     response = client.post(path, {"username": "rita", "password1": PASSWORD, "password2": PASSWORD}, follow=True)
-    assert response.redirect_chain[-1][0] == reverse("accounts:researcher_home")
+    assert response.redirect_chain[-1][0] == reverse("training:dashboard")
     invitation = Invitation.objects.get()
     assert invitation.accepted_by.username == "rita" and invitation.accepted_by.groups.filter(name="researcher")
     client.logout()

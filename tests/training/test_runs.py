@@ -58,6 +58,9 @@ def test_a_reward_run_trains_in_the_worker_and_registers_its_checkpoint(celery_w
     assert set(evaluation["accuracy_per_strength"]) == {"significantly_better", "better", "slightly_better",
                                                         "negligibly_better"}
     assert {"focus=helpfulness", "focus=safety"} <= set(evaluation["accuracy"])
+    # Table 8's layout: a row per held-out focus, a column per strength level, then the average.
+    assert set(evaluation["table"]) == {"helpfulness", "safety"}
+    assert evaluation["table"]["safety"]["average"] == evaluation["accuracy"]["focus=safety"]
     assert "$ " in run.log_tail and "training.jobs.reward" in run.log_tail
 
 

@@ -144,15 +144,21 @@ def evaluate(model, tokenizer, pairs: list[dict], *, max_length: int, bins: int,
     correct = defaultdict(lambda: [0, 0])
     for pair, chosen, rejected in zip(pairs, scores["chosen"], scores["rejected"]):
         hit = chosen > rejected
-        for key in ("overall", f"strength={pair.get('strength') or 'unknown'}", f"focus={pair.get('focus') or 'unknown'}"):
+        strength, focus = pair.get("strength") or "unknown", pair.get("focus") or "unknown"
+        for key in ("overall", f"strength={strength}", f"focus={focus}", f"focus={focus},strength={strength}"):
             correct[key][0] += hit
             correct[key][1] += 1
     accuracy = {key: round(100 * hits / n, 2) for key, (hits, n) in sorted(correct.items())}
-    table = {s: accuracy.get(f"strength={s}") for s in STRENGTHS}
+    counts = {key: n for key, (_, n) in sorted(correct.items())}
+    focuses = sorted({key.split("=", 1)[1] for key in accuracy if key.startswith("focus=") and "," not in key})
     return {
         "pairs": len(pairs),
         "accuracy": accuracy,
-        "accuracy_per_strength": table,  # Llama 2 Table 8's columns
+        "counts": counts,
+        "accuracy_per_strength": {s: accuracy.get(f"strength={s}") for s in STRENGTHS},
+        # Llama 2 Table 8: one row per test set (focus), one column per strength level, then the average.
+        "table": {focus: {**{s: accuracy.get(f"focus={focus},strength={s}") for s in STRENGTHS},
+                          "average": accuracy[f"focus={focus}"]} for focus in focuses},
         "histograms": {side: histogram(values, bins) for side, values in scores.items()},
         "mean_score": {side: (sum(v) / len(v) if v else None) for side, v in scores.items()},
     }

@@ -1,0 +1,129 @@
+import json
+import time
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from training import selectors, services
+from training.models import Checkpoint, TrainingRun
+
+
+class Command(BaseCommand):
+    help = ("Training runs and checkpoints, as on the researchers' dashboard: launch a reward-model run, "
+            "list, show, cancel, register a checkpoint folder, fail runs whose heartbeat stopped.")
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        launch = sub.add_parser("launch", help="Queue a reward-model run on the gpu workers.")
+        launch.add_argument("--researcher", required=True, help="Username of the researcher launching it.")
+        launch.add_argument("--focus", required=True, choices=["helpfulness", "safety"])
+        launch.add_argument("--batch", action="append", default=[], help="A frozen batch, e.g. 2026-W48 (repeat).")
+        launch.add_argument("--source", action="append", default=[],
+                            help="An imported source, optionally with its role: hh-harmless=primary (repeat).")
+        launch.add_argument("--primary-share", type=float, help="Default 0.5 (helpfulness) / 0.9 (safety).")
+        launch.add_argument("--other-focus", default="secondary", help="primary | secondary | exclude")
+        launch.add_argument("--base", help="Checkpoint name (default: the converted SmolLM2).")
+        launch.add_argument("--name", default="")
+        for option, kind, default in (("--margin-table", str, "small"), ("--learning-rate", float, 1e-5),
+                                      ("--epochs", float, 1.0), ("--max-length", int, 1024),
+                                      ("--batch-size", int, 512), ("--per-device-batch-size", int, 8),
+                                      ("--seed", int, 0)):
+            launch.add_argument(option, type=kind, default=default)
+        launch.add_argument("--wait", action="store_true", help="Print progress until the run finishes.")
+        sub.add_parser("list")
+        show = sub.add_parser("show", help="A run as JSON, with its metric series.")
+        show.add_argument("run", type=int)
+        cancel = sub.add_parser("cancel")
+        cancel.add_argument("run", type=int)
+        cancel.add_argument("--researcher", required=True)
+        sub.add_parser("checkpoints")
+        register = sub.add_parser("register", help="Register a checkpoint folder (a base chat model, or an RM).")
+        register.add_argument("path")
+        register.add_argument("--name", required=True)
+        register.add_argument("--kind", default="policy", choices=Checkpoint.Kind.values)
+        register.add_argument("--focus", default="")
+        sub.add_parser("check-heartbeats", help="Fail running runs whose heartbeat stopped.")
+
+    def handle(self, *args, action, **options):
+        try:
+            getattr(self, "_" + action.replace("-", "_"))(**options)
+        except (ValidationError, PermissionDenied) as error:
+            if hasattr(error, "error_dict"):
+                raise CommandError("; ".join(f"{field}: {' '.join(messages)}"
+                                             for field, messages in error.message_dict.items())) from error
+            raise CommandError("; ".join(getattr(error, "messages", [str(error)]))) from error
+
+    def _user(self, username):
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            raise CommandError(f"No user {username!r}.")
+        return user
+
+    def _run(self, pk):
+        run = TrainingRun.objects.select_related("base", "launched_by").filter(pk=pk).first()
+        if run is None:
+            raise CommandError(f"No run {pk}.")
+        return run
+
+    def _launch(self, *, researcher, focus, batch, source, primary_share, other_focus, base, wait, **options):
+        roles = dict(item.split("=", 1) for item in source if "=" in item)
+        mix = {"other_focus": other_focus, "sources": roles}
+        if primary_share is not None:
+            mix["primary_share"] = primary_share
+        base_checkpoint = None
+        if base:
+            base_checkpoint = Checkpoint.objects.filter(name=base).first()
+            if base_checkpoint is None:
+                raise CommandError(f"No checkpoint {base!r}.")
+        fields = ("name", "margin_table", "learning_rate", "epochs", "max_length", "batch_size",
+                  "per_device_batch_size", "seed")
+        run = services.run_launch(researcher=self._user(researcher), focus=focus, batches=batch,
+                                  sources=[item.split("=", 1)[0] for item in source], mix=mix, base=base_checkpoint,
+                                  **{key: options[key] for key in fields})
+        self.stdout.write(f"run {run.pk} queued: {run.focus} reward model on {', '.join(run.data['batches'] + run.data['sources'])}")
+        if wait:
+            self._wait(run)
+
+    def _wait(self, run):
+        shown = None
+        while True:
+            run.refresh_from_db()
+            line = f"run {run.pk}: {run.status} step {run.step}/{run.max_steps}"
+            if line != shown:
+                self.stdout.write(line)
+                shown = line
+            if run.is_finished:
+                break
+            time.sleep(2)
+        if run.status != TrainingRun.Status.SUCCEEDED:
+            raise CommandError(f"run {run.pk} {run.status}: {run.error}")
+        self.stdout.write(f"checkpoint {run.checkpoint}: {json.dumps(run.checkpoint.evaluation.get('table'))}")
+
+    def _list(self, **_):
+        for run in selectors.runs_recent(200):
+            self.stdout.write(f"{run.pk:>5}  {run.status:<9}  {run.focus:<11}  {run.step}/{run.max_steps}  "
+                              f"{run.created_at:%Y-%m-%d %H:%M}  {run.launched_by}  {run.name}")
+
+    def _show(self, *, run, **_):
+        from training.api import RunDetailSerializer
+
+        self.stdout.write(json.dumps(RunDetailSerializer(self._run(run)).data, indent=2, default=str))
+
+    def _cancel(self, *, run, researcher, **_):
+        run = services.run_cancel(run=self._run(run), user=self._user(researcher))
+        self.stdout.write(f"run {run.pk}: {'cancelled' if run.is_finished else 'cancel requested'}")
+
+    def _checkpoints(self, **_):
+        for checkpoint in Checkpoint.objects.all():
+            overall = (checkpoint.evaluation.get("accuracy") or {}).get("overall")
+            self.stdout.write(f"{checkpoint.pk:>5}  {checkpoint.kind:<12}  {checkpoint.focus or '-':<11}  "
+                              f"{checkpoint.name}  {'' if overall is None else f'{overall} %'}  {checkpoint.path}")
+
+    def _register(self, *, path, name, kind, focus, **_):
+        checkpoint = services.checkpoint_register(name=name, kind=kind, path=path, focus=focus)
+        self.stdout.write(f"checkpoint {checkpoint.pk} {checkpoint.name} registered")
+
+    def _check_heartbeats(self, **_):
+        failed = services.runs_fail_silent()
+        self.stdout.write(f"failed {len(failed)} silent run(s){': ' + ', '.join(map(str, failed)) if failed else ''}")

@@ -1,0 +1,42 @@
+"""Reads that the dashboard, the API and the command share."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from .jobs.reward import STRENGTHS
+from .models import Checkpoint, RunMetric, TrainingRun
+
+# The curves a reward-model run draws, from TRL's RewardTrainer logs.
+CURVES = ("loss", "accuracy", "margin", "learning_rate")
+
+
+def runs_recent(limit: int = 50) -> QuerySet[TrainingRun]:
+    return TrainingRun.objects.select_related("base", "launched_by", "checkpoint")[:limit]
+
+
+def run_series(run: TrainingRun, names=CURVES) -> dict[str, list[tuple[int, float]]]:
+    """{metric: [(step, value), …]} from the run's stored metric lines."""
+    series: dict[str, list[tuple[int, float]]] = {name: [] for name in names}
+    for step, values in RunMetric.objects.filter(run=run).values_list("step", "values"):
+        for name in names:
+            value = values.get(name)
+            if isinstance(value, (int, float)):
+                series[name].append((step, float(value)))
+    return series
+
+
+def reward_models() -> QuerySet[Checkpoint]:
+    return Checkpoint.objects.filter(kind=Checkpoint.Kind.REWARD_MODEL).select_related("run", "base")
+
+
+def accuracy_rows(evaluation: dict) -> list[tuple[str, list[float | None]]]:
+    """Table 8's rows for one reward model: per test set (focus), the accuracy per strength level
+    and the average; then all held-out pairs together."""
+    rows = [(focus, [row.get(s) for s in STRENGTHS] + [row.get("average")])
+            for focus, row in (evaluation.get("table") or {}).items()]
+    overall = evaluation.get("accuracy_per_strength") or {}
+    if overall:
+        rows.append(("all held-out pairs", [overall.get(s) for s in STRENGTHS]
+                     + [(evaluation.get("accuracy") or {}).get("overall")]))
+    return rows

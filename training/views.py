@@ -1,0 +1,107 @@
+"""The researchers' dashboard: launch reward-model runs, watch them, compare their checkpoints."""
+
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts.decorators import role_required
+from accounts.roles import RESEARCHER
+from annotation.charts import histogram_chart, line_chart
+
+from . import selectors, services
+from .forms import RewardRunForm
+from .jobs.reward import STRENGTHS
+from .models import Checkpoint, TrainingRun
+
+CURVE_TITLES = {"loss": "Loss", "accuracy": "Training accuracy (batch)", "margin": "Mean reward margin",
+                "learning_rate": "Learning rate"}
+
+
+@role_required(RESEARCHER)
+@require_http_methods(["GET", "POST"])
+def dashboard(request):
+    services.checkpoint_default_base()
+    form = RewardRunForm(request.POST or None, initial={"base": Checkpoint.objects.filter(
+        name=services.DEFAULT_BASE_NAME).first()})
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = services.run_launch(researcher=request.user, **form.launch_arguments())
+        except ValidationError as error:
+            form.add_service_errors(error)
+        else:
+            return redirect("training:run", run.pk)
+    context = {"form": form, **_runs_context(), "reward_models": selectors.reward_models()}
+    return render(request, "training/dashboard.html", context, status=400 if form.errors else 200)
+
+
+def _runs_context() -> dict:
+    runs = list(selectors.runs_recent())
+    return {"runs": runs, "active": any(not run.is_finished for run in runs)}
+
+
+@role_required(RESEARCHER)
+@require_GET
+def runs(request):
+    """The run list alone (the dashboard polls it while runs are active)."""
+    return render(request, "training/_runs.html", _runs_context())
+
+
+def _run_context(run: TrainingRun) -> dict:
+    series = selectors.run_series(run)
+    return {"run": run, "charts": [line_chart(CURVE_TITLES[name], points) for name, points in series.items()]}
+
+
+@role_required(RESEARCHER)
+@require_GET
+def run_detail(request, pk: int):
+    run = get_object_or_404(TrainingRun.objects.select_related("base", "launched_by"), pk=pk)
+    template = "training/_run_live.html" if request.htmx else "training/run.html"
+    return render(request, template, _run_context(run))
+
+
+@role_required(RESEARCHER)
+@require_POST
+def run_cancel(request, pk: int):
+    run = get_object_or_404(TrainingRun, pk=pk)
+    try:
+        run = services.run_cancel(run=run, user=request.user)
+    except ValidationError as error:
+        context = {**_run_context(run), "cancel_error": error.messages[0]}
+        return render(request, "training/_run_live.html" if request.htmx else "training/run.html", context, status=409)
+    if request.htmx:
+        return render(request, "training/_run_live.html", _run_context(run))
+    return redirect("training:run", run.pk)
+
+
+def _checkpoint_context(checkpoint: Checkpoint) -> dict:
+    evaluation = checkpoint.evaluation or {}
+    return {"checkpoint": checkpoint, "rows": selectors.accuracy_rows(evaluation),
+            "histogram": histogram_chart(f"Scores on the held-out pairs · {checkpoint}",
+                                         {"chosen": (evaluation.get("histograms") or {}).get("chosen"),
+                                          "rejected": (evaluation.get("histograms") or {}).get("rejected")}),
+            "pairs": evaluation.get("pairs")}
+
+
+@role_required(RESEARCHER)
+@require_GET
+def checkpoint_detail(request, pk: int):
+    checkpoint = get_object_or_404(Checkpoint.objects.select_related("run", "base"), pk=pk)
+    side = _checkpoint_context(checkpoint)
+    return render(request, "training/checkpoint.html", {**side, "side": side, "strengths": STRENGTHS,
+                                                        "others": selectors.reward_models().exclude(pk=pk)})
+
+
+@role_required(RESEARCHER)
+@require_GET
+def checkpoint_compare(request):
+    """Two reward models side by side: Table 8's rows and the score histograms of each."""
+    try:
+        ids = [int(request.GET[key]) for key in ("a", "b")]
+    except (KeyError, ValueError):
+        raise Http404("Pick two reward models.") from None
+    found = {c.pk: c for c in selectors.reward_models().filter(pk__in=ids)}
+    if len(found) != len(set(ids)) or len(set(ids)) != 2:
+        raise Http404("Pick two different reward models.")
+    return render(request, "training/compare.html",
+                  {"sides": [_checkpoint_context(found[i]) for i in ids], "strengths": STRENGTHS})

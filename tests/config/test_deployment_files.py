@@ -17,6 +17,7 @@ def test_compose_has_the_production_services():
     assert {"postgres", "redis", "web", "worker", "gpu-worker", "vllm-cool", "vllm-warm"} <= set(services)
     assert "-Q" in services["worker"]["command"] and "sampling" in services["worker"]["command"]
     assert "gpu" in services["gpu-worker"]["command"]
+    assert services["beat"]["command"][:4] == ["celery", "-A", "config", "beat"]
     assert services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
 
 
@@ -35,10 +36,12 @@ def test_compose_app_services_run_production_settings_with_required_secrets():
         assert ":?" in env[name], f"{name} must be required, not defaulted"
 
 
-def test_procfile_runs_web_worker_and_one_model_server_per_variant():
+def test_procfile_runs_web_workers_beat_and_one_model_server_per_variant():
     entries = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
-    assert set(entries) == {"web", "worker", "model_cool", "model_warm"}
-    assert "-Q sampling,gpu" in entries["worker"]
+    assert set(entries) == {"web", "worker", "trainer", "model_cool", "model_warm"}
+    # Sampling never waits behind a training run; the heartbeat check runs from the embedded beat.
+    assert "-Q sampling " in entries["worker"] and "--beat" in entries["worker"]
+    assert "-Q gpu --concurrency 1" in entries["trainer"]
 
 
 @pytest.mark.django_db

@@ -164,7 +164,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"ResponseSideEnum": ["A", "B"]},
+    "ENUM_NAME_OVERRIDES": {
+        "ResponseSideEnum": ["A", "B"],
+        "TrainingRunStatusEnum": "training.models.TrainingRun.Status",
+        "TrainingRunKindEnum": "training.models.TrainingRun.Kind",
+        "CheckpointKindEnum": "training.models.Checkpoint.Kind",
+    },
     "COMPONENT_SPLIT_REQUEST": True,
 }
 

@@ -88,3 +88,11 @@ def variant_factory():
         )
 
     return make
+
+
+@pytest.fixture
+def offline_variants(variant_factory, monkeypatch):
+    """Two variants that are never called: pairs are requested but no sampling task is sent, and
+    tests write the answers themselves (tests/helpers/preferences.py)."""
+    monkeypatch.setattr("modelserving.tasks.generation_sample.delay_on_commit", lambda *args: None)
+    return [variant_factory(name, base_url="http://127.0.0.1:9/v1", model_name="m") for name in ("cool", "warm")]

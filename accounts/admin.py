@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Invitation
+from .models import AnnotatorProfile, Invitation, Vendor
 
 
 @admin.register(Invitation)
@@ -12,3 +12,16 @@ class InvitationAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         # Links are made on the admins' page, where the token is shown once.
         return False
+
+
+@admin.register(Vendor)
+class VendorAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "created_at")
+    prepopulated_fields = {"slug": ("name",)}
+
+
+@admin.register(AnnotatorProfile)
+class AnnotatorProfileAdmin(admin.ModelAdmin):
+    list_display = ("user", "vendor")
+    list_filter = ("vendor",)
+    autocomplete_fields = ("user",)

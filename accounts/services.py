@@ -9,9 +9,11 @@ from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
+from django.utils.text import slugify
 
-from .models import Invitation
+from .models import AnnotatorProfile, Invitation, Vendor
 from .roles import ADMIN, ROLES, ensure_role_groups
 
 User = get_user_model()
@@ -23,7 +25,23 @@ def _check_role(role: str) -> None:
 
 
 @transaction.atomic
-def user_create(*, username: str, password: str, role: str, email: str = "") -> User:
+def vendor_create(*, name: str, slug: str = "", notes: str = "") -> Vendor:
+    slug = slug or slugify(name)
+    if Vendor.objects.filter(Q(name__iexact=name) | Q(slug=slug)).exists():
+        raise ValidationError(f"A vendor named {name!r} exists already.")
+    vendor = Vendor(name=name, slug=slug, notes=notes)
+    vendor.full_clean()
+    vendor.save()
+    return vendor
+
+
+def user_vendor_set(*, user: User, vendor: Vendor | None) -> AnnotatorProfile:
+    profile, _ = AnnotatorProfile.objects.update_or_create(user=user, defaults={"vendor": vendor})
+    return profile
+
+
+@transaction.atomic
+def user_create(*, username: str, password: str, role: str, email: str = "", vendor: Vendor | None = None) -> User:
     _check_role(role)
     if User.objects.filter(username__iexact=username).exists():
         raise ValidationError(f"The username {username!r} is taken.")
@@ -34,6 +52,8 @@ def user_create(*, username: str, password: str, role: str, email: str = "") -> 
     user.save()
     ensure_role_groups()
     user.groups.add(Group.objects.get(name=role))
+    if vendor is not None:
+        user_vendor_set(user=user, vendor=vendor)
     return user
 
 

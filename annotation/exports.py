@@ -19,7 +19,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import orjson
-
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
@@ -57,7 +56,7 @@ TURN_FIELDS = (
     "id", "dialogue_id", "index", "split", "strength", "chosen_safe", "other_safe", "safety_bin", "both_unusable",
     "unusable_reason", "time_spent_ms", "created_at", "submitted_at", "pair_id", "left_generation_id",
     "chosen_generation_id", "dialogue__focus", "dialogue__annotator_id", "dialogue__risk_category__slug",
-    "dialogue__attack_vector__slug", "dialogue__guideline__version",
+    "dialogue__attack_vector__slug", "dialogue__guideline__version", "dialogue__annotator__profile__vendor__slug",
 )
 GENERATION_FIELDS = (
     "id", "pair_id", "position", "messages", "text", "variant__name", "model_name", "temperature", "top_p", "seed",
@@ -126,7 +125,7 @@ def full_record(turn: dict, generations: list[dict], *, batch_label: str) -> dic
         "both_unusable": turn["both_unusable"],
         "unusable_reason": turn["unusable_reason"] or None,
         "annotator": pseudonym(turn["dialogue__annotator_id"]),
-        "vendor": None,
+        "vendor": turn["dialogue__annotator__profile__vendor__slug"],
         "guideline_version": turn["dialogue__guideline__version"],
         "time_spent_ms": turn["time_spent_ms"],
         "turn_created_at": _iso(turn["created_at"]),

@@ -1,0 +1,34 @@
+"""Vendors: annotators belong to one, and exports and statistics carry it."""
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from accounts.services import user_create, user_vendor_set, vendor_create
+from annotation.batches import batch_freeze
+from annotation.exports import records
+from annotation.models import Batch
+
+from ..helpers.preferences import judged_turns
+
+PASSWORD = "a-long-password-9"
+pytestmark = pytest.mark.django_db
+
+
+def test_a_vendor_name_is_unique_and_annotators_join_one():
+    acme = vendor_create(name="Acme Labeling")
+    assert acme.slug == "acme-labeling"
+    with pytest.raises(ValidationError, match="exists already"):
+        vendor_create(name="acme labeling")
+    user = user_create(username="ann", password=PASSWORD, role="annotator", vendor=acme)
+    assert user.profile.vendor == acme
+    user_vendor_set(user=user, vendor=None)
+    user.profile.refresh_from_db()
+    assert user.profile.vendor is None
+
+
+def test_the_export_names_each_judgements_vendor(offline_variants):
+    acme = vendor_create(name="Acme Labeling")
+    judged_turns(user_create(username="a1", password=PASSWORD, role="annotator", vendor=acme), n=2)
+    judged_turns(user_create(username="a2", password=PASSWORD, role="annotator"), n=1, start=2)
+    batch = batch_freeze(batch=Batch.objects.get(), admin=user_create(username="adm", password=PASSWORD, role="admin"))
+    assert sorted(str(r["vendor"]) for r in records(batch)) == ["None", "acme-labeling", "acme-labeling"]

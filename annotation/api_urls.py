@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, batch_api
+from . import api, batch_api, review_api
 
 urlpatterns = [
     path("dialogues/", api.DialogueListCreate.as_view(), name="api-dialogues"),
@@ -13,6 +13,11 @@ urlpatterns = [
     path("turns/<int:pk>/retry/", api.TurnRetry.as_view(), name="api-turn-retry"),
     path("risk-categories/", api.RiskCategoryList.as_view(), name="api-risk-categories"),
     path("attack-vectors/", api.AttackVectorList.as_view(), name="api-attack-vectors"),
+    path("reviews/claim/", review_api.ReviewClaim.as_view(), name="api-review-claim"),
+    path("reviews/<int:pk>/", review_api.ReviewSubmit.as_view(), name="api-review-submit"),
+    path("quality/", review_api.QualityReport.as_view(), name="api-quality"),
+    path("quality/overlap/", review_api.OverlapPolicyView.as_view(), name="api-overlap-policy"),
+    path("quality/gold/", review_api.GoldMark.as_view(), name="api-gold"),
     path("batches/", batch_api.BatchList.as_view(), name="api-batches"),
     path("sources/", batch_api.SourceList.as_view(), name="api-sources"),
     path("sources/import/", batch_api.SourceImport.as_view(), name="api-source-import"),

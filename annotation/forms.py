@@ -1,5 +1,6 @@
 from django import forms
 
+from . import scale
 from .models import AttackVector, Focus, RiskCategory
 
 
@@ -28,6 +29,19 @@ class JudgementForm(forms.Form):
     both_unusable = forms.BooleanField(required=False)
     unusable_reason = forms.CharField(required=False, max_length=2000)
     time_spent_ms = forms.IntegerField(required=False, min_value=0)
+
+    def judgement(self):
+        """The cleaned form as the services' Judgement (call after is_valid())."""
+        from .services import Judgement
+
+        data = self.cleaned_data
+        choice, strength = scale.from_point(data["point"]) if data["point"] else (None, None)
+        return Judgement(choice=choice, strength=strength, safe_a=data["safe_a"], safe_b=data["safe_b"],
+                         both_unusable=data["both_unusable"], unusable_reason=data["unusable_reason"],
+                         time_spent_ms=data["time_spent_ms"])
+
+    def problems(self) -> list[str]:
+        return [error for errors in self.errors.values() for error in errors]
 
 
 class RetryForm(forms.Form):

@@ -161,9 +161,9 @@ def safety_bin(*, chosen_safe: bool, other_safe: bool) -> str:
     )
 
 
-def _resolve(turn: Turn, judgement: Judgement) -> dict:
-    """The stored fields for ``judgement``, or ValidationError naming the first broken rule."""
-    a, b = sides(turn)
+def resolve_judgement(a: Generation, b: Generation, *, focus: str, judgement: Judgement) -> dict:
+    """The stored fields for ``judgement`` of responses A and B, or ValidationError naming the first
+    broken rule. Judgements of turns and their overlap reviews follow the same rules."""
     if judgement.both_unusable:
         reason = (judgement.unusable_reason or "").strip()
         if not reason:
@@ -179,7 +179,7 @@ def _resolve(turn: Turn, judgement: Judgement) -> dict:
     chosen, other = (a, b) if judgement.choice == "A" else (b, a)
     fields = {"chosen_generation_id": chosen.id, "strength": judgement.strength, "chosen_safe": None,
               "other_safe": None, "safety_bin": "", "both_unusable": False, "unusable_reason": ""}
-    if turn.dialogue.focus == Focus.SAFETY:
+    if focus == Focus.SAFETY:
         if judgement.safe_a is None or judgement.safe_b is None:
             raise ValidationError({"safety": "Label both responses safe or unsafe."})
         chosen_safe, other_safe = ((judgement.safe_a, judgement.safe_b) if judgement.choice == "A"
@@ -222,7 +222,7 @@ def judgement_submit(*, turn: Turn, annotator, judgement: Judgement) -> tuple[Tu
     turn = (Turn.objects.select_for_update().select_related("dialogue").prefetch_related("pair__generations")
             .get(pk=turn.pk))
     _own(turn.dialogue.annotator_id, annotator)
-    fields = _resolve(turn, judgement)
+    fields = resolve_judgement(*sides(turn), focus=turn.dialogue.focus, judgement=judgement)
     if turn.is_judged:
         stored = {name: getattr(turn, name) for name in JUDGEMENT_FIELDS}
         if stored == fields:
@@ -244,4 +244,7 @@ def judgement_submit(*, turn: Turn, annotator, judgement: Judgement) -> tuple[Tu
     turn.batch = batch_for(now)
     turn.save(update_fields=[*JUDGEMENT_FIELDS, "time_spent_ms", "submitted_at", "batch"])
     Dialogue.objects.filter(pk=turn.dialogue_id).update(updated_at=now)
+    from .review import overlap_schedule  # review builds on this module's rules
+
+    overlap_schedule(turn=turn)
     return turn, True

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import review_views, views
 
 app_name = "annotation"
 
@@ -15,6 +15,11 @@ urlpatterns = [
     path("turns/<int:pk>/retry/", views.generation_retry, name="retry"),
     path("history/", views.history, name="history"),
     path("guidelines/<str:focus>/", views.guideline, name="guideline"),
+    path("review/", review_views.review_page, name="review"),
+    path("review/claim/", review_views.review_claim, name="review_claim"),
+    path("review/<int:pk>/", review_views.review_submit, name="review_submit"),
+    path("quality/", review_views.quality_page, name="quality"),
+    path("quality.json", review_views.quality_json, name="quality_json"),
     path("batches/", views.batch_list, name="batches"),
     path("batches/<str:label>/freeze/", views.batch_freeze_view, name="batch_freeze"),
     path("batches/<str:label>/stats/", views.batch_stats, name="batch_stats"),

@@ -13,10 +13,9 @@ from accounts.roles import ADMIN, ANNOTATOR
 from modelserving.services import NoActiveVariant
 
 from . import scale, services
-from .forms import DialogueStartForm, JudgementForm, MessageForm, RetryForm
 from .batches import batch_freeze
-from .stats import batch_statistics, charts
 from .exports import FORMATS, export_file
+from .forms import DialogueStartForm, JudgementForm, MessageForm, RetryForm
 from .models import Batch, Dialogue, Focus, Guideline, Strength
 from .selectors import (
     active_dialogues_for,
@@ -28,6 +27,7 @@ from .selectors import (
     sides,
     turns_with_pairs,
 )
+from .stats import batch_statistics, charts
 
 POLL_MS = 400  # partial text refreshes at least every 500 ms while a response streams in
 
@@ -187,16 +187,9 @@ def judgement_submit(request, pk: int):
     turn = _own_turn(request, pk)
     form = JudgementForm(request.POST)
     if not form.is_valid():
-        return _render_turn(request, turn, form_errors=[e for errs in form.errors.values() for e in errs],
-                            form_values=request.POST)
-    data = form.cleaned_data
-    choice, strength = scale.from_point(data["point"]) if data["point"] else (None, None)
-    judgement = services.Judgement(
-        choice=choice, strength=strength, safe_a=data["safe_a"], safe_b=data["safe_b"],
-        both_unusable=data["both_unusable"], unusable_reason=data["unusable_reason"],
-        time_spent_ms=data["time_spent_ms"])
+        return _render_turn(request, turn, form_errors=form.problems(), form_values=request.POST)
     try:
-        services.judgement_submit(turn=turn, annotator=request.user, judgement=judgement)
+        services.judgement_submit(turn=turn, annotator=request.user, judgement=form.judgement())
     except ValidationError as error:
         return _turn_answer(request, turn, problems=_errors(error), form_values=request.POST)
     return _turn_answer(request, turn)

@@ -242,6 +242,13 @@ SAMPLING = {
 # Held-out test split of each frozen batch (Llama 2 held out 1,000 comparisons per batch).
 HELD_OUT_MAX = env.int("HELD_OUT_MAX", default=1000)
 HELD_OUT_SHARE = env.float("HELD_OUT_SHARE", default=0.1)
+# Overlap review: how long a claimed review task stays with its reviewer, and how often the
+# queue serves a gold item (blind) instead of overlap work.
+REVIEW_LEASE_SECONDS = env.int("REVIEW_LEASE_SECONDS", default=600)
+REVIEW_GOLD_RATE = env.float("REVIEW_GOLD_RATE", default=0.1)
+# Annotators whose gold accuracy falls below this (after REVIEW_GOLD_MIN_ITEMS gold answers) are flagged.
+GOLD_FLAG_THRESHOLD = env.float("GOLD_FLAG_THRESHOLD", default=0.7)
+GOLD_MIN_ITEMS = env.int("GOLD_MIN_ITEMS", default=5)
 # Exports: where files are written, and the key of the annotators' pseudonyms (a keyed HMAC).
 EXPORT_DIR = Path(env.str("EXPORT_DIR", default=str(VAR_DIR / "exports")))
 ANNOTATOR_PSEUDONYM_KEY = env.str("ANNOTATOR_PSEUDONYM_KEY", default="")

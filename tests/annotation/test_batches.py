@@ -14,8 +14,6 @@ from annotation.models import Batch, Turn
 from annotation.selectors import sides
 from annotation.services import Judgement
 
-from .conftest import sample_now
-
 pytestmark = pytest.mark.django_db
 
 

@@ -1,0 +1,478 @@
+"""Simulated annotators: judgements that follow a preference function, sent over the public API.
+
+`manage.py simulate_annotators` runs them for demos, load tests and end-to-end tests of the loop.
+Nothing here imports Django: the annotators are programmatic clients of a running Tandem (token
+auth, `/api/...`), so what they exercise is what any client sees.
+
+A *preference function* scores one response given the context the models saw,
+``(context: list[dict], response: str) -> float``, higher is better; a *safety function* says
+whether a response is safe, ``(context, response) -> bool``. Both are named by dotted path and
+must be pure: annotator threads call them concurrently.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+import random
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+Preference = Callable[[list[dict], str], float]
+Safety = Callable[[list[dict], str], bool]
+
+# annotation.models.Strength's values, strongest first (a test keeps them in step).
+SIGNIFICANTLY_BETTER, BETTER, SLIGHTLY_BETTER, NEGLIGIBLY_BETTER = STRENGTHS = (
+    "significantly_better", "better", "slightly_better", "negligibly_better")
+# Score gaps at or above which a judgement is significantly better / better / slightly better.
+DEFAULT_THRESHOLDS = (1.0, 0.5, 0.2)
+FOCI = ("helpfulness", "safety", "mixed")
+
+DEFAULT_PROMPTS = (
+    "How do I make a good cup of coffee at home?",
+    "Explain photosynthesis to a ten-year-old.",
+    "Write a short poem about the sea.",
+    "What should I pack for a weekend of hiking?",
+    "Can you help me write a polite email declining an invitation?",
+    "What are the pros and cons of working from home?",
+    "Summarise the plot of Romeo and Juliet in three sentences.",
+    "How can I get better at remembering names?",
+)
+
+
+class SimulationError(ValueError):
+    """A simulation that cannot start: a bad option, or a Tandem that cannot be reached."""
+
+
+# --- Example preference and safety functions -------------------------------------------------
+
+
+def length_preference(context: list[dict], response: str) -> float:
+    """Longer is better: one point per 200 characters (so 40 more is 'slightly better' by default)."""
+    return len(response.strip()) / 200
+
+
+POLITE_WORDS = frozenset({"thank", "thanks", "please", "gladly", "glad", "happy", "welcome", "certainly",
+                          "sure", "sorry", "kindly"})
+_WORD = re.compile(r"[a-z']+")
+
+
+def keyword_preference(context: list[dict], response: str) -> float:
+    """Politeness: the share of the response's words found in POLITE_WORDS, times ten, so that a
+    gap of ten percentage points is 'significantly better' with the default thresholds."""
+    words = _WORD.findall(response.lower())
+    if not words:
+        return 0.0
+    return 10 * sum(word in POLITE_WORDS for word in words) / len(words)
+
+
+def always_safe(context: list[dict], response: str) -> bool:
+    return True
+
+
+UNSAFE_WORDS = frozenset({"weapon", "explosive", "poison", "overdose", "steal"})
+
+
+def blocklist_safety(context: list[dict], response: str) -> bool:
+    """Unsafe when the response uses a word of UNSAFE_WORDS: a crude stand-in for a safety rater."""
+    return not UNSAFE_WORDS.intersection(_WORD.findall(response.lower()))
+
+
+# --- Options --------------------------------------------------------------------------------
+
+
+def load_callable(path: str, *, what: str = "preference function") -> Callable:
+    """The callable at ``path`` ('package.module.name') that takes (context, response)."""
+    module_name, _, attribute = (path or "").strip().rpartition(".")
+    if not module_name or not attribute:
+        raise SimulationError(f"{path!r} is not a dotted path to a {what}: write package.module.name, "
+                              "e.g. annotation.simulation.length_preference.")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # a missing module, or one that fails while importing
+        raise SimulationError(f"Cannot import {module_name!r} for the {what} {path!r}: "
+                              f"{error.__class__.__name__}: {error}") from error
+    target = getattr(module, attribute, None)
+    if target is None:
+        raise SimulationError(f"Module {module_name!r} has no {attribute!r}, so {path!r} names no {what}.")
+    if not callable(target):
+        raise SimulationError(f"{path!r} is a {type(target).__name__}, not a callable {what}.")
+    try:
+        inspect.signature(target).bind([], "")
+    except TypeError as error:
+        raise SimulationError(f"The {what} {path!r} must take (context, response): {error}.") from error
+    except ValueError:  # no signature to inspect (some builtins): find out when it is called
+        pass
+    return target
+
+
+def parse_thresholds(value: str | Sequence[float]) -> tuple[float, float, float]:
+    """'1.0,0.5,0.2' (or three numbers) → thresholds; SimulationError unless a > b > c ≥ 0."""
+    try:
+        parts = value.split(",") if isinstance(value, str) else list(value)
+        numbers = tuple(float(part) for part in parts)
+    except (TypeError, ValueError):
+        numbers = ()
+    if (len(numbers) != 3 or not all(math.isfinite(n) for n in numbers)
+            or not numbers[0] > numbers[1] > numbers[2] >= 0):
+        raise SimulationError(f"Thresholds {value!r}: give three decreasing score gaps, e.g. 1.0,0.5,0.2 "
+                              "(significantly better, better, slightly better; below the last: negligibly).")
+    return numbers
+
+
+def read_prompts(path: str | Path) -> tuple[str, ...]:
+    """One prompt per line; blank lines are skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise SimulationError(f"Cannot read prompts from {path}: {error}") from error
+    prompts = tuple(line.strip() for line in lines if line.strip())
+    if not prompts:
+        raise SimulationError(f"{path} holds no prompt (one per line).")
+    return prompts
+
+
+# --- The judgement --------------------------------------------------------------------------
+
+
+def _other(side: str) -> str:
+    return "B" if side == "A" else "A"
+
+
+@dataclass(frozen=True)
+class Decision:
+    payload: dict  # the body of POST /api/turns/<id>/judgement/
+    preferred: str | None  # the side the noiseless preference function scores higher; None on a tie
+    override: str = ""  # "safety" or "blank" when a rule, not the scores, decided the choice
+
+    @property
+    def choice(self) -> str | None:
+        return self.payload.get("choice")
+
+    @property
+    def agrees(self) -> bool | None:
+        """Whether the judgement chose what the noiseless preference function prefers (None: a tie)."""
+        return None if self.preferred is None else self.choice == self.preferred
+
+
+@dataclass(frozen=True)
+class PreferenceModel:
+    preference: Preference
+    noise: float = 0.0  # std-dev of the Gaussian noise added to each score; 0 = deterministic
+    thresholds: tuple[float, float, float] = DEFAULT_THRESHOLDS
+    safety: Safety = always_safe
+
+    def __post_init__(self):
+        if not (math.isfinite(self.noise) and self.noise >= 0):
+            raise SimulationError(f"Noise {self.noise!r}: give a standard deviation ≥ 0.")
+        object.__setattr__(self, "thresholds", parse_thresholds(self.thresholds))
+
+    @classmethod
+    def from_paths(cls, *, preference: str, noise: float = 0.0,
+                   thresholds: str | Sequence[float] = DEFAULT_THRESHOLDS, safety: str | None = None):
+        return cls(preference=load_callable(preference), noise=float(noise),
+                   thresholds=parse_thresholds(thresholds),
+                   safety=load_callable(safety, what="safety function") if safety else always_safe)
+
+    def score(self, context: list[dict], response: str) -> float:
+        value = self.preference(context, response)
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            raise SimulationError(f"The preference function returned {value!r}; it must return a finite "
+                                  "number.")
+        return value
+
+    def strength(self, gap: float) -> str:
+        """The strength for a (non-negative) score gap."""
+        for threshold, strength in zip(self.thresholds, STRENGTHS):
+            if gap >= threshold:
+                return strength
+        return NEGLIGIBLY_BETTER
+
+    def judge(self, *, context: list[dict], response_a: str, response_b: str, focus: str,
+              rng: random.Random) -> Decision:
+        """What this annotator says about responses A and B of one turn.
+
+        The noisy scores decide the side and the gap the strength; two rules then apply, as they
+        would for a careful human: an empty response is never chosen over a written one (both
+        empty: the pair is unusable), and in the safety focus both responses are labelled and an
+        unsafe response is never chosen over a safe one (the server refuses that).
+        """
+        score_a, score_b = self.score(context, response_a), self.score(context, response_b)
+        preferred = "A" if score_a > score_b else "B" if score_b > score_a else None
+        blank = {"A": not response_a.strip(), "B": not response_b.strip()}
+        if blank["A"] and blank["B"]:
+            unusable = {"both_unusable": True, "unusable_reason": "Both responses are empty."}
+            return Decision(unusable, preferred, override="blank")
+        if self.noise:
+            score_a += rng.gauss(0.0, self.noise)
+            score_b += rng.gauss(0.0, self.noise)
+        gap = score_a - score_b
+        choice = "A" if gap > 0 else "B" if gap < 0 else rng.choice("AB")
+        strength, override = self.strength(abs(gap)), ""
+        # After an override the scores measured the wrong way round; the rule decides, by a lot.
+        if blank[choice]:
+            choice, strength, override = _other(choice), SIGNIFICANTLY_BETTER, "blank"
+        payload = {"choice": choice, "strength": strength}
+        if focus == "safety":
+            safe = {"A": bool(self.safety(context, response_a)), "B": bool(self.safety(context, response_b))}
+            if not safe[choice] and safe[_other(choice)]:
+                choice, strength, override = _other(choice), SIGNIFICANTLY_BETTER, "safety"
+            payload = {"choice": choice, "strength": strength, "safe_a": safe["A"], "safe_b": safe["B"]}
+        return Decision(payload, preferred, override)
+
+
+# --- Annotators over HTTP -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    base_url: str
+    usernames: tuple[str, ...]
+    password: str
+    model: PreferenceModel
+    prompts: tuple[str, ...] = DEFAULT_PROMPTS
+    dialogues: int = 1  # per annotator
+    turns: int = 2  # per dialogue
+    focus: str = "helpfulness"  # helpfulness, safety, or mixed (drawn per dialogue)
+    seed: int = 0
+    timeout: float = 120.0  # seconds to wait for both responses of one turn
+    retries: int = 1  # retries of a failed response, per side and turn
+    poll_interval: float = 0.2
+
+
+@dataclass
+class AnnotatorReport:
+    username: str
+    stored: int = 0
+    strengths: Counter = field(default_factory=Counter)
+    both_unusable: int = 0
+    agreeing: int = 0
+    compared: int = 0  # stored judgements whose noiseless preference is not a tie
+    ties: int = 0
+    overrides: Counter = field(default_factory=Counter)
+    retried: int = 0
+    failures: list[str] = field(default_factory=list)
+    pair_waits: list[float] = field(default_factory=list)  # seconds from posting a message to both done
+
+
+class _TurnFailed(Exception):
+    """This turn cannot be judged; the annotator ends the dialogue and starts the next."""
+
+
+class _Stop(_TurnFailed):
+    """Nothing more this annotator can do (refused credentials or role, no active policy variant)."""
+
+
+def _stops(status_code: int) -> bool:
+    return status_code in (401, 403, 503)
+
+
+def _base(url: str) -> str:
+    return url.rstrip("/")
+
+
+def obtain_tokens(config: SimulationConfig) -> list[str]:
+    """One API token per annotator, from POST /api/auth/token/; SimulationError when that fails."""
+    tokens = []
+    try:
+        with httpx.Client(base_url=_base(config.base_url), timeout=30) as client:
+            for username in config.usernames:
+                credentials = {"username": username, "password": config.password}
+                response = client.post("/api/auth/token/", json=credentials)
+                if response.status_code == 404:
+                    raise SimulationError(f"{config.base_url} answers 404 at /api/auth/token/: "
+                                          "is it a Tandem?")
+                if response.status_code != 200:
+                    raise SimulationError(
+                        f"Logging in as {username!r} failed ({response.status_code}: {response.text[:200]}). "
+                        "Create the accounts with --create-accounts, or give their --password.")
+                tokens.append(response.json()["token"])
+    except httpx.HTTPError as error:
+        raise SimulationError(f"Cannot reach Tandem at {config.base_url}: "
+                              f"{error.__class__.__name__}: {error}. "
+                              "Is the server running, and is --url right?") from error
+    return tokens
+
+
+class SimulatedAnnotator(threading.Thread):
+    """One annotator: its own HTTP client, token and seeded RNG; results in ``report``."""
+
+    def __init__(self, config: SimulationConfig, index: int, token: str):
+        super().__init__(name=f"simulated-{config.usernames[index]}", daemon=True)
+        self.config, self.token = config, token
+        self.rng = random.Random(f"{config.seed}-{index}")
+        self.report = AnnotatorReport(username=config.usernames[index])
+
+    def run(self):
+        headers = {"Authorization": f"Token {self.token}"}
+        with httpx.Client(base_url=_base(self.config.base_url), headers=headers, timeout=60) as self.client:
+            for _ in range(self.config.dialogues):
+                try:
+                    self._dialogue()
+                except _Stop as error:
+                    self.report.failures.append(str(error))
+                    return
+                except _TurnFailed as error:  # the dialogue could not start: try the next one
+                    self.report.failures.append(str(error))
+                except Exception as error:  # a thread must report, not die silently
+                    self.report.failures.append(f"{error.__class__.__name__}: {error}")
+                    return
+
+    def _request(self, method: str, url: str, *, expect: tuple[int, ...], json: dict | None = None) -> dict:
+        try:
+            response = self.client.request(method, url, json=json)
+        except httpx.HTTPError as error:
+            raise _TurnFailed(f"{method} {url}: {error.__class__.__name__}: {error}") from error
+        if response.status_code not in expect:
+            raise (_Stop if _stops(response.status_code) else _TurnFailed)(
+                f"{method} {url} answered {response.status_code}: {response.text[:300]}")
+        return response.json() if response.content else {}
+
+    def _dialogue(self):
+        focus = self.config.focus
+        if focus == "mixed":
+            focus = self.rng.choice(("helpfulness", "safety"))
+        dialogue = self._request("POST", "/api/dialogues/", expect=(201,), json={"focus": focus})
+        context: list[dict] = []
+        try:
+            for _ in range(self.config.turns):
+                message = self.rng.choice(self.config.prompts)
+                context = context + [{"role": "user", "content": message}]
+                try:
+                    chosen_text = self._turn(dialogue["id"], focus, message, context)
+                except _Stop:
+                    raise
+                except _TurnFailed as error:
+                    self.report.failures.append(str(error))
+                    return
+                if chosen_text is None:  # both unusable: nothing to continue from
+                    return
+                context = context + [{"role": "assistant", "content": chosen_text}]
+        finally:
+            try:
+                self._request("POST", f"/api/dialogues/{dialogue['id']}/finish/", expect=(200,))
+            except _TurnFailed as error:
+                self.report.failures.append(str(error))
+
+    def _turn(self, dialogue_id: int, focus: str, message: str, context: list[dict]) -> str | None:
+        """Post ``message``, wait for the pair, judge it; the chosen text (None if both unusable)."""
+        posted = time.monotonic()
+        turn = self._request("POST", f"/api/dialogues/{dialogue_id}/turns/", expect=(201,),
+                             json={"user_message": message})
+        turn = self._wait_for_responses(turn)
+        self.report.pair_waits.append(time.monotonic() - posted)
+        texts = {side: turn["responses"][side]["text"] for side in "AB"}
+        decision = self.config.model.judge(context=context, response_a=texts["A"], response_b=texts["B"],
+                                           focus=focus, rng=self.rng)
+        self._request("POST", f"/api/turns/{turn['id']}/judgement/", expect=(201,), json=decision.payload)
+        self._count(decision)
+        return texts[decision.choice] if decision.choice else None
+
+    def _wait_for_responses(self, turn: dict) -> dict:
+        deadline = time.monotonic() + self.config.timeout
+        retried = {"A": 0, "B": 0}
+        while True:
+            responses = turn["responses"]
+            if all(responses[side]["status"] == "done" for side in "AB"):
+                return turn
+            for side in "AB":
+                if responses[side]["status"] != "failed":
+                    continue
+                if retried[side] >= self.config.retries:
+                    raise _TurnFailed(f"turn {turn['id']}: response {side} failed after {retried[side]} "
+                                      f"retries: {responses[side]['error'][:200]}")
+                turn = self._request("POST", f"/api/turns/{turn['id']}/retry/", expect=(202,),
+                                     json={"side": side})
+                retried[side] += 1
+                self.report.retried += 1
+            if time.monotonic() > deadline:
+                statuses = "/".join(responses[side]["status"] for side in "AB")
+                raise _TurnFailed(f"turn {turn['id']}: responses still {statuses} after "
+                                  f"{self.config.timeout:g} s "
+                                  "(is a Celery worker running?)")
+            time.sleep(self.config.poll_interval)
+            turn = self._request("GET", f"/api/turns/{turn['id']}/", expect=(200,))
+
+    def _count(self, decision: Decision) -> None:
+        report = self.report
+        report.stored += 1
+        if decision.override:
+            report.overrides[decision.override] += 1
+        if decision.choice is None:
+            report.both_unusable += 1
+            return
+        report.strengths[decision.payload["strength"]] += 1
+        if decision.agrees is None:
+            report.ties += 1
+        else:
+            report.compared += 1
+            report.agreeing += decision.agrees
+
+
+@dataclass
+class Summary:
+    config: SimulationConfig
+    reports: list[AnnotatorReport]
+    elapsed: float  # seconds, from the first annotator's start to the last one's end
+
+    def total(self, name: str) -> int:
+        return sum(getattr(report, name) for report in self.reports)
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"{report.username}: {failure}" for report in self.reports for failure in report.failures]
+
+    def lines(self) -> list[str]:
+        config, stored = self.config, self.total("stored")
+        planned = len(config.usernames) * config.dialogues * config.turns
+        strengths = sum((report.strengths for report in self.reports), Counter())
+        overrides = sum((report.overrides for report in self.reports), Counter())
+        compared, agreeing = self.total("compared"), self.total("agreeing")
+        waits = sorted(wait for report in self.reports for wait in report.pair_waits)
+        lines = [
+            f"judgements stored   {stored} of {planned} planned",
+            f"failures            {len(self.failures)}",
+            f"responses retried   {self.total('retried')}",
+            "strengths           " + ", ".join(f"{name} {strengths[name]}" for name in STRENGTHS)
+            + f", both unusable {self.total('both_unusable')}",
+            "agreement           " + (f"{agreeing / compared:.1%} of {compared} judgements chose the side "
+                                      "the noiseless preference scores higher" if compared else "n/a")
+            + f" ({self.total('ties')} exact ties left out)",
+            "rules applied       " + (", ".join(f"{name} {n}" for name, n in sorted(overrides.items()))
+                                      or "none"),
+            f"throughput          {stored / self.elapsed if self.elapsed else 0:.2f} judgements/s "
+            f"over {self.elapsed:.1f} s",
+        ]
+        if waits:
+            lines.append(f"pair wait           median {waits[len(waits) // 2]:.1f} s, max {waits[-1]:.1f} s")
+        lines += [f"  failure: {failure}" for failure in self.failures[:10]]
+        if len(self.failures) > 10:
+            lines.append(f"  … and {len(self.failures) - 10} more")
+        return lines
+
+
+def run_simulation(config: SimulationConfig) -> Summary:
+    """Log every annotator in, run them concurrently, and sum up. SimulationError before any work
+    when Tandem cannot be reached or refuses a login."""
+    if config.focus not in FOCI:
+        raise SimulationError(f"Focus {config.focus!r}: use one of {', '.join(FOCI)}.")
+    tokens = obtain_tokens(config)
+    annotators = [SimulatedAnnotator(config, index, token) for index, token in enumerate(tokens)]
+    started = time.perf_counter()
+    for annotator in annotators:
+        annotator.start()
+    for annotator in annotators:
+        annotator.join()
+    return Summary(config, [annotator.report for annotator in annotators], time.perf_counter() - started)

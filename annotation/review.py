@@ -9,15 +9,13 @@ The queue: `review_claim` returns the reviewer's live lease, or takes the oldest
 nobody holds (or whose lease expired) with `SELECT … FOR UPDATE SKIP LOCKED`, so concurrent
 claims never get the same task and never wait on each other. A lease expires after
 REVIEW_LEASE_SECONDS and the task goes back to the queue. `review_submit` needs the live lease
-(its token), otherwise `ReviewLeaseLost` (HTTP 409) and nothing is stored.
+(its token), otherwise `LeaseLost` (HTTP 409) and nothing is stored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-import uuid
-from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -27,12 +25,10 @@ from django.utils import timezone
 
 from accounts.roles import ADMIN, ANNOTATOR, has_role
 
+from . import leases
+from .leases import LeaseLost
 from .models import Focus, GoldItem, OverlapPolicy, ReviewTask, Turn
 from .services import JUDGEMENT_FIELDS, MAX_TIME_SPENT_MS, Judgement, resolve_judgement
-
-
-class ReviewLeaseLost(ValidationError):
-    """A submission without a live lease on its task (expired, or taken over by someone else)."""
 
 
 def _share_hit(turn_id: int, share: float) -> bool:
@@ -90,13 +86,9 @@ def gold_mark(*, admin, turn: Turn, choice_generation_id: int, strength: str = "
     return gold
 
 
-def _lease_until():
-    return timezone.now() + timedelta(seconds=settings.REVIEW_LEASE_SECONDS)
-
-
 def held_by(reviewer) -> Q:
     """A live lease of this reviewer on an open task."""
-    return Q(leased_by=reviewer, lease_expires_at__gt=timezone.now(), status=ReviewTask.Status.OPEN)
+    return leases.held_by(reviewer) & Q(status=ReviewTask.Status.OPEN)
 
 
 def _gold_task_for(reviewer) -> ReviewTask | None:
@@ -128,21 +120,16 @@ def review_claim(*, reviewer, gold_rate: float | None = None, rng: random.Random
         if held is not None:
             return held
         task = _gold_task_for(reviewer) if rng.random() < gold_rate else None
-        if task is None:
-            now = timezone.now()
-            busy = ReviewTask.objects.filter(turn=OuterRef("turn")).filter(
-                Q(reviewer=reviewer) | Q(leased_by=reviewer, lease_expires_at__gt=now) | Q(assigned_to=reviewer))
-            free = (ReviewTask.objects.filter(kind=ReviewTask.Kind.OVERLAP, status=ReviewTask.Status.OPEN)
-                    .filter(Q(leased_by__isnull=True) | Q(lease_expires_at__lte=now))
-                    .exclude(turn__dialogue__annotator=reviewer)
-                    .exclude(Exists(busy)))
-            task = free.order_by("pk").select_for_update(skip_locked=True, of=("self",)).first()
-            if task is None:
-                task = _gold_task_for(reviewer)
-            if task is None:
-                return None
-        task.leased_by, task.lease_token, task.lease_expires_at = reviewer, uuid.uuid4(), _lease_until()
-        task.save(update_fields=["leased_by", "lease_token", "lease_expires_at"])
+        if task is not None:
+            return leases.lease(task, user=reviewer, seconds=settings.REVIEW_LEASE_SECONDS)
+        now = timezone.now()
+        busy = ReviewTask.objects.filter(turn=OuterRef("turn")).filter(
+            Q(reviewer=reviewer) | Q(leased_by=reviewer, lease_expires_at__gt=now) | Q(assigned_to=reviewer))
+        overlap = (ReviewTask.objects.filter(kind=ReviewTask.Kind.OVERLAP, status=ReviewTask.Status.OPEN)
+                   .exclude(turn__dialogue__annotator=reviewer).exclude(Exists(busy)))
+        task = leases.lease_next(overlap, user=reviewer, seconds=settings.REVIEW_LEASE_SECONDS)
+        if task is None and (task := _gold_task_for(reviewer)) is not None:
+            task = leases.lease(task, user=reviewer, seconds=settings.REVIEW_LEASE_SECONDS)
         return task
 
 
@@ -157,11 +144,8 @@ def review_submit(*, task: ReviewTask, reviewer, lease_token, judgement: Judgeme
         task = (ReviewTask.objects.select_for_update(of=("self",)).select_related("turn__dialogue")
                 .prefetch_related("turn__pair__generations").get(pk=task.pk))
         if task.status == ReviewTask.Status.DONE and task.reviewer_id == reviewer.pk:
-            raise ReviewLeaseLost("You already submitted this review.")
-        if (task.leased_by_id != reviewer.pk or str(task.lease_token) != str(lease_token)
-                or task.lease_expires_at is None or task.lease_expires_at <= timezone.now()):
-            raise ReviewLeaseLost("Your lease on this review has expired and the task went back to the queue; "
-                                  "nothing was stored. Take the next task.")
+            raise LeaseLost("You already submitted this review.")
+        leases.lease_check(task, user=reviewer, token=lease_token, what="review")
         fields = resolve_judgement(*review_sides(task), focus=task.turn.dialogue.focus, judgement=judgement)
         for name in JUDGEMENT_FIELDS:
             setattr(task, name, fields[name])

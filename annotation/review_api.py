@@ -13,6 +13,7 @@ from accounts.roles import ANNOTATOR
 
 from . import review
 from .batch_api import AdminOnly
+from .leases import LeaseLost
 from .models import ReviewTask, Turn
 from .quality import quality_report
 from .selectors import batch_by_label
@@ -48,7 +49,7 @@ class ReviewSubmitSerializer(JudgementSerializer):
 
 
 def _refusal(error):
-    if isinstance(error, review.ReviewLeaseLost):
+    if isinstance(error, LeaseLost):
         return Response({"detail": error.messages[0]}, status=status.HTTP_409_CONFLICT)
     if isinstance(error, DjangoPermissionDenied):
         raise PermissionDenied(str(error))

@@ -13,6 +13,7 @@ from accounts.roles import ADMIN, ANNOTATOR
 from . import review, scale
 from .charts import bar_chart
 from .forms import JudgementForm
+from .leases import LeaseLost
 from .models import Batch, Focus, OverlapPolicy, ReviewTask
 from .quality import quality_report
 from .selectors import batch_by_label
@@ -62,7 +63,7 @@ def review_submit(request, pk: int):
         try:
             review.review_submit(task=task, reviewer=request.user, lease_token=request.POST.get("lease_token", ""),
                                  judgement=form.judgement())
-        except review.ReviewLeaseLost as error:
+        except LeaseLost as error:
             return render(request, "annotation/review.html", {"problems": error.messages}, status=409)
         except ValidationError as error:
             problems = error.messages

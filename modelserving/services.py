@@ -136,6 +136,27 @@ def pair_request(*, messages: list[dict], requested_by=None, rng: random.Random 
     return pair
 
 
+def generation_request(*, variant: PolicyVariant, messages: list[dict], temperature: float | None = None,
+                       rng: random.Random | None = None) -> Generation:
+    """One response from one chosen variant (evaluations, red teaming): no pair, no pairing draw.
+    The temperature defaults to the middle of the variant's range; enqueued once committed."""
+    from . import tasks
+
+    context = _validate_messages(messages)
+    if not variant.is_active:
+        raise ValidationError(f"Variant {variant.name} is not active.")
+    if temperature is None:
+        temperature = round((variant.temperature_min + variant.temperature_max) / 2, 3)
+    seed = (rng or random.SystemRandom()).randrange(2**31)
+    body = client.chat_request_body(model=variant.model_name, messages=context, temperature=temperature,
+                                    top_p=variant.top_p, seed=seed, max_tokens=variant.max_new_tokens)
+    generation = Generation.objects.create(
+        variant=variant, model_name=variant.model_name, messages=context, temperature=temperature,
+        top_p=variant.top_p, seed=seed, max_tokens=variant.max_new_tokens, request_body=body)
+    tasks.generation_sample.delay_on_commit(generation.id)
+    return generation
+
+
 # --- Sampling -------------------------------------------------------------------------------
 
 

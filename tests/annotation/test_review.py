@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts.services import user_create
 from annotation.models import GoldItem, ReviewTask, Strength
 from annotation.review import (
-    ReviewLeaseLost,
+    LeaseLost,
     gold_mark,
     overlap_policy_set,
     review_claim,
@@ -94,13 +94,13 @@ def test_an_expired_lease_returns_the_task_and_a_stale_submission_stores_nothing
     first = review_claim(reviewer=people["r0"], gold_rate=0)
     assert review_claim(reviewer=people["r1"], gold_rate=0) is None  # held by r0
     ReviewTask.objects.filter(pk=first.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-    with pytest.raises(ReviewLeaseLost, match="expired"):
+    with pytest.raises(LeaseLost, match="expired"):
         review_submit(task=first, reviewer=people["r0"], lease_token=first.lease_token, judgement=A_BETTER)
     second = review_claim(reviewer=people["r1"], gold_rate=0)
     assert second.pk == first.pk and second.lease_token != first.lease_token
     # r0 comes back: the lease is r1's now; a made-up token does not help either.
     for token in (first.lease_token, "00000000-0000-0000-0000-000000000000"):
-        with pytest.raises(ReviewLeaseLost):
+        with pytest.raises(LeaseLost):
             review_submit(task=first, reviewer=people["r0"], lease_token=token, judgement=A_BETTER)
     task = ReviewTask.objects.get(pk=first.pk)
     assert task.status == "open" and task.reviewer is None and task.chosen_generation is None

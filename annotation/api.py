@@ -153,7 +153,7 @@ class TurnJudgement(AnnotationAPIView):
 
 
 class TurnRetry(AnnotationAPIView):
-    @extend_schema(request=RetrySerializer, responses=TurnSerializer)
+    @extend_schema(request=RetrySerializer, responses={202: TurnSerializer})
     def post(self, request, pk: int):
         turn = _own_turn(request, pk)
         incoming = RetrySerializer(data=request.data)

@@ -177,6 +177,10 @@ def resolve_judgement(a: Generation, b: Generation, *, focus: str, judgement: Ju
     if judgement.strength not in Strength.values:
         raise ValidationError({"strength": "Say how much better: pick a point on the scale (keys 1–8)."})
     chosen, other = (a, b) if judgement.choice == "A" else (b, a)
+    if chosen.status == Generation.Status.DONE and not chosen.text.strip():
+        # The chosen response becomes the context of the next turn, and an empty one cannot be.
+        raise ValidationError({"choice": "The response you chose is empty: choose the other one, or mark both "
+                                         "unusable."})
     fields = {"chosen_generation_id": chosen.id, "strength": judgement.strength, "chosen_safe": None,
               "other_safe": None, "safety_bin": "", "both_unusable": False, "unusable_reason": ""}
     if focus == Focus.SAFETY:
@@ -231,12 +235,15 @@ def judgement_submit(*, turn: Turn, annotator, judgement: Judgement) -> tuple[Tu
     if turn.dialogue.status != Dialogue.Status.ACTIVE:
         raise ValidationError("This dialogue has ended; its last pair can no longer be judged.")
     a, b = sides(turn)
-    if a.status != Generation.Status.DONE or b.status != Generation.Status.DONE:
+    if a.status not in Generation.FINISHED or b.status not in Generation.FINISHED:
         raise ValidationError("Wait until both responses are complete before judging.")
+    if Generation.Status.FAILED in (a.status, b.status) and not judgement.both_unusable:
+        raise ValidationError("A response failed: retry it, or mark both unusable.")
     now = timezone.now()
     spent = judgement.time_spent_ms
     if spent is None or not 0 <= spent <= MAX_TIME_SPENT_MS:
-        spent = int((now - max(a.finished_at, b.finished_at)).total_seconds() * 1000)
+        shown = max((g.finished_at or g.updated_at for g in (a, b)), default=now)
+        spent = int((now - shown).total_seconds() * 1000)
     for name, value in fields.items():
         setattr(turn, name, value)
     turn.time_spent_ms = max(0, spent)

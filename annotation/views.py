@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import role_required
 from accounts.roles import ADMIN, ANNOTATOR
+from modelserving.models import Generation
 from modelserving.services import NoActiveVariant
 
 from . import scale, services
@@ -61,7 +62,8 @@ def _turn_context(turn, *, form_errors=None, form_values=None) -> dict:
         "dialogue": turn.dialogue,
         "responses": [("A", a), ("B", b)],
         "generating": generating,
-        "judgeable": not turn.is_judged and a.status == b.status == "done",
+        # A pair with a failed response can still be marked both unusable (or a side retried).
+        "judgeable": not turn.is_judged and a.status in Generation.FINISHED and b.status in Generation.FINISHED,
         "poll_ms": POLL_MS,
         "scale": [(point, scale.LABELS[point]) for point in range(1, 9)],
         "is_safety": turn.dialogue.focus == Focus.SAFETY,

@@ -9,6 +9,7 @@ from annotation.selectors import dialogue_context, sides
 from annotation.services import Judgement, JudgementConflict
 from modelserving.models import Generation
 
+from ..helpers.preferences import answered_turn
 from .conftest import sample_now
 
 pytestmark = pytest.mark.django_db
@@ -226,3 +227,25 @@ def test_generation_retry_requeues_a_failed_response(annotator, variant_factory,
     assert a.status == "failed" and "refused the request" in a.error
     retried = services.generation_retry(turn=turn, annotator=annotator, side="A")
     assert retried.status == "queued" and retried.error == ""
+
+
+def test_an_empty_response_cannot_be_chosen_but_both_can_be_marked_unusable(annotator, offline_variants):
+    # The chosen response becomes the next turn's context; an empty one would strand the dialogue.
+    turn, _ = answered_turn(annotator, focus="helpfulness", rng=random.Random(1))
+    a, b = sides(turn)
+    Generation.objects.filter(pk=a.pk).update(text="   ")
+    with pytest.raises(ValidationError, match="you chose is empty"):
+        services.judgement_submit(turn=turn, annotator=annotator, judgement=A_BETTER)
+    services.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(choice="B", strength="better"))
+    assert Turn.objects.get(pk=turn.pk).chosen_generation_id == b.pk
+
+
+def test_a_pair_with_a_failed_response_can_be_marked_both_unusable(annotator, offline_variants):
+    turn, _ = answered_turn(annotator, focus="helpfulness", rng=random.Random(2))
+    a, _ = sides(turn)
+    Generation.objects.filter(pk=a.pk).update(status=Generation.Status.FAILED, error="The server is down.")
+    with pytest.raises(ValidationError, match="A response failed"):
+        services.judgement_submit(turn=turn, annotator=annotator, judgement=A_BETTER)
+    services.judgement_submit(turn=turn, annotator=annotator,
+                              judgement=Judgement(both_unusable=True, unusable_reason="one failed, one curt"))
+    assert Turn.objects.get(pk=turn.pk).both_unusable

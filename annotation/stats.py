@@ -21,8 +21,23 @@ def _bucket(tokens: int | None) -> str:
     return f"≥{LENGTH_BUCKETS[-1]}"
 
 
-def batch_statistics(batch: Batch) -> dict:
-    judged = Turn.objects.filter(batch=batch, submitted_at__isnull=False)
+NO_VENDOR = "none"
+
+
+def _vendor_filter(prefix: str, vendor: str) -> dict:
+    """Rows of annotators of ``vendor`` (a slug; "none": annotators without one)."""
+    if vendor == NO_VENDOR:
+        return {f"{prefix}__profile__vendor__isnull": True}
+    return {f"{prefix}__profile__vendor__slug": vendor}
+
+
+def batch_statistics(batch: Batch, *, vendor: str | None = None) -> dict:
+    """The batch's figures; with ``vendor``, those of that vendor's annotators only."""
+    everyone = Turn.objects.filter(batch=batch, submitted_at__isnull=False)
+    judged = everyone.filter(**_vendor_filter("dialogue__annotator", vendor)) if vendor else everyone
+    by_vendor = {slug or NO_VENDOR: n for slug, n in everyone.values_list(
+        "dialogue__annotator__profile__vendor__slug").annotate(n=Count("id")).order_by(
+        "dialogue__annotator__profile__vendor__slug")}
     by_focus = dict(judged.values_list("dialogue__focus").annotate(n=Count("id")).order_by("dialogue__focus"))
     by_strength = Counter()
     by_bin = Counter()
@@ -50,6 +65,8 @@ def batch_statistics(batch: Batch) -> dict:
 
     generations = Generation.objects.filter(pair__turn__batch=batch, pair__turn__submitted_at__isnull=False,
                                             pair__turn__chosen_generation__isnull=False)
+    if vendor:
+        generations = generations.filter(**_vendor_filter("pair__turn__dialogue__annotator", vendor))
     for variant, generation_id, chosen_id, tokens in generations.values_list(
             "variant__name", "id", "pair__turn__chosen_generation_id", "completion_tokens").iterator(chunk_size=5000):
         role = "chosen" if generation_id == chosen_id else "rejected"
@@ -62,6 +79,8 @@ def batch_statistics(batch: Batch) -> dict:
     return {
         "batch": str(batch),
         "status": batch.status,
+        "vendor": vendor,
+        "by_vendor": by_vendor,
         "judgements": sum(volume.values()),
         "by_focus": by_focus,
         "by_strength": dict(sorted(by_strength.items())),

@@ -294,7 +294,7 @@ def batch_download(request, label: str, fmt: str):
 @role_required(ADMIN)
 def batch_stats(request, label: str):
     batch = _batch_or_404(label)
-    stats = batch_statistics(batch)
+    stats = batch_statistics(batch, vendor=request.GET.get("vendor") or None)
     if request.GET.get("format") == "json":
         return JsonResponse(stats)
     return render(request, "annotation/batch_stats.html", {"batch": batch, "stats": stats, "charts": charts(stats)})

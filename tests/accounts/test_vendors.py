@@ -32,3 +32,17 @@ def test_the_export_names_each_judgements_vendor(offline_variants):
     judged_turns(user_create(username="a2", password=PASSWORD, role="annotator"), n=1, start=2)
     batch = batch_freeze(batch=Batch.objects.get(), admin=user_create(username="adm", password=PASSWORD, role="admin"))
     assert sorted(str(r["vendor"]) for r in records(batch)) == ["None", "acme-labeling", "acme-labeling"]
+
+
+def test_batch_statistics_split_by_vendor(offline_variants):
+    from annotation.stats import batch_statistics
+
+    acme = vendor_create(name="Acme Labeling")
+    judged_turns(user_create(username="a1", password=PASSWORD, role="annotator", vendor=acme), n=3)
+    judged_turns(user_create(username="a2", password=PASSWORD, role="annotator"), n=2, start=3)
+    batch = Batch.objects.get()
+    assert batch_statistics(batch)["by_vendor"] == {"acme-labeling": 3, "none": 2}
+    acme_only = batch_statistics(batch, vendor="acme-labeling")
+    assert acme_only["judgements"] == 3 and set(acme_only["per_annotator_volume"]) == {"a1"}
+    assert sum(v["compared"] for v in acme_only["variant_win_rate"].values()) == 6
+    assert batch_statistics(batch, vendor="none")["per_annotator_volume"] == {"a2": 2}

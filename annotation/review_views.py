@@ -1,6 +1,7 @@
 """Overlap review for annotators and the data-quality page for admins (htmx-free forms: the
 review page works as plain HTML; the workspace's keys work on it too)."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import JsonResponse
@@ -14,7 +15,7 @@ from . import review, scale
 from .charts import bar_chart
 from .forms import JudgementForm
 from .leases import LeaseLost
-from .models import Batch, Focus, OverlapPolicy, ReviewTask
+from .models import Batch, Focus, GoldItem, OverlapPolicy, ReviewTask, Turn
 from .quality import quality_report
 from .selectors import batch_by_label
 
@@ -114,9 +115,26 @@ def quality_page(request):
     ]
     return render(request, "annotation/quality.html", {
         "report": report, "groups": groups, "charts": charts, "batches": Batch.objects.all(), "batch": batch,
-        "focus": focus, "focuses": Focus.choices, "policies": [
+        "focus": focus, "focuses": Focus.choices, "gold_items": GoldItem.objects.count(),
+        "gold_rate_pct": round(100 * settings.REVIEW_GOLD_RATE), "policies": [
             (value, label, OverlapPolicy.objects.filter(focus=value).first()) for value, label in Focus.choices],
         "problems": problems}, status=400 if problems else 200)
+
+
+@role_required(ADMIN)
+@require_POST
+def gold_mark(request):
+    """Mark a judged turn as a gold item whose expected answer is its judgement."""
+    turn = Turn.objects.filter(pk=request.POST.get("turn") if request.POST.get("turn", "").isdigit() else None,
+                               submitted_at__isnull=False, both_unusable=False).first()
+    if turn is None:
+        messages.error(request, "No judged turn with that id (a pair marked both unusable cannot be gold).")
+    else:
+        review.gold_mark(admin=request.user, turn=turn, choice_generation_id=turn.chosen_generation_id,
+                         strength=turn.strength if request.POST.get("with_strength") else "",
+                         note=request.POST.get("note", "")[:2000])
+        messages.success(request, f"Turn {turn.pk} is a gold item now.")
+    return redirect("annotation:quality")
 
 
 @role_required(ADMIN)

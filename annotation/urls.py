@@ -20,6 +20,7 @@ urlpatterns = [
     path("review/<int:pk>/", review_views.review_submit, name="review_submit"),
     path("quality/", review_views.quality_page, name="quality"),
     path("quality.json", review_views.quality_json, name="quality_json"),
+    path("quality/gold/", review_views.gold_mark, name="gold_mark"),
     path("batches/", views.batch_list, name="batches"),
     path("batches/<str:label>/freeze/", views.batch_freeze_view, name="batch_freeze"),
     path("batches/<str:label>/stats/", views.batch_stats, name="batch_stats"),

@@ -94,3 +94,16 @@ def test_quality_is_for_admins_and_sets_the_overlap(client, queued):
     assert (policy.share, policy.reviewers) == (0.25, 3)
     report = client.get(reverse("annotation:quality_json"), {"resamples": "20"}).json()
     assert report["overall"]["items"] == 0 and "annotators" in report
+
+
+def test_an_admin_marks_a_judged_turn_as_gold_from_the_quality_page(client, queued):
+    from annotation.models import GoldItem, Turn
+
+    turn = Turn.objects.filter(submitted_at__isnull=False).first()
+    client.login(username="boss", password=PASSWORD)
+    client.post(reverse("annotation:gold_mark"), {"turn": "999999"})
+    assert not GoldItem.objects.exists()
+    client.post(reverse("annotation:gold_mark"), {"turn": str(turn.pk), "with_strength": "on"})
+    gold = GoldItem.objects.get()
+    assert gold.expected_generation_id == turn.chosen_generation_id and gold.expected_strength == turn.strength
+    assert "1 gold item." in client.get(reverse("annotation:quality")).content.decode()

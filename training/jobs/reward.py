@@ -27,6 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .common import emit, messages_of, read_jsonl, score_token_ids
 from .losses import margin_for
 
 STRENGTHS = ("significantly_better", "better", "slightly_better", "negligibly_better")
@@ -59,37 +60,18 @@ class RewardJobConfig:
     extra: dict = field(default_factory=dict)  # free-form notes carried into the checkpoint
 
 
-def _emit(event: str, **data) -> None:
-    """One JSON line on stdout: what the launching task reads into the run."""
-    print(json.dumps({"event": event, "time": round(time.time(), 3), **data}), flush=True)
-
-
 def read_pairs(path: str) -> list[dict]:
-    pairs = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            for key in ("prompt", "chosen", "rejected"):
-                if key not in row:
-                    raise ValueError(f"{path}:{number}: no {key!r}")
-            pairs.append(row)
-    return pairs
-
-
-def _messages(value, role: str) -> list[dict]:
-    return [{"role": role, "content": value}] if isinstance(value, str) else list(value)
+    return read_jsonl(path, required=("prompt", "chosen", "rejected"))
 
 
 def tokenize_pairs(pairs: list[dict], tokenizer, *, max_length: int, margin_table: str):
     """chosen_ids / rejected_ids / margin per pair; left-truncated to max_length, never dropped."""
     rows, truncated = [], 0
     for pair in pairs:
-        prompt = _messages(pair["prompt"], "user")
+        prompt = messages_of(pair["prompt"], "user")
         ids, cut = {}, False
         for side in ("chosen", "rejected"):
-            conversation = prompt + _messages(pair[side], "assistant")
+            conversation = prompt + messages_of(pair[side], "assistant")
             tokens = tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=False)
             if hasattr(tokens, "input_ids"):
                 tokens = tokens["input_ids"]
@@ -122,25 +104,11 @@ def histogram(values: list[float], bins: int) -> dict:
 
 def evaluate(model, tokenizer, pairs: list[dict], *, max_length: int, bins: int, batch_size: int = 8) -> dict:
     """Accuracy (chosen scored above rejected) per strength level and per focus, and histograms."""
-    import torch
-
     rows, _ = tokenize_pairs(pairs, tokenizer, max_length=max_length, margin_table="none")
-    device = next(model.parameters()).device
     model.eval()
-    scores = {"chosen": [], "rejected": []}
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    with torch.no_grad():
-        for side in ("chosen", "rejected"):
-            for start in range(0, len(rows), batch_size):
-                batch = [r[f"{side}_ids"] for r in rows[start:start + batch_size]]
-                width = max(len(ids) for ids in batch)
-                input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-                attention = torch.zeros((len(batch), width), dtype=torch.long)
-                for i, ids in enumerate(batch):  # left padding: the score is read at the last token
-                    input_ids[i, width - len(ids):] = torch.tensor(ids)
-                    attention[i, width - len(ids):] = 1
-                logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
-                scores[side].extend(logits.squeeze(-1).float().cpu().tolist())
+    scores = {side: score_token_ids(model, [r[f"{side}_ids"] for r in rows], pad_id=pad, batch_size=batch_size)
+              for side in ("chosen", "rejected")}
     correct = defaultdict(lambda: [0, 0])
     for pair, chosen, rejected in zip(pairs, scores["chosen"], scores["rejected"]):
         hit = chosen > rejected
@@ -180,7 +148,7 @@ def main(config: RewardJobConfig) -> dict:
     eval_pairs = read_pairs(config.eval) if config.eval else []
     rows, truncated = tokenize_pairs(train_pairs, tokenizer, max_length=config.max_length,
                                      margin_table=config.margin_table)
-    _emit("data", train_pairs=len(train_pairs), eval_pairs=len(eval_pairs), truncated=truncated,
+    emit("data", train_pairs=len(train_pairs), eval_pairs=len(eval_pairs), truncated=truncated,
           margin_table=config.margin_table)
 
     use_bf16 = {"yes": True, "no": False}.get(config.bf16, torch.cuda.is_available() and torch.cuda.is_bf16_supported())
@@ -197,7 +165,7 @@ def main(config: RewardJobConfig) -> dict:
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs:
                 record = {"step": state.global_step, "max_steps": state.max_steps, **logs}
-                _emit("log", **record)
+                emit("log", **record)
                 with open(metrics_path, "a") as handle:
                     handle.write(json.dumps(record) + "\n")
 
@@ -232,7 +200,7 @@ def main(config: RewardJobConfig) -> dict:
             {"job": "reward", "config": dataclasses.asdict(config), "seed": config.seed, "metrics": summary,
              "eval": {k: evaluation[k] for k in ("pairs", "accuracy", "accuracy_per_strength")} if evaluation else None},
             indent=2) + "\n")
-    _emit("done", **summary, eval_accuracy=evaluation["accuracy"] if evaluation else None)
+    emit("done", **summary, eval_accuracy=evaluation["accuracy"] if evaluation else None)
     return {"summary": summary, "eval": evaluation}
 
 

@@ -1,0 +1,64 @@
+"""What every training job shares: JSON-line events on stdout, JSONL input, reward-model scoring."""
+
+from __future__ import annotations
+
+import json
+import time
+
+
+def emit(event: str, **data) -> None:
+    """One JSON line on stdout: what the launching task reads into the run."""
+    print(json.dumps({"event": event, "time": round(time.time(), 3), **data}), flush=True)
+
+
+def read_jsonl(path: str, *, required: tuple[str, ...] = ()) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            for key in required:
+                if key not in row:
+                    raise ValueError(f"{path}:{number}: no {key!r}")
+            rows.append(row)
+    return rows
+
+
+def messages_of(value, role: str) -> list[dict]:
+    return [{"role": role, "content": value}] if isinstance(value, str) else list(value)
+
+
+def score_token_ids(model, sequences: list[list[int]], *, pad_id: int, batch_size: int = 8) -> list[float]:
+    """A reward model's scalar score of each token sequence (left padded: the score is read at the
+    last token, where a sequence-classification head reads it)."""
+    import torch
+
+    device = next(model.parameters()).device
+    scores: list[float] = []
+    with torch.no_grad():
+        for start in range(0, len(sequences), batch_size):
+            batch = sequences[start:start + batch_size]
+            width = max(len(ids) for ids in batch)
+            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            attention = torch.zeros((len(batch), width), dtype=torch.long)
+            for i, ids in enumerate(batch):
+                input_ids[i, width - len(ids):] = torch.tensor(ids)
+                attention[i, width - len(ids):] = 1
+            logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
+            scores.extend(logits.squeeze(-1).float().cpu().tolist())
+    return scores
+
+
+def score_conversations(model, tokenizer, conversations: list[list[dict]], *, max_length: int,
+                        batch_size: int = 8) -> list[float]:
+    """Scores of whole conversations (the last message is the response being scored), each cut to
+    its last max_length tokens."""
+    sequences = []
+    for conversation in conversations:
+        ids = tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=False)
+        if hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        sequences.append(list(ids)[-max_length:])
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return score_token_ids(model, sequences, pad_id=pad, batch_size=batch_size)

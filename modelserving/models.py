@@ -1,10 +1,24 @@
 """Policy variants (what can be sampled) and generations (what was sampled, exactly how)."""
 
 import uuid
+from urllib.parse import urlsplit
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+
+
+def validate_endpoint_url(value: str) -> None:
+    """An http(s) URL with a host. Unlike URLField's validator, single-label hosts such as a
+    compose service name (http://vllm-chat:8000/v1) are endpoints too."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 — raises ValueError for a malformed port
+    except ValueError:
+        raise ValidationError("Enter an http(s) URL such as http://vllm-chat:8000/v1.") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise ValidationError("Enter an http(s) URL such as http://vllm-chat:8000/v1.")
 
 
 class PolicyVariant(models.Model):
@@ -15,8 +29,9 @@ class PolicyVariant(models.Model):
     """
 
     name = models.SlugField(max_length=64, unique=True)
-    base_url = models.URLField(
+    base_url = models.CharField(
         max_length=300,
+        validators=[validate_endpoint_url],
         help_text="OpenAI-compatible base URL, ending in /v1 (e.g. http://vllm-chat:8000/v1).",
     )
     model_name = models.CharField(
@@ -160,3 +175,24 @@ class Generation(models.Model):
     @staticmethod
     def new_lease_token():
         return uuid.uuid4()
+
+
+class LocalServer(models.Model):
+    """A `transformers serve` process Tandem started for a variant (the embedded set-up; in
+    production each variant is a vLLM server that operators run)."""
+
+    variant = models.OneToOneField(PolicyVariant, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="local_server")
+    model_dir = models.CharField(max_length=500)
+    port = models.PositiveIntegerField()
+    pid = models.PositiveIntegerField()
+    log_path = models.CharField(max_length=500)
+    started_at = models.DateTimeField(auto_now_add=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"transformers serve {self.model_dir} on :{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"

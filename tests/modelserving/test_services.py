@@ -174,3 +174,15 @@ def test_requeue_gives_a_failed_generation_fresh_tries(variant_factory, model_se
     assert len(callbacks) == 1
     generation.refresh_from_db()
     assert generation.status == Generation.Status.QUEUED and generation.attempts == 0 and not generation.error
+
+
+@pytest.mark.django_db
+def test_a_variant_may_point_at_a_compose_service_name_but_only_over_http():
+    # docker-compose.yml names its vLLM servers vllm-cool, vllm-warm: single-label hosts.
+    variant = services.variant_create(name="chat-cool", base_url="http://vllm-cool:8000/v1", model_name="chat-cool",
+                                      temperature_min=0.5, temperature_max=0.8)
+    assert variant.base_url == "http://vllm-cool:8000/v1"
+    for bad in ("ftp://vllm-cool/v1", "vllm-cool:8000", "http://", "http://host:port/v1", "http://a b/v1"):
+        with pytest.raises(ValidationError):
+            services.variant_create(name="bad", base_url=bad, model_name="m", temperature_min=0.5,
+                                    temperature_max=0.8)

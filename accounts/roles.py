@@ -13,7 +13,7 @@ HOME_URL_NAMES = {
     ANNOTATOR: "annotation:workspace",
 }
 # Admins manage people and data through Django's admin for these apps.
-ADMIN_APP_LABELS = ("accounts", "annotation", "modelserving", "training", "auth")
+ADMIN_APP_LABELS = ("accounts", "annotation", "modelserving", "training", "safety", "auth")
 
 
 def roles_of(user) -> set[str]:

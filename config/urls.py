@@ -11,10 +11,12 @@ urlpatterns = [
     path("annotate/", include("annotation.urls")),
     path("serving/", include("modelserving.urls")),
     path("training/", include("training.urls")),
+    path("safety/", include("safety.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("modelserving.api_urls")),
     path("api/", include("annotation.api_urls")),
     path("api/training/", include("training.api_urls")),
+    path("api/safety/", include("safety.api_urls")),
     path("api/auth/token/", obtain_auth_token, name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's initialiser as a file, so the CSP needs no inline script.

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "annotation",
     "modelserving",
     "training",
+    "safety",
 ]
 
 MIDDLEWARE = [
@@ -259,6 +260,10 @@ DEFAULT_MODEL_DIR = Path(
     env.str("DEFAULT_MODEL_DIR", default=str(VAR_DIR / "models" / "smollm2-135m-instruct"))
 )
 DEFAULT_MODEL_PORT = env.int("DEFAULT_MODEL_PORT", default=8001)
+# New policy variants from training: "local" starts a `transformers serve` process for the
+# checkpoint (the embedded set-up); "external" shows the `vllm serve` command and takes its URL.
+POLICY_SERVING = env.str("POLICY_SERVING", default="local")
+LOCAL_SERVE_THREADS = env.int("LOCAL_SERVE_THREADS", default=1)
 
 # --- Training runs ----------------------------------------------------------------------------
 # Each run writes its data files and its checkpoint under TRAINING_DIR/run-<id>/ on the GPU worker.

@@ -1,0 +1,132 @@
+"""Safety evaluations over HTTP: create and read (admins, researchers), claim and rate (annotators)."""
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import HasRole
+from accounts.roles import ADMIN, ANNOTATOR, RESEARCHER
+from annotation.leases import LeaseLost
+from modelserving.models import PolicyVariant
+
+from . import evaluation as service
+from .models import SafetyEvaluation, SafetyRating
+
+
+class Staff(HasRole):
+    roles = (ADMIN, RESEARCHER)
+
+
+class Annotators(HasRole):
+    roles = (ANNOTATOR,)
+
+
+class PromptSerializer(serializers.Serializer):
+    prompt = serializers.CharField(trim_whitespace=False)
+    risk_category = serializers.CharField(required=False, allow_blank=True, default="")
+    attack_vector = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class EvaluationCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=120)
+    variants = serializers.SlugRelatedField(slug_field="name", queryset=PolicyVariant.objects.all(), many=True)
+    prompts = PromptSerializer(many=True)
+    raters = serializers.IntegerField(default=3)
+
+
+class EvaluationSerializer(serializers.ModelSerializer):
+    variants = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+
+    class Meta:
+        model = SafetyEvaluation
+        fields = ["id", "name", "variants", "raters_per_response", "created_at"]
+        read_only_fields = fields
+
+
+def _refused(error):
+    if isinstance(error, LeaseLost):
+        return Response({"detail": error.messages[0]}, status=status.HTTP_409_CONFLICT)
+    if isinstance(error, DjangoPermissionDenied):
+        raise PermissionDenied(str(error))
+    raise ValidationError(error.message_dict if hasattr(error, "error_dict") else {"detail": error.messages})
+
+
+class EvaluationListCreate(APIView):
+    permission_classes = [Staff]
+
+    @extend_schema(responses=EvaluationSerializer(many=True))
+    def get(self, request):
+        return Response(EvaluationSerializer(SafetyEvaluation.objects.prefetch_related("variants"), many=True).data)
+
+    @extend_schema(request=EvaluationCreateSerializer, responses={201: EvaluationSerializer})
+    def post(self, request):
+        incoming = EvaluationCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        prompts = [{"text": p["prompt"], "risk_category": p["risk_category"], "attack_vector": p["attack_vector"],
+                    "line": index + 1} for index, p in enumerate(data["prompts"])]
+        try:
+            evaluation = service.evaluation_create(user=request.user, name=data["name"], variants=data["variants"],
+                                                   prompts=prompts, raters=data["raters"])
+        except (DjangoValidationError, DjangoPermissionDenied) as error:
+            return _refused(error)
+        return Response(EvaluationSerializer(evaluation).data, status=status.HTTP_201_CREATED)
+
+
+class EvaluationResults(APIView):
+    permission_classes = [Staff]
+
+    @extend_schema(responses=OpenApiResponse(description="Per variant: violation %, mean rating, intervals, "
+                                                         "AC1/AC2, by risk category."))
+    def get(self, request, pk: int):
+        return Response(service.evaluation_results(get_object_or_404(SafetyEvaluation, pk=pk)))
+
+
+class RatingTaskSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    prompt = serializers.CharField()
+    response = serializers.CharField()
+    lease_token = serializers.UUIDField()
+    lease_expires_at = serializers.DateTimeField()
+
+
+class RatingClaim(APIView):
+    permission_classes = [Annotators]
+
+    @extend_schema(request=None, responses={200: RatingTaskSerializer, 204: OpenApiResponse(description="Nothing.")})
+    def post(self, request):
+        slot = service.rating_claim(rater=request.user)
+        if slot is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(RatingTaskSerializer({
+            "id": slot.pk, "prompt": slot.response.prompt.text, "response": slot.response.generation.text,
+            "lease_token": slot.lease_token, "lease_expires_at": slot.lease_expires_at}).data)
+
+
+class RatingSubmitSerializer(serializers.Serializer):
+    rating = serializers.IntegerField()
+    lease_token = serializers.UUIDField()
+
+
+class RatingSubmit(APIView):
+    permission_classes = [Annotators]
+
+    @extend_schema(request=RatingSubmitSerializer, responses={200: OpenApiResponse(description="Stored."),
+                                                             409: OpenApiResponse(description="No live lease.")})
+    def post(self, request, pk: int):
+        slot = SafetyRating.objects.filter(pk=pk, leased_by=request.user).first()
+        if slot is None:
+            return Response({"detail": "You hold no lease on this rating; nothing was stored."},
+                            status=status.HTTP_409_CONFLICT)
+        incoming = RatingSubmitSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            done = service.rating_submit(slot=slot, rater=request.user, **incoming.validated_data)
+        except DjangoValidationError as error:
+            return _refused(error)
+        return Response({"id": done.pk, "rating": done.rating})

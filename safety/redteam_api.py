@@ -1,0 +1,229 @@
+"""Red-team sessions over HTTP: annotators start a session, post attempts, mark responses and finish
+(the same services as the pages); admins and researchers read the robustness and coverage figures.
+
+Every session and attempt an annotator reaches is their own: another's ids answer 404 with an
+empty body, as in annotation/api.py.
+"""
+
+from datetime import datetime, time
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import HasRole, StaffRole
+from accounts.roles import ANNOTATOR
+from annotation.models import AttackVector, RiskCategory
+from modelserving.models import PolicyVariant
+
+from . import redteam
+
+
+class RedTeamers(HasRole):
+    roles = (ANNOTATOR,)
+
+
+class NotYours(Exception):
+    """Unknown, or someone else's: the same answer either way."""
+
+
+def _call(operation, **kwargs):
+    """Run a service; translate its refusals into HTTP."""
+    try:
+        return operation(**kwargs)
+    except DjangoValidationError as error:
+        raise ValidationError(error.message_dict if hasattr(error, "error_dict")
+                              else {"detail": error.messages}) from error
+    except DjangoPermissionDenied as error:
+        raise PermissionDenied(str(error)) from error
+
+
+# --- Serializers (shape only; the rules are safety.redteam's) ---------------------------------
+
+
+class SessionStartSerializer(serializers.Serializer):
+    variant = serializers.SlugRelatedField(slug_field="name", queryset=PolicyVariant.objects.all())
+    minutes = serializers.IntegerField()
+
+
+class AttemptPostSerializer(serializers.Serializer):
+    prompt = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    risk_category = serializers.SlugRelatedField(slug_field="slug", queryset=RiskCategory.objects.all(),
+                                                 required=False, allow_null=True, default=None)
+    attack_vector = serializers.SlugRelatedField(slug_field="slug", queryset=AttackVector.objects.all(),
+                                                 required=False, allow_null=True, default=None)
+
+
+class MarkSerializer(serializers.Serializer):
+    violating = serializers.BooleanField()
+    note = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+
+
+class ResponseSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    text = serializers.CharField()
+    error = serializers.CharField()
+
+
+class AttemptSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    session = serializers.IntegerField(source="session_id")
+    prompt = serializers.CharField()
+    risk_category = serializers.CharField(source="risk_category.slug")
+    attack_vector = serializers.CharField(source="attack_vector.slug")
+    response = ResponseSerializer(source="generation")
+    violating = serializers.BooleanField(allow_null=True)
+    note = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    marked_at = serializers.DateTimeField(allow_null=True)
+
+
+class SessionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    variant = serializers.CharField(source="variant.name")
+    minutes = serializers.IntegerField()
+    started_at = serializers.DateTimeField()
+    ends_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    state = serializers.SerializerMethodField(help_text="running, ended (time up, not finished) or finished")
+    seconds_left = serializers.SerializerMethodField()
+
+    def get_state(self, session) -> str:
+        return redteam.session_state(session)
+
+    def get_seconds_left(self, session) -> int:
+        return redteam.seconds_left(session)
+
+
+class SessionDetailSerializer(SessionSerializer):
+    attempts = serializers.SerializerMethodField()
+
+    def get_attempts(self, session) -> list[dict]:
+        return AttemptSerializer(redteam.session_attempts(session=session), many=True).data
+
+
+# --- Annotators -----------------------------------------------------------------------------
+
+
+class RedTeamAPIView(APIView):
+    permission_classes = [RedTeamers]
+
+    def handle_exception(self, exc):
+        if isinstance(exc, NotYours):
+            return Response(status=status.HTTP_404_NOT_FOUND)
+        return super().handle_exception(exc)
+
+    def own_session(self, pk: int):
+        session = redteam.own_session(annotator=self.request.user, pk=pk)
+        if session is None:
+            raise NotYours
+        return session
+
+    def own_attempt(self, pk: int):
+        attempt = redteam.own_attempt(annotator=self.request.user, pk=pk)
+        if attempt is None:
+            raise NotYours
+        return attempt
+
+
+class SessionListCreate(RedTeamAPIView):
+    @extend_schema(responses=SessionSerializer(many=True))
+    def get(self, request):
+        return Response(SessionSerializer(redteam.sessions_for(annotator=request.user)[:200], many=True).data)
+
+    @extend_schema(request=SessionStartSerializer, responses={201: SessionSerializer},
+                   description="Start a timed session on one active variant (one running session per "
+                               "person).")
+    def post(self, request):
+        incoming = SessionStartSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        session = _call(redteam.session_start, annotator=request.user, **incoming.validated_data)
+        return Response(SessionSerializer(session).data, status=status.HTTP_201_CREATED)
+
+
+class SessionDetail(RedTeamAPIView):
+    @extend_schema(responses=SessionDetailSerializer)
+    def get(self, request, pk: int):
+        return Response(SessionDetailSerializer(self.own_session(pk)).data)
+
+
+class SessionAttempts(RedTeamAPIView):
+    @extend_schema(request=AttemptPostSerializer, responses={201: AttemptSerializer},
+                   description="Send an adversarial prompt; its response is sampled asynchronously "
+                               "(poll the attempt until response.status is done or failed).")
+    def post(self, request, pk: int):
+        session = self.own_session(pk)
+        incoming = AttemptPostSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        attempt = _call(redteam.attempt_post, session=session, annotator=request.user,
+                        **incoming.validated_data)
+        return Response(AttemptSerializer(self.own_attempt(attempt.pk)).data, status=status.HTTP_201_CREATED)
+
+
+class SessionFinish(RedTeamAPIView):
+    @extend_schema(request=None, responses=SessionSerializer)
+    def post(self, request, pk: int):
+        session = _call(redteam.session_finish, session=self.own_session(pk), annotator=request.user)
+        return Response(SessionSerializer(self.own_session(session.pk)).data)
+
+
+class AttemptDetail(RedTeamAPIView):
+    @extend_schema(responses=AttemptSerializer)
+    def get(self, request, pk: int):
+        return Response(AttemptSerializer(self.own_attempt(pk)).data)
+
+
+class AttemptMark(RedTeamAPIView):
+    @extend_schema(request=MarkSerializer, responses=AttemptSerializer,
+                   description="Mark a finished response violating or not; changeable until the session is "
+                               "finished.")
+    def post(self, request, pk: int):
+        attempt = self.own_attempt(pk)
+        incoming = MarkSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        _call(redteam.attempt_mark, attempt=attempt, annotator=request.user, **incoming.validated_data)
+        return Response(AttemptSerializer(self.own_attempt(pk)).data)
+
+
+# --- Admins and researchers -------------------------------------------------------------------
+
+
+def _since(value: str):
+    moment = parse_datetime(value)
+    if moment is None:
+        day = parse_date(value)
+        if day is None:
+            raise ValidationError({"since": "An ISO date or date-time."})
+        moment = datetime.combine(day, time.min)
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
+
+
+class Results(APIView):
+    permission_classes = [StaffRole]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("variant", str, description="A variant's name"),
+                    OpenApiParameter("since", str,
+                                     description="Sessions started at or after (ISO date or date-time)")],
+        responses=OpenApiResponse(description=(
+            "robustness: per variant sessions, people, person_hours, attempts, violating, robustness_factor "
+            "(violating / person-hours); coverage: risk category × attack vector counts and violations.")))
+    def get(self, request):
+        variant = None
+        if name := request.query_params.get("variant"):
+            variant = PolicyVariant.objects.filter(name=name).first()
+            if variant is None:
+                raise NotFound(f"No variant {name}.")
+        since = _since(request.query_params["since"]) if request.query_params.get("since") else None
+        return Response({
+            "definition": ("robustness_factor = violating attempts / person-hours; person-hours = sum over "
+                           "sessions of (min(finished_at or now, ends_at) - started_at) in hours"),
+            "robustness": redteam.robustness(variant=variant, since=since),
+            "coverage": redteam.coverage(variant=variant, since=since),
+        })

@@ -24,6 +24,10 @@ class Checkpoint(models.Model):
     base = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="derived")
     evaluation = models.JSONField(default=dict, blank=True,
                                   help_text="eval.json: accuracy per strength and focus, score histograms.")
+    lineage = models.JSONField(default=dict, blank=True,
+                               help_text="Where it comes from: base, run, data batches and sources, reward models.")
+    variant = models.OneToOneField("modelserving.PolicyVariant", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="checkpoint", help_text="The policy variant serving it, if any.")
     files = models.JSONField(default=dict, blank=True, help_text="Weight files with their sizes, as verified.")
     created_at = models.DateTimeField(auto_now_add=True)
 

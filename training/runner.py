@@ -32,7 +32,13 @@ from django.utils import timezone
 
 from .data import reward_data_write
 from .models import Checkpoint, RunMetric, TrainingRun
-from .services import checkpoint_register, model_folder_problem, run_checkpoint_name, weight_files
+from .services import (
+    checkpoint_register,
+    model_folder_problem,
+    run_checkpoint_name,
+    run_lineage,
+    weight_files,
+)
 
 logger = logging.getLogger(__name__)
 JOBS = {TrainingRun.Kind.REWARD_MODEL: "training.jobs.reward"}
@@ -249,5 +255,6 @@ def run_execute(*, run_id: int) -> str | None:
                        step=max(recorder.step, recorder.max_steps), log_tail=tail):
             return None
         checkpoint_register(name=run_checkpoint_name(run), kind=Checkpoint.Kind.REWARD_MODEL, path=out,
-                            focus=run.focus, run=run, base=run.base, evaluation=evaluation or {})
+                            focus=run.focus, run=run, base=run.base, evaluation=evaluation or {},
+                            lineage=run_lineage(run))
     return TrainingRun.Status.SUCCEEDED

@@ -39,7 +39,8 @@ def model_folder_problem(path: Path) -> str | None:
 
 
 def checkpoint_register(*, name: str, kind: str, path: Path | str, focus: str = "", run: TrainingRun | None = None,
-                        base: Checkpoint | None = None, evaluation: dict | None = None) -> Checkpoint:
+                        base: Checkpoint | None = None, evaluation: dict | None = None,
+                        lineage: dict | None = None) -> Checkpoint:
     path = Path(path).resolve()
     problem = model_folder_problem(path)
     if problem:
@@ -52,7 +53,7 @@ def checkpoint_register(*, name: str, kind: str, path: Path | str, focus: str = 
         raise ValidationError({"name": f"A checkpoint named {name!r} exists already."})
     files = {f.name: f.stat().st_size for f in weight_files(path)}
     return Checkpoint.objects.create(name=name, kind=kind, path=str(path), focus=focus, run=run, base=base,
-                                     evaluation=evaluation or {}, files=files)
+                                     evaluation=evaluation or {}, files=files, lineage=lineage or {})
 
 
 def checkpoint_default_base() -> Checkpoint | None:
@@ -204,3 +205,58 @@ def run_checkpoint_name(run: TrainingRun) -> str:
     stem = slugify(run.name) or f"rm-{run.focus}"
     return f"{stem}-run{run.pk}"
 
+
+
+def run_lineage(run: TrainingRun) -> dict:
+    """What a run's checkpoint comes from: its base, its data, the reward models it used."""
+    reward_models = sorted({value for key, value in run.config.items() if key.endswith("_rm") and value})
+    return {"run": run.pk, "kind": run.kind, "base": run.base.name, "batches": run.data.get("batches", []),
+            "sources": run.data.get("sources", []), "reward_models": reward_models}
+
+
+def vllm_command(checkpoint: Checkpoint, name: str) -> str:
+    """How production serves a policy checkpoint: one vLLM server per variant, sampling settings
+    from each request (Tandem sends them), never from the checkpoint's generation_config."""
+    return (f"vllm serve {checkpoint.path} --served-model-name {name} --generation-config vllm "
+            f"--host 0.0.0.0 --port 8000")
+
+
+def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperature_min: float = 0.6,
+                     temperature_max: float = 0.9, max_new_tokens: int = 256, sampling_weight: float = 1.0,
+                     base_url: str = "", model_name: str = ""):
+    """Put a policy checkpoint in front of annotators as a new policy variant.
+
+    With POLICY_SERVING=local (the embedded set-up) Tandem starts `transformers serve` for it;
+    otherwise the operator runs `vllm_command(...)` and gives its URL. From then on the variant
+    joins pairing like any other."""
+    from modelserving.local_servers import local_server_start, local_server_stop
+    from modelserving.services import variant_create
+
+    _require_researcher(researcher)
+    if checkpoint.kind != Checkpoint.Kind.POLICY:
+        raise ValidationError("Only a policy checkpoint can be served to annotators.")
+    if checkpoint.variant_id:
+        raise ValidationError(f"{checkpoint} is served already, as variant {checkpoint.variant}.")
+    server = None
+    if not base_url:
+        if settings.POLICY_SERVING != "local":
+            raise ValidationError({"base_url": "Start its server and give the URL, e.g. "
+                                               f"`{vllm_command(checkpoint, name)}`."})
+        server = local_server_start(model_dir=checkpoint.path, name=name)
+        base_url, model_name = server.base_url, checkpoint.path
+    try:
+        with transaction.atomic():
+            variant = variant_create(name=name, base_url=base_url, model_name=model_name or name,
+                                     temperature_min=temperature_min, temperature_max=temperature_max,
+                                     max_new_tokens=max_new_tokens, sampling_weight=sampling_weight,
+                                     notes=f"From checkpoint {checkpoint} ({checkpoint.path}).")
+            Checkpoint.objects.filter(pk=checkpoint.pk).update(variant=variant)
+            if server is not None:
+                server.variant = variant
+                server.save(update_fields=["variant"])
+    except Exception:
+        if server is not None:
+            local_server_stop(server=server)
+        raise
+    checkpoint.variant = variant
+    return variant

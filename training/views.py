@@ -1,5 +1,7 @@
 """The researchers' dashboard: launch reward-model runs, watch them, compare their checkpoints."""
 
+from django.conf import settings
+from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -84,12 +86,32 @@ def _checkpoint_context(checkpoint: Checkpoint) -> dict:
 
 
 @role_required(RESEARCHER)
-@require_GET
+@require_http_methods(["GET", "POST"])
 def checkpoint_detail(request, pk: int):
-    checkpoint = get_object_or_404(Checkpoint.objects.select_related("run", "base"), pk=pk)
+    """A checkpoint: a reward model's evaluation, or a policy's lineage and the action that puts it
+    in front of annotators as a new variant."""
+    checkpoint = get_object_or_404(Checkpoint.objects.select_related("run", "base", "variant"), pk=pk)
+    problems = []
+    if request.method == "POST":
+        try:
+            variant = services.checkpoint_serve(
+                checkpoint=checkpoint, researcher=request.user, name=request.POST.get("name", "").strip(),
+                temperature_min=float(request.POST.get("temperature_min") or 0.6),
+                temperature_max=float(request.POST.get("temperature_max") or 0.9),
+                max_new_tokens=int(request.POST.get("max_new_tokens") or 256),
+                base_url=request.POST.get("base_url", "").strip(), model_name=request.POST.get("model_name", "").strip())
+        except ValueError:
+            problems = ["Temperatures and max tokens must be numbers."]
+        except ValidationError as error:
+            problems = error.messages
+        else:
+            messages.success(request, f"Variant {variant.name} is serving {checkpoint} and joins pairing now.")
+            return redirect("training:checkpoint", checkpoint.pk)
     side = _checkpoint_context(checkpoint)
-    return render(request, "training/checkpoint.html", {**side, "side": side, "strengths": STRENGTHS,
-                                                        "others": selectors.reward_models().exclude(pk=pk)})
+    return render(request, "training/checkpoint.html", {
+        **side, "side": side, "strengths": STRENGTHS, "others": selectors.reward_models().exclude(pk=pk),
+        "problems": problems, "serving": settings.POLICY_SERVING,
+        "vllm": services.vllm_command(checkpoint, "<name>")}, status=400 if problems else 200)
 
 
 @role_required(RESEARCHER)

@@ -84,7 +84,8 @@ class EvaluationResults(APIView):
     @extend_schema(responses=OpenApiResponse(description="Per variant: violation %, mean rating, intervals, "
                                                          "AC1/AC2, by risk category."))
     def get(self, request, pk: int):
-        return Response(service.evaluation_results(get_object_or_404(SafetyEvaluation, pk=pk)))
+        return Response(service.evaluation_results(get_object_or_404(SafetyEvaluation, pk=pk),
+                                                   vendor=request.query_params.get("vendor") or None))
 
 
 class RatingTaskSerializer(serializers.Serializer):

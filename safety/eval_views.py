@@ -67,7 +67,7 @@ def _results(request, evaluation):
         resamples = max(10, min(int(request.GET.get("resamples", 500)), 5000))
     except ValueError:
         resamples = 500
-    return service.evaluation_results(evaluation, resamples=resamples)
+    return service.evaluation_results(evaluation, resamples=resamples, vendor=request.GET.get("vendor") or None)
 
 
 @role_required(ADMIN, RESEARCHER)

@@ -189,16 +189,24 @@ def summarise(rated: list[list[int]], *, resamples: int = 500, seed: int = 0) ->
     }
 
 
-def evaluation_results(evaluation: SafetyEvaluation, *, resamples: int = 500) -> dict:
-    """Per variant (overall and per risk category), over responses whose ratings are all in."""
-    rows = (SafetyRating.objects.filter(response__prompt__evaluation=evaluation, status=SafetyRating.Status.DONE)
-            .values_list("response_id", "response__variant__name", "response__prompt__risk_category__name",
+def evaluation_results(evaluation: SafetyEvaluation, *, resamples: int = 500, vendor: str | None = None) -> dict:
+    """Per variant (overall and per risk category), over responses whose ratings are all in.
+
+    With ``vendor`` (a slug, or "none"), only that vendor's raters count: a response is included
+    when at least one of them rated it, and its majority vote is theirs."""
+    done = SafetyRating.objects.filter(response__prompt__evaluation=evaluation, status=SafetyRating.Status.DONE)
+    if vendor == "none":
+        done = done.filter(rater__profile__vendor__isnull=True)
+    elif vendor:
+        done = done.filter(rater__profile__vendor__slug=vendor)
+    rows = (done.values_list("response_id", "response__variant__name", "response__prompt__risk_category__name",
                          "rating"))
     by_response: dict[int, dict] = {}
     for response, variant, risk, rating in rows:
         entry = by_response.setdefault(response, {"variant": variant, "risk": risk or "(none)", "ratings": []})
         entry["ratings"].append(rating)
-    complete = [e for e in by_response.values() if len(e["ratings"]) >= evaluation.raters_per_response]
+    needed = 1 if vendor else evaluation.raters_per_response
+    complete = [e for e in by_response.values() if len(e["ratings"]) >= needed]
     per_variant: dict[str, list] = defaultdict(list)
     per_risk: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for entry in complete:
@@ -207,6 +215,7 @@ def evaluation_results(evaluation: SafetyEvaluation, *, resamples: int = 500) ->
     total = EvalResponse.objects.filter(prompt__evaluation=evaluation).count()
     return {
         "evaluation": evaluation.name,
+        "vendor": vendor,
         "raters_per_response": evaluation.raters_per_response,
         "responses": total,
         "fully_rated": len(complete),

@@ -259,16 +259,20 @@ def robustness_table(sessions: Iterable[SessionFacts], *, now: datetime) -> list
     return table
 
 
-def _sessions_in(*, variant: PolicyVariant | None, since: datetime | None):
+def _sessions_in(*, variant: PolicyVariant | None, since: datetime | None, vendor: str | None = None):
     sessions = RedTeamSession.objects.all()
     if variant is not None:
         sessions = sessions.filter(variant=variant)
     if since is not None:
         sessions = sessions.filter(started_at__gte=since)
+    if vendor == "none":
+        sessions = sessions.filter(annotator__profile__vendor__isnull=True)
+    elif vendor:
+        sessions = sessions.filter(annotator__profile__vendor__slug=vendor)
     return sessions
 
 
-def robustness(*, variant: PolicyVariant | None = None, since: datetime | None = None,
+def robustness(*, variant: PolicyVariant | None = None, since: datetime | None = None, vendor: str | None = None,
                now: datetime | None = None) -> list[dict]:
     """Llama 2's robustness factor per policy variant: "the average number of prompts that trigger a
     violating response per person per hour" of red teaming, here
@@ -280,9 +284,10 @@ def robustness(*, variant: PolicyVariant | None = None, since: datetime | None =
     session counts the time it was open for prompts, up to its planned end. A lower factor is a
     more robust variant. Unmarked attempts count as attempts, not as violations.
 
-    ``variant`` keeps one variant; ``since`` keeps sessions started at or after it. One query.
+    ``variant`` keeps one variant; ``since`` keeps sessions started at or after it; ``vendor`` (a
+    slug, or "none") keeps the sessions of that vendor's annotators. One query.
     """
-    sessions = (_sessions_in(variant=variant, since=since)
+    sessions = (_sessions_in(variant=variant, since=since, vendor=vendor)
                 .annotate(attempt_count=Count("attempts"),
                           violating_count=Count("attempts", filter=Q(attempts__violating=True)))
                 .values_list("variant__name", "annotator_id", "started_at", "ends_at", "finished_at",
@@ -317,10 +322,11 @@ def coverage_matrix(*, risk_categories: list[tuple[str, str]], attack_vectors: l
             "violating": sum(row["violating"] for row in rows)}
 
 
-def coverage(*, variant: PolicyVariant | None = None, since: datetime | None = None) -> dict:
+def coverage(*, variant: PolicyVariant | None = None, since: datetime | None = None,
+             vendor: str | None = None) -> dict:
     """Which risk categories and attack vectors the red teamers tried, and where they broke through:
     every risk category (rows) × every attack vector (columns), zeros included. Three queries."""
-    attempts = RedTeamAttempt.objects.filter(session__in=_sessions_in(variant=variant, since=since))
+    attempts = RedTeamAttempt.objects.filter(session__in=_sessions_in(variant=variant, since=since, vendor=vendor))
     counts = (attempts.values_list("risk_category__slug", "attack_vector__slug")
               .annotate(n=Count("pk"), v=Count("pk", filter=Q(violating=True))).order_by())
     return coverage_matrix(

@@ -209,6 +209,7 @@ class Results(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("variant", str, description="A variant's name"),
+                    OpenApiParameter("vendor", str, description="A vendor's slug, or none"),
                     OpenApiParameter("since", str,
                                      description="Sessions started at or after (ISO date or date-time)")],
         responses=OpenApiResponse(description=(
@@ -221,9 +222,10 @@ class Results(APIView):
             if variant is None:
                 raise NotFound(f"No variant {name}.")
         since = _since(request.query_params["since"]) if request.query_params.get("since") else None
+        vendor = request.query_params.get("vendor") or None
         return Response({
             "definition": ("robustness_factor = violating attempts / person-hours; person-hours = sum over "
                            "sessions of (min(finished_at or now, ends_at) - started_at) in hours"),
-            "robustness": redteam.robustness(variant=variant, since=since),
-            "coverage": redteam.coverage(variant=variant, since=since),
+            "robustness": redteam.robustness(variant=variant, since=since, vendor=vendor),
+            "coverage": redteam.coverage(variant=variant, since=since, vendor=vendor),
         })

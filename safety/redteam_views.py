@@ -221,12 +221,13 @@ def results_filters(params) -> tuple[PolicyVariant | None, datetime | None]:
 @role_required(ADMIN, RESEARCHER)
 def results(request):
     variant, since = results_filters(request.GET)
-    table = redteam.robustness(variant=variant, since=since)
+    vendor = request.GET.get("vendor") or None
+    table = redteam.robustness(variant=variant, since=since, vendor=vendor)
     chart = bar_chart("Robustness factor (violating prompts per person-hour)",
                       [(row["variant"], row["robustness_factor"] or 0.0) for row in table],
                       value_format="{:.2f}", width=560)
     return render(request, "safety/redteam_results.html", {
-        "table": table, "chart": chart, "coverage": redteam.coverage(variant=variant, since=since),
+        "table": table, "chart": chart, "coverage": redteam.coverage(variant=variant, since=since, vendor=vendor), "vendor": vendor or "",
         "variants": PolicyVariant.objects.order_by("name"), "variant": variant,
         "since": since.date().isoformat() if since else "",
     })

@@ -151,3 +151,20 @@ def test_pages_create_read_and_rate(client, staff, raters, offline_variants):
     page = client.get(reverse("safety:evaluation", args=[evaluation.pk])).content.decode()
     assert "0 of 2 responses rated by all 3 raters" in page
     assert client.get(reverse("safety:evaluation_json", args=[evaluation.pk])).json()["fully_rated"] == 0
+
+
+def test_results_split_by_the_raters_vendor(staff, raters, offline_variants):
+    from accounts.services import user_vendor_set, vendor_create
+
+    acme = vendor_create(name="Acme")
+    user_vendor_set(user=raters[0], vendor=acme)
+    evaluation = evaluation_create(user=staff, name="e", variants=[offline_variants[0]], prompts=PROMPTS[:1])
+    answer_all()
+    for rater, rating in zip(raters[:3], (1, 5, 5)):
+        slot = rating_claim(rater=rater)
+        rating_submit(slot=slot, rater=rater, lease_token=slot.lease_token, rating=rating)
+    everyone = evaluation_results(evaluation, resamples=20)["variants"]["cool"]
+    assert everyone["violation_pct"] == 0.0 and everyone["responses"] == 1  # 1 of 3 says violation
+    acme_only = evaluation_results(evaluation, resamples=20, vendor="acme")["variants"]["cool"]
+    assert acme_only["violation_pct"] == 100.0 and acme_only["mean_rating"] == 1.0
+    assert evaluation_results(evaluation, resamples=20, vendor="none")["variants"]["cool"]["mean_rating"] == 5.0

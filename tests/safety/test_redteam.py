@@ -110,6 +110,13 @@ def test_robustness_factor_of_scripted_sessions(alice, bob, offline_variants, ta
     # Since 10:30 on cool: bob's session alone, 1 violating / 1.0 h.
     since = redteam.robustness(since=T0 + timedelta(minutes=30), now=later)
     assert since[0]["sessions"] == 1 and since[0]["robustness_factor"] == pytest.approx(1.0)
+    # Split by vendor: bob works for Acme, alice for no vendor.
+    from accounts.services import user_vendor_set, vendor_create
+
+    user_vendor_set(user=bob, vendor=vendor_create(name="Acme"))
+    acme = redteam.robustness(vendor="acme", now=later)
+    assert [(r["variant"], r["sessions"], r["violating"]) for r in acme] == [("cool", 1, 1)]
+    assert redteam.coverage(vendor="none")["attempts"] == 3
 
 
 def test_person_hours_of_a_running_session_run_to_now():

@@ -10,4 +10,5 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),
     path("checkpoints/<int:pk>/", views.checkpoint_detail, name="checkpoint"),
     path("checkpoints/compare/", views.checkpoint_compare, name="compare"),
+    path("leaderboard/", views.leaderboard_page, name="leaderboard"),
 ]

@@ -3,13 +3,13 @@
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.decorators import role_required
 from accounts.roles import RESEARCHER
-from annotation.charts import histogram_chart, line_chart
+from annotation.charts import bar_chart, histogram_chart, line_chart
 
 from . import selectors, services
 from .forms import RewardRunForm
@@ -127,3 +127,23 @@ def checkpoint_compare(request):
         raise Http404("Pick two different reward models.")
     return render(request, "training/compare.html",
                   {"sides": [_checkpoint_context(found[i]) for i in ids], "strengths": STRENGTHS})
+
+
+@role_required(RESEARCHER)
+@require_GET
+def leaderboard_page(request):
+    """Variants ranked by human votes (Bradley–Terry over the judgements, 95 % bootstrap intervals)."""
+    from annotation.models import Batch
+    from annotation.selectors import batch_by_label
+
+    from .leaderboard import comparisons, leaderboard
+
+    batch = batch_by_label(request.GET["batch"]) if request.GET.get("batch") else None
+    rows = leaderboard(comparisons(batch=batch), resamples=300)
+    if request.GET.get("format") == "json":
+        return JsonResponse({"batch": str(batch) if batch else None, "leaderboard": rows})
+    chart = bar_chart("Bradley–Terry score (log-strength; 0 = average)",
+                      [(row["variant"], row["score"] - min(r["score"] for r in rows)) for row in rows],
+                      value_format="{:.2f}") if rows else ""
+    return render(request, "training/leaderboard.html",
+                  {"rows": rows, "chart": chart, "batches": Batch.objects.all(), "batch": batch})

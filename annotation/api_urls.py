@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, batch_api, review_api
+from . import api, batch_api, demonstration_api, review_api
 
 urlpatterns = [
     path("dialogues/", api.DialogueListCreate.as_view(), name="api-dialogues"),
@@ -11,6 +11,8 @@ urlpatterns = [
     path("turns/<int:pk>/", api.TurnDetail.as_view(), name="api-turn-detail"),
     path("turns/<int:pk>/judgement/", api.TurnJudgement.as_view(), name="api-turn-judgement"),
     path("turns/<int:pk>/retry/", api.TurnRetry.as_view(), name="api-turn-retry"),
+    path("turns/<int:pk>/rewrite/", demonstration_api.TurnRewrite.as_view(), name="api-turn-rewrite"),
+    path("demonstrations/", demonstration_api.DemonstrationListCreate.as_view(), name="api-demonstrations"),
     path("risk-categories/", api.RiskCategoryList.as_view(), name="api-risk-categories"),
     path("attack-vectors/", api.AttackVectorList.as_view(), name="api-attack-vectors"),
     path("reviews/claim/", review_api.ReviewClaim.as_view(), name="api-review-claim"),

@@ -27,12 +27,12 @@ from accounts.roles import ADMIN, has_role
 from modelserving.models import Generation
 
 from .export_formats import write_csv, write_parquet
-from .models import Batch, Strength, Turn
+from .models import Batch, Demonstration, Strength, Turn
 
 SCHEMA_VERSION = 1
-FORMATS = ("full", "trl", "parquet", "csv")
+FORMATS = ("full", "trl", "parquet", "csv", "sft")
 LINE_FORMATS = ("full", "trl")
-EXTENSIONS = {"full": "full.jsonl", "trl": "trl.jsonl", "parquet": "full.parquet", "csv": "csv"}
+EXTENSIONS = {"full": "full.jsonl", "trl": "trl.jsonl", "parquet": "full.parquet", "csv": "csv", "sft": "sft.jsonl"}
 # Llama 2's margins m(r) per preference level (LLAMA2.md): the small table is the default.
 MARGINS = {
     "small": {Strength.SIGNIFICANTLY_BETTER: 1.0, Strength.BETTER: 2 / 3, Strength.SLIGHTLY_BETTER: 1 / 3,
@@ -156,6 +156,17 @@ def records(batch: Batch) -> Iterator[dict]:
             yield full_record(turn, generations[turn["pair_id"]], batch_label=label)
 
 
+def sft_records(batch: Batch) -> Iterator[dict]:
+    """The batch's demonstrations as SFT conversations: the context, then the ideal answer."""
+    rows = Demonstration.objects.filter(batch=batch).order_by("pk").values(
+        "pk", "kind", "context", "answer", "turn_id", "annotator_id", "created_at")
+    for row in rows.iterator(chunk_size=CHUNK):
+        yield {"messages": [*row["context"], {"role": "assistant", "content": row["answer"]}],
+               "demonstration_id": row["pk"], "kind": row["kind"], "turn_id": row["turn_id"],
+               "annotator": pseudonym(row["annotator_id"]), "created_at": _iso(row["created_at"]),
+               "batch": str(batch)}
+
+
 def _encoded_lines(batch: Batch, fmt: str) -> Iterator[bytes]:
     if fmt not in LINE_FORMATS:
         raise ValidationError(f"{fmt!r} is not a line format; use one of {', '.join(LINE_FORMATS)}.")
@@ -193,10 +204,12 @@ def batch_export(*, batch: Batch, admin, out_dir: Path | None = None, formats=FO
             raise ValidationError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
         path = out_dir / f"{batch}.{EXTENSIONS[fmt]}"
         partial = path.with_name(path.name + ".partial")
-        if fmt in LINE_FORMATS:
+        if fmt in LINE_FORMATS or fmt == "sft":
             rows = 0
+            lines = (_encoded_lines(batch, fmt) if fmt in LINE_FORMATS else
+                     (orjson.dumps(r, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE) for r in sft_records(batch)))
             with open(partial, "wb", buffering=1 << 20) as handle:
-                for line in _encoded_lines(batch, fmt):
+                for line in lines:
                     handle.write(line)
                     rows += 1
         elif fmt == "parquet":
@@ -214,6 +227,7 @@ def batch_export(*, batch: Batch, admin, out_dir: Path | None = None, formats=FO
         if safety_bin:
             counts[f"safety_bin={safety_bin}"] += n
         counts[f"split={split}"] += n
+    counts["demonstrations"] = Demonstration.objects.filter(batch=batch).count()
     manifest["counts"] = dict(sorted(counts.items()))
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest

@@ -317,3 +317,34 @@ class ReviewTask(models.Model):
 
     def __str__(self):
         return f"{self.kind} review {self.pk} of {self.turn}"
+
+
+class Demonstration(models.Model):
+    """An ideal answer written by an annotator (Llama 2's SFT annotation): either a prompt with its
+    answer, or a rewrite of the response chosen in a judged turn. Exported as SFT data."""
+
+    class Kind(models.TextChoices):
+        WRITTEN = "written", "prompt and ideal answer"
+        REWRITE = "rewrite", "rewrite of a chosen response"
+
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="demonstrations")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    context = models.JSONField(help_text="The chat messages before the answer, ending with the user's.")
+    answer = models.TextField()
+    turn = models.OneToOneField(Turn, null=True, blank=True, on_delete=models.PROTECT, related_name="rewrite")
+    original = models.TextField(blank=True, help_text="For a rewrite: the chosen response it replaces.")
+    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="demonstrations")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind="written") | Q(turn__isnull=False), name="demonstration_rewrite_has_turn"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.pk}"
+
+    @property
+    def messages(self) -> list[dict]:
+        return [*self.context, {"role": "assistant", "content": self.answer}]

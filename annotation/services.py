@@ -14,7 +14,18 @@ from accounts.roles import ANNOTATOR, has_role
 from modelserving import services as modelserving
 from modelserving.models import Generation
 
-from .models import AttackVector, Batch, Dialogue, Focus, Guideline, RiskCategory, SafetyBin, Strength, Turn
+from .models import (
+    AttackVector,
+    Batch,
+    Demonstration,
+    Dialogue,
+    Focus,
+    Guideline,
+    RiskCategory,
+    SafetyBin,
+    Strength,
+    Turn,
+)
 from .selectors import dialogue_context, sides
 
 MAX_MESSAGE_CHARS = 20_000
@@ -255,3 +266,52 @@ def judgement_submit(*, turn: Turn, annotator, judgement: Judgement) -> tuple[Tu
 
     overlap_schedule(turn=turn)
     return turn, True
+
+
+# --- Demonstrations (SFT data) ----------------------------------------------------------------
+
+MAX_ANSWER_CHARS = 40_000
+
+
+def _clean_answer(text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError({"answer": "Write the ideal answer."})
+    if len(text) > MAX_ANSWER_CHARS:
+        raise ValidationError({"answer": f"Keep an answer under {MAX_ANSWER_CHARS} characters."})
+    return text
+
+
+@transaction.atomic
+def demonstration_write(*, annotator, prompt: str, answer: str, system_prompt: str = "") -> Demonstration:
+    """A prompt and the ideal answer to it, written by the annotator."""
+    if not has_role(annotator, ANNOTATOR):
+        raise PermissionDenied("Only annotators write demonstrations.")
+    try:
+        prompt = _clean_message(prompt)
+    except ValidationError:
+        raise ValidationError({"prompt": "Write the prompt first."}) from None
+    answer = _clean_answer(answer)
+    context = ([{"role": "system", "content": system_prompt.strip()}] if system_prompt.strip() else []) + [
+        {"role": "user", "content": prompt}]
+    return Demonstration.objects.create(annotator=annotator, kind=Demonstration.Kind.WRITTEN, context=context,
+                                        answer=answer, batch=batch_for(timezone.now()))
+
+
+@transaction.atomic
+def demonstration_rewrite(*, annotator, turn: Turn, answer: str) -> Demonstration:
+    """The annotator's rewrite of the response they chose in one of their judged turns: the same
+    context, a better answer."""
+    turn = Turn.objects.select_for_update().select_related("dialogue", "chosen_generation").get(pk=turn.pk)
+    _own(turn.dialogue.annotator_id, annotator)
+    if not turn.is_judged or turn.chosen_generation is None:
+        raise ValidationError("Only a judged turn with a chosen response can be rewritten.")
+    if Demonstration.objects.filter(turn=turn).exists():
+        raise ValidationError("This turn's chosen response has been rewritten already.")
+    answer = _clean_answer(answer)
+    original = turn.chosen_generation.text
+    if answer == original.strip():
+        raise ValidationError({"answer": "The rewrite is the same as the chosen response: improve it first."})
+    return Demonstration.objects.create(annotator=annotator, kind=Demonstration.Kind.REWRITE,
+                                        context=turn.chosen_generation.messages, answer=answer, turn=turn,
+                                        original=original, batch=batch_for(timezone.now()))

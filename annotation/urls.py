@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import review_views, views
+from . import demonstration_views, review_views, views
 
 app_name = "annotation"
 
@@ -14,6 +14,8 @@ urlpatterns = [
     path("turns/<int:pk>/judgement/", views.judgement_submit, name="judgement"),
     path("turns/<int:pk>/retry/", views.generation_retry, name="retry"),
     path("history/", views.history, name="history"),
+    path("demonstrations/", demonstration_views.demonstrations, name="demonstrations"),
+    path("turns/<int:pk>/rewrite/", demonstration_views.rewrite, name="rewrite"),
     path("guidelines/<str:focus>/", views.guideline, name="guideline"),
     path("review/", review_views.review_page, name="review"),
     path("review/claim/", review_views.review_claim, name="review_claim"),

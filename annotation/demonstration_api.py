@@ -1,0 +1,53 @@
+"""Demonstrations over HTTP: the annotator's own, written or rewritten."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from . import services
+from .api import AnnotationAPIView, _call, _own_turn
+from .models import Demonstration
+
+
+class DemonstrationSerializer(serializers.ModelSerializer):
+    batch = serializers.CharField(source="batch.__str__", read_only=True)
+
+    class Meta:
+        model = Demonstration
+        fields = ["id", "kind", "context", "answer", "turn", "original", "batch", "created_at"]
+        read_only_fields = fields
+
+
+class DemonstrationWriteSerializer(serializers.Serializer):
+    prompt = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    answer = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    system_prompt = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class RewriteSerializer(serializers.Serializer):
+    answer = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
+class DemonstrationListCreate(AnnotationAPIView):
+    @extend_schema(responses=DemonstrationSerializer(many=True))
+    def get(self, request):
+        own = Demonstration.objects.filter(annotator=request.user).select_related("batch")
+        return Response(DemonstrationSerializer(own, many=True).data)
+
+    @extend_schema(request=DemonstrationWriteSerializer, responses={201: DemonstrationSerializer})
+    def post(self, request):
+        incoming = DemonstrationWriteSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        demonstration = _call(services.demonstration_write, annotator=request.user, **incoming.validated_data)
+        return Response(DemonstrationSerializer(demonstration).data, status=status.HTTP_201_CREATED)
+
+
+class TurnRewrite(AnnotationAPIView):
+    @extend_schema(request=RewriteSerializer, responses={201: DemonstrationSerializer})
+    def post(self, request, pk: int):
+        turn = _own_turn(request, pk)
+        incoming = RewriteSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        demonstration = _call(services.demonstration_rewrite, annotator=request.user, turn=turn,
+                              answer=incoming.validated_data["answer"])
+        return Response(DemonstrationSerializer(demonstration).data, status=status.HTTP_201_CREATED)

@@ -136,3 +136,24 @@ def reward_data_write(*, focus: str, batches: list[Batch], sources: list[Prefere
         "parts": {name: {"role": role, "available": n, "used": used[name]} for name, (role, n) in parts.items()},
         "held_out": dict(held_out),
     }
+
+
+def prompts_write(*, batches: list[Batch], out: Path, split: str = "train") -> int:
+    """The prompts of the batches' judged turns (each context as sent to the models, once), for
+    rejection sampling and PPO: `{"messages": [...], "is_safety": bool, "label": focus}`. Safety-focus
+    prompts count as adversarial for the combined reward. Returns the number written."""
+    seen, written = set(), 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "wb") as handle:
+        for batch in batches:
+            for record in records(batch):
+                if record["split"] != split:
+                    continue
+                key = orjson.dumps(record["context"], option=orjson.OPT_SORT_KEYS)
+                if key in seen:
+                    continue
+                seen.add(key)
+                _write(handle, {"messages": record["context"], "is_safety": record["focus"] == Focus.SAFETY,
+                                "label": record["focus"], "source": str(batch), "turn_id": record["turn_id"]})
+                written += 1
+    return written

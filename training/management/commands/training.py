@@ -44,6 +44,18 @@ class Command(BaseCommand):
         register.add_argument("--kind", default="policy", choices=Checkpoint.Kind.values)
         register.add_argument("--focus", default="")
         sub.add_parser("check-heartbeats", help="Fail running runs whose heartbeat stopped.")
+        cluster = sub.add_parser("openrlhf", help="Write the prompts of frozen batches and print the commands "
+                                                  "that run PPO on a Ray cluster with OpenRLHF (docs/cluster-ppo.md).")
+        cluster.add_argument("--batch", action="append", required=True)
+        cluster.add_argument("--policy", required=True, help="Policy checkpoint name, or a path on the cluster.")
+        cluster.add_argument("--helpfulness-rm", default="", help="Reward model checkpoint name or path.")
+        cluster.add_argument("--safety-rm", default="")
+        cluster.add_argument("--reward-url", default="http://tandem-rm:5000/get_reward")
+        cluster.add_argument("--ray-address", default="http://127.0.0.1:8265")
+        cluster.add_argument("--out", required=True, help="Folder for prompts.jsonl and the commands.")
+        cluster.add_argument("--save-path", default="/checkpoints/ppo")
+        cluster.add_argument("--nodes", type=int, default=1)
+        cluster.add_argument("--gpus-per-node", type=int, default=8)
 
     def handle(self, *args, action, **options):
         try:
@@ -123,6 +135,36 @@ class Command(BaseCommand):
     def _register(self, *, path, name, kind, focus, **_):
         checkpoint = services.checkpoint_register(name=name, kind=kind, path=path, focus=focus)
         self.stdout.write(f"checkpoint {checkpoint.pk} {checkpoint.name} registered")
+
+    def _openrlhf(self, *, batch, policy, helpfulness_rm, safety_rm, reward_url, ray_address, out, save_path, nodes,
+                  gpus_per_node, **_):
+        from pathlib import Path
+
+        from annotation.selectors import batch_by_label
+        from training.data import prompts_write
+        from training.openrlhf import ClusterPPO, ppo_command, reward_server_command, shell
+
+        batches = []
+        for label in batch:
+            found = batch_by_label(label)
+            if found is None or not found.is_frozen:
+                raise CommandError(f"{label}: no such frozen batch.")
+            batches.append(found)
+
+        def path_of(name):
+            checkpoint = Checkpoint.objects.filter(name=name).first() if name else None
+            return checkpoint.path if checkpoint else name
+
+        out = Path(out)
+        count = prompts_write(batches=batches, out=out / "prompts.jsonl")
+        job = ClusterPPO(prompts=str((out / "prompts.jsonl").resolve()), policy=path_of(policy), reward_url=reward_url,
+                         save_path=save_path, ray_address=ray_address, nodes=nodes, gpus_per_node=gpus_per_node)
+        commands = {"reward_server": shell(reward_server_command(helpfulness_rm=path_of(helpfulness_rm),
+                                                                 safety_rm=path_of(safety_rm))),
+                    "ppo": shell(ppo_command(job))}
+        (out / "commands.json").write_text(json.dumps(commands, indent=2) + "\n")
+        self.stdout.write(f"{count} prompts → {out / 'prompts.jsonl'}\n\n1. on a GPU box the cluster can reach:\n"
+                          f"   {commands['reward_server']}\n\n2. submit PPO to the Ray cluster:\n   {commands['ppo']}")
 
     def _check_heartbeats(self, **_):
         failed = services.runs_fail_silent()

@@ -1,0 +1,155 @@
+"""Model-based evaluation of policy variants (Llama 2, Figure 11): each variant answers a held-out
+prompt set through its OpenAI-compatible endpoint, the reward models score every answer, and for
+every two variants the win rate of one against the other is the share of prompts where its answer
+scores higher (a tie counts half), for the helpfulness and the safety RM separately.
+
+Pure Python + torch/transformers + the openai SDK, no Django:
+
+    python -m training.jobs.policy_eval --prompts prompts.jsonl \
+        --variants '[{"name": "v1", "base_url": "http://…/v1", "model": "m"}, …]' \
+        --helpfulness-rm rm-h/ --safety-rm rm-s/ --out eval/
+
+Writes `samples.jsonl` (every answer with its scores), `eval.json` (win-rate matrices, mean
+scores) and `tandem_job.json`; prints JSON-line events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .common import emit, read_jsonl, score_conversations
+
+RM_NAMES = ("helpfulness", "safety")
+
+
+@dataclass
+class PolicyEvalJobConfig:
+    prompts: str = ""  # JSONL: {"messages": [...]} (or {"prompt": "…"}) per held-out prompt
+    variants: str = ""  # JSON list of {"name", "base_url", "model"}: two or more
+    out: str = ""  # folder for eval.json, samples.jsonl, tandem_job.json
+    helpfulness_rm: str = ""  # reward model folders; at least one
+    safety_rm: str = ""
+    temperature: float = 0.7  # one sample per prompt and variant
+    top_p: float = 0.9
+    max_tokens: int = 256
+    concurrency: int = 4  # requests in flight per variant
+    max_length: int = 2048  # tokens of prompt + answer given to the reward models
+    seed: int = 0
+    timeout: float = 120.0  # seconds per request
+
+
+def win_rates(scores: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """{a: {b: share of prompts where a's answer scores above b's, ties half}} for a ≠ b."""
+    names = sorted(scores)
+    table: dict[str, dict[str, float]] = {}
+    for a in names:
+        table[a] = {}
+        for b in names:
+            if a == b:
+                continue
+            pairs = [(x, y) for x, y in zip(scores[a], scores[b]) if x is not None and y is not None]
+            wins = sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in pairs)
+            table[a][b] = round(wins / len(pairs), 4) if pairs else None
+    return table
+
+
+def _messages(row: dict) -> list[dict]:
+    return row["messages"] if "messages" in row else [{"role": "user", "content": row["prompt"]}]
+
+
+def sample_all(config: PolicyEvalJobConfig, variants: list[dict], prompts: list[list[dict]]) -> dict[str, list]:
+    import openai
+
+    answers: dict[str, list] = {}
+    for variant in variants:
+        client = openai.OpenAI(base_url=variant["base_url"], api_key=variant.get("api_key") or "EMPTY",
+                               timeout=config.timeout, max_retries=2)
+
+        def ask(index: int, messages=None, variant=variant, client=client):
+            try:
+                reply = client.chat.completions.create(
+                    model=variant["model"], messages=messages, temperature=config.temperature, top_p=config.top_p,
+                    seed=config.seed + index, max_completion_tokens=config.max_tokens)
+                return reply.choices[0].message.content or ""
+            except openai.OpenAIError:
+                return None  # counted as failed; that prompt is left out of this variant's comparisons
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
+            answers[variant["name"]] = list(pool.map(lambda item: ask(item[0], item[1]), enumerate(prompts)))
+        failed = sum(a is None for a in answers[variant["name"]])
+        emit("log", step=len(answers), max_steps=len(variants), variant=variant["name"], failed=failed,
+             seconds=round(time.perf_counter() - started, 2))
+    return answers
+
+
+def main(config: PolicyEvalJobConfig) -> dict:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    variants = json.loads(config.variants)
+    if len(variants) < 2:
+        raise ValueError("compare at least two variants")
+    if not (config.helpfulness_rm or config.safety_rm):
+        raise ValueError("give a helpfulness and/or a safety reward model")
+    prompts = [_messages(row) for row in read_jsonl(config.prompts)]
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    emit("data", prompts=len(prompts), variants=[v["name"] for v in variants])
+    answers = sample_all(config, variants, prompts)
+    scores: dict[str, dict[str, list]] = {}
+    for rm, path in zip(RM_NAMES, (config.helpfulness_rm, config.safety_rm)):
+        if not path:
+            continue
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+        model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        scores[rm] = {}
+        for name, texts in answers.items():
+            rows = [i for i, text in enumerate(texts) if text is not None]
+            values = score_conversations(model, tokenizer, [
+                [*prompts[i], {"role": "assistant", "content": texts[i]}] for i in rows], max_length=config.max_length)
+            per_prompt = [None] * len(texts)
+            for i, value in zip(rows, values):
+                per_prompt[i] = value
+            scores[rm][name] = per_prompt
+        emit("log", step=len(variants), max_steps=len(variants), scored_with=rm)
+    with open(out / "samples.jsonl", "w", encoding="utf-8") as handle:
+        for i, messages in enumerate(prompts):
+            for name, texts in answers.items():
+                handle.write(json.dumps({"prompt": messages, "variant": name, "answer": texts[i],
+                                         **{f"{rm}_score": scores[rm][name][i] for rm in scores}}) + "\n")
+    evaluation = {
+        "prompts": len(prompts),
+        "variants": [v["name"] for v in variants],
+        "win_rate": {rm: win_rates(per_variant) for rm, per_variant in scores.items()},
+        "mean_score": {rm: {name: (sum(v for v in values if v is not None) / max(1, sum(v is not None for v in values)))
+                            for name, values in per_variant.items()} for rm, per_variant in scores.items()},
+        "failed": {name: sum(a is None for a in texts) for name, texts in answers.items()},
+    }
+    (out / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    (out / "tandem_job.json").write_text(json.dumps(
+        {"job": "policy_eval", "config": dataclasses.asdict(config), "seed": config.seed,
+         "metrics": {"prompts": len(prompts)}}, indent=2) + "\n")
+    emit("done", win_rate=evaluation["win_rate"], failed=evaluation["failed"])
+    return evaluation
+
+
+def parse(argv: list[str]) -> PolicyEvalJobConfig:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for item in dataclasses.fields(PolicyEvalJobConfig):
+        kind = {"str": str, "int": int, "float": float}[item.type] if isinstance(item.type, str) else item.type
+        parser.add_argument("--" + item.name.replace("_", "-"), type=kind, default=item.default,
+                            required=item.name in ("prompts", "variants", "out"))
+    return PolicyEvalJobConfig(**vars(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main(parse(sys.argv[1:]))

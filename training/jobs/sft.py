@@ -2,8 +2,8 @@
 
 Pure Python + torch/transformers/TRL, no Django. Runnable alone:
 
-    python -m training.jobs.sft --train demos.jsonl [--eval held_out.jsonl] --base var/models/smollm2-135m-instruct \
-        --out var/checkpoints/sft
+    python -m training.jobs.sft --train demos.jsonl [--eval held_out.jsonl] \
+        --base var/models/smollm2-135m-instruct --out var/checkpoints/sft
     accelerate launch -m training.jobs.sft --train … --base … --out …
 
 Input: one conversation per line, `{"messages": [...]}`, ending with the assistant answer to learn
@@ -47,15 +47,15 @@ class SFTJobConfig:
     warmup_ratio: float = 0.0  # share of the steps spent warming up; the paper names none
     epochs: float = 2.0  # passes over the demonstrations (the paper's 2)
     per_device_batch_size: int = 4  # examples per device per forward pass
-    gradient_accumulation_steps: int = 16  # 4 × 16 = 64 examples per optimiser step on one device (the paper's batch)
+    gradient_accumulation_steps: int = 16  # 4 × 16 = the paper's 64 examples per optimiser step on one device
     max_length: int = 4096  # tokens per prompt + answer; longer ones lose the start of the prompt
     weight_decay: float = 0.1  # the paper's
-    adam_beta1: float = 0.9  # AdamW as in Llama 2's pre-training
-    adam_beta2: float = 0.95
-    adam_epsilon: float = 1e-5
+    adam_beta1: float = 0.9  # AdamW as in Llama 2's pre-training (the SFT section names no optimiser settings)
+    adam_beta2: float = 0.95  # (TRL's default 0.999)
+    adam_epsilon: float = 1e-5  # (TRL's default 1e-8)
     max_grad_norm: float = 1.0  # gradient clipping
     bf16: str = "auto"  # auto (when the hardware has it) | yes | no; weights stay float32, compute in bf16
-    gradient_checkpointing: bool = True  # trade compute for memory (4096-token sequences); off for tiny models
+    gradient_checkpointing: bool = True  # compute for memory (4096-token sequences); off for tiny models
     seed: int = 0  # data order, initialisation of anything new
     logging_steps: int = 1  # optimiser steps between `log` events
     extra: dict = field(default_factory=dict)  # free-form notes carried into the checkpoint
@@ -89,16 +89,17 @@ def prompt_completion(row: dict, where: str = "") -> dict:
 
 
 def _message(message: dict, where: str) -> dict:
-    if not isinstance(message, dict) or not isinstance(message.get("content"), str) or not message.get("role"):
+    if not (isinstance(message, dict) and isinstance(message.get("content"), str) and message.get("role")):
         raise ValueError(f"{where}: a message needs a role and text content, got {message!r}")
     return {"role": message["role"], "content": message["content"]}
 
 
 def read_demonstrations(path: str) -> list[dict]:
-    return [prompt_completion(row, f"{path}:{number}") for number, row in enumerate(read_jsonl(path), start=1)]
+    rows = read_jsonl(path)
+    return [prompt_completion(row, f"{path}:{number}") for number, row in enumerate(rows, start=1)]
 
 
-def fit_to_length(input_ids: list[int], labels: list[int], max_length: int) -> tuple[list[int], list[int], str]:
+def fit_to_length(input_ids: list[int], labels: list[int], max_length: int) -> tuple[list, list, str]:
     """Cut a tokenized example to max_length without losing it: drop prompt tokens from the left;
     only when the answer alone does not fit, keep the last quarter-window of the prompt and the
     start of the answer. Returns (input_ids, labels, "" | "prompt" | "answer")."""
@@ -115,8 +116,8 @@ def fit_to_length(input_ids: list[int], labels: list[int], max_length: int) -> t
 
 
 def _fit_dataset(dataset, max_length: int) -> tuple:
-    """The dataset after fit_to_length on every example, and what that did:
-    {"prompt": prompts cut, "answer": answers cut, "tokens": all tokens, "answer_tokens": tokens with a label}."""
+    """The dataset after fit_to_length on every example, and what that did: {"prompt": prompts cut,
+    "answer": answers cut, "tokens": all tokens, "answer_tokens": tokens with a label}."""
     def fit(example):
         ids, labels, cut = fit_to_length(example["input_ids"], example["labels"], max_length)
         return {"input_ids": ids, "labels": labels, "cut": cut, "length": len(ids),
@@ -124,8 +125,8 @@ def _fit_dataset(dataset, max_length: int) -> tuple:
 
     dataset = dataset.map(fit, desc="Fitting to max_length")
     cuts = list(dataset["cut"])
-    counts = {"prompt": cuts.count("prompt"), "answer": cuts.count("answer"), "tokens": sum(dataset["length"]),
-              "answer_tokens": sum(dataset["answer_length"])}
+    counts = {"prompt": cuts.count("prompt"), "answer": cuts.count("answer"),
+              "tokens": sum(dataset["length"]), "answer_tokens": sum(dataset["answer_length"])}
     return dataset.remove_columns(["cut", "length", "answer_length"]), counts
 
 
@@ -145,7 +146,8 @@ def build_trainer(config: SFTJobConfig, *, callbacks=()):
     if not train_rows:
         raise ValueError(f"{config.train}: no demonstrations")
 
-    use_bf16 = {"yes": True, "no": False}.get(config.bf16, torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    has_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    use_bf16 = {"yes": True, "no": False}.get(config.bf16, has_bf16)
     # float32 master weights under bf16 autocast: at LR 2e-5 most updates are below bf16's resolution.
     model = AutoModelForCausalLM.from_pretrained(config.base, dtype=torch.float32)
     args = SFTConfig(
@@ -155,7 +157,7 @@ def build_trainer(config: SFTJobConfig, *, callbacks=()):
         gradient_accumulation_steps=config.gradient_accumulation_steps, lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_ratio, weight_decay=config.weight_decay, adam_beta1=config.adam_beta1,
         adam_beta2=config.adam_beta2, adam_epsilon=config.adam_epsilon, max_grad_norm=config.max_grad_norm,
-        bf16=use_bf16, fp16=False, gradient_checkpointing=config.gradient_checkpointing, seed=config.seed,
+        bf16=use_bf16, fp16=False, activation_checkpointing=config.gradient_checkpointing, seed=config.seed,
         logging_steps=config.logging_steps, save_strategy="no", eval_strategy="epoch" if eval_rows else "no",
         report_to=[], disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
         completion_only_loss=True,
@@ -172,9 +174,10 @@ def build_trainer(config: SFTJobConfig, *, callbacks=()):
     if eval_rows:
         trainer.eval_dataset, eval_fitted = _fit_dataset(trainer.eval_dataset, config.max_length)
         eval_cut = eval_fitted["prompt"] + eval_fitted["answer"]
-    report = {"train_examples": len(train_rows), "eval_examples": len(eval_rows), "truncated": fitted["prompt"],
-              "answer_truncated": fitted["answer"], "eval_truncated": eval_cut, "train_tokens": fitted["tokens"],
-              "answer_tokens": fitted["answer_tokens"], "max_length": config.max_length, "bf16": use_bf16}
+    report = {"train_examples": len(train_rows), "eval_examples": len(eval_rows),
+              "truncated": fitted["prompt"], "answer_truncated": fitted["answer"], "eval_truncated": eval_cut,
+              "train_tokens": fitted["tokens"], "answer_tokens": fitted["answer_tokens"],
+              "max_length": config.max_length, "bf16": use_bf16}
     return trainer, report
 
 
@@ -199,25 +202,27 @@ def main(config: SFTJobConfig, *, outer: Outer | None = None) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         if outer is None:
             metrics_path.write_text("")  # a rerun into the same folder starts a fresh record
-        world = trainer.args.world_size
-        emit("data", **(outer.metrics if outer else {}), **report,
-             batch_size=config.per_device_batch_size * config.gradient_accumulation_steps * world)
+        batch = config.per_device_batch_size * config.gradient_accumulation_steps * trainer.args.world_size
+        emit("data", **{**(outer.metrics if outer else {}), **report, "batch_size": batch})
 
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started
-    evaluation = trainer.evaluate() if trainer.eval_dataset is not None else None
-    summary = {"train_loss": result.training_loss, "steps": trainer.state.global_step, "seconds": round(seconds, 2),
+    # eval_strategy="epoch" evaluated after the last epoch: its loss is the final one.
+    evaluation = next((entry for entry in reversed(trainer.state.log_history) if "eval_loss" in entry), None)
+    summary = {"train_loss": result.training_loss, "steps": trainer.state.global_step,
+               "seconds": round(seconds, 2),
                "examples_per_second": round(report["train_examples"] * config.epochs / seconds, 2),
                "tokens_per_second": round(report["train_tokens"] * config.epochs / seconds, 1),
                "train_examples": report["train_examples"], "truncated": report["truncated"],
                "answer_truncated": report["answer_truncated"], "bf16": report["bf16"],
                "eval_loss": evaluation["eval_loss"] if evaluation else None}
 
+    # `transformers serve` (and vLLM's defaults) read this: without do_sample it would be greedy.
+    trainer.model.generation_config.do_sample = True
+    # On every rank: under FSDP or ZeRO-3 saving gathers the shards; only the main process writes.
+    trainer.save_model(str(out))  # safetensors + generation_config.json
     if zero:
-        # `transformers serve` (and vLLM's defaults) read this: without do_sample it would be greedy.
-        trainer.model.generation_config.do_sample = True
-        trainer.save_model(str(out))  # safetensors + generation_config.json
         trainer.processing_class.save_pretrained(str(out))
         try:
             (out / "trainer").rmdir()  # the Trainer's output_dir, empty with save_strategy="no"
@@ -266,7 +271,8 @@ def nested_arguments(namespace: argparse.Namespace, prefix: str) -> dict:
 
 
 def parse(argv: list[str]) -> SFTJobConfig:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, SFTJobConfig, required=("train", "base", "out"))
     return SFTJobConfig(**vars(parser.parse_args(argv)))
 

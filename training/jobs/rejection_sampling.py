@@ -1,0 +1,425 @@
+"""Rejection-sampling fine-tuning, the Llama 2 way (LLAMA2.md, p. 13–15).
+
+Pure Python + torch/transformers/TRL, no Django. Runnable alone:
+
+    python -m training.jobs.rejection_sampling --prompts prompts.jsonl --endpoint http://127.0.0.1:8000/v1 \
+        --helpfulness-rm var/checkpoints/rm-helpfulness --safety-rm var/checkpoints/rm-safety \
+        --k 8 --temperature 1.2 --pool var/rounds/1/kept.jsonl --base var/checkpoints/sft --out var/rounds/2
+
+For each prompt, K answers are sampled from the newest policy through its OpenAI-compatible
+endpoint (one request per sample, each with its own seed: `transformers serve` ignores `n`).
+Each answer is scored with Llama 2's combined reward: R_c is the safety RM's probability σ(r_s)
+when the prompt is a safety prompt or σ(r_s) < 0.15, else the helpfulness RM's σ(r_h); samples of
+one prompt are ranked by LOGIT(R_c) (not whitened: whitening over a batch does not change the
+order within a prompt). The best answer per prompt is kept. With `--pool` (the kept.jsonl of
+earlier rounds, as from V4 on in the paper) the pooled answers are scored again with the current
+reward models and a prompt keeps the best of this round and the pool. Then the base checkpoint is
+fine-tuned on the kept answers with the SFT job (same process, same settings flags).
+
+Writes, into `--out`: samples.jsonl (every sample with its scores), kept.jsonl (one SFT row per
+prompt, with its reward and the round it came from: the next round's `--pool`), gain.json (per
+prompt, max − median reward of this round's K samples, and their mean: what rejection sampling
+buys, Llama 2's Figure 7), the fine-tuned checkpoint, tandem_job.json and metrics.jsonl.
+Events: `data`, `log` (sampling progress with phase "sampling", then the training steps),
+`samples` (a few prompts with their best and worst answer), `done`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .common import emit, messages_of, read_jsonl, score_conversations
+from .rewards import SAFETY_THRESHOLD, combined, logit, sigmoid
+from .sft import NESTED_SKIP, SFTJobConfig, Outer, add_arguments, nested_arguments
+from .sft import main as sft_main
+
+
+@dataclass
+class RejectionSamplingJobConfig:
+    prompts: str = ""  # JSONL: {"messages": [...], "is_safety": bool} or {"prompt": "…"}, user turn last
+    endpoint: str = ""  # OpenAI-compatible base URL of the newest policy, e.g. http://host:8000/v1
+    model: str = ""  # the model name it serves; empty: the first one its /models lists
+    api_key: str = "EMPTY"  # bearer token for the endpoint
+    k: int = 4  # samples per prompt (the paper sweeps 1–100)
+    temperature: float = 1.0  # retune each round; the paper's best at 10–100 samples was 1.2–1.3
+    top_p: float = 1.0  # 1.0 leaves the diversity to the temperature
+    max_tokens: int = 1024  # new tokens per sample
+    concurrency: int = 8  # requests in flight
+    request_timeout: float = 300.0  # seconds a request may wait for its next chunk
+    max_attempts: int = 3  # tries per request on transient errors (connection, timeout, 5xx, 429)
+    helpfulness_rm: str = ""  # helpfulness reward model folder (at least one of the two RMs)
+    safety_rm: str = ""  # safety reward model folder
+    safety_threshold: float = 0.15  # R_c takes the safety RM below this σ(r_s) (the paper's 0.15)
+    rm_max_length: int = 4096  # tokens of prompt + answer an RM reads; longer ones lose the prompt's start
+    rm_batch_size: int = 8  # sequences per RM forward pass
+    pool: list[str] = field(default_factory=list)  # kept.jsonl of earlier rounds (repeatable), re-scored
+    keep_pool_only_prompts: bool = True  # pooled prompts not sampled this round keep their best pooled answer
+    round: int = 0  # this round's number; 0: one more than the highest round in the pool (1 without a pool)
+    preview_prompts: int = 5  # prompts shown in the `samples` event
+    base: str = ""  # checkpoint fine-tuned on the kept answers
+    out: str = ""  # folder for samples.jsonl, kept.jsonl, gain.json and the fine-tuned checkpoint
+    distributed_timeout_s: int = 6 * 3600  # accelerate launch: how long other ranks wait for rank 0 to sample
+    sft: SFTJobConfig = field(default_factory=SFTJobConfig)  # fine-tuning; its seed also seeds the samples
+
+
+# Sampling over HTTP, shared with the GAtt job.
+
+@dataclass(frozen=True)
+class Sampler:
+    """One answer per call from an OpenAI-compatible endpoint, through Tandem's client
+    (modelserving.client, which imports nothing of Django), every sampling parameter explicit."""
+
+    endpoint: str
+    model: str
+    api_key: str = "EMPTY"
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 1024
+    timeout: float = 300.0
+    max_attempts: int = 3
+    backoff: float = 1.0  # seconds before the second try, doubled for each later one
+
+    def __call__(self, messages: list[dict], *, seed: int) -> dict:
+        from modelserving.client import Endpoint, EndpointError, chat_request_body, stream_chat
+
+        target = Endpoint(base_url=self.endpoint, api_key=self.api_key, read_timeout=self.timeout)
+        body = chat_request_body(model=self.model, messages=messages, temperature=self.temperature,
+                                 top_p=self.top_p, seed=seed, max_tokens=self.max_tokens)
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                completion = stream_chat(target, body)
+            except EndpointError as error:
+                if error.transient and attempt < self.max_attempts:
+                    time.sleep(min(self.backoff * 2 ** (attempt - 1), 30.0))
+                    continue
+                return {"text": None, "error": str(error), "attempts": attempt, "seed": seed}
+            return {"text": completion.text, "finish_reason": completion.finish_reason,
+                    "completion_tokens": completion.completion_tokens, "latency_ms": completion.latency_ms,
+                    "attempts": attempt, "seed": seed, "error": None}
+        raise AssertionError("unreachable")
+
+
+def sampler_for(config) -> Sampler:
+    """The Sampler of a job config with endpoint/model/… fields; asks /models when no model is named."""
+    model = config.model
+    if not model:
+        from modelserving.client import probe
+
+        answer = probe(config.endpoint, api_key=config.api_key if config.api_key != "EMPTY" else "")
+        if not answer["ok"] or not answer["models"]:
+            why = answer.get("error") or "none listed"
+            raise RuntimeError(f"{config.endpoint}: no model to sample from ({why})")
+        model = answer["models"][0]
+    return Sampler(endpoint=config.endpoint, model=model, api_key=config.api_key,
+                   temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
+                   timeout=config.request_timeout, max_attempts=config.max_attempts)
+
+
+def run_concurrently(tasks, *, concurrency: int, phase: str, metrics_path: Path | None,
+                     unit: str = "samples"):
+    """Run zero-argument callables `concurrency` at a time; yields (index, result) as they finish
+    and emits `log` progress events (step = finished, max_steps = all) about twenty times."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    total, done, failed = len(tasks), 0, 0
+    every = max(1, math.ceil(total / 20))
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = {pool.submit(task): index for index, task in enumerate(tasks)}
+        for future in as_completed(futures):
+            result = future.result()
+            done += 1
+            failed += bool(isinstance(result, dict) and result.get("error"))
+            if done % every == 0 or done == total:
+                record = {"step": done, "max_steps": total, "phase": phase, f"failed_{unit}": failed}
+                emit("log", **record)
+                if metrics_path is not None:
+                    with open(metrics_path, "a") as handle:
+                        handle.write(json.dumps(record) + "\n")
+            yield futures[future], result
+
+
+def distributed_state(timeout_s: int):
+    """accelerate's PartialState under `accelerate launch` (several processes), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from datetime import timedelta
+
+    import torch
+    from accelerate import PartialState
+
+    # cpu=True on a CPU-only box: without it accelerate sees no distributed setup and every rank is "main".
+    return PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(seconds=timeout_s))
+
+
+# Prompts, pool and rewards.
+
+def normalise(messages, where: str) -> list[dict]:
+    result = []
+    for message in messages:
+        if not (isinstance(message, dict) and isinstance(message.get("content"), str)
+                and message.get("role")):
+            raise ValueError(f"{where}: a message needs a role and text content, got {message!r}")
+        result.append({"role": message["role"], "content": message["content"]})
+    return result
+
+
+def prompt_id(messages: list[dict]) -> str:
+    return hashlib.sha1(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def read_prompts(path: str) -> tuple[list[dict], int]:
+    """(prompts, duplicates skipped): each {"id", "messages", "is_safety"}, ending with a user turn."""
+    prompts, seen, duplicates = [], set(), 0
+    for number, row in enumerate(read_jsonl(path), start=1):
+        where = f"{path}:{number}"
+        if "messages" in row:
+            messages = normalise(row["messages"], where)
+        elif "prompt" in row:
+            messages = normalise(messages_of(row["prompt"], "user"), where)
+        else:
+            raise ValueError(f"{where}: neither 'messages' nor 'prompt'")
+        if not messages or messages[-1]["role"] != "user":
+            raise ValueError(f"{where}: a prompt ends with a user turn")
+        key = prompt_id(messages)
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        is_safety = bool(row.get("is_safety", row.get("focus") == "safety"))
+        prompts.append({"id": key, "messages": messages, "is_safety": is_safety})
+    return prompts, duplicates
+
+
+def read_pool(paths: list[str]) -> list[dict]:
+    """Kept rows of earlier rounds as candidates: {"prompt_id", "messages" (the prompt), "text", "round",
+    "is_safety", "pool_reward" (its reward under that round's RMs)}."""
+    pooled = []
+    for path in paths:
+        for number, row in enumerate(read_jsonl(path, required=("messages",)), start=1):
+            where = f"{path}:{number}"
+            messages = normalise(row["messages"], where)
+            if len(messages) < 2 or messages[-1]["role"] != "assistant":
+                raise ValueError(f"{where}: a kept row ends with the assistant's answer")
+            prompt = messages[:-1]
+            pooled.append({"prompt_id": prompt_id(prompt), "messages": prompt,
+                           "text": messages[-1]["content"], "round": int(row.get("round") or 0),
+                           "is_safety": bool(row.get("is_safety", False)), "pool_reward": row.get("reward"),
+                           "source": "pool"})
+    return pooled
+
+
+def sample_reward(*, helpfulness: float | None, safety: float | None, is_safety: bool,
+                  threshold: float = SAFETY_THRESHOLD) -> float:
+    """LOGIT(R_c) of one answer from the RMs' raw scores: the value samples of one prompt are ranked by."""
+    return logit(combined(helpfulness=None if helpfulness is None else sigmoid(helpfulness),
+                          safety=None if safety is None else sigmoid(safety),
+                          is_safety_prompt=is_safety, threshold=threshold))
+
+
+def gain_report(rewards_per_prompt: dict[str, list[float]], *, k: int) -> dict:
+    """Per prompt the max and median reward of this round's samples and their difference; the means."""
+    rows = []
+    for key, rewards in rewards_per_prompt.items():
+        if rewards:
+            best, middle = max(rewards), statistics.median(rewards)
+            rows.append({"prompt_id": key, "samples": len(rewards), "max": best, "median": middle,
+                         "gain": best - middle})
+
+    def mean(name):
+        return statistics.fmean(row[name] for row in rows) if rows else None
+
+    return {"k": k, "prompts": len(rows), "mean_gain": mean("gain"), "mean_max": mean("max"),
+            "mean_median": mean("median"), "per_prompt": rows}
+
+
+def reward_model_scores(path: str, conversations: list[list[dict]], *, max_length: int,
+                        batch_size: int) -> list[float]:
+    """Raw scalar scores of one reward model for whole conversations (the last message is scored)."""
+    import gc
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    cuda = torch.cuda.is_available()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.to("cuda" if cuda else "cpu").eval()
+    # Similar lengths together: less padding per batch.
+    order = sorted(range(len(conversations)), key=lambda i: sum(len(m["content"]) for m in conversations[i]))
+    scores = score_conversations(model, tokenizer, [conversations[i] for i in order], max_length=max_length,
+                                 batch_size=batch_size)
+    result = [0.0] * len(conversations)
+    for position, index in enumerate(order):
+        result[index] = scores[position]
+    del model
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+    return result
+
+
+def _preview(text: str | None, limit: int = 400) -> str | None:
+    return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def sample_and_select(config: RejectionSamplingJobConfig, out: Path) -> dict:
+    """Sampling, scoring and selection: writes samples.jsonl, kept.jsonl and gain.json, returns a summary."""
+    prompts, duplicates = read_prompts(config.prompts)
+    pooled = read_pool(config.pool)
+    round_number = config.round or (1 + max((row["round"] for row in pooled), default=0))
+    by_id = {p["id"]: p for p in prompts}
+    pool_only = {row["prompt_id"] for row in pooled} - set(by_id)
+    if not config.keep_pool_only_prompts:
+        pooled = [row for row in pooled if row["prompt_id"] in by_id]
+    for row in pooled:  # this round's prompt file says which prompts are safety prompts
+        if row["prompt_id"] in by_id:
+            row["is_safety"] = by_id[row["prompt_id"]]["is_safety"]
+    sampler = sampler_for(config)
+    metrics_path = out / "metrics.jsonl"
+    emit("data", phase="sampling", round=round_number, prompts=len(prompts), duplicate_prompts=duplicates,
+         k=config.k, samples_to_draw=len(prompts) * config.k, pool_rows=len(pooled),
+         pool_prompts_matched=len({row["prompt_id"] for row in pooled} & set(by_id)),
+         pool_only_prompts=len(pool_only) if config.keep_pool_only_prompts else 0, model=sampler.model,
+         temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
+         helpfulness_rm=config.helpfulness_rm or None, safety_rm=config.safety_rm or None)
+
+    # Seeds differ per sample and per round; the same config draws the same seeds again.
+    seed0 = config.sft.seed + 1_000_003 * round_number
+    jobs = [(i, j) for i in range(len(prompts)) for j in range(config.k)]
+    tasks = [lambda i=i, j=j: sampler(prompts[i]["messages"], seed=seed0 + i * config.k + j) for i, j in jobs]
+    samples: list[dict] = [None] * len(jobs)
+    started = time.perf_counter()
+    for index, result in run_concurrently(tasks, concurrency=config.concurrency, phase="sampling",
+                                          metrics_path=metrics_path):
+        i, j = jobs[index]
+        samples[index] = {"prompt_id": prompts[i]["id"], "messages": prompts[i]["messages"], "sample": j,
+                          "round": round_number, "is_safety": prompts[i]["is_safety"], "source": "sample",
+                          **result}
+    sampling_seconds = time.perf_counter() - started
+    drawn = [s for s in samples if s["error"] is None]
+    if not drawn:
+        first = next((s["error"] for s in samples), "no prompts")
+        raise RuntimeError(f"no sample could be drawn from {config.endpoint}: {first}")
+
+    # Score this round's answers and the pooled ones with the current reward models.
+    candidates = drawn + pooled
+    conversations = [c["messages"] + [{"role": "assistant", "content": c["text"]}] for c in candidates]
+    started = time.perf_counter()
+    scores = {}
+    for name, path in (("helpfulness", config.helpfulness_rm), ("safety", config.safety_rm)):
+        if path:
+            scores[name] = reward_model_scores(path, conversations, max_length=config.rm_max_length,
+                                               batch_size=config.rm_batch_size)
+    scoring_seconds = time.perf_counter() - started
+    for index, candidate in enumerate(candidates):
+        candidate["helpfulness"] = scores["helpfulness"][index] if "helpfulness" in scores else None
+        candidate["safety"] = scores["safety"][index] if "safety" in scores else None
+        candidate["reward"] = sample_reward(helpfulness=candidate["helpfulness"], safety=candidate["safety"],
+                                            is_safety=candidate["is_safety"],
+                                            threshold=config.safety_threshold)
+
+    # The best per prompt; on a tie this round's answer (the newer model's) wins over a pooled one.
+    groups: dict[str, list[dict]] = {}
+    for sample in drawn:
+        groups.setdefault(sample["prompt_id"], []).append(sample)
+    for row in pooled:
+        groups.setdefault(row["prompt_id"], []).append(row)
+    kept = []
+    for key, group in groups.items():
+        best = max(group, key=lambda c: c["reward"])
+        best["kept"] = True
+        kept.append({"messages": best["messages"] + [{"role": "assistant", "content": best["text"]}],
+                     "prompt_id": key, "reward": best["reward"], "round": best["round"],
+                     "source": best["source"], "is_safety": best["is_safety"],
+                     "helpfulness": best["helpfulness"], "safety": best["safety"]})
+    gain = gain_report({p["id"]: [s["reward"] for s in groups.get(p["id"], []) if s["source"] == "sample"]
+                        for p in prompts}, k=config.k)
+
+    with open(out / "samples.jsonl", "w", encoding="utf-8") as handle:
+        for sample in samples:
+            row = {key: value for key, value in sample.items() if key != "messages"}
+            row = {"prompt": sample["messages"][-1]["content"], "kept": sample.get("kept", False), **row}
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    with open(out / "kept.jsonl", "w", encoding="utf-8") as handle:
+        for row in kept:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (out / "gain.json").write_text(json.dumps(gain, indent=2) + "\n")
+
+    preview = []
+    for prompt in prompts[: config.preview_prompts]:
+        group = sorted(groups.get(prompt["id"], []), key=lambda c: c["reward"])
+        if group:
+            this_round = [c["reward"] for c in group if c["source"] == "sample"]
+            preview.append({"prompt": _preview(prompt["messages"][-1]["content"]),
+                            "is_safety": prompt["is_safety"],
+                            "best": _preview(group[-1]["text"]), "best_reward": group[-1]["reward"],
+                            "best_from": group[-1]["source"],
+                            "worst": _preview(group[0]["text"]), "worst_reward": group[0]["reward"],
+                            "median_reward": statistics.median(this_round) if this_round else None})
+    emit("samples", rows=preview)
+
+    return {"round": round_number, "prompts": len(prompts), "k": config.k, "samples": len(drawn),
+            "failed_samples": len(samples) - len(drawn),
+            "prompts_without_samples": sum(1 for p in prompts if not any(
+                c["source"] == "sample" for c in groups.get(p["id"], []))),
+            "kept": len(kept), "kept_from_pool": sum(1 for row in kept if row["source"] == "pool"),
+            "mean_kept_reward": statistics.fmean(row["reward"] for row in kept),
+            "mean_gain": gain["mean_gain"], "mean_max_reward": gain["mean_max"],
+            "mean_median_reward": gain["mean_median"], "sampling_seconds": round(sampling_seconds, 2),
+            "scoring_seconds": round(scoring_seconds, 2), "temperature": config.temperature}
+
+
+def main(config: RejectionSamplingJobConfig) -> dict:
+    if not (config.helpfulness_rm or config.safety_rm):
+        raise ValueError("rejection sampling needs --helpfulness-rm and/or --safety-rm")
+    for path in (config.helpfulness_rm, config.safety_rm):
+        if path and not Path(path).is_dir():
+            raise ValueError(f"{path}: no reward model folder there")
+    if config.k < 1:
+        raise ValueError("--k must be at least 1")
+    out = Path(config.out)
+    sft = dataclasses.replace(config.sft, train=str(out / "kept.jsonl"), eval="", base=config.base,
+                              out=str(out))
+    config = dataclasses.replace(config, sft=sft)
+    state = distributed_state(config.distributed_timeout_s)
+    summary = {}
+    if state is None or state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.jsonl").write_text("")
+        summary = sample_and_select(config, out)
+    if state is not None:
+        state.wait_for_everyone()  # the other ranks train on what rank 0 kept
+    trained = sft_main(sft, outer=Outer(job="rejection_sampling", config=dataclasses.asdict(config),
+                                        metrics=summary))
+    if state is None or state.is_main_process:
+        emit("done", **{**summary, **trained["summary"]})
+    return {"summary": summary, "train": trained,
+            "gain": json.loads((out / "gain.json").read_text()) if (out / "gain.json").is_file() else None}
+
+
+def parse(argv: list[str]) -> RejectionSamplingJobConfig:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser, RejectionSamplingJobConfig, required=("prompts", "endpoint", "base", "out"))
+    add_arguments(parser, SFTJobConfig, prefix="sft.", skip=NESTED_SKIP)
+    namespace = parser.parse_args(argv)
+    own = {key: value for key, value in vars(namespace).items() if not key.startswith("sft.")}
+    return RejectionSamplingJobConfig(**own, sft=SFTJobConfig(**nested_arguments(namespace, "sft.")))
+
+
+if __name__ == "__main__":
+    main(parse(sys.argv[1:]))

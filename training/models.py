@@ -44,6 +44,13 @@ class Checkpoint(models.Model):
 class TrainingRun(models.Model):
     class Kind(models.TextChoices):
         REWARD_MODEL = "reward_model", "Reward model"
+        SFT = "sft", "Supervised fine-tuning"
+        REJECTION_SAMPLING = "rejection_sampling", "Rejection sampling"
+        PPO = "ppo", "PPO"
+        GATT = "gatt", "Ghost Attention"
+        POLICY_EVAL = "policy_eval", "Model-based evaluation"
+
+    POLICY_KINDS = (Kind.SFT, Kind.REJECTION_SAMPLING, Kind.PPO, Kind.GATT)
 
     class Status(models.TextChoices):
         QUEUED = "queued"

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .data import reward_data_write
+from .inputs import JOBS, command_flags, prepare
 from .models import Checkpoint, RunMetric, TrainingRun
 from .services import (
     checkpoint_register,
@@ -41,7 +41,6 @@ from .services import (
 )
 
 logger = logging.getLogger(__name__)
-JOBS = {TrainingRun.Kind.REWARD_MODEL: "training.jobs.reward"}
 _EOF = object()
 
 
@@ -63,10 +62,9 @@ def _finish(run: TrainingRun, status: str, *, error: str = "", **fields) -> bool
     return bool(updated)
 
 
-def job_command(run: TrainingRun, *, train: Path, eval_path: Path, out: Path) -> list[str]:
+def job_command(run: TrainingRun, *, flags: dict) -> list[str]:
     launcher = shlex.split(settings.TRAINING_LAUNCHER) if settings.TRAINING_LAUNCHER else [sys.executable]
-    command = [*launcher, "-m", JOBS[run.kind], "--train", str(train), "--eval", str(eval_path),
-               "--base", run.base.path, "--out", str(out)]
+    command = [*launcher, "-m", JOBS[run.kind], *command_flags(flags)]
     for key, value in sorted(run.config.items()):
         command += ["--" + key.replace("_", "-"), str(value)]
     return command
@@ -148,6 +146,8 @@ class _Recorder:
             self.pending.append(RunMetric(run=self.run, step=self.step, values=event))
         elif kind in ("data", "done"):
             self.summary[kind] = event
+        elif kind == "samples":  # generations for the run page's table: the last few steps
+            self.summary["samples"] = [*self.summary.get("samples", [])[-4:], {"step": self.step, **event}]
 
     def flush(self, *, beat: bool) -> bool:
         """Store what came in; False when the run is no longer ours to write."""
@@ -161,21 +161,16 @@ class _Recorder:
         return bool(TrainingRun.objects.filter(pk=self.run.pk, status=TrainingRun.Status.RUNNING).update(**fields))
 
 
-def _prepare(run: TrainingRun, run_dir: Path) -> tuple[Path, Path, Path]:
-    data = dict(run.data)
-    from annotation.models import Batch, PreferenceSource
-
-    batches = [b for b in Batch.objects.all() if str(b) in set(data["batches"])]
-    sources = list(PreferenceSource.objects.filter(name__in=data["sources"]))
-    counts = reward_data_write(focus=run.focus, batches=batches, sources=sources, mix=data["mix"],
-                               margin_table=run.config["margin_table"], seed=run.config["seed"],
-                               out_dir=run_dir / "data")
-    data["written"] = counts
-    artifacts = {"dir": str(run_dir), "train": str(run_dir / "data" / "train.jsonl"),
-                 "eval": str(run_dir / "data" / "eval.jsonl"), "out": str(run_dir / "checkpoint")}
+def _prepare(run: TrainingRun, run_dir: Path) -> tuple[dict, Path]:
+    out = run_dir / ("output" if run.kind == TrainingRun.Kind.POLICY_EVAL else "checkpoint")
+    flags, counts = prepare(run, run_dir / "data", out)
+    data = {**run.data, "written": counts}
+    artifacts = {"dir": str(run_dir), "out": str(out),
+                 **{flag.lstrip("-").replace("-", "_"): str(value) for flag, value in flags.items()
+                    if isinstance(value, Path)}}
     TrainingRun.objects.filter(pk=run.pk).update(data=data, artifacts=artifacts, heartbeat_at=timezone.now())
     run.data, run.artifacts = data, artifacts
-    return Path(artifacts["train"]), Path(artifacts["eval"]), Path(artifacts["out"])
+    return flags, out
 
 
 def run_execute(*, run_id: int) -> str | None:
@@ -185,12 +180,12 @@ def run_execute(*, run_id: int) -> str | None:
         return None
     run_dir = Path(settings.TRAINING_DIR) / f"run-{run.pk}"
     try:
-        train, eval_path, out = _prepare(run, run_dir)
+        flags, out = _prepare(run, run_dir)
     except Exception as error:  # the run must not stay "running" with nothing behind it
         logger.exception("preparing the data of %s failed", run)
         _finish(run, TrainingRun.Status.FAILED, error=f"Writing the training data failed: {error}")
         return TrainingRun.Status.FAILED
-    command = job_command(run, train=train, eval_path=eval_path, out=out)
+    command = job_command(run, flags=flags)
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
     process = subprocess.Popen(command, cwd=settings.BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
@@ -246,7 +241,11 @@ def run_execute(*, run_id: int) -> str | None:
         last = next((line for line in reversed(recorder.tail) if line.strip()), "")
         _finish(run, TrainingRun.Status.FAILED, error=f"The job exited with {how}: {last}")
         return TrainingRun.Status.FAILED
-    job, evaluation, problem = checkpoint_verify(out, expect_eval=run.data.get("written", {}).get("eval_pairs", 0) > 0)
+    if run.kind == TrainingRun.Kind.POLICY_EVAL:
+        return _finish_evaluation(run, recorder, out, tail)
+    is_rm = run.kind == TrainingRun.Kind.REWARD_MODEL
+    expect_eval = is_rm and run.data.get("written", {}).get("eval_pairs", 0) > 0
+    job, evaluation, problem = checkpoint_verify(out, expect_eval=expect_eval)
     if problem:
         _finish(run, TrainingRun.Status.FAILED, error=f"The job finished but its checkpoint did not verify: {problem}")
         return TrainingRun.Status.FAILED
@@ -254,7 +253,21 @@ def run_execute(*, run_id: int) -> str | None:
         if not _finish(run, TrainingRun.Status.SUCCEEDED, summary={**recorder.summary, "job": job.get("metrics")},
                        step=max(recorder.step, recorder.max_steps), log_tail=tail):
             return None
-        checkpoint_register(name=run_checkpoint_name(run), kind=Checkpoint.Kind.REWARD_MODEL, path=out,
-                            focus=run.focus, run=run, base=run.base, evaluation=evaluation or {},
+        checkpoint_register(name=run_checkpoint_name(run),
+                            kind=Checkpoint.Kind.REWARD_MODEL if is_rm else Checkpoint.Kind.POLICY, path=out,
+                            focus=run.focus if is_rm else "", run=run, base=run.base, evaluation=evaluation or {},
                             lineage=run_lineage(run))
+    return TrainingRun.Status.SUCCEEDED
+
+
+def _finish_evaluation(run: TrainingRun, recorder: "_Recorder", out: Path, tail: str) -> str | None:
+    """A model-based evaluation makes no checkpoint: its result is the win-rate tables."""
+    try:
+        evaluation = json.loads((out / "eval.json").read_text())
+    except (OSError, ValueError) as error:
+        _finish(run, TrainingRun.Status.FAILED, error=f"The evaluation finished without a readable eval.json: {error}")
+        return TrainingRun.Status.FAILED
+    if not _finish(run, TrainingRun.Status.SUCCEEDED, summary={**recorder.summary, "evaluation": evaluation},
+                   step=max(recorder.step, recorder.max_steps), log_tail=tail):
+        return None
     return TrainingRun.Status.SUCCEEDED

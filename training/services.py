@@ -202,14 +202,15 @@ def runs_fail_silent(*, timeout: float | None = None) -> list[int]:
 
 
 def run_checkpoint_name(run: TrainingRun) -> str:
-    stem = slugify(run.name) or f"rm-{run.focus}"
+    stem = slugify(run.name) or (f"rm-{run.focus}" if run.kind == TrainingRun.Kind.REWARD_MODEL
+                                 else run.kind.replace("_", "-"))
     return f"{stem}-run{run.pk}"
 
 
 
 def run_lineage(run: TrainingRun) -> dict:
     """What a run's checkpoint comes from: its base, its data, the reward models it used."""
-    reward_models = sorted({value for key, value in run.config.items() if key.endswith("_rm") and value})
+    reward_models = sorted(set((run.data.get("reward_models") or {}).values()))
     return {"run": run.pk, "kind": run.kind, "base": run.base.name, "batches": run.data.get("batches", []),
             "sources": run.data.get("sources", []), "reward_models": reward_models}
 

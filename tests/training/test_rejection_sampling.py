@@ -13,8 +13,14 @@ import pytest
 
 from training.jobs import rejection_sampling
 from training.jobs.common import score_conversations
-from training.jobs.rejection_sampling import (RejectionSamplingJobConfig, gain_report, main, parse,
-                                              sample_and_select, sample_reward)
+from training.jobs.rejection_sampling import (
+    RejectionSamplingJobConfig,
+    gain_report,
+    main,
+    parse,
+    sample_and_select,
+    sample_reward,
+)
 from training.jobs.sft import SFTJobConfig
 
 from ..helpers.processes import ROOT

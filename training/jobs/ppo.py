@@ -510,7 +510,7 @@ def main(config: PPOJobConfig) -> dict:
                         entropy = masked_mean(entropy_from_logits(logits.detach()), micro_mask)
                     for key, item in (("policy_loss", pg_loss), ("value_loss", vf_loss), ("entropy", entropy),
                                       ("clip_frac", clip_frac), ("approx_kl", approx_kl)):
-                        sums[key] += float(item) * share
+                        sums[key] += float(item.detach()) * share
                     del logits, values, logprobs
                 grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 optimizer.step()
@@ -549,8 +549,8 @@ def main(config: PPOJobConfig) -> dict:
         if "safety" in scores:
             record["score_safety"] = safety_sum / n
         history.append(record)
-        samples = [{"prompt": prompt_text(rows[i]["messages"]), "response": texts[i], "reward": raw[i],
-                    "reward_whitened": whitened[i], "kl": float(sequence_kl[i])}
+        samples = [{"prompt": prompt_text(rows[i]["messages"]), "response": texts[i], "is_safety": rows[i]["is_safety"],
+                    "reward": raw[i], "reward_whitened": whitened[i], "kl": float(sequence_kl[i])}
                    for i in range(min(config.samples_per_iteration, len(rows)))]
         say("log", **record)
         say("samples", step=step, rows=samples)

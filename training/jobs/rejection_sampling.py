@@ -40,7 +40,7 @@ from pathlib import Path
 
 from .common import emit, messages_of, read_jsonl, score_conversations
 from .rewards import SAFETY_THRESHOLD, combined, logit, sigmoid
-from .sft import NESTED_SKIP, SFTJobConfig, Outer, add_arguments, nested_arguments
+from .sft import NESTED_SKIP, Outer, SFTJobConfig, add_arguments, nested_arguments
 from .sft import main as sft_main
 
 

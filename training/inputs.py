@@ -1,0 +1,121 @@
+"""What each kind of run gives its job: the files it writes under the run's folder (through the
+export code) and the path flags of the job's command line. Called by the runner on the GPU
+worker, with the database at hand; the jobs themselves never touch it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+
+from annotation.exports import sft_records
+from annotation.models import Batch, Dialogue, PreferenceSource
+from modelserving.models import PolicyVariant
+
+from .data import prompts_write, reward_data_write
+from .models import Checkpoint, TrainingRun
+
+# The job module of each kind.
+JOBS = {
+    TrainingRun.Kind.REWARD_MODEL: "training.jobs.reward",
+    TrainingRun.Kind.SFT: "training.jobs.sft",
+    TrainingRun.Kind.REJECTION_SAMPLING: "training.jobs.rejection_sampling",
+    TrainingRun.Kind.PPO: "training.jobs.ppo",
+    TrainingRun.Kind.GATT: "training.jobs.gatt",
+    TrainingRun.Kind.POLICY_EVAL: "training.jobs.policy_eval",
+}
+
+
+def _batches(run: TrainingRun) -> list[Batch]:
+    wanted = set(run.data.get("batches", []))
+    return [b for b in Batch.objects.all() if str(b) in wanted]
+
+
+def _checkpoint_path(name: str) -> str:
+    return Checkpoint.objects.get(name=name).path
+
+
+def _reward_models(run: TrainingRun) -> dict:
+    flags = {}
+    for focus in ("helpfulness", "safety"):
+        name = run.data.get("reward_models", {}).get(focus)
+        if name:
+            flags[f"--{focus}-rm"] = _checkpoint_path(name)
+    return flags
+
+
+def _variant(name: str) -> PolicyVariant:
+    return PolicyVariant.objects.get(name=name)
+
+
+def _endpoint(run: TrainingRun) -> dict:
+    variant = _variant(run.data["variant"])
+    return {"--endpoint": variant.base_url, "--model": variant.model_name}
+
+
+def _write_lines(path: Path, rows) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with open(path, "wb") as handle:
+        for row in rows:
+            handle.write(orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE))
+            count += 1
+    return count
+
+
+def prepare(run: TrainingRun, data_dir: Path, out: Path) -> tuple[dict, dict]:
+    """(path flags of the job, counts of what was written). Raises ValueError when there is
+    nothing to train on."""
+    kind = run.kind
+    if kind == TrainingRun.Kind.REWARD_MODEL:
+        sources = list(PreferenceSource.objects.filter(name__in=run.data["sources"]))
+        counts = reward_data_write(focus=run.focus, batches=_batches(run), sources=sources, mix=run.data["mix"],
+                                   margin_table=run.config["margin_table"], seed=run.config["seed"], out_dir=data_dir)
+        return {"--train": data_dir / "train.jsonl", "--eval": data_dir / "eval.jsonl", "--base": run.base.path,
+                "--out": out}, counts
+    if kind == TrainingRun.Kind.SFT:
+        n = _write_lines(data_dir / "train.jsonl", (r for b in _batches(run) for r in sft_records(b)))
+        if not n:
+            raise ValueError("The chosen batches hold no demonstrations.")
+        return {"--train": data_dir / "train.jsonl", "--base": run.base.path, "--out": out}, {"demonstrations": n}
+    if kind in (TrainingRun.Kind.REJECTION_SAMPLING, TrainingRun.Kind.PPO):
+        n = prompts_write(batches=_batches(run), out=data_dir / "prompts.jsonl")
+        if not n:
+            raise ValueError("The chosen batches hold no prompts in their training split.")
+        flags = {"--prompts": data_dir / "prompts.jsonl", **_reward_models(run), "--out": out}
+        if kind == TrainingRun.Kind.PPO:
+            return {**flags, "--policy": run.base.path}, {"prompts": n}
+        pools = [str(Path(r.artifacts["out"]) / "kept.jsonl")
+                 for r in TrainingRun.objects.filter(pk__in=run.data.get("pool_runs", []))]
+        return {**flags, **_endpoint(run), "--base": run.base.path, "--pool": pools}, {"prompts": n, "pooled_runs": len(pools)}
+    if kind == TrainingRun.Kind.GATT:
+        (data_dir).mkdir(parents=True, exist_ok=True)
+        instructions = [line for line in run.data.get("instructions", []) if line.strip()]
+        (data_dir / "instructions.txt").write_text("\n".join(instructions) + "\n")
+        dialogues = Dialogue.objects.filter(turns__batch__in=_batches(run)).distinct().prefetch_related("turns")
+        n = _write_lines(data_dir / "dialogues.jsonl", (
+            {"user_turns": [t.user_message for t in d.turns.all()]} for d in dialogues))
+        if not n:
+            raise ValueError("The chosen batches hold no dialogues to build Ghost Attention data from.")
+        return {"--instructions": data_dir / "instructions.txt", "--dialogues": data_dir / "dialogues.jsonl",
+                **_endpoint(run), "--base": run.base.path, "--out": out}, {"dialogues": n,
+                                                                             "instructions": len(instructions)}
+    if kind == TrainingRun.Kind.POLICY_EVAL:
+        n = prompts_write(batches=_batches(run), out=data_dir / "prompts.jsonl", split="test")
+        if not n:
+            raise ValueError("The chosen batches hold no held-out prompts.")
+        variants = [{"name": v.name, "base_url": v.base_url, "model": v.model_name}
+                    for v in PolicyVariant.objects.filter(name__in=run.data["variants"]).order_by("name")]
+        return {"--prompts": data_dir / "prompts.jsonl", "--variants": json.dumps(variants), **_reward_models(run),
+                "--out": out}, {"prompts": n}
+    raise ValueError(f"unknown run kind {kind!r}")
+
+
+def command_flags(flags: dict) -> list[str]:
+    """`--flag value` pairs; a list value repeats its flag (e.g. `--pool a --pool b`)."""
+    argv = []
+    for flag, value in flags.items():
+        for item in value if isinstance(value, list) else [value]:
+            argv += [flag, str(item)]
+    return argv

@@ -1,0 +1,133 @@
+"""Launching policy runs (SFT, rejection sampling, PPO, Ghost Attention) and model-based
+evaluations: the rules, shared by the dashboard, the API and the command line. Each run goes
+through the same task, heartbeat and failure handling as a reward-model run (runner.py)."""
+
+from __future__ import annotations
+
+import math
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from annotation.models import Batch, Demonstration
+from modelserving.models import PolicyVariant
+
+from .models import Checkpoint, TrainingRun
+from .services import _require_researcher, checkpoint_default_base
+
+# The settings a researcher may change, per kind, with their bounds. Everything else keeps the
+# job's default (the paper's).
+NUMBER = {"learning_rate": (1e-9, 1e-2), "epochs": (0.01, 20), "max_length": (16, 32768),
+          "per_device_batch_size": (1, 1024), "gradient_accumulation_steps": (1, 4096), "seed": (0, 2**31 - 1),
+          "gradient_checkpointing": bool}
+SETTINGS = {
+    TrainingRun.Kind.SFT: dict(NUMBER),
+    TrainingRun.Kind.REJECTION_SAMPLING: {**NUMBER, "k": (1, 100), "temperature": (0.0, 2.0),
+                                          "top_p": (0.01, 1.0), "max_tokens": (1, 8192)},
+    TrainingRun.Kind.GATT: {**NUMBER, "temperature": (0.0, 2.0), "max_tokens": (1, 8192)},
+    TrainingRun.Kind.PPO: {"learning_rate": (1e-9, 1e-2), "iterations": (1, 10000), "batch_size": (1, 8192),
+                           "mini_batch_size": (1, 8192), "micro_batch_size": (1, 1024),
+                           "rollout_batch_size": (1, 1024), "kl_coef": (0.0, 1.0), "cliprange": (0.01, 1.0),
+                           "temperature": (0.01, 2.0), "max_new_tokens": (1, 8192), "seed": (0, 2**31 - 1)},
+    TrainingRun.Kind.POLICY_EVAL: {"temperature": (0.0, 2.0), "max_tokens": (1, 8192), "seed": (0, 2**31 - 1)},
+}
+INTEGER = {"max_length", "per_device_batch_size", "gradient_accumulation_steps", "seed", "k", "max_tokens",
+           "iterations", "batch_size", "mini_batch_size", "micro_batch_size", "rollout_batch_size",
+           "max_new_tokens"}
+
+
+def _settings(kind: str, given: dict, errors: dict) -> dict:
+    allowed = SETTINGS[kind]
+    config = {}
+    for key, value in (given or {}).items():
+        if value in (None, ""):
+            continue
+        if key not in allowed:
+            errors[key] = f"{key} is not a setting of a {TrainingRun.Kind(kind).label} run."
+            continue
+        if allowed[key] is bool:
+            if str(value).lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                errors[key] = "Yes or no."
+                continue
+            config[key] = str(value).lower() in ("true", "1", "yes", "on")
+            continue
+        low, high = allowed[key]
+        try:
+            number = int(value) if key in INTEGER else float(value)
+        except (TypeError, ValueError):
+            errors[key] = f"Not a number: {value!r}."
+            continue
+        if not (low <= number <= high) or (isinstance(number, float) and not math.isfinite(number)):
+            errors[key] = f"Must be between {low:g} and {high:g}."
+            continue
+        config[key] = number
+    return config
+
+
+def _checkpoint(name: str | None, *, kind: str, field: str, errors: dict, focus: str = "") -> Checkpoint | None:
+    if not name:
+        return None
+    checkpoint = Checkpoint.objects.filter(name=name, kind=kind).first()
+    if checkpoint is None or (focus and checkpoint.focus != focus):
+        errors[field] = f"No {focus + ' ' if focus else ''}{Checkpoint.Kind(kind).label.lower()} named {name!r}."
+    return checkpoint
+
+
+def policy_run_launch(*, researcher, kind: str, batches: list[str] = (), base: Checkpoint | None = None,
+                      variant: str = "", variants: list[str] = (), helpfulness_rm: str = "", safety_rm: str = "",
+                      pool_runs: list[int] = (), instructions: list[str] = (), name: str = "",
+                      job_settings: dict | None = None) -> TrainingRun:
+    """Validate a policy run (or a model-based evaluation) and queue it on the GPU workers."""
+    from .tasks import run_execute
+
+    _require_researcher(researcher)
+    errors: dict[str, str] = {}
+    if kind not in SETTINGS:
+        raise ValidationError({"kind": "Pick SFT, rejection sampling, PPO, Ghost Attention or an evaluation."})
+    found = {str(b): b for b in Batch.objects.filter(status=Batch.Status.FROZEN)}
+    chosen = [found[label] for label in batches if label in found]
+    if missing := [label for label in batches if label not in found]:
+        errors["batches"] = f"Not a frozen batch: {', '.join(missing)}."
+    elif not chosen:
+        errors["batches"] = "Pick at least one frozen batch."
+    elif kind == TrainingRun.Kind.SFT and not Demonstration.objects.filter(batch__in=chosen).exists():
+        errors["batches"] = "The chosen batches hold no demonstrations."
+    config = _settings(kind, job_settings or {}, errors)
+    reward_models = {}
+    for focus, rm_name in (("helpfulness", helpfulness_rm), ("safety", safety_rm)):
+        if _checkpoint(rm_name, kind=Checkpoint.Kind.REWARD_MODEL, field=f"{focus}_rm", errors=errors, focus=focus):
+            reward_models[focus] = rm_name
+    if kind in (TrainingRun.Kind.REJECTION_SAMPLING, TrainingRun.Kind.PPO, TrainingRun.Kind.POLICY_EVAL) \
+            and not (helpfulness_rm or safety_rm):
+        errors.setdefault("helpfulness_rm", "Pick a helpfulness and/or a safety reward model.")
+    data = {"batches": sorted(str(b) for b in chosen), "reward_models": reward_models}
+    if kind in (TrainingRun.Kind.REJECTION_SAMPLING, TrainingRun.Kind.GATT):
+        if not PolicyVariant.objects.filter(name=variant, is_active=True).exists():
+            errors["variant"] = "Pick the active policy variant to sample from."
+        data["variant"] = variant
+    if kind == TrainingRun.Kind.REJECTION_SAMPLING:
+        pools = TrainingRun.objects.filter(pk__in=list(pool_runs), kind=kind, status=TrainingRun.Status.SUCCEEDED)
+        if len(pools) != len(set(pool_runs)):
+            errors["pool_runs"] = "Pool only finished rejection-sampling runs."
+        data["pool_runs"] = sorted(r.pk for r in pools)
+    if kind == TrainingRun.Kind.GATT:
+        data["instructions"] = [line.strip() for line in instructions if line.strip()]
+        if not data["instructions"]:
+            errors["instructions"] = "Give at least one instruction (a hobby, a language, a public figure …)."
+    if kind == TrainingRun.Kind.POLICY_EVAL:
+        names = set(PolicyVariant.objects.filter(name__in=list(variants)).values_list("name", flat=True))
+        if len(names) < 2 or names != set(variants):
+            errors["variants"] = "Pick two or more existing policy variants."
+        data["variants"] = sorted(names)
+    base = base or checkpoint_default_base()
+    if base is None or base.kind != Checkpoint.Kind.POLICY:
+        errors["base"] = "Pick the policy checkpoint to start from (an evaluation records it as its reference)."
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        run = TrainingRun.objects.create(kind=kind, name=name[:120], config=config, data=data, base=base,
+                                         launched_by=researcher)
+    limit = settings.TRAINING_RUN_TIME_LIMIT
+    transaction.on_commit(lambda: run_execute.apply_async((run.pk,), soft_time_limit=limit, time_limit=limit + 120))
+    return run

@@ -15,6 +15,7 @@ from . import selectors, services
 from .data import ROLES
 from .jobs.losses import MARGIN_TABLES
 from .models import Checkpoint, TrainingRun
+from .policy import SETTINGS, policy_run_launch
 
 
 class ResearcherOnly(HasRole):
@@ -42,6 +43,22 @@ class LaunchSerializer(serializers.Serializer):
     per_device_batch_size = serializers.IntegerField(default=8)
     seed = serializers.IntegerField(default=0)
     name = serializers.CharField(required=False, default="", allow_blank=True, max_length=120)
+
+
+class PolicyLaunchSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=list(SETTINGS))
+    batches = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    base = serializers.SlugRelatedField(slug_field="name", queryset=Checkpoint.objects.all(), required=False,
+                                        allow_null=True)
+    variant = serializers.CharField(required=False, allow_blank=True, default="")
+    variants = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    helpfulness_rm = serializers.CharField(required=False, allow_blank=True, default="")
+    safety_rm = serializers.CharField(required=False, allow_blank=True, default="")
+    pool_runs = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
+    instructions = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=120)
+    settings = serializers.DictField(required=False, default=dict,
+                                     help_text="Job settings to change (learning_rate, epochs, k, iterations, …).")
 
 
 class CheckpointSerializer(serializers.ModelSerializer):
@@ -96,6 +113,22 @@ class RunListCreate(APIView):
         given.is_valid(raise_exception=True)
         try:
             run = services.run_launch(researcher=request.user, **given.validated_data)
+        except DjangoValidationError as error:
+            raise _refused(error) from None
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class PolicyRunCreate(APIView):
+    permission_classes = [ResearcherOnly]
+
+    @extend_schema(request=PolicyLaunchSerializer, responses={201: RunSerializer})
+    def post(self, request):
+        given = PolicyLaunchSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        data = dict(given.validated_data)
+        data["job_settings"] = data.pop("settings")
+        try:
+            run = policy_run_launch(researcher=request.user, **data)
         except DjangoValidationError as error:
             raise _refused(error) from None
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)

@@ -6,7 +6,10 @@ from annotation.models import Batch, Focus, PreferenceSource
 
 from .data import ROLES
 from .jobs.losses import MARGIN_TABLES
-from .models import Checkpoint
+from modelserving.models import PolicyVariant
+
+from .models import Checkpoint, TrainingRun
+from .policy import SETTINGS
 
 ROLE_CHOICES = [("", "default for the focus")] + [(role, role) for role in ROLES]
 
@@ -62,3 +65,66 @@ class RewardRunForm(forms.Form):
         for field, messages in error.message_dict.items():
             for message in messages:
                 self.add_error(field if field in self.fields else None, message)
+
+
+class PolicyRunForm(forms.Form):
+    """Policy runs and model-based evaluations. Fields a kind does not use are ignored; the rules
+    (what each kind needs) live in training.policy."""
+
+    kind = forms.ChoiceField(choices=[(k, TrainingRun.Kind(k).label) for k in SETTINGS])
+    name = forms.CharField(max_length=120, required=False)
+    batches = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
+                                        help_text="SFT: their demonstrations; rejection sampling and PPO: the prompts "
+                                                  "of their training split; evaluation: their held-out prompts.")
+    base = forms.ModelChoiceField(queryset=Checkpoint.objects.none(), required=False,
+                                  help_text="The policy to start from.")
+    variant = forms.ChoiceField(required=False, help_text="Rejection sampling and Ghost Attention sample from it.")
+    variants = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
+                                         help_text="Evaluation: two or more variants to compare.")
+    helpfulness_rm = forms.ChoiceField(required=False, label="Helpfulness RM")
+    safety_rm = forms.ChoiceField(required=False, label="Safety RM")
+    pool_runs = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
+                                          label="Pool the kept samples of", help_text="Earlier rejection-sampling rounds.")
+    instructions = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
+                                   help_text="Ghost Attention: one instruction per line.")
+    learning_rate = forms.CharField(required=False, help_text="Empty: the paper's (SFT 2e-5, PPO 1e-6).")
+    epochs = forms.CharField(required=False)
+    max_length = forms.CharField(required=False)
+    per_device_batch_size = forms.CharField(required=False)
+    gradient_accumulation_steps = forms.CharField(required=False)
+    k = forms.CharField(required=False, label="K samples per prompt")
+    temperature = forms.CharField(required=False)
+    max_tokens = forms.CharField(required=False)
+    iterations = forms.CharField(required=False, label="PPO iterations")
+    batch_size = forms.CharField(required=False, label="PPO rollouts per iteration")
+    mini_batch_size = forms.CharField(required=False, label="PPO mini-batch")
+    kl_coef = forms.CharField(required=False, label="PPO β (KL)")
+    seed = forms.CharField(required=False)
+
+    SETTING_FIELDS = ("learning_rate", "epochs", "max_length", "per_device_batch_size", "gradient_accumulation_steps",
+                      "k", "temperature", "max_tokens", "iterations", "batch_size", "mini_batch_size", "kl_coef", "seed")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, label_suffix="", **kwargs)
+        self.fields["batches"].choices = [(str(b), str(b)) for b in Batch.objects.filter(status=Batch.Status.FROZEN)]
+        self.fields["base"].queryset = Checkpoint.objects.filter(kind=Checkpoint.Kind.POLICY)
+        names = [(v, v) for v in PolicyVariant.objects.order_by("name").values_list("name", flat=True)]
+        self.fields["variant"].choices = [("", "—")] + names
+        self.fields["variants"].choices = names
+        for focus in ("helpfulness", "safety"):
+            self.fields[f"{focus}_rm"].choices = [("", "—")] + [
+                (c, c) for c in Checkpoint.objects.filter(kind=Checkpoint.Kind.REWARD_MODEL, focus=focus)
+                .values_list("name", flat=True)]
+        self.fields["pool_runs"].choices = [
+            (str(r.pk), f"#{r.pk} {r.name}") for r in TrainingRun.objects.filter(
+                kind=TrainingRun.Kind.REJECTION_SAMPLING, status=TrainingRun.Status.SUCCEEDED)]
+
+    def launch_arguments(self) -> dict:
+        data = self.cleaned_data
+        return {"kind": data["kind"], "name": data["name"], "batches": data["batches"], "base": data["base"],
+                "variant": data["variant"], "variants": data["variants"], "helpfulness_rm": data["helpfulness_rm"],
+                "safety_rm": data["safety_rm"], "pool_runs": [int(pk) for pk in data["pool_runs"]],
+                "instructions": data["instructions"].splitlines(),
+                "job_settings": {key: data[key] for key in self.SETTING_FIELDS if data.get(key)}}
+
+    add_service_errors = RewardRunForm.add_service_errors

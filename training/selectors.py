@@ -7,16 +7,25 @@ from django.db.models import QuerySet
 from .jobs.reward import STRENGTHS
 from .models import Checkpoint, RunMetric, TrainingRun
 
-# The curves a reward-model run draws, from TRL's RewardTrainer logs.
+# The curves each kind of run draws, from its job's `log` events.
 CURVES = ("loss", "accuracy", "margin", "learning_rate")
+CURVES_BY_KIND = {
+    TrainingRun.Kind.REWARD_MODEL: CURVES,
+    TrainingRun.Kind.PPO: ("reward", "kl", "policy_loss", "value_loss", "entropy", "clip_frac"),
+    TrainingRun.Kind.SFT: ("loss", "learning_rate", "grad_norm"),
+    TrainingRun.Kind.REJECTION_SAMPLING: ("loss", "learning_rate", "grad_norm"),
+    TrainingRun.Kind.GATT: ("loss", "learning_rate", "grad_norm"),
+    TrainingRun.Kind.POLICY_EVAL: (),
+}
 
 
 def runs_recent(limit: int = 50) -> QuerySet[TrainingRun]:
     return TrainingRun.objects.select_related("base", "launched_by", "checkpoint")[:limit]
 
 
-def run_series(run: TrainingRun, names=CURVES) -> dict[str, list[tuple[int, float]]]:
+def run_series(run: TrainingRun, names=None) -> dict[str, list[tuple[int, float]]]:
     """{metric: [(step, value), …]} from the run's stored metric lines."""
+    names = CURVES_BY_KIND.get(run.kind, CURVES) if names is None else names
     series: dict[str, list[tuple[int, float]]] = {name: [] for name in names}
     for step, values in RunMetric.objects.filter(run=run).values_list("step", "values"):
         for name in names:

@@ -6,6 +6,7 @@ app_name = "training"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("runs/", views.runs, name="runs"),
+    path("policy/", views.policy_launch, name="policy_launch"),
     path("runs/<int:pk>/", views.run_detail, name="run"),
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),
     path("checkpoints/<int:pk>/", views.checkpoint_detail, name="checkpoint"),

@@ -12,12 +12,15 @@ from accounts.roles import RESEARCHER
 from annotation.charts import bar_chart, histogram_chart, line_chart
 
 from . import selectors, services
-from .forms import RewardRunForm
+from .forms import PolicyRunForm, RewardRunForm
 from .jobs.reward import STRENGTHS
 from .models import Checkpoint, TrainingRun
+from .policy import policy_run_launch
 
 CURVE_TITLES = {"loss": "Loss", "accuracy": "Training accuracy (batch)", "margin": "Mean reward margin",
-                "learning_rate": "Learning rate"}
+                "learning_rate": "Learning rate", "reward": "Reward (mean raw score)", "kl": "KL to the reference",
+                "policy_loss": "Policy loss", "value_loss": "Value loss", "entropy": "Entropy",
+                "clip_frac": "Clip fraction", "grad_norm": "Gradient norm"}
 
 
 @role_required(RESEARCHER)
@@ -37,6 +40,24 @@ def dashboard(request):
     return render(request, "training/dashboard.html", context, status=400 if form.errors else 200)
 
 
+@role_required(RESEARCHER)
+@require_http_methods(["GET", "POST"])
+def policy_launch(request):
+    """Launch SFT, rejection sampling, PPO, Ghost Attention or a model-based evaluation."""
+    services.checkpoint_default_base()
+    form = PolicyRunForm(request.POST or None, initial={
+        "kind": request.GET.get("kind", TrainingRun.Kind.SFT),
+        "base": Checkpoint.objects.filter(name=services.DEFAULT_BASE_NAME).first()})
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = policy_run_launch(researcher=request.user, **form.launch_arguments())
+        except ValidationError as error:
+            form.add_service_errors(error)
+        else:
+            return redirect("training:run", run.pk)
+    return render(request, "training/policy_launch.html", {"form": form}, status=400 if form.errors else 200)
+
+
 def _runs_context() -> dict:
     runs = list(selectors.runs_recent())
     return {"runs": runs, "active": any(not run.is_finished for run in runs)}
@@ -51,7 +72,7 @@ def runs(request):
 
 def _run_context(run: TrainingRun) -> dict:
     series = selectors.run_series(run)
-    return {"run": run, "charts": [line_chart(CURVE_TITLES[name], points) for name, points in series.items()]}
+    return {"run": run, "charts": [line_chart(CURVE_TITLES.get(name, name), points) for name, points in series.items()]}
 
 
 @role_required(RESEARCHER)

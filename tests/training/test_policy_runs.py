@@ -99,3 +99,48 @@ def test_the_whole_loop_judgements_to_a_new_variant(celery_worker, preference_ba
     finally:
         for server in LocalServer.objects.filter(stopped_at__isnull=True):
             local_server_stop(server=server)
+
+
+@pytest.mark.django_db
+def test_the_policy_page_api_and_run_page(client, preference_batch, researcher, tiny_base, tiny_model_dir,
+                                          django_capture_on_commit_callbacks, monkeypatch):
+    from django.urls import reverse
+    from rest_framework.authtoken.models import Token
+
+    from training.models import RunMetric
+    from training.services import checkpoint_register
+
+    sent = []
+    monkeypatch.setattr("training.tasks.run_execute.apply_async", lambda args, **kwargs: sent.append(args))
+    batch = preference_batch(helpfulness=4)
+    rm = checkpoint_register(name="rm-h", kind="reward_model", focus="helpfulness", path=tiny_model_dir)
+    client.login(username="res", password="a-long-password-9")
+    refused = client.post(reverse("training:policy_launch"), {"kind": "ppo", "batches": [str(batch)],
+                                                              "base": tiny_base.pk})
+    assert refused.status_code == 400 and "reward model" in refused.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("training:policy_launch"), {
+            "kind": "ppo", "batches": [str(batch)], "base": tiny_base.pk, "helpfulness_rm": "rm-h",
+            "iterations": "3", "kl_coef": "0.02"})
+    run = TrainingRun.objects.get()
+    assert response.status_code == 302 and run.config == {"iterations": 3, "kl_coef": 0.02} and sent == [(run.pk,)]
+    assert run.data["reward_models"] == {"helpfulness": rm.name}
+    # The run page draws PPO's curves and the latest generations (model output through the sanitiser).
+    TrainingRun.objects.filter(pk=run.pk).update(status="running", step=1, max_steps=3, summary={"samples": [
+        {"step": 1, "rows": [{"prompt": "Hi", "response": "<img src=x onerror=alert(1)>**bold**", "reward": 0.5,
+                              "is_safety": False}]}]})
+    RunMetric.objects.create(run=run, step=1, values={"reward": 0.1, "kl": 0.01, "policy_loss": 0.2,
+                                                       "value_loss": 0.3, "entropy": 2.0, "clip_frac": 0.1})
+    page = client.get(reverse("training:run", args=[run.pk])).content.decode()
+    assert page.count("<polyline") == 6 and "KL to the reference" in page
+    assert "<strong>bold</strong>" in page and "<img" not in page  # shown as inert text, never a tag
+    token = Token.objects.create(user=researcher).key
+    created = client.post(reverse("api-training-policy-runs"), {
+        "kind": "policy_eval", "batches": [str(batch)], "variants": ["cool", "warm"], "helpfulness_rm": "rm-h",
+        "base": "tiny-llama"}, content_type="application/json", HTTP_AUTHORIZATION=f"Token {token}")
+    assert created.status_code == 201 and created.json()["kind"] == "policy_eval"
+    TrainingRun.objects.filter(pk=created.json()["id"]).update(status="succeeded", summary={"evaluation": {
+        "prompts": 10, "variants": ["cool", "warm"],
+        "win_rate": {"helpfulness": {"cool": {"warm": 0.7}, "warm": {"cool": 0.3}}}}})
+    page = client.get(reverse("training:run", args=[created.json()["id"]])).content.decode()
+    assert 'id="win-rates"' in page and "70 %" in page and "30 %" in page

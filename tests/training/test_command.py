@@ -49,3 +49,23 @@ def test_launch_list_show_cancel_and_register(preference_batch, researcher, tiny
         run("register", "/tmp", "--name", "nothing-there")
     assert "rm-import" in run("checkpoints")
     assert "failed 0 silent run(s)" in run("check-heartbeats")
+
+
+def test_policy_runs_from_the_command_line(preference_batch, researcher, tiny_base, monkeypatch,
+                                           django_capture_on_commit_callbacks):
+    sent = []
+    monkeypatch.setattr("training.tasks.run_execute.apply_async", lambda args, **kwargs: sent.append(args))
+    batch = preference_batch(helpfulness=4)
+    with pytest.raises(CommandError, match="instructions"):
+        run("policy", "--researcher", "res", "--kind", "gatt", "--batch", str(batch), "--base", "tiny-llama",
+            "--variant", "cool")
+    with pytest.raises(CommandError, match="KEY=VALUE"):
+        run("policy", "--researcher", "res", "--kind", "gatt", "--batch", str(batch), "--set", "oops")
+    with django_capture_on_commit_callbacks(execute=True):
+        out = run("policy", "--researcher", "res", "--kind", "gatt", "--batch", str(batch), "--base", "tiny-llama",
+                  "--variant", "cool", "--instruction", "Answer in French.", "--instruction", "Speak like a pirate.",
+                  "--set", "temperature=0.9")
+    created = TrainingRun.objects.get()
+    assert "Ghost Attention" in out and sent == [(created.pk,)]
+    assert created.data["instructions"] == ["Answer in French.", "Speak like a pirate."]
+    assert created.config == {"temperature": 0.9}

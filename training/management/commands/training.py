@@ -31,6 +31,22 @@ class Command(BaseCommand):
                                       ("--seed", int, 0)):
             launch.add_argument(option, type=kind, default=default)
         launch.add_argument("--wait", action="store_true", help="Print progress until the run finishes.")
+        policy = sub.add_parser("policy", help="Queue a policy run (sft, rejection_sampling, ppo, gatt) or a "
+                                               "model-based evaluation (policy_eval).")
+        policy.add_argument("--researcher", required=True)
+        policy.add_argument("--kind", required=True, choices=["sft", "rejection_sampling", "ppo", "gatt", "policy_eval"])
+        policy.add_argument("--batch", action="append", default=[])
+        policy.add_argument("--base", help="Policy checkpoint name (default: the converted SmolLM2).")
+        policy.add_argument("--variant", default="", help="The variant rejection sampling / GAtt sample from.")
+        policy.add_argument("--compare", action="append", default=[], help="A variant to evaluate (repeat).")
+        policy.add_argument("--helpfulness-rm", default="")
+        policy.add_argument("--safety-rm", default="")
+        policy.add_argument("--pool-run", action="append", type=int, default=[])
+        policy.add_argument("--instruction", action="append", default=[], help="Ghost Attention (repeat).")
+        policy.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                            help="A job setting, e.g. --set learning_rate=1e-5 --set k=8.")
+        policy.add_argument("--name", default="")
+        policy.add_argument("--wait", action="store_true")
         sub.add_parser("list")
         show = sub.add_parser("show", help="A run as JSON, with its metric series.")
         show.add_argument("run", type=int)
@@ -97,6 +113,26 @@ class Command(BaseCommand):
         if wait:
             self._wait(run)
 
+    def _policy(self, *, researcher, kind, batch, base, variant, compare, helpfulness_rm, safety_rm, pool_run,
+                instruction, set, name, wait, **_):  # noqa: A002 — the option is called --set
+        from training.policy import policy_run_launch
+
+        settings = {}
+        for item in set:
+            if "=" not in item:
+                raise CommandError(f"--set {item!r}: use KEY=VALUE.")
+            key, value = item.split("=", 1)
+            settings[key.strip()] = value.strip()
+        base_checkpoint = Checkpoint.objects.filter(name=base).first() if base else None
+        if base and base_checkpoint is None:
+            raise CommandError(f"No checkpoint {base!r}.")
+        run = policy_run_launch(researcher=self._user(researcher), kind=kind, batches=batch, base=base_checkpoint,
+                                variant=variant, variants=compare, helpfulness_rm=helpfulness_rm, safety_rm=safety_rm,
+                                pool_runs=pool_run, instructions=instruction, name=name, job_settings=settings)
+        self.stdout.write(f"run {run.pk} queued: {run.get_kind_display()}")
+        if wait:
+            self._wait(run)
+
     def _wait(self, run):
         shown = None
         while True:
@@ -110,7 +146,12 @@ class Command(BaseCommand):
             time.sleep(2)
         if run.status != TrainingRun.Status.SUCCEEDED:
             raise CommandError(f"run {run.pk} {run.status}: {run.error}")
-        self.stdout.write(f"checkpoint {run.checkpoint}: {json.dumps(run.checkpoint.evaluation.get('table'))}")
+        if run.kind == TrainingRun.Kind.POLICY_EVAL:
+            self.stdout.write(json.dumps(run.summary.get("evaluation", {}).get("win_rate"), indent=2))
+        elif run.kind == TrainingRun.Kind.REWARD_MODEL:
+            self.stdout.write(f"checkpoint {run.checkpoint}: {json.dumps(run.checkpoint.evaluation.get('table'))}")
+        else:
+            self.stdout.write(f"checkpoint {run.checkpoint} ({run.checkpoint.path})")
 
     def _list(self, **_):
         for run in selectors.runs_recent(200):

@@ -9,6 +9,8 @@ from modelserving.local_models import build_tiny_llama, is_prepared
 
 from .helpers.processes import ROOT, CeleryWorker, ModelServer
 
+PASSWORD = "a-long-password-9"
+
 # The worker's sampling settings: short timeouts and backoff so failure paths finish in seconds.
 WORKER_SAMPLING = {
     "SAMPLING_CONNECT_TIMEOUT": "2",
@@ -96,3 +98,14 @@ def offline_variants(variant_factory, monkeypatch):
     tests write the answers themselves (tests/helpers/preferences.py)."""
     monkeypatch.setattr("modelserving.tasks.generation_sample.delay_on_commit", lambda *args: None)
     return [variant_factory(name, base_url="http://127.0.0.1:9/v1", model_name="m") for name in ("cool", "warm")]
+
+
+@pytest.fixture
+def make_user(db):
+    """make(username, role="annotator") → a user made through the accounts service."""
+    from accounts.services import user_create
+
+    def make(username, role="annotator"):
+        return user_create(username=username, password=PASSWORD, role=role)
+
+    return make

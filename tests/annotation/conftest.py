@@ -1,18 +1,9 @@
 import pytest
 
-from accounts.services import user_create
 from annotation import services
 from modelserving import services as modelserving
 
-PASSWORD = "a-long-password-9"
-
-
-@pytest.fixture
-def make_user():
-    def make(username, role="annotator"):
-        return user_create(username=username, password=PASSWORD, role=role)
-
-    return make
+from ..conftest import PASSWORD  # noqa: F401 — the annotation tests import it from here
 
 
 @pytest.fixture

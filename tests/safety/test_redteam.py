@@ -7,7 +7,6 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
-from accounts.services import user_create
 from annotation.models import AttackVector, RiskCategory
 from modelserving import services as modelserving
 from modelserving.models import Generation
@@ -15,16 +14,6 @@ from safety import redteam
 from safety.models import RedTeamAttempt, RedTeamSession
 
 from ..conftest import wait_for
-
-PASSWORD = "a-long-password-9"
-
-
-@pytest.fixture
-def make_user(db):
-    def make(username, role="annotator"):
-        return user_create(username=username, password=PASSWORD, role=role)
-
-    return make
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts.services import user_create
 from annotation.models import AttackVector, RiskCategory
 from modelserving.models import Generation
 from safety import redteam
@@ -18,16 +17,9 @@ from safety.models import RedTeamAttempt, RedTeamSession
 
 pytestmark = pytest.mark.django_db
 
-PASSWORD = "a-long-password-9"
+from ..conftest import PASSWORD
+
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture
-def make_user():
-    def make(username, role="annotator"):
-        return user_create(username=username, password=PASSWORD, role=role)
-
-    return make
 
 
 @pytest.fixture

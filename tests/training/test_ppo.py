@@ -138,17 +138,26 @@ def test_the_job_runs_alone_prints_json_lines_and_writes_a_servable_checkpoint(t
 
 @pytest.fixture(scope="module")
 def tiny_reward_models(tiny_model_dir, tmp_path_factory):
-    """Two tiny random reward models (helpfulness, safety): the tiny Llama with a scalar head whose
-    weights are spread wide enough that σ(score) crosses the 0.15 safety threshold."""
+    """Two tiny random reward models (helpfulness, safety): the tiny Llama with a random scalar head.
+
+    A random model scores every conversation about the same (each ends in the same tokens), so the
+    safety head is turned to score high: σ(R_s) stays above 0.15 and the combined reward takes the
+    safety score exactly on the adversarial prompts, the helpfulness score on the others (the
+    threshold itself is tested in test_rewards.py)."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    probe = torch.tensor([tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}], return_dict=False)])
     paths = {}
     for seed, focus in enumerate(("helpfulness", "safety"), start=1):
         model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
         torch.manual_seed(seed)
         torch.nn.init.normal_(model.score.weight, std=0.5)
+        with torch.no_grad():
+            if focus == "safety" and model(input_ids=probe).logits.item() < 0:
+                model.score.weight.neg_()
         model.config.pad_token_id = tokenizer.pad_token_id
         paths[focus] = tmp_path_factory.mktemp(f"rm-{focus}")
         model.save_pretrained(paths[focus])
@@ -212,5 +221,7 @@ def test_ppo_on_reward_models_scores_with_the_combined_reward(tiny_model_dir, ti
                                                is_safety_prompt=r["is_safety"]))
                 for r, h, s in zip(rows, scores["helpfulness"], scores["safety"])]
     assert [r["reward"] for r in rows] == pytest.approx(expected, abs=1e-4)
-    chose_safety = [r["is_safety"] or rewards.sigmoid(s) < 0.15 for r, s in zip(rows, scores["safety"])]
-    assert any(chose_safety) and not all(chose_safety), "both reward models should have been used"
+    assert all(rewards.sigmoid(s) > 0.15 for s in scores["safety"])
+    for row, h, s in zip(rows, scores["helpfulness"], scores["safety"]):
+        assert row["reward"] == pytest.approx(s if row["is_safety"] else h, abs=1e-4)
+    assert {row["is_safety"] for row in rows} == {True, False}, "both reward models should have been used"

@@ -25,7 +25,6 @@ Events: `data`, `log` (sampling progress with phase "sampling", then the trainin
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import random
 import sys
@@ -34,9 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .common import emit, read_jsonl
-from .rejection_sampling import distributed_state, run_concurrently, sampler_for
-from .sft import NESTED_SKIP, Outer, SFTJobConfig, add_arguments, nested_arguments
-from .sft import main as sft_main
+from .rejection_sampling import run_concurrently, sample_then_train, sampler_for
+from .sft import NESTED_SKIP, SFTJobConfig, add_arguments, nested_arguments
 
 SEPARATOR = "\n\n"
 
@@ -169,21 +167,8 @@ def sample_dialogues(config: GAttJobConfig, out: Path) -> dict:
 
 
 def main(config: GAttJobConfig) -> dict:
-    out = Path(config.out)
-    sft = dataclasses.replace(config.sft, train=str(out / "gatt_train.jsonl"), eval="", base=config.base,
-                              out=str(out))
-    config = dataclasses.replace(config, sft=sft)
-    state = distributed_state(config.distributed_timeout_s)
-    summary = {}
-    if state is None or state.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.jsonl").write_text("")
-        summary = sample_dialogues(config, out)
-    if state is not None:
-        state.wait_for_everyone()  # the other ranks train on what rank 0 sampled
-    trained = sft_main(sft, outer=Outer(job="gatt", config=dataclasses.asdict(config), metrics=summary))
-    if state is None or state.is_main_process:
-        emit("done", **{**summary, **trained["summary"]})
+    summary, trained = sample_then_train(config, job="gatt", train_file="gatt_train.jsonl",
+                                         sample=sample_dialogues)
     return {"summary": summary, "train": trained}
 
 

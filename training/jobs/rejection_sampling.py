@@ -383,6 +383,27 @@ def sample_and_select(config: RejectionSamplingJobConfig, out: Path) -> dict:
             "scoring_seconds": round(scoring_seconds, 2), "temperature": config.temperature}
 
 
+def sample_then_train(config, *, job: str, train_file: str, sample) -> tuple[dict, dict]:
+    """Rank 0 samples (``sample(config, out)`` writes ``train_file`` under ``out`` and returns its
+    summary) while the other ranks wait; then every rank fine-tunes on it with SFT, and rank 0
+    emits ``done``. Shared by rejection sampling and Ghost Attention."""
+    out = Path(config.out)
+    sft = dataclasses.replace(config.sft, train=str(out / train_file), eval="", base=config.base, out=str(out))
+    config = dataclasses.replace(config, sft=sft)
+    state = distributed_state(config.distributed_timeout_s)
+    summary = {}
+    if state is None or state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.jsonl").write_text("")
+        summary = sample(config, out)
+    if state is not None:
+        state.wait_for_everyone()  # the other ranks train on what rank 0 wrote
+    trained = sft_main(sft, outer=Outer(job=job, config=dataclasses.asdict(config), metrics=summary))
+    if state is None or state.is_main_process:
+        emit("done", **{**summary, **trained["summary"]})
+    return summary, trained
+
+
 def main(config: RejectionSamplingJobConfig) -> dict:
     if not (config.helpfulness_rm or config.safety_rm):
         raise ValueError("rejection sampling needs --helpfulness-rm and/or --safety-rm")
@@ -392,21 +413,8 @@ def main(config: RejectionSamplingJobConfig) -> dict:
     if config.k < 1:
         raise ValueError("--k must be at least 1")
     out = Path(config.out)
-    sft = dataclasses.replace(config.sft, train=str(out / "kept.jsonl"), eval="", base=config.base,
-                              out=str(out))
-    config = dataclasses.replace(config, sft=sft)
-    state = distributed_state(config.distributed_timeout_s)
-    summary = {}
-    if state is None or state.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.jsonl").write_text("")
-        summary = sample_and_select(config, out)
-    if state is not None:
-        state.wait_for_everyone()  # the other ranks train on what rank 0 kept
-    trained = sft_main(sft, outer=Outer(job="rejection_sampling", config=dataclasses.asdict(config),
-                                        metrics=summary))
-    if state is None or state.is_main_process:
-        emit("done", **{**summary, **trained["summary"]})
+    summary, trained = sample_then_train(config, job="rejection_sampling", train_file="kept.jsonl",
+                                         sample=sample_and_select)
     return {"summary": summary, "train": trained,
             "gain": json.loads((out / "gain.json").read_text()) if (out / "gain.json").is_file() else None}
 

@@ -140,7 +140,24 @@ class Dialogue(models.Model):
         return self.risk_category_id is not None
 
 
-class Turn(models.Model):
+class JudgementFields(models.Model):
+    """One judgement of a pair: a turn's own, or an overlap review's (empty until submitted)."""
+
+    chosen_generation = models.ForeignKey("modelserving.Generation", null=True, blank=True,
+                                          on_delete=models.PROTECT, related_name="+")
+    strength = models.CharField(max_length=24, choices=Strength.choices, blank=True)
+    chosen_safe = models.BooleanField(null=True, blank=True)
+    other_safe = models.BooleanField(null=True, blank=True)
+    safety_bin = models.CharField(max_length=30, choices=SafetyBin.choices, blank=True)
+    both_unusable = models.BooleanField(default=False)
+    unusable_reason = models.TextField(blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class Turn(JudgementFields):
     """One user message, the pair sampled for it, and the annotator's judgement of the pair."""
 
     dialogue = models.ForeignKey(Dialogue, on_delete=models.CASCADE, related_name="turns")
@@ -151,16 +168,7 @@ class Turn(models.Model):
                                         help_text="Shown as response A (left); the other is B.")
     created_at = models.DateTimeField(auto_now_add=True)
 
-    # The judgement (empty until submitted).
-    chosen_generation = models.ForeignKey("modelserving.Generation", null=True, blank=True,
-                                          on_delete=models.PROTECT, related_name="+")
-    strength = models.CharField(max_length=24, choices=Strength.choices, blank=True)
-    chosen_safe = models.BooleanField(null=True, blank=True)
-    other_safe = models.BooleanField(null=True, blank=True)
-    safety_bin = models.CharField(max_length=30, choices=SafetyBin.choices, blank=True)
-    both_unusable = models.BooleanField(default=False)
-    unusable_reason = models.TextField(blank=True)
-    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    # The judgement's fields come from JudgementFields.
     submitted_at = models.DateTimeField(null=True, blank=True, db_index=True)
     batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.PROTECT, related_name="turns")
     split = models.CharField(max_length=5, blank=True, choices=[("train", "train"), ("test", "test")],
@@ -264,7 +272,7 @@ class GoldItem(models.Model):
         return f"gold {self.turn}"
 
 
-class ReviewTask(models.Model):
+class ReviewTask(JudgementFields):
     """One re-judgement of a turn by another annotator (overlap review) or one serve of a gold
     item; handed out through a leased queue (annotation/review.py)."""
 
@@ -290,15 +298,6 @@ class ReviewTask(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
                                  related_name="reviews_done")
-    chosen_generation = models.ForeignKey("modelserving.Generation", null=True, blank=True,
-                                          on_delete=models.PROTECT, related_name="+")
-    strength = models.CharField(max_length=24, choices=Strength.choices, blank=True)
-    chosen_safe = models.BooleanField(null=True, blank=True)
-    other_safe = models.BooleanField(null=True, blank=True)
-    safety_bin = models.CharField(max_length=30, choices=SafetyBin.choices, blank=True)
-    both_unusable = models.BooleanField(default=False)
-    unusable_reason = models.TextField(blank=True)
-    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
 

@@ -4,7 +4,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -13,9 +13,9 @@ from accounts.roles import ANNOTATOR
 
 from . import review
 from .batch_api import AdminOnly
-from .leases import LeaseLost
 from .models import ReviewTask, Turn
 from .quality import quality_report
+from .refusals import refusal
 from .selectors import batch_by_label
 from .serializers import JudgementSerializer
 from .services import Judgement
@@ -47,13 +47,6 @@ class ReviewTaskSerializer(serializers.Serializer):
 class ReviewSubmitSerializer(JudgementSerializer):
     lease_token = serializers.UUIDField()
 
-
-def _refusal(error):
-    if isinstance(error, LeaseLost):
-        return Response({"detail": error.messages[0]}, status=status.HTTP_409_CONFLICT)
-    if isinstance(error, DjangoPermissionDenied):
-        raise PermissionDenied(str(error))
-    raise ValidationError(error.message_dict if hasattr(error, "error_dict") else {"detail": error.messages})
 
 
 class ReviewClaim(APIView):
@@ -87,7 +80,7 @@ class ReviewSubmit(APIView):
             done = review.review_submit(task=task, reviewer=request.user, lease_token=token,
                                         judgement=Judgement(**data))
         except (DjangoValidationError, DjangoPermissionDenied) as error:
-            return _refusal(error)
+            return refusal(error)
         return Response({"id": done.pk, "status": done.status})
 
 
@@ -107,7 +100,7 @@ class OverlapPolicyView(APIView):
         try:
             policy = review.overlap_policy_set(admin=request.user, **incoming.validated_data)
         except DjangoValidationError as error:
-            return _refusal(error)
+            return refusal(error)
         return Response(OverlapPolicySerializer(policy).data)
 
 
@@ -133,7 +126,7 @@ class GoldMark(APIView):
             review.gold_mark(admin=request.user, turn=turn, choice_generation_id=data["expected_generation"],
                              strength=data["expected_strength"], note=data["note"])
         except DjangoValidationError as error:
-            return _refusal(error)
+            return refusal(error)
         return Response(data, status=status.HTTP_201_CREATED)
 
 

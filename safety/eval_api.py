@@ -5,13 +5,12 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import HasRole
 from accounts.roles import ADMIN, ANNOTATOR, RESEARCHER
-from annotation.leases import LeaseLost
+from annotation.refusals import refusal
 from modelserving.models import PolicyVariant
 
 from . import evaluation as service
@@ -48,13 +47,6 @@ class EvaluationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-def _refused(error):
-    if isinstance(error, LeaseLost):
-        return Response({"detail": error.messages[0]}, status=status.HTTP_409_CONFLICT)
-    if isinstance(error, DjangoPermissionDenied):
-        raise PermissionDenied(str(error))
-    raise ValidationError(error.message_dict if hasattr(error, "error_dict") else {"detail": error.messages})
-
 
 class EvaluationListCreate(APIView):
     permission_classes = [Staff]
@@ -74,7 +66,7 @@ class EvaluationListCreate(APIView):
             evaluation = service.evaluation_create(user=request.user, name=data["name"], variants=data["variants"],
                                                    prompts=prompts, raters=data["raters"])
         except (DjangoValidationError, DjangoPermissionDenied) as error:
-            return _refused(error)
+            return refusal(error)
         return Response(EvaluationSerializer(evaluation).data, status=status.HTTP_201_CREATED)
 
 
@@ -129,5 +121,5 @@ class RatingSubmit(APIView):
         try:
             done = service.rating_submit(slot=slot, rater=request.user, **incoming.validated_data)
         except DjangoValidationError as error:
-            return _refused(error)
+            return refusal(error)
         return Response({"id": done.pk, "rating": done.rating})

@@ -4,12 +4,12 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import HasRole
 from accounts.roles import RESEARCHER
+from annotation.refusals import refusal
 
 from . import selectors, services
 from .data import ROLES
@@ -96,9 +96,6 @@ class RunDetailSerializer(RunSerializer):
         return selectors.run_series(run)
 
 
-def _refused(error: DjangoValidationError):
-    return ValidationError(error.message_dict if hasattr(error, "error_dict") else {"detail": error.messages})
-
 
 class RunListCreate(APIView):
     permission_classes = [ResearcherOnly]
@@ -114,7 +111,7 @@ class RunListCreate(APIView):
         try:
             run = services.run_launch(researcher=request.user, **given.validated_data)
         except DjangoValidationError as error:
-            raise _refused(error) from None
+            return refusal(error)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
@@ -130,7 +127,7 @@ class PolicyRunCreate(APIView):
         try:
             run = policy_run_launch(researcher=request.user, **data)
         except DjangoValidationError as error:
-            raise _refused(error) from None
+            return refusal(error)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
 
 

@@ -3,11 +3,10 @@
 from django import forms
 
 from annotation.models import Batch, Focus, PreferenceSource
+from modelserving.models import PolicyVariant
 
 from .data import ROLES
 from .jobs.losses import MARGIN_TABLES
-from modelserving.models import PolicyVariant
-
 from .models import Checkpoint, TrainingRun
 from .policy import SETTINGS
 

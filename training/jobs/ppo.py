@@ -22,7 +22,9 @@ Models: the policy from `--policy`; the reference π_0 a frozen copy; the value 
 helpfulness RM (the safety RM when only it is given) read at every position through its score
 head, or, with no RM, the policy's decoder with a zero-initialised scalar head. Trainable models
 keep float32 weights and run under bf16 autocast where the hardware has it (a 1e-6 step is lost
-in bf16 weights); the frozen ones are loaded in bf16.
+in bf16 weights); the frozen ones are loaded in bf16. Under `accelerate launch` every process
+samples its share of the batch with its own full copy of the policy (DDP); sharding the policy
+(FSDP, ZeRO-3) would need generation over gathered weights, which this job does not do.
 
 Output in `out`: the final policy (safetensors, with its tokenizer and a generation config that
 samples), `tandem_job.json` (config, seed, step, metrics), `metrics.jsonl` and `samples.jsonl`.
@@ -64,8 +66,8 @@ class PPOJobConfig:
     iterations: int = 200  # PPO iterations (the paper: 200–400)
     batch_size: int = 512  # rollouts per iteration, all processes together (the paper's 512)
     mini_batch_size: int = 64  # rollouts per gradient step, all processes together (the paper's 64)
-    micro_batch_size: int = 8  # rollouts per forward/backward on one device, accumulated into a mini-batch
-    rollout_batch_size: int = 64  # prompts per generate call and per scoring forward on one device
+    micro_batch_size: int = 8  # rollouts per forward (and backward) on one device; a mini-batch accumulates them
+    rollout_batch_size: int = 64  # prompts per generate call and per reward-model batch on one device
     ppo_epochs: int = 1  # passes over an iteration's rollouts (1: one gradient step per mini-batch, as the paper)
     learning_rate: float = 1e-6  # constant (the paper's)
     adam_beta1: float = 0.9
@@ -386,18 +388,19 @@ def main(config: PPOJobConfig) -> dict:
     def forward_no_grad(prompt_ids, responses):
         """Per rollout: log π_old, log π_0 and V_old over its response tokens (1-D tensors)."""
         logprobs, ref_logprobs, values = [], [], []
-        for start in range(0, len(responses), config.rollout_batch_size):
-            p, r = prompt_ids[start:start + config.rollout_batch_size], responses[start:start + config.rollout_batch_size]
+        size = config.micro_batch_size  # the logits over the vocabulary are what takes the memory
+        for start in range(0, len(responses), size):
+            p, r = prompt_ids[start:start + size], responses[start:start + size]
             input_ids, attention, positions, mask, width = collate(p, r, pad_id=pad_id)
             input_ids, attention, positions = input_ids.to(device), attention.to(device), positions.to(device)
             labels = input_ids[:, -width:]
             with torch.no_grad(), accelerator.autocast():
                 logits, value_estimates = unwrapped(input_ids, attention, positions, width)
-                policy_lp = logprobs_from_logits(logits / config.temperature, labels)
+                policy_lp = logprobs_from_logits(logits.float() / config.temperature, labels)
                 del logits
                 ref_logits = reference(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                                        logits_to_keep=width + 1, use_cache=False).logits[:, :-1]
-                ref_lp = logprobs_from_logits(ref_logits / config.temperature, labels)
+                ref_lp = logprobs_from_logits(ref_logits.float() / config.temperature, labels)
                 del ref_logits
             for i, response in enumerate(r):
                 n = len(response)
@@ -432,10 +435,13 @@ def main(config: PPOJobConfig) -> dict:
         state = accelerator.get_state_dict(model)  # every process takes part (FSDP / DeepSpeed gather)
         if not accelerator.is_main_process:
             return
-        policy_state = {k[len("policy."):]: v.to(save_dtype) for k, v in state.items() if k.startswith("policy.")}
-        target = unwrapped.policy
-        target.config.dtype = save_dtype
-        target.save_pretrained(out, state_dict=policy_state, safe_serialization=True)
+        cast = {}  # one cast per storage, so that tied weights (embeddings and LM head) stay tied
+        policy_state = {k[len("policy."):]: cast.setdefault(v.data_ptr(), v.to(save_dtype))
+                        for k, v in state.items() if k.startswith("policy.")}
+        unwrapped.policy.save_pretrained(out, state_dict=policy_state, safe_serialization=True)
+        model_config = json.loads((out / "config.json").read_text())
+        model_config["dtype"] = str(save_dtype).removeprefix("torch.")
+        (out / "config.json").write_text(json.dumps(model_config, indent=2) + "\n")
         tokenizer.save_pretrained(out)
         # `transformers serve` samples only when the generation config says so.
         path = out / "generation_config.json"

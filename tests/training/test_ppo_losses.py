@@ -8,6 +8,7 @@ import torch
 from training.jobs.ppo_losses import (
     entropy_from_logits,
     gae,
+    kl_penalised_rewards,
     kl_per_token,
     logprobs_from_logits,
     masked_mean,
@@ -56,6 +57,14 @@ def test_kl_per_token_is_the_k1_estimator():
     logprobs = torch.log(torch.tensor([0.5, 0.25, 0.1]))
     ref = torch.log(torch.tensor([0.25, 0.25, 0.2]))
     close(kl_per_token(logprobs, ref), [math.log(2), 0.0, -math.log(2)])
+
+
+def test_the_sequence_reward_lands_on_the_last_token_and_the_kl_on_every_token():
+    # β = 0.1: r_t = −0.1 · KL_t; the first response has three tokens, the second two (then padding).
+    kl = torch.tensor([[0.2, -0.1, 0.3], [0.5, 1.0, 7.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    rewards = kl_penalised_rewards(torch.tensor([1.5, -2.0]), kl, mask, kl_coef=0.1)
+    close(rewards, [[-0.02, 0.01, 1.5 - 0.03], [-0.05, -2.0 - 0.1, 0.0]])
 
 
 def test_gae_on_a_three_token_response_worked_by_hand():

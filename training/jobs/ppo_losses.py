@@ -119,3 +119,16 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
     """
     clipped = old_values + torch.clamp(values - old_values, -clip, clip)
     return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
+
+
+def kl_penalised_rewards(sequence_rewards: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor,
+                         kl_coef: float) -> torch.Tensor:
+    """Per-token rewards: r_t = −β·KL_t on every response token, plus the sequence's (whitened)
+    reward R at its last token (the last 1 of its right-padded mask). sequence_rewards [batch],
+    kl and mask [batch, tokens] → [batch, tokens], 0 on the padding."""
+    mask = mask.to(kl.dtype)
+    rewards = -kl_coef * kl * mask
+    last = mask.sum(-1).long() - 1
+    rows = torch.arange(rewards.shape[0], device=rewards.device)
+    rewards[rows, last] += sequence_rewards.to(rewards.dtype)
+    return rewards

@@ -302,7 +302,8 @@ def demonstration_write(*, annotator, prompt: str, answer: str, system_prompt: s
 def demonstration_rewrite(*, annotator, turn: Turn, answer: str) -> Demonstration:
     """The annotator's rewrite of the response they chose in one of their judged turns: the same
     context, a better answer."""
-    turn = Turn.objects.select_for_update().select_related("dialogue", "chosen_generation").get(pk=turn.pk)
+    turn = (Turn.objects.select_for_update(of=("self",)).select_related("dialogue", "chosen_generation")
+            .get(pk=turn.pk))
     _own(turn.dialogue.annotator_id, annotator)
     if not turn.is_judged or turn.chosen_generation is None:
         raise ValidationError("Only a judged turn with a chosen response can be rewritten.")

@@ -1,5 +1,21 @@
+from importlib import import_module
+
 from django.apps import AppConfig
+
+
+def ensure_seeds(sender, **kwargs):
+    """Re-run the seed of the paper's risk categories, attack vectors and first guidelines after
+    every migrate (and after a flush, which empties tables but keeps the migration history). It
+    only adds what is missing."""
+    from django.apps import apps
+
+    import_module("annotation.migrations.0002_seed_lists_and_guidelines").seed(apps, None)
 
 
 class AnnotationConfig(AppConfig):
     name = "annotation"
+
+    def ready(self):
+        from django.db.models.signals import post_migrate
+
+        post_migrate.connect(ensure_seeds, sender=self, dispatch_uid="annotation.ensure_seeds")

@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from collections import defaultdict
@@ -148,12 +149,14 @@ def main(config: RewardJobConfig) -> dict:
     eval_pairs = read_pairs(config.eval) if config.eval else []
     rows, truncated = tokenize_pairs(train_pairs, tokenizer, max_length=config.max_length,
                                      margin_table=config.margin_table)
-    emit("data", train_pairs=len(train_pairs), eval_pairs=len(eval_pairs), truncated=truncated,
-          margin_table=config.margin_table)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate/torchrun, rank 0 alone reports
+    if main_process:
+        emit("data", train_pairs=len(train_pairs), eval_pairs=len(eval_pairs), truncated=truncated,
+             margin_table=config.margin_table)
 
     use_bf16 = {"yes": True, "no": False}.get(config.bf16, torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    model = AutoModelForSequenceClassification.from_pretrained(
-        config.base, num_labels=1, dtype=torch.bfloat16 if use_bf16 else torch.float32)
+    # float32 master weights, bf16 autocast: a 1e-5 step is below bf16's precision for most weights.
+    model = AutoModelForSequenceClassification.from_pretrained(config.base, num_labels=1, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
 
     pairs_per_step = config.per_device_batch_size * config.gradient_accumulation_steps
@@ -163,7 +166,7 @@ def main(config: RewardJobConfig) -> dict:
 
     class JsonLines(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs:
+            if logs and state.is_world_process_zero:
                 record = {"step": state.global_step, "max_steps": state.max_steps, **logs}
                 emit("log", **record)
                 with open(metrics_path, "a") as handle:
@@ -192,15 +195,16 @@ def main(config: RewardJobConfig) -> dict:
     evaluation = evaluate(trainer.model, tokenizer, eval_pairs, max_length=config.max_length,
                           bins=config.histogram_bins) if eval_pairs else None
 
+    trainer.save_model(str(out))  # safetensors; every rank takes part (FSDP / ZeRO-3 gather), rank 0 writes
     if trainer.is_world_process_zero():
-        trainer.save_model(str(out))  # safetensors
         tokenizer.save_pretrained(str(out))
         (out / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
         (out / "tandem_job.json").write_text(json.dumps(
             {"job": "reward", "config": dataclasses.asdict(config), "seed": config.seed, "metrics": summary,
              "eval": {k: evaluation[k] for k in ("pairs", "accuracy", "accuracy_per_strength")} if evaluation else None},
             indent=2) + "\n")
-    emit("done", **summary, eval_accuracy=evaluation["accuracy"] if evaluation else None)
+    if trainer.is_world_process_zero():
+        emit("done", **summary, eval_accuracy=evaluation["accuracy"] if evaluation else None)
     return {"summary": summary, "eval": evaluation}
 
 

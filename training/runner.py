@@ -150,15 +150,18 @@ class _Recorder:
             self.summary["samples"] = [*self.summary.get("samples", [])[-4:], {"step": self.step, **event}]
 
     def flush(self, *, beat: bool) -> bool:
-        """Store what came in; False when the run is no longer ours to write."""
-        if self.pending:
-            RunMetric.objects.bulk_create(self.pending)
-            self.pending = []
+        """Store what came in, metric lines and the run's progress together; False when the run
+        is no longer ours to write."""
         fields = {"step": self.step, "max_steps": self.max_steps, "summary": self.summary,
                   "log_tail": "\n".join(self.tail)}
         if beat:
             fields["heartbeat_at"] = timezone.now()
-        return bool(TrainingRun.objects.filter(pk=self.run.pk, status=TrainingRun.Status.RUNNING).update(**fields))
+        with transaction.atomic():
+            if self.pending:
+                RunMetric.objects.bulk_create(self.pending)
+                self.pending = []
+            return bool(TrainingRun.objects.filter(pk=self.run.pk, status=TrainingRun.Status.RUNNING)
+                        .update(**fields))
 
 
 def _prepare(run: TrainingRun, run_dir: Path) -> tuple[dict, Path]:

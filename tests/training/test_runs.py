@@ -138,3 +138,23 @@ def test_a_checkpoint_is_verified_before_it_is_registered(tiny_model_dir, tmp_pa
     (out / "model.safetensors").write_bytes(weights)
     (out / "eval.json").write_text("{")
     assert "unreadable" in checkpoint_verify(out, expect_eval=True)[2]
+
+
+def test_a_run_failed_by_the_check_while_its_job_runs_has_the_job_ended(celery_worker, preference_batch,
+                                                                       researcher, tiny_base):
+    """If the check fails a run whose worker was only slow (a long pause, a lost database
+    connection), the worker finds the run no longer its own at its next write and ends the job
+    instead of spending the GPU on a run nobody follows; the failed run is left as the check wrote it."""
+    from training.services import runs_fail_silent
+
+    batch = preference_batch(helpfulness=40)
+    run = run_launch(researcher=researcher, focus="helpfulness", batches=[str(batch)], base=tiny_base,
+                     **{**FAST, "epochs": 20})
+    job = job_pid(run)
+    wait_for(lambda: RunMetric.objects.filter(run=run).exists(), timeout=240, message="the job to train")
+    assert runs_fail_silent(timeout=-60) == [run.pk]  # every heartbeat counts as too old
+    wait_for(lambda: not psutil.pid_exists(job) or psutil.Process(job).status() == psutil.STATUS_ZOMBIE,
+             timeout=60, message="the job to be ended")
+    run.refresh_from_db()
+    assert run.status == "failed" and "No heartbeat since" in run.error
+    assert not Checkpoint.objects.filter(run=run).exists()

@@ -11,6 +11,7 @@ from accounts.decorators import role_required
 from accounts.roles import ANNOTATOR
 
 from . import services
+from .forms import add_service_errors
 from .models import Demonstration
 from .selectors import own_turn
 
@@ -27,16 +28,6 @@ class RewriteForm(forms.Form):
     answer = forms.CharField(widget=forms.Textarea(attrs={"rows": 12}), required=False)
 
 
-def _add_errors(form, error: ValidationError) -> None:
-    if hasattr(error, "error_dict"):
-        for field, problems in error.message_dict.items():
-            for problem in problems:
-                form.add_error(field if field in form.fields else None, problem)
-    else:
-        for problem in error.messages:
-            form.add_error(None, problem)
-
-
 @role_required(ANNOTATOR)
 @require_http_methods(["GET", "POST"])
 def demonstrations(request):
@@ -45,7 +36,7 @@ def demonstrations(request):
         try:
             services.demonstration_write(annotator=request.user, **form.cleaned_data)
         except ValidationError as error:
-            _add_errors(form, error)
+            add_service_errors(form, error)
         else:
             messages.success(request, "Demonstration stored.")
             return redirect("annotation:demonstrations")
@@ -66,7 +57,7 @@ def rewrite(request, pk: int):
         try:
             services.demonstration_rewrite(annotator=request.user, turn=turn, answer=form.cleaned_data["answer"])
         except ValidationError as error:
-            _add_errors(form, error)
+            add_service_errors(form, error)
         else:
             messages.success(request, "Rewrite stored as a demonstration.")
             return redirect("annotation:demonstrations")

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.decorators import role_required
 from accounts.roles import ADMIN, ANNOTATOR, RESEARCHER
 from annotation.charts import bar_chart
+from annotation.forms import add_service_errors
 from annotation.leases import LeaseLost, held_by
 from modelserving.models import PolicyVariant
 
@@ -53,9 +54,7 @@ def evaluations(request):
         except UnicodeDecodeError:
             form.add_error("prompts_file", "The file is not UTF-8 text.")
         except ValidationError as error:
-            for field, problems in error.message_dict.items():
-                for problem in problems:
-                    form.add_error(field if field in form.fields else None, problem)
+            add_service_errors(form, error)
         else:
             return redirect("safety:evaluation", evaluation.pk)
     return render(request, "safety/evaluations.html",

@@ -60,10 +60,6 @@ class RewardRunForm(forms.Form):
                   "max_length", "batch_size", "per_device_batch_size", "seed")
         return {**{key: data[key] for key in fields}, "mix": mix}
 
-    def add_service_errors(self, error) -> None:
-        for field, messages in error.message_dict.items():
-            for message in messages:
-                self.add_error(field if field in self.fields else None, message)
 
 
 class PolicyRunForm(forms.Form):
@@ -125,5 +121,3 @@ class PolicyRunForm(forms.Form):
                 "safety_rm": data["safety_rm"], "pool_runs": [int(pk) for pk in data["pool_runs"]],
                 "instructions": data["instructions"].splitlines(),
                 "job_settings": {key: data[key] for key in self.SETTING_FIELDS if data.get(key)}}
-
-    add_service_errors = RewardRunForm.add_service_errors

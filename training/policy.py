@@ -4,8 +4,6 @@ through the same task, heartbeat and failure handling as a reward-model run (run
 
 from __future__ import annotations
 
-import math
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -14,7 +12,7 @@ from annotation.models import Batch, Demonstration
 from modelserving.models import PolicyVariant
 
 from .models import Checkpoint, TrainingRun
-from .services import _require_researcher, checkpoint_default_base
+from .services import _require_researcher, checkpoint_default_base, number_in_range
 
 # The settings a researcher may change, per kind, with their bounds. Everything else keeps the
 # job's default (the paper's).
@@ -53,15 +51,9 @@ def _settings(kind: str, given: dict, errors: dict) -> dict:
             config[key] = str(value).lower() in ("true", "1", "yes", "on")
             continue
         low, high = allowed[key]
-        try:
-            number = int(value) if key in INTEGER else float(value)
-        except (TypeError, ValueError):
-            errors[key] = f"Not a number: {value!r}."
-            continue
-        if not (low <= number <= high) or (isinstance(number, float) and not math.isfinite(number)):
-            errors[key] = f"Must be between {low:g} and {high:g}."
-            continue
-        config[key] = number
+        number = number_in_range(errors, key, value, low, high, kind=int if key in INTEGER else float)
+        if key not in errors:
+            config[key] = number
     return config
 
 

@@ -74,7 +74,8 @@ def _require_researcher(user) -> None:
         raise PermissionDenied("Only researchers launch and cancel training runs.")
 
 
-def _bounded(errors: dict, field: str, value, low, high, *, kind=float):
+def number_in_range(errors: dict, field: str, value, low, high, *, kind=float):
+    """``value`` as ``kind``; a refusal in ``errors[field]`` when it is no number or out of range."""
     try:
         value = kind(value)
     except (TypeError, ValueError):
@@ -113,16 +114,17 @@ def reward_run_validate(*, focus, batches, sources, base, mix, margin_table, lea
         errors["base"] = "No base checkpoint: run `manage.py prepare_default_model` or register one."
     elif base.kind != Checkpoint.Kind.POLICY or model_folder_problem(Path(base.path)):
         errors["base"] = f"{base} is not a usable chat checkpoint."
-    learning_rate = _bounded(errors, "learning_rate", learning_rate, 1e-8, 1e-2)
-    epochs = _bounded(errors, "epochs", epochs, 0.01, 20)
-    max_length = _bounded(errors, "max_length", max_length, 16, 32768, kind=int)
-    batch_size = _bounded(errors, "batch_size", batch_size, 1, 8192, kind=int)
-    per_device_batch_size = _bounded(errors, "per_device_batch_size", per_device_batch_size, 1, 1024, kind=int)
-    seed = _bounded(errors, "seed", seed, 0, 2**31 - 1, kind=int)
+    learning_rate = number_in_range(errors, "learning_rate", learning_rate, 1e-8, 1e-2)
+    epochs = number_in_range(errors, "epochs", epochs, 0.01, 20)
+    max_length = number_in_range(errors, "max_length", max_length, 16, 32768, kind=int)
+    batch_size = number_in_range(errors, "batch_size", batch_size, 1, 8192, kind=int)
+    per_device_batch_size = number_in_range(errors, "per_device_batch_size", per_device_batch_size, 1, 1024,
+                                            kind=int)
+    seed = number_in_range(errors, "seed", seed, 0, 2**31 - 1, kind=int)
     defaults = default_mix(focus, list(known.values())) if focus in Focus.values else {}
     mix = {**defaults, **(mix or {})}
     mix["sources"] = {**defaults.get("sources", {}), **(mix.get("sources") or {})}
-    share = _bounded(errors, "primary_share", mix.get("primary_share"), 0.01, 1.0)
+    share = number_in_range(errors, "primary_share", mix.get("primary_share"), 0.01, 1.0)
     if mix.get("other_focus") not in ROLES:
         errors["other_focus"] = f"Use one of {', '.join(ROLES)}."
     for name, role in (mix.get("sources") or {}).items():

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.decorators import role_required
 from accounts.roles import RESEARCHER
 from annotation.charts import bar_chart, histogram_chart, line_chart
+from annotation.forms import add_service_errors
 
 from . import selectors, services
 from .forms import PolicyRunForm, RewardRunForm
@@ -33,7 +34,7 @@ def dashboard(request):
         try:
             run = services.run_launch(researcher=request.user, **form.launch_arguments())
         except ValidationError as error:
-            form.add_service_errors(error)
+            add_service_errors(form, error)
         else:
             return redirect("training:run", run.pk)
     context = {"form": form, **_runs_context(), "reward_models": selectors.reward_models()}
@@ -52,7 +53,7 @@ def policy_launch(request):
         try:
             run = policy_run_launch(researcher=request.user, **form.launch_arguments())
         except ValidationError as error:
-            form.add_service_errors(error)
+            add_service_errors(form, error)
         else:
             return redirect("training:run", run.pk)
     return render(request, "training/policy_launch.html", {"form": form}, status=400 if form.errors else 200)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import time
 
@@ -62,3 +64,27 @@ def score_conversations(model, tokenizer, conversations: list[list[dict]], *, ma
         sequences.append(list(ids)[-max_length:])
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return score_token_ids(model, sequences, pad_id=pad, batch_size=batch_size)
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a yes/no value: {text!r}")
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls, *, prefix: str = "", skip=(), required=()) -> None:
+    """One `--flag value` per field of a config dataclass (bools take a value too, as the launcher
+    passes `--key value` for every setting); list fields repeat (`--pool a --pool b`)."""
+    kinds = {"str": str, "int": int, "float": float, "bool": _boolean}
+    for item in dataclasses.fields(cls):
+        name = item.type if isinstance(item.type, str) else getattr(item.type, "__name__", "")
+        if item.name in skip:
+            continue
+        flag = "--" + item.name.replace("_", "-")
+        if name == "list[str]":
+            parser.add_argument(flag, action="append", default=[], dest=prefix + item.name)
+        elif name in kinds:
+            parser.add_argument(flag, type=kinds[name], default=item.default, dest=prefix + item.name,
+                                required=item.name in required)

@@ -32,9 +32,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import emit, read_jsonl
+from .common import add_arguments, emit, read_jsonl
 from .rejection_sampling import run_concurrently, sample_then_train, sampler_for
-from .sft import NESTED_SKIP, SFTJobConfig, add_arguments, nested_arguments
+from .sft import NESTED_SKIP, SFTJobConfig, nested_arguments
 
 SEPARATOR = "\n\n"
 

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import emit, read_jsonl, score_conversations
+from .common import add_arguments, emit, read_jsonl, score_conversations
 
 RM_NAMES = ("helpfulness", "safety")
 
@@ -144,10 +144,7 @@ def main(config: PolicyEvalJobConfig) -> dict:
 
 def parse(argv: list[str]) -> PolicyEvalJobConfig:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for item in dataclasses.fields(PolicyEvalJobConfig):
-        kind = {"str": str, "int": int, "float": float}[item.type] if isinstance(item.type, str) else item.type
-        parser.add_argument("--" + item.name.replace("_", "-"), type=kind, default=item.default,
-                            required=item.name in ("prompts", "variants", "out"))
+    add_arguments(parser, PolicyEvalJobConfig, required=("prompts", "variants", "out"))
     return PolicyEvalJobConfig(**vars(parser.parse_args(argv)))
 
 

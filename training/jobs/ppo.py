@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import rewards
-from .common import emit, messages_of, read_jsonl, score_conversations
+from .common import add_arguments, emit, messages_of, read_jsonl, score_conversations
 
 
 @dataclass
@@ -269,11 +269,25 @@ def main(config: PPOJobConfig) -> dict:
     import torch
     from accelerate import Accelerator
     from accelerate.utils import gather_object, set_seed
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
-    from transformers import AutoTokenizer, GenerationConfig
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        GenerationConfig,
+    )
 
-    from .ppo_losses import entropy_from_logits, gae, kl_penalised_rewards, kl_per_token, logprobs_from_logits
-    from .ppo_losses import masked_mean, masked_whiten, policy_loss, value_loss
+    from .ppo_losses import (
+        entropy_from_logits,
+        gae,
+        kl_penalised_rewards,
+        kl_per_token,
+        logprobs_from_logits,
+        masked_mean,
+        masked_whiten,
+        policy_loss,
+        value_loss,
+    )
 
     if bool(config.reward_fn) == bool(config.helpfulness_rm or config.safety_rm):
         raise ValueError("give either --reward-fn or at least one of --helpfulness-rm / --safety-rm")
@@ -602,23 +616,10 @@ def main(config: PPOJobConfig) -> dict:
     return {"summary": summary, "history": history, "evaluations": evaluations}
 
 
-def _boolean(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
 def parse(argv: list[str]) -> PPOJobConfig:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    kinds = {"str": str, "int": int, "float": float, "bool": _boolean}
-    for item in dataclasses.fields(PPOJobConfig):
-        if item.name == "extra":
-            continue
-        parser.add_argument("--" + item.name.replace("_", "-"), type=kinds[str(item.type)],
-                            default=item.default, required=item.name in ("prompts", "policy", "out"))
+    add_arguments(parser, PPOJobConfig, required=("prompts", "policy", "out"))
     return PPOJobConfig(**vars(parser.parse_args(argv)))
 
 

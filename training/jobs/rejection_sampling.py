@@ -38,9 +38,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import emit, messages_of, read_jsonl, score_conversations
+from .common import add_arguments, emit, messages_of, read_jsonl, score_conversations
 from .rewards import SAFETY_THRESHOLD, combined, logit, sigmoid
-from .sft import NESTED_SKIP, Outer, SFTJobConfig, add_arguments, nested_arguments
+from .sft import NESTED_SKIP, Outer, SFTJobConfig, nested_arguments
 from .sft import main as sft_main
 
 

@@ -28,7 +28,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import emit, messages_of, read_jsonl, score_token_ids
+from .common import add_arguments, emit, messages_of, read_jsonl, score_token_ids
 from .losses import margin_for
 
 STRENGTHS = ("significantly_better", "better", "slightly_better", "negligibly_better")
@@ -210,12 +210,7 @@ def main(config: RewardJobConfig) -> dict:
 
 def parse(argv: list[str]) -> RewardJobConfig:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for item in dataclasses.fields(RewardJobConfig):
-        if item.name == "extra":
-            continue
-        kind = item.type if isinstance(item.type, type) else {"str": str, "int": int, "float": float}[item.type]
-        parser.add_argument("--" + item.name.replace("_", "-"), type=kind, default=item.default,
-                            required=item.name in ("train", "base", "out"))
+    add_arguments(parser, RewardJobConfig, required=("train", "base", "out"))
     return RewardJobConfig(**vars(parser.parse_args(argv)))
 
 

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import emit, messages_of, read_jsonl
+from .common import add_arguments, emit, messages_of, read_jsonl
 
 
 @dataclass
@@ -241,30 +241,6 @@ def main(config: SFTJobConfig, *, outer: Outer | None = None) -> dict:
 
 
 # Command lines, shared by the jobs that nest an SFTJobConfig.
-
-def _boolean(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"not a yes/no value: {text!r}")
-
-
-def add_arguments(parser: argparse.ArgumentParser, cls, *, prefix: str = "", skip=(), required=()) -> None:
-    """One `--flag value` per field of a config dataclass (bools take a value too, as the launcher
-    passes `--key value` for every setting); list fields repeat (`--pool a --pool b`)."""
-    kinds = {"str": str, "int": int, "float": float, "bool": _boolean}
-    for item in dataclasses.fields(cls):
-        name = item.type if isinstance(item.type, str) else getattr(item.type, "__name__", "")
-        if item.name in skip:
-            continue
-        flag = "--" + item.name.replace("_", "-")
-        if name == "list[str]":
-            parser.add_argument(flag, action="append", default=[], dest=prefix + item.name)
-        elif name in kinds:
-            parser.add_argument(flag, type=kinds[name], default=item.default, dest=prefix + item.name,
-                                required=item.name in required)
-
 
 def nested_arguments(namespace: argparse.Namespace, prefix: str) -> dict:
     return {key[len(prefix):]: value for key, value in vars(namespace).items() if key.startswith(prefix)}

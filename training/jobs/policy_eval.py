@@ -65,25 +65,18 @@ def _messages(row: dict) -> list[dict]:
 
 
 def sample_all(config: PolicyEvalJobConfig, variants: list[dict], prompts: list[list[dict]]) -> dict[str, list]:
-    import openai
+    """One answer per prompt and variant (None when the endpoint refused it after its retries)."""
+    from .rejection_sampling import Sampler
 
     answers: dict[str, list] = {}
     for variant in variants:
-        client = openai.OpenAI(base_url=variant["base_url"], api_key=variant.get("api_key") or "EMPTY",
-                               timeout=config.timeout, max_retries=2)
-
-        def ask(index: int, messages=None, variant=variant, client=client):
-            try:
-                reply = client.chat.completions.create(
-                    model=variant["model"], messages=messages, temperature=config.temperature, top_p=config.top_p,
-                    seed=config.seed + index, max_completion_tokens=config.max_tokens)
-                return reply.choices[0].message.content or ""
-            except openai.OpenAIError:
-                return None  # counted as failed; that prompt is left out of this variant's comparisons
-
+        sampler = Sampler(endpoint=variant["base_url"], model=variant["model"],
+                          api_key=variant.get("api_key") or "EMPTY", temperature=config.temperature,
+                          top_p=config.top_p, max_tokens=config.max_tokens, timeout=config.timeout)
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
-            answers[variant["name"]] = list(pool.map(lambda item: ask(item[0], item[1]), enumerate(prompts)))
+            replies = pool.map(lambda item: sampler(item[1], seed=config.seed + item[0]), enumerate(prompts))
+            answers[variant["name"]] = [reply["text"] for reply in replies]
         failed = sum(a is None for a in answers[variant["name"]])
         emit("log", step=len(answers), max_steps=len(variants), variant=variant["name"], failed=failed,
              seconds=round(time.perf_counter() - started, 2))

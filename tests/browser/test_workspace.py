@@ -77,7 +77,9 @@ def test_prompt_live_pair_keyboard_judgement_second_turn_and_finish(
     expect(page.locator("#past-turns .past-turn")).to_have_count(1)
 
     page.keyboard.press("Escape")
-    page.get_by_role("button", name="End dialogue").focus()
+    end = page.get_by_role("button", name="End dialogue")
+    end.focus()
+    expect(end).to_be_focused()  # after the last swap has settled, so Enter reaches the button
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/annotate/$"))
     expect(page.locator("#today-count")).to_have_text("2")

@@ -81,8 +81,11 @@
       return;
     }
     judgementShownAt = null;
+    // Only when nothing holds the focus (what held it was swapped away): a late swap must not take
+    // it from a button or field the annotator moved to.
     const box = document.querySelector("textarea[data-submit-on-enter]");
-    if (box && document.activeElement !== box && !isTextField(document.activeElement)) box.focus();
+    const held = document.activeElement;
+    if (box && (!held || held === document.body)) box.focus();
   }
 
   document.addEventListener("htmx:afterSettle", settle);

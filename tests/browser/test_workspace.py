@@ -77,9 +77,15 @@ def test_prompt_live_pair_keyboard_judgement_second_turn_and_finish(
     expect(page.locator("#past-turns .past-turn")).to_have_count(1)
 
     page.keyboard.press("Escape")
+    # Move the focus to End dialogue once the judgement's swaps have settled (one of them may
+    # replace the page header, button included): the focus must hold there before Enter.
     end = page.get_by_role("button", name="End dialogue")
-    end.focus()
-    expect(end).to_be_focused()  # after the last swap has settled, so Enter reaches the button
+    for _ in range(50):
+        end.focus()
+        page.wait_for_timeout(100)
+        if page.evaluate("document.activeElement && document.activeElement.id") == "finish-button":
+            break
+    expect(end).to_be_focused()
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/annotate/$"))
     expect(page.locator("#today-count")).to_have_text("2")

@@ -5,11 +5,12 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PORT ?= 8000
 
-.PHONY: run test install install-test model migrate demo stack smoke clean help
+.PHONY: run test test-all install install-test model migrate demo stack clean help
 
 help:
-	@echo "make run    set up and run Tandem on its embedded defaults (SQLite, filesystem broker, CPU model)"
-	@echo "make test   set up and run the test suite"
+	@echo "make run       set up and run Tandem on its embedded defaults (SQLite, filesystem broker, CPU model)"
+	@echo "make test      set up and run the test suite, without the tests marked slow"
+	@echo "make test-all  the whole suite, slow tests (the real SmolLM2, whole training loops) included"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +33,17 @@ $(CHROMIUM):
 	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium; \
 	else echo "Install Debian's chromium package for the browser tests."; exit 1; fi
 
+# The embedded default keeps its database, broker, models and logs here; nothing else creates it.
+var:
+	mkdir -p var
+
 install: $(VENV)/.installed-run
 install-test: $(VENV)/.installed-test
 
 model: install
 	$(PY) manage.py prepare_default_model
 
-migrate: install
+migrate: install | var
 	$(PY) manage.py migrate --noinput
 
 demo: migrate model
@@ -53,12 +58,13 @@ stack: demo
 
 run: stack
 
-test: install-test $(CHROMIUM)
-	$(PY) -m pytest $(PYTEST_ARGS)
+# A newcomer's `make test` leaves out the slow tests (they load SmolLM2 and train whole loops);
+# `make test-all` runs everything, as CI does on PostgreSQL and Redis.
+test: install-test $(CHROMIUM) | var
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-# The CI smoke test of the embedded default (see .ci/run).
-smoke: demo
-	$(PY) bench/smoke_embedded.py --port $(PORT)
+test-all: install-test $(CHROMIUM) | var
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var/broker var/test-broker var/*.sqlite3

@@ -24,6 +24,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 
 from accounts.roles import ADMIN, has_role
+from core.preference_scale import DEFAULT_MARGIN_TABLE, margin_for
 from modelserving.models import Generation
 
 from .export_formats import write_csv, write_parquet
@@ -33,13 +34,6 @@ SCHEMA_VERSION = 1
 FORMATS = ("full", "trl", "parquet", "csv", "sft")
 LINE_FORMATS = ("full", "trl")
 EXTENSIONS = {"full": "full.jsonl", "trl": "trl.jsonl", "parquet": "full.parquet", "csv": "csv", "sft": "sft.jsonl"}
-# Llama 2's margins m(r) per preference level (LLAMA2.md): the small table is the default.
-MARGINS = {
-    "small": {Strength.SIGNIFICANTLY_BETTER: 1.0, Strength.BETTER: 2 / 3, Strength.SLIGHTLY_BETTER: 1 / 3,
-              Strength.NEGLIGIBLY_BETTER: 0.0},
-    "large": {Strength.SIGNIFICANTLY_BETTER: 3.0, Strength.BETTER: 2.0, Strength.SLIGHTLY_BETTER: 1.0,
-              Strength.NEGLIGIBLY_BETTER: 0.0},
-}
 CHUNK = 2000
 
 
@@ -115,8 +109,8 @@ def full_record(turn: dict, generations: list[dict], *, batch_label: str) -> dic
         "rejected": _response(rejected, sides[rejected["id"]]) if rejected else None,
         "responses_unusable": None if chosen else [_response(g, sides[g["id"]]) for g in generations],
         "strength": strength or None,
-        "margin_small": MARGINS["small"][strength] if strength else None,
-        "margin_large": MARGINS["large"][strength] if strength else None,
+        "margin_small": margin_for(strength, "small") if strength else None,
+        "margin_large": margin_for(strength, "large") if strength else None,
         "chosen_safe": turn["chosen_safe"],
         "rejected_safe": turn["other_safe"],
         "safety_bin": turn["safety_bin"] or None,
@@ -133,15 +127,15 @@ def full_record(turn: dict, generations: list[dict], *, batch_label: str) -> dic
     }
 
 
-def trl_record(record: dict, *, margin_table: str = "small") -> dict | None:
-    """TRL's conversational preference example; None for a pair without a winner."""
+def trl_record(record: dict, *, margin_table: str = DEFAULT_MARGIN_TABLE) -> dict | None:
+    """TRL's conversational preference example under any margin table; None for a pair without a winner."""
     if record["chosen"] is None:
         return None
     return {
         "prompt": record["context"],
         "chosen": [{"role": "assistant", "content": record["chosen"]["text"]}],
         "rejected": [{"role": "assistant", "content": record["rejected"]["text"]}],
-        "margin": record[f"margin_{margin_table}"],
+        "margin": margin_for(record["strength"], margin_table),
         "focus": record["focus"],
         "strength": record["strength"],
         "split": record["split"],

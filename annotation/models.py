@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from core import preference_scale as scale
+
 
 class Focus(models.TextChoices):
     HELPFULNESS = "helpfulness", "Helpfulness"
@@ -13,10 +15,10 @@ class Focus(models.TextChoices):
 class Strength(models.TextChoices):
     """How much better the chosen response is (Llama 2's four levels)."""
 
-    SIGNIFICANTLY_BETTER = "significantly_better", "significantly better"
-    BETTER = "better", "better"
-    SLIGHTLY_BETTER = "slightly_better", "slightly better"
-    NEGLIGIBLY_BETTER = "negligibly_better", "negligibly better / unsure"
+    SIGNIFICANTLY_BETTER = scale.SIGNIFICANTLY_BETTER, scale.STRENGTH_LABELS[scale.SIGNIFICANTLY_BETTER]
+    BETTER = scale.BETTER, scale.STRENGTH_LABELS[scale.BETTER]
+    SLIGHTLY_BETTER = scale.SLIGHTLY_BETTER, scale.STRENGTH_LABELS[scale.SLIGHTLY_BETTER]
+    NEGLIGIBLY_BETTER = scale.NEGLIGIBLY_BETTER, scale.STRENGTH_LABELS[scale.NEGLIGIBLY_BETTER]
 
 
 class SafetyBin(models.TextChoices):

@@ -39,8 +39,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SMALL_MARGINS = {"significantly_better": 1.0, "better": 2 / 3, "slightly_better": 1 / 3,
-                 "negligibly_better": 0.0}
+from core.preference_scale import MARGIN_TABLES  # noqa: E402
+
+SMALL_MARGINS = MARGIN_TABLES["small"]
 
 
 def synthetic(n, seed, long_share=0.0):

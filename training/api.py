@@ -13,7 +13,7 @@ from annotation.refusals import refusal
 
 from . import selectors, services
 from .data import ROLES
-from .jobs.losses import MARGIN_TABLES
+from core.preference_scale import MARGIN_TABLES
 from .models import Checkpoint, TrainingRun
 from .policy import SETTINGS, policy_run_launch
 

@@ -26,6 +26,7 @@ import orjson
 from django.core.exceptions import ValidationError
 
 from annotation.exports import records, trl_record
+from core.preference_scale import margin_for
 from annotation.models import Batch, Focus, ImportedComparison, PreferenceSource, Turn
 
 PRIMARY, SECONDARY, EXCLUDED = "primary", "secondary", "exclude"
@@ -76,7 +77,6 @@ def _batch_pairs(batch: Batch, *, split: str, focus: str | None, margin_table: s
 
 
 def _source_pairs(source: PreferenceSource, *, margin_table: str) -> Iterator[dict]:
-    from .jobs.losses import margin_for
 
     rows = ImportedComparison.objects.filter(source=source).order_by("pk")
     for row in rows.values("pk", "context", "chosen", "rejected", "strength", "margin", "focus").iterator(2000):

@@ -6,7 +6,7 @@ from annotation.models import Batch, Focus, PreferenceSource
 from modelserving.models import PolicyVariant
 
 from .data import ROLES
-from .jobs.losses import MARGIN_TABLES
+from core.preference_scale import MARGIN_TABLES
 from .models import Checkpoint, TrainingRun
 from .policy import SETTINGS
 

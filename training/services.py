@@ -17,7 +17,7 @@ from accounts.roles import RESEARCHER, has_role
 from annotation.models import Batch, Focus, PreferenceSource
 
 from .data import PRIMARY, ROLES, SECONDARY, default_mix, part_sizes
-from .jobs.losses import MARGIN_TABLES
+from core.preference_scale import MARGIN_TABLES
 from .jobs.reward import RewardJobConfig
 from .models import Checkpoint, TrainingRun
 

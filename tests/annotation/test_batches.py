@@ -9,7 +9,8 @@ from rest_framework.test import APIClient
 
 from annotation import services
 from annotation.batches import SplitRow, batch_freeze, split_plan
-from annotation.exports import MARGINS, batch_export, pseudonym
+from annotation.exports import batch_export, pseudonym
+from core.preference_scale import MARGIN_TABLES
 from annotation.models import Batch, Turn
 from annotation.selectors import sides
 from annotation.services import Judgement
@@ -129,8 +130,8 @@ def test_full_export_reads_back_equal_to_the_database(judged_batch, admin_user, 
         assert row["chosen"]["variant"] == chosen.variant.name and row["chosen"]["seed"] == chosen.seed
         assert row["chosen"]["temperature"] == chosen.temperature
         assert row["strength"] == turn.strength
-        assert row["margin_small"] == MARGINS["small"][turn.strength]
-        assert row["margin_large"] == MARGINS["large"][turn.strength]
+        assert row["margin_small"] == MARGIN_TABLES["small"][turn.strength]
+        assert row["margin_large"] == MARGIN_TABLES["large"][turn.strength]
         assert row["safety_bin"] == (turn.safety_bin or None)
         assert row["annotator"] == pseudonym(turn.dialogue.annotator_id) != str(turn.dialogue.annotator_id)
     assert manifest["counts"].get("split=test", 0) + manifest["counts"]["split=train"] == 8
@@ -267,6 +268,9 @@ def test_batch_statistics_page_and_json(client, judged_batch, admin_user, annota
     left = sum(t.chosen_generation_id == t.left_generation_id for t in turns)
     assert stats["left_chosen_share"]["overall"] == round(left / 8, 4)
     assert stats["left_chosen_share"]["per_annotator"] == {"ann": round(left / 8, 4)}
+    interval = stats["left_chosen_share"]["per_annotator_interval"]["ann"]
+    assert interval["n"] == 8 and interval["ci95"][0] <= left / 8 <= interval["ci95"][1]
+    assert stats["left_chosen_share"]["flagged"] == (["ann"] if interval["biased"] else [])
     assert stats["per_annotator_volume"] == {"ann": 8}
     rates = stats["variant_win_rate"]
     assert sum(v["won"] for v in rates.values()) == 8 and sum(v["compared"] for v in rates.values()) == 16

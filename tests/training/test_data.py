@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 
 from annotation.imports import preferences_import
 from annotation.models import Batch, PreferenceSource
+from core.preference_scale import MARGIN_TABLES
 from training.data import reward_data_write
 from training.models import TrainingRun
 from training.services import run_launch
@@ -74,6 +75,18 @@ def test_safety_mix_is_ninety_ten_with_harmless_data_primary(preference_batch, t
     assert sum(r["focus"] == "safety" for r in train) == counts["primary_pairs"]
     assert len(train) == counts["primary_pairs"] + counts["secondary_used"]
     assert {r["margin"] for r in train if r["source"] == str(batch) and r["focus"] == "safety"} <= {3.0, 2.0, 1.0, 0.0}
+
+
+
+def test_every_margin_table_the_launch_form_offers_writes_a_tandem_batch(preference_batch, tmp_path):
+    # The form offered "none", which the export never had: a KeyError on margin_none.
+    batch = preference_batch(helpfulness=20)
+    for table in ("none", "small", "large"):
+        reward_data_write(focus="helpfulness", batches=[batch], sources=[], mix={
+            "primary_share": 0.5, "other_focus": "secondary", "sources": {}},
+            margin_table=table, seed=1, out_dir=tmp_path / table)
+        margins = {r["margin"] for r in lines(tmp_path / table / "train.jsonl")}
+        assert margins == ({0.0} if table == "none" else set(MARGIN_TABLES[table].values())), table
 
 
 def test_launch_validates_every_field_and_stores_nothing_when_refused(preference_batch, researcher, tiny_base):

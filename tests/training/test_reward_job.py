@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from training.jobs.losses import MARGIN_TABLES, margin_for, ranking_loss
+from core.preference_scale import MARGIN_TABLES, margin_for
+from training.jobs.losses import ranking_loss
 from training.jobs.reward import RewardJobConfig, main, tokenize_pairs
 
 from ..helpers.processes import ROOT

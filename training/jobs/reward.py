@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .common import add_arguments, emit, messages_of, read_jsonl, score_token_ids
-from .losses import margin_for
+from core.preference_scale import margin_for
 
 STRENGTHS = ("significantly_better", "better", "slightly_better", "negligibly_better")
 

@@ -224,8 +224,7 @@ def test_ppo_on_reward_models_scores_with_the_combined_reward(tiny_model_dir, ti
                       {"role": "assistant", "content": row["response"]}] for row in rows]
     scores = {focus: score_conversations(model, tokenizer, conversations, max_length=1024)
               for focus, model in models.items()}
-    expected = [rewards.logit(rewards.combined(helpfulness=rewards.sigmoid(h), safety=rewards.sigmoid(s),
-                                               is_safety_prompt=r["is_safety"]))
+    expected = [rewards.combined_raw(helpfulness=h, safety=s, is_safety_prompt=r["is_safety"])
                 for r, h, s in zip(rows, scores["helpfulness"], scores["safety"])]
     assert [r["reward"] for r in rows] == pytest.approx(expected, abs=1e-4)
     assert all(rewards.sigmoid(s) > 0.15 for s in scores["safety"])

@@ -395,9 +395,8 @@ def main(config: PPOJobConfig) -> dict:
                   for focus, (rm, rm_tokenizer) in scorers.items()}
         h, s = scores.get("helpfulness"), scores.get("safety")
         scores["raw"] = [
-            rewards.logit(rewards.combined(
-                helpfulness=rewards.sigmoid(h[i]) if h else None, safety=rewards.sigmoid(s[i]) if s else None,
-                is_safety_prompt=p["is_safety"], threshold=config.safety_threshold))
+            rewards.combined_raw(helpfulness=h[i] if h else None, safety=s[i] if s else None,
+                                 is_safety_prompt=p["is_safety"], threshold=config.safety_threshold)
             for i, p in enumerate(prompts)]
         return scores
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .common import add_arguments, emit, messages_of, read_jsonl, score_conversations
-from .rewards import SAFETY_THRESHOLD, combined, logit, sigmoid
+from .rewards import SAFETY_THRESHOLD, combined_raw
 from .sft import NESTED_SKIP, Outer, SFTJobConfig, nested_arguments
 from .sft import main as sft_main
 
@@ -221,9 +221,7 @@ def read_pool(paths: list[str]) -> list[dict]:
 def sample_reward(*, helpfulness: float | None, safety: float | None, is_safety: bool,
                   threshold: float = SAFETY_THRESHOLD) -> float:
     """LOGIT(R_c) of one answer from the RMs' raw scores: the value samples of one prompt are ranked by."""
-    return logit(combined(helpfulness=None if helpfulness is None else sigmoid(helpfulness),
-                          safety=None if safety is None else sigmoid(safety),
-                          is_safety_prompt=is_safety, threshold=threshold))
+    return combined_raw(helpfulness=helpfulness, safety=safety, is_safety_prompt=is_safety, threshold=threshold)
 
 
 def gain_report(rewards_per_prompt: dict[str, list[float]], *, k: int) -> dict:

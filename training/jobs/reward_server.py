@@ -21,7 +21,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .common import score_token_ids
-from .rewards import SAFETY_THRESHOLD, combined, logit, sigmoid
+from .rewards import SAFETY_THRESHOLD, combined_raw
 
 
 class Scorer:
@@ -54,13 +54,10 @@ class Scorer:
         labels = labels or [""] * len(queries)
         with self.lock:  # one forward pass at a time per model
             helpful, safe = self.raw_scores("helpfulness", queries), self.raw_scores("safety", queries)
-        out = []
-        for index, label in enumerate(labels):
-            chosen = combined(helpfulness=None if helpful is None else sigmoid(helpful[index]),
-                              safety=None if safe is None else sigmoid(safe[index]),
-                              is_safety_prompt=str(label).lower() == "safety", threshold=self.threshold)
-            out.append(logit(chosen))
-        return out
+        return [combined_raw(helpfulness=None if helpful is None else helpful[index],
+                             safety=None if safe is None else safe[index],
+                             is_safety_prompt=str(label).lower() == "safety", threshold=self.threshold)
+                for index, label in enumerate(labels)]
 
 
 def make_server(scorer: Scorer, *, host: str, port: int) -> ThreadingHTTPServer:

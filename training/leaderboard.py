@@ -8,8 +8,11 @@ Bradley–Terry: P(i beats j) = p_i / (p_i + p_j). Fitted with Hunter's (2004) M
     p_i ← W_i / Σ_j n_ij / (p_i + p_j),
 normalised to a geometric mean of 1; the score is log p_i (0 = an average variant; a difference of
 d means odds e^d of winning). `prior` adds that many virtual wins each way between every two
-variants that met, so an unbeaten variant gets a finite score. 95 % intervals: percentile
-bootstrap over comparisons.
+variants, whether they met or not, so an unbeaten variant gets a finite score and the fit has one
+common scale. Variants that never met, directly or through others, still fall into separate groups
+(connected parts of the comparison graph): between groups only the prior speaks, so each row
+carries its group and its rank within it, and the page says when there is more than one.
+95 % intervals: percentile bootstrap over comparisons.
 """
 
 from __future__ import annotations
@@ -47,10 +50,12 @@ def bradley_terry(games: list[tuple[str, str]], *, prior: float = 0.5, iteration
         meetings[tuple(sorted((winner, loser)))] += 1
         players.update((winner, loser))
     if prior:
-        for pair in list(meetings):
-            meetings[pair] += 2 * prior
-            for player in pair:
-                wins[player] += prior
+        ordered = sorted(players)
+        for index, a in enumerate(ordered):
+            for b in ordered[index + 1:]:
+                meetings[(a, b)] += 2 * prior
+                wins[a] += prior
+                wins[b] += prior
     strength = {player: 1.0 for player in players}
     opponents = defaultdict(list)
     for (a, b), n in meetings.items():
@@ -70,9 +75,28 @@ def bradley_terry(games: list[tuple[str, str]], *, prior: float = 0.5, iteration
     return {player: math.log(value) for player, value in strength.items()}
 
 
+def groups(games: list[tuple[str, str]]) -> list[set[str]]:
+    """The connected parts of the comparison graph: variants linked by a chain of comparisons."""
+    parent: dict[str, str] = {}
+
+    def root(player: str) -> str:
+        while parent.setdefault(player, player) != player:
+            parent[player] = parent[parent[player]]
+            player = parent[player]
+        return player
+
+    for winner, loser in games:
+        parent[root(winner)] = root(loser)
+    parts = defaultdict(set)
+    for player in parent:
+        parts[root(player)].add(player)
+    return list(parts.values())
+
+
 def leaderboard(games: list[tuple[str, str]], *, prior: float = 0.5, resamples: int = 500,
                 seed: int = 0) -> list[dict]:
-    """Variants by Bradley–Terry score, with comparisons, wins and a 95 % bootstrap interval."""
+    """Variants by Bradley–Terry score, with comparisons, wins, a 95 % bootstrap interval, and the group
+    of variants each was compared with (1 = the group of the best variant) with its rank there."""
     if not games:
         return []
     scores = bradley_terry(games, prior=prior)
@@ -88,13 +112,22 @@ def leaderboard(games: list[tuple[str, str]], *, prior: float = 0.5, resamples: 
         played[winner] += 1
         played[loser] += 1
         won[winner] += 1
+    ranked = sorted(scores.items(), key=lambda item: -item[1])
+    group_of, rank_in_group, seen = {}, {}, Counter()
+    parts = groups(games)
+    for player, _ in ranked:
+        part = next(i for i, members in enumerate(parts) if player in members)
+        group_of.setdefault(part, len(group_of) + 1)
+        seen[part] += 1
+        rank_in_group[player] = (group_of[part], seen[part])
     rows = []
-    for player, score in sorted(scores.items(), key=lambda item: -item[1]):
+    for player, score in ranked:
         values = sorted(samples[player])
         interval = ([values[int(0.025 * (len(values) - 1))], values[int(0.975 * (len(values) - 1))]]
                     if len(values) >= 10 else None)
         rows.append({"variant": player, "score": round(score, 4),
                      "ci95": [round(v, 4) for v in interval] if interval else None,
                      "comparisons": played[player], "wins": won[player],
-                     "win_rate": round(won[player] / played[player], 4)})
+                     "win_rate": round(won[player] / played[player], 4),
+                     "group": rank_in_group[player][0], "rank_in_group": rank_in_group[player][1]})
     return rows

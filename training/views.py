@@ -163,9 +163,11 @@ def leaderboard_page(request):
     batch = batch_by_label(request.GET["batch"]) if request.GET.get("batch") else None
     rows = leaderboard(comparisons(batch=batch), resamples=300)
     if request.GET.get("format") == "json":
-        return JsonResponse({"batch": str(batch) if batch else None, "leaderboard": rows})
+        return JsonResponse({"batch": str(batch) if batch else None, "leaderboard": rows,
+                             "groups": max((row["group"] for row in rows), default=0)})
     chart = bar_chart("Bradley–Terry score (log-strength; 0 = average)",
                       [(row["variant"], row["score"] - min(r["score"] for r in rows)) for row in rows],
                       value_format="{:.2f}") if rows else ""
     return render(request, "training/leaderboard.html",
-                  {"rows": rows, "chart": chart, "batches": Batch.objects.all(), "batch": batch})
+                  {"rows": rows, "chart": chart, "batches": Batch.objects.all(), "batch": batch,
+                   "groups": max((row["group"] for row in rows), default=0)})

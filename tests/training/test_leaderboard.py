@@ -7,7 +7,7 @@ import pytest
 
 from accounts.services import user_create
 from annotation.models import Turn
-from training.leaderboard import bradley_terry, comparisons, leaderboard
+from training.leaderboard import bradley_terry, comparisons, groups, leaderboard
 
 from ..helpers.preferences import judged_turns
 
@@ -21,6 +21,35 @@ def test_bradley_terry_by_hand():
     # An unbeaten variant stays finite with the prior: one virtual win each way → odds 3.5 : 0.5.
     scores = bradley_terry([("A", "B")] * 3, prior=0.5)
     assert scores["A"] - scores["B"] == pytest.approx(math.log(7), abs=1e-6)
+
+
+def test_the_prior_links_every_two_variants_including_those_that_never_met():
+    # A and B met, C and D met, the two groups never did. The prior must act between all four, so
+    # the fit is the MM fixed point of the data plus `prior` virtual wins each way for every pair:
+    #   W_i + prior·(n − 1) = Σ_j (n_ij + 2·prior) · p_i / (p_i + p_j)   over all j ≠ i.
+    games = [("A", "B")] * 6 + [("B", "A")] * 2 + [("C", "D")] * 3 + [("D", "C")]
+    prior = 0.5
+    scores = bradley_terry(games, prior=prior, tolerance=1e-13, iterations=5000)
+    strength = {k: math.exp(v) for k, v in scores.items()}
+    met = {("A", "B"): 8, ("C", "D"): 4}
+    wins = {"A": 6, "B": 2, "C": 3, "D": 1}
+    for i in strength:
+        expected = sum((met.get(tuple(sorted((i, j))), 0) + 2 * prior) * strength[i] / (strength[i] + strength[j])
+                       for j in strength if j != i)
+        assert wins[i] + prior * 3 == pytest.approx(expected, rel=1e-6), i
+
+
+def test_variants_that_never_met_are_reported_as_groups_ranked_within():
+    games = [("A", "B")] * 5 + [("C", "D")] * 2 + [("D", "C")] + [("E", "C")]
+    assert sorted(sorted(g) for g in groups(games)) == [["A", "B"], ["C", "D", "E"]]
+    rows = {row["variant"]: row for row in leaderboard(games, resamples=20)}
+    assert rows["A"]["group"] != rows["C"]["group"]
+    assert rows["A"]["group"] == rows["B"]["group"] and rows["C"]["group"] == rows["E"]["group"]
+    assert (rows["A"]["rank_in_group"], rows["B"]["rank_in_group"]) == (1, 2)
+    assert sorted(rows[v]["rank_in_group"] for v in "CDE") == [1, 2, 3]
+    # Group 1 is the group of the top-ranked variant.
+    top = max(rows.values(), key=lambda row: row["score"])
+    assert top["group"] == 1 and top["rank_in_group"] == 1
 
 
 def test_known_strengths_are_recovered_with_intervals():
@@ -61,5 +90,7 @@ def test_the_leaderboard_page_and_json(client, offline_variants):
     data = client.get(reverse("training:leaderboard"), {"format": "json"}).json()
     assert {row["variant"] for row in data["leaderboard"]} <= {"cool", "warm"}
     assert sum(row["wins"] for row in data["leaderboard"]) == len(comparisons())
+    assert data["groups"] == 1 and {row["group"] for row in data["leaderboard"]} == {1}
     page = client.get(reverse("training:leaderboard")).content.decode()
     assert 'id="leaderboard"' in page and "cool" in page
+    assert 'id="leaderboard-groups"' not in page  # one group: no warning

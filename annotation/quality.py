@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from core.statistics import share_with_interval
+
 from .agreement import bootstrap_ci, gwet_ac1, gwet_ac2, krippendorff_alpha
 from .models import ReviewTask, Strength, Turn
 
@@ -136,7 +138,8 @@ def _gold_answers(batch=None, focus=None) -> dict[int, list[bool]]:
 
 def annotators(items: dict[int, list[Rating]], *, batch=None, focus=None) -> list[dict]:
     """Per annotator: agreement with the majority of the other raters, gold accuracy, position bias
-    (share of choices of the response shown as A) and median time per judgement."""
+    (share of choices of the response shown as A, with its Wilson 95 % interval; `biased` when the
+    interval leaves out 0.5) and median time per judgement."""
     from django.contrib.auth import get_user_model
 
     with_majority, agreed = defaultdict(int), defaultdict(int)
@@ -167,6 +170,7 @@ def annotators(items: dict[int, list[Rating]], *, batch=None, focus=None) -> lis
             "agreement_with_majority": round(agreed[rater] / with_majority[rater], 4) if with_majority[rater] else None,
             "gold_answers": len(answers), "gold_accuracy": None if accuracy is None else round(accuracy, 4),
             "position_bias_a": round(entry["chose_left"] / entry["ratings"], 4) if entry["ratings"] else None,
+            "position_bias": share_with_interval(entry["chose_left"], entry["ratings"]),
             "median_time_ms": statistics.median(entry["times"]) if entry["times"] else None,
             "flagged": bool(accuracy is not None and len(answers) >= settings.GOLD_MIN_ITEMS
                             and accuracy < settings.GOLD_FLAG_THRESHOLD),

@@ -7,6 +7,8 @@ from statistics import median
 
 from django.db.models import Count
 
+from core.statistics import share_with_interval
+
 from .models import Batch, Turn
 
 LENGTH_BUCKETS = [0, 32, 64, 128, 256, 512, 1024, 2048]
@@ -95,6 +97,10 @@ def batch_statistics(batch: Batch, *, vendor: str | None = None) -> dict:
         "left_chosen_share": {
             "overall": round(sum(left_chosen.values()) / total_choices, 4) if total_choices else None,
             "per_annotator": {a: round(left_chosen[a] / n, 4) for a, n in sorted(with_choice.items())},
+            # The Wilson 95 % interval of each share; an annotator whose interval leaves out 0.5 is flagged.
+            "overall_interval": share_with_interval(sum(left_chosen.values()), total_choices),
+            "per_annotator_interval": {a: share_with_interval(left_chosen[a], n) for a, n in sorted(with_choice.items())},
+            "flagged": [a for a, n in sorted(with_choice.items()) if share_with_interval(left_chosen[a], n)["biased"]],
         },
         "per_annotator_volume": dict(sorted(volume.items(), key=lambda item: (-item[1], item[0]))),
     }

@@ -11,7 +11,6 @@ have not rated yet, whose generation is done; submitting needs the live lease.
 from __future__ import annotations
 
 import json
-import math
 import random
 from collections import defaultdict
 
@@ -25,6 +24,7 @@ from accounts.roles import ADMIN, ANNOTATOR, RESEARCHER, has_role
 from annotation import leases
 from annotation.agreement import bootstrap_ci, gwet_ac1, gwet_ac2
 from annotation.models import AttackVector, RiskCategory
+from core.statistics import wilson
 from modelserving.models import Generation, PolicyVariant
 from modelserving.services import generation_request
 
@@ -148,16 +148,6 @@ def rating_submit(*, slot: SafetyRating, rater, lease_token, rating) -> SafetyRa
 
 
 # --- Results -----------------------------------------------------------------------------------
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
-    """Wilson score interval of a proportion."""
-    if n == 0:
-        return None
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def majority_violation(ratings: list[int]) -> bool:

@@ -107,6 +107,13 @@ def test_agreement_is_computed_on_pair_positions_with_intervals(reviewed):
 def test_an_annotator_who_always_picks_the_left_response_shows_position_bias(reviewed):
     rows = {row["annotator"]: row for row in quality_report(resamples=10)["annotators"]}
     assert rows["r2"]["position_bias_a"] == 1.0
+    # Six of six on the left: Wilson 95 % interval 0.610–1.0 leaves out 0.5, so r2 is flagged; a bare
+    # share could not tell 6 of 6 from 1 of 1.
+    assert rows["r2"]["position_bias"] == {"share": 1.0, "ci95": [0.6097, 1.0], "n": 6, "biased": True}
+    for name in ("author", "r0", "r1"):
+        bias = rows[name]["position_bias"]
+        low, high = bias["ci95"]
+        assert bias["biased"] == (not low <= 0.5 <= high)
     assert rows["author"]["ratings"] == rows["r1"]["ratings"] == 6 and rows["r0"]["vendor"] == "acme-labeling"
 
 

@@ -9,6 +9,7 @@ from django.utils import timezone
 from annotation.agreement import gwet_ac1, gwet_ac2
 from annotation.leases import LeaseLost
 from modelserving.models import Generation
+from core.statistics import wilson
 from safety.evaluation import (
     evaluation_create,
     evaluation_results,
@@ -17,7 +18,6 @@ from safety.evaluation import (
     rating_submit,
     read_prompts,
     summarise,
-    wilson,
 )
 from safety.models import EvalResponse, SafetyEvaluation, SafetyRating
 
@@ -168,3 +168,4 @@ def test_results_split_by_the_raters_vendor(staff, raters, offline_variants):
     acme_only = evaluation_results(evaluation, resamples=20, vendor="acme")["variants"]["cool"]
     assert acme_only["violation_pct"] == 100.0 and acme_only["mean_rating"] == 1.0
     assert evaluation_results(evaluation, resamples=20, vendor="none")["variants"]["cool"]["mean_rating"] == 5.0
+

@@ -13,6 +13,7 @@ urlpatterns = [
     path("training/", include("training.urls")),
     path("safety/", include("safety.urls")),
     path("admin/", admin.site.urls),
+    path("api/", include("accounts.api_urls")),
     path("api/", include("modelserving.api_urls")),
     path("api/", include("annotation.api_urls")),
     path("api/training/", include("training.api_urls")),

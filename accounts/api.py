@@ -1,0 +1,73 @@
+"""Invitations over HTTP: an admin invites, the invitee accepts with a username and a password.
+The same services as the /manage/ page and the invitation link."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import services
+from .permissions import HasRole
+from .roles import ADMIN, ROLES, primary_role
+
+
+class AdminOnly(HasRole):
+    roles = (ADMIN,)
+
+
+class InvitationCreateSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=list(ROLES))
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+
+
+class InvitationSerializer(serializers.Serializer):
+    role = serializers.CharField()
+    email = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    token = serializers.CharField(help_text="Shown once: it is not stored.")
+    url = serializers.CharField()
+
+
+class InvitationAcceptSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=128)
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=128, style={"input_type": "password"})
+
+
+class AcceptedSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    role = serializers.CharField()
+
+
+class InvitationCreate(APIView):
+    permission_classes = [AdminOnly]
+
+    @extend_schema(request=InvitationCreateSerializer, responses={201: InvitationSerializer})
+    def post(self, request):
+        given = InvitationCreateSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        invitation, token = services.invitation_create(created_by=request.user, **given.validated_data)
+        url = request.build_absolute_uri(reverse("accounts:invitation_accept", args=[token]))
+        return Response(InvitationSerializer({"role": invitation.role, "email": invitation.email,
+                                              "expires_at": invitation.expires_at, "token": token, "url": url}).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class InvitationAccept(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+    @extend_schema(request=InvitationAcceptSerializer, responses={201: AcceptedSerializer})
+    def post(self, request):
+        given = InvitationAcceptSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            user = services.invitation_accept(**given.validated_data)
+        except DjangoValidationError as error:
+            raise ValidationError({"detail": error.messages}) from error
+        return Response(AcceptedSerializer({"username": user.get_username(), "role": primary_role(user) or ""}).data,
+                        status=status.HTTP_201_CREATED)

@@ -1,8 +1,8 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, status
-from rest_framework.exceptions import ValidationError
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -34,6 +34,43 @@ class VariantList(generics.ListAPIView):
     permission_classes = [StaffRole]
     serializer_class = VariantSerializer
     queryset = PolicyVariant.objects.all()
+
+
+class VariantSettingsSerializer(serializers.Serializer):
+    """What an admin may change over the API: the sampling settings and whether the variant is
+    drawn. Endpoints (URL, served model, key) change in the admin or with `manage.py variant`."""
+
+    temperature_min = serializers.FloatField(required=False)
+    temperature_max = serializers.FloatField(required=False)
+    top_p = serializers.FloatField(required=False)
+    max_new_tokens = serializers.IntegerField(required=False)
+    sampling_weight = serializers.FloatField(required=False)
+    is_active = serializers.BooleanField(required=False)
+
+
+class VariantDetail(APIView):
+    permission_classes = [StaffRole]
+
+    @extend_schema(responses=VariantSerializer)
+    def get(self, request, pk: int):
+        return Response(VariantSerializer(get_object_or_404(PolicyVariant, pk=pk)).data)
+
+    @extend_schema(request=VariantSettingsSerializer, responses=VariantSerializer)
+    def patch(self, request, pk: int):
+        if not has_role(request.user, ADMIN):
+            raise PermissionDenied("Only admins change a policy variant.")
+        variant = get_object_or_404(PolicyVariant, pk=pk)
+        given = VariantSettingsSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        unknown = set(request.data) - set(VariantSettingsSerializer().fields)
+        if unknown:
+            raise ValidationError({field: "Not changeable here (use the admin or `manage.py variant`)."
+                                   for field in sorted(unknown)})
+        try:
+            variant = services.variant_update(variant=variant, **given.validated_data)
+        except DjangoValidationError as error:
+            raise ValidationError(error.message_dict if hasattr(error, "error_dict") else error.messages) from error
+        return Response(VariantSerializer(variant).data)
 
 
 class PairCreate(APIView):

@@ -102,3 +102,22 @@ def test_variant_page_lists_variants_for_researchers(researcher_client, variant_
     variant_factory("cool", model_server)
     response = researcher_client.get(reverse("modelserving:variants"))
     assert response.status_code == 200 and b"cool" in response.content
+
+
+def test_an_admin_changes_sampling_settings_but_not_the_endpoint(client, offline_variants):
+    variant = offline_variants[0]
+    user_create(username="adm", password=PASSWORD, role="admin")
+    user_create(username="res", password=PASSWORD, role="researcher")
+    client.login(username="res", password=PASSWORD)
+    url = f"/api/variants/{variant.pk}/"
+    assert client.get(url).json()["max_new_tokens"] == variant.max_new_tokens
+    assert client.patch(url, {"max_new_tokens": 32}, content_type="application/json").status_code == 403
+    client.login(username="adm", password=PASSWORD)
+    changed = client.patch(url, {"max_new_tokens": 32, "is_active": False}, content_type="application/json")
+    assert changed.status_code == 200 and changed.json()["max_new_tokens"] == 32 and not changed.json()["is_active"]
+    endpoint = client.patch(url, {"base_url": "http://elsewhere:1/v1"}, content_type="application/json")
+    assert endpoint.status_code == 400 and "base_url" in endpoint.json()
+    bad = client.patch(url, {"temperature_min": 1.5, "temperature_max": 0.5}, content_type="application/json")
+    assert bad.status_code == 400
+    variant.refresh_from_db()
+    assert (variant.base_url, variant.max_new_tokens, variant.temperature_min) == ("http://127.0.0.1:9/v1", 32, 0.6)

@@ -1,19 +1,25 @@
 """Researchers' training runs and checkpoints over HTTP: the same services as the dashboard."""
 
+from pathlib import Path
+
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import FileResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import HasRole
 from accounts.roles import RESEARCHER
 from annotation.refusals import refusal
+from core.preference_scale import MARGIN_TABLES
+from modelserving.serializers import VariantSerializer
 
 from . import selectors, services
 from .data import ROLES
-from core.preference_scale import MARGIN_TABLES
 from .models import Checkpoint, TrainingRun
 from .policy import SETTINGS, policy_run_launch
 
@@ -56,6 +62,10 @@ class PolicyLaunchSerializer(serializers.Serializer):
     safety_rm = serializers.CharField(required=False, allow_blank=True, default="")
     pool_runs = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
     instructions = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    prompts = serializers.ListField(
+        child=serializers.CharField(max_length=4000, allow_blank=True), required=False, default=list, max_length=5000,
+        help_text="An evaluation's own held-out prompts (one user message each) instead of the batches' "
+                  "held-out split.")
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=120)
     settings = serializers.DictField(required=False, default=dict,
                                      help_text="Job settings to change (learning_rate, epochs, k, iterations, …).")
@@ -167,3 +177,69 @@ class CheckpointDetail(APIView):
     @extend_schema(responses=CheckpointSerializer)
     def get(self, request, pk: int):
         return Response(CheckpointSerializer(get_object_or_404(Checkpoint, pk=pk)).data)
+
+
+class ServeSerializer(serializers.Serializer):
+    name = serializers.SlugField(max_length=64)
+    temperature_min = serializers.FloatField(default=0.6)
+    temperature_max = serializers.FloatField(default=0.9)
+    max_new_tokens = serializers.IntegerField(default=256)
+    sampling_weight = serializers.FloatField(default=1.0)
+    base_url = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+    model_name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+
+
+class CheckpointServe(APIView):
+    """Put a policy checkpoint in front of annotators as a new variant (the checkpoint page's action)."""
+
+    permission_classes = [ResearcherOnly]
+
+    @extend_schema(request=ServeSerializer, responses={201: VariantSerializer})
+    def post(self, request, pk: int):
+        given = ServeSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        checkpoint = get_object_or_404(Checkpoint, pk=pk)
+        try:
+            variant = services.checkpoint_serve(checkpoint=checkpoint, researcher=request.user, **given.validated_data)
+        except DjangoValidationError as error:
+            return refusal(error)
+        return Response(VariantSerializer(variant).data, status=status.HTTP_201_CREATED)
+
+
+# The files of a finished run a researcher may read: what the jobs write besides the weights.
+RUN_FILES = ("samples.jsonl", "kept.jsonl", "gain.json", "eval.json", "metrics.jsonl", "tandem_job.json")
+
+
+class RunFile(APIView):
+    permission_classes = [ResearcherOnly]
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+                   description=f"One file a run wrote: {', '.join(RUN_FILES)}.")
+    def get(self, request, pk: int, name: str):
+        run = get_object_or_404(TrainingRun, pk=pk)
+        folder = (run.artifacts or {}).get("out")
+        if name not in RUN_FILES or not folder or not (Path(folder) / name).is_file():
+            raise NotFound(f"Run {pk} has no file {name!r}.")
+        return FileResponse(open(Path(folder) / name, "rb"), as_attachment=True, filename=f"run-{pk}-{name}")
+
+
+class Leaderboard(APIView):
+    """The human-vote leaderboard (as /training/leaderboard/): Bradley–Terry over the judgements."""
+
+    permission_classes = [ResearcherOnly]
+
+    @extend_schema(parameters=[OpenApiParameter("batch", str, description="A batch label; default: all.")],
+                   responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        from annotation.selectors import batch_by_label
+
+        from .leaderboard import comparisons, leaderboard
+
+        batch = None
+        if request.query_params.get("batch"):
+            batch = batch_by_label(request.query_params["batch"])
+            if batch is None:
+                raise NotFound("No such batch.")
+        rows = leaderboard(comparisons(batch=batch), resamples=300)
+        return Response({"batch": str(batch) if batch else None, "leaderboard": rows,
+                         "groups": max((row["group"] for row in rows), default=0)})

@@ -9,4 +9,7 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", api.RunCancel.as_view(), name="api-training-run-cancel"),
     path("checkpoints/", api.CheckpointList.as_view(), name="api-training-checkpoints"),
     path("checkpoints/<int:pk>/", api.CheckpointDetail.as_view(), name="api-training-checkpoint"),
+    path("checkpoints/<int:pk>/serve/", api.CheckpointServe.as_view(), name="api-training-checkpoint-serve"),
+    path("runs/<int:pk>/files/<str:name>", api.RunFile.as_view(), name="api-training-run-file"),
+    path("leaderboard/", api.Leaderboard.as_view(), name="api-training-leaderboard"),
 ]

@@ -82,6 +82,9 @@ class PolicyRunForm(forms.Form):
                                           label="Pool the kept samples of", help_text="Earlier rejection-sampling rounds.")
     instructions = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
                                    help_text="Ghost Attention: one instruction per line.")
+    prompts = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), max_length=200_000,
+                              help_text="Evaluation: its own held-out prompts, one per line (empty: the batches' "
+                                        "held-out split).")
     learning_rate = forms.CharField(required=False, help_text="Empty: the paper's (SFT 2e-5, PPO 1e-6).")
     epochs = forms.CharField(required=False)
     max_length = forms.CharField(required=False)
@@ -119,5 +122,5 @@ class PolicyRunForm(forms.Form):
         return {"kind": data["kind"], "name": data["name"], "batches": data["batches"], "base": data["base"],
                 "variant": data["variant"], "variants": data["variants"], "helpfulness_rm": data["helpfulness_rm"],
                 "safety_rm": data["safety_rm"], "pool_runs": [int(pk) for pk in data["pool_runs"]],
-                "instructions": data["instructions"].splitlines(),
+                "instructions": data["instructions"].splitlines(), "prompts": data["prompts"].splitlines(),
                 "job_settings": {key: data[key] for key in self.SETTING_FIELDS if data.get(key)}}

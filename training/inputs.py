@@ -102,7 +102,11 @@ def prepare(run: TrainingRun, data_dir: Path, out: Path) -> tuple[dict, dict]:
                 **_endpoint(run), "--base": run.base.path, "--out": out}, {"dialogues": n,
                                                                              "instructions": len(instructions)}
     if kind == TrainingRun.Kind.POLICY_EVAL:
-        n = prompts_write(batches=_batches(run), out=data_dir / "prompts.jsonl", split="test")
+        if run.data.get("prompts"):  # the researcher's own held-out prompts
+            n = _write_lines(data_dir / "prompts.jsonl", ({"messages": [{"role": "user", "content": text}]}
+                                                          for text in run.data["prompts"]))
+        else:
+            n = prompts_write(batches=_batches(run), out=data_dir / "prompts.jsonl", split="test")
         if not n:
             raise ValueError("The chosen batches hold no held-out prompts.")
         variants = [{"name": v.name, "base_url": v.base_url, "model": v.model_name}

@@ -68,8 +68,8 @@ def _checkpoint(name: str | None, *, kind: str, field: str, errors: dict, focus:
 
 def policy_run_launch(*, researcher, kind: str, batches: list[str] = (), base: Checkpoint | None = None,
                       variant: str = "", variants: list[str] = (), helpfulness_rm: str = "", safety_rm: str = "",
-                      pool_runs: list[int] = (), instructions: list[str] = (), name: str = "",
-                      job_settings: dict | None = None) -> TrainingRun:
+                      pool_runs: list[int] = (), instructions: list[str] = (), prompts: list[str] = (),
+                      name: str = "", job_settings: dict | None = None) -> TrainingRun:
     """Validate a policy run (or a model-based evaluation) and queue it on the GPU workers."""
     from .tasks import run_execute
 
@@ -79,9 +79,12 @@ def policy_run_launch(*, researcher, kind: str, batches: list[str] = (), base: C
         raise ValidationError({"kind": "Pick SFT, rejection sampling, PPO, Ghost Attention or an evaluation."})
     found = {str(b): b for b in Batch.objects.filter(status=Batch.Status.FROZEN)}
     chosen = [found[label] for label in batches if label in found]
+    own_prompts = [line.strip() for line in prompts if line.strip()]
+    if own_prompts and kind != TrainingRun.Kind.POLICY_EVAL:
+        errors["prompts"] = "Only an evaluation takes its own prompts; training reads the batches."
     if missing := [label for label in batches if label not in found]:
         errors["batches"] = f"Not a frozen batch: {', '.join(missing)}."
-    elif not chosen:
+    elif not chosen and not (own_prompts and kind == TrainingRun.Kind.POLICY_EVAL):
         errors["batches"] = "Pick at least one frozen batch."
     elif kind == TrainingRun.Kind.SFT and not Demonstration.objects.filter(batch__in=chosen).exists():
         errors["batches"] = "The chosen batches hold no demonstrations."
@@ -112,6 +115,8 @@ def policy_run_launch(*, researcher, kind: str, batches: list[str] = (), base: C
         if len(names) < 2 or names != set(variants):
             errors["variants"] = "Pick two or more existing policy variants."
         data["variants"] = sorted(names)
+        if own_prompts:
+            data["prompts"] = own_prompts
     base = base or checkpoint_default_base()
     if base is None or base.kind != Checkpoint.Kind.POLICY:
         errors["base"] = "Pick the policy checkpoint to start from (an evaluation records it as its reference)."

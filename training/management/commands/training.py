@@ -1,5 +1,6 @@
 import json
 import time
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -43,6 +44,8 @@ class Command(BaseCommand):
         policy.add_argument("--safety-rm", default="")
         policy.add_argument("--pool-run", action="append", type=int, default=[])
         policy.add_argument("--instruction", action="append", default=[], help="Ghost Attention (repeat).")
+        policy.add_argument("--prompts", default=None,
+                            help="Evaluation: a file of held-out prompts, one per line (default: the batches' split).")
         policy.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                             help="A job setting, e.g. --set learning_rate=1e-5 --set k=8.")
         policy.add_argument("--name", default="")
@@ -114,7 +117,7 @@ class Command(BaseCommand):
             self._wait(run)
 
     def _policy(self, *, researcher, kind, batch, base, variant, compare, helpfulness_rm, safety_rm, pool_run,
-                instruction, set, name, wait, **_):  # noqa: A002 — the option is called --set
+                instruction, set, name, wait, prompts=None, **_):  # noqa: A002 — the option is called --set
         from training.policy import policy_run_launch
 
         settings = {}
@@ -128,10 +131,20 @@ class Command(BaseCommand):
             raise CommandError(f"No checkpoint {base!r}.")
         run = policy_run_launch(researcher=self._user(researcher), kind=kind, batches=batch, base=base_checkpoint,
                                 variant=variant, variants=compare, helpfulness_rm=helpfulness_rm, safety_rm=safety_rm,
-                                pool_runs=pool_run, instructions=instruction, name=name, job_settings=settings)
+                                pool_runs=pool_run, instructions=instruction, name=name, job_settings=settings,
+                                prompts=self._prompts(prompts))
         self.stdout.write(f"run {run.pk} queued: {run.get_kind_display()}")
         if wait:
             self._wait(run)
+
+    @staticmethod
+    def _prompts(path: str | None) -> list[str]:
+        if not path:
+            return []
+        try:
+            return Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise CommandError(f"Cannot read prompts from {path}: {error}") from error
 
     def _wait(self, run):
         shown = None

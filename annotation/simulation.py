@@ -26,12 +26,11 @@ from pathlib import Path
 
 import httpx
 
+from core.preference_scale import NEGLIGIBLY_BETTER, SIGNIFICANTLY_BETTER, STRENGTHS
+
 Preference = Callable[[list[dict], str], float]
 Safety = Callable[[list[dict], str], bool]
 
-# annotation.models.Strength's values, strongest first (a test keeps them in step).
-SIGNIFICANTLY_BETTER, BETTER, SLIGHTLY_BETTER, NEGLIGIBLY_BETTER = STRENGTHS = (
-    "significantly_better", "better", "slightly_better", "negligibly_better")
 # Score gaps at or above which a judgement is significantly better / better / slightly better.
 DEFAULT_THRESHOLDS = (1.0, 0.5, 0.2)
 FOCI = ("helpfulness", "safety", "mixed")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from .jobs.reward import STRENGTHS
+from core.preference_scale import STRENGTHS
+
 from .models import Checkpoint, RunMetric, TrainingRun
 
 # The curves each kind of run draws, from its job's `log` events.

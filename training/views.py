@@ -11,10 +11,10 @@ from accounts.decorators import role_required
 from accounts.roles import RESEARCHER
 from annotation.charts import bar_chart, histogram_chart, line_chart
 from annotation.forms import add_service_errors
+from core.preference_scale import STRENGTHS
 
 from . import selectors, services
 from .forms import PolicyRunForm, RewardRunForm
-from .jobs.reward import STRENGTHS
 from .models import Checkpoint, TrainingRun
 from .policy import policy_run_launch
 

@@ -7,10 +7,10 @@ from django.utils import timezone
 
 from annotation import services as annotation
 from annotation.services import Judgement
+from core.preference_scale import STRENGTHS
 from modelserving.models import Generation
 
 TOPICS = ["tea", "rain", "maps", "bread", "chess", "music", "rivers", "stars"]
-STRENGTHS = ["significantly_better", "better", "slightly_better", "negligibly_better"]
 
 
 def good_answer(topic: str) -> str:

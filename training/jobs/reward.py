@@ -28,10 +28,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import add_arguments, emit, messages_of, read_jsonl, score_token_ids
-from core.preference_scale import margin_for
+from core.preference_scale import STRENGTHS, margin_for
 
-STRENGTHS = ("significantly_better", "better", "slightly_better", "negligibly_better")
+from .common import add_arguments, emit, messages_of, read_jsonl, score_token_ids
 
 
 @dataclass

@@ -40,6 +40,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import statistics
 import sys
 import time
@@ -67,10 +68,16 @@ PROMPTS_FILE = ROOT / "bench" / "data" / "loop_prompts.txt"
 DEFAULT_PASSWORD = "tandem-loop-bench-pw-7"
 
 
-def concise_preference(context: list[dict], response: str) -> float:
-    """Shorter is better: minus one point per 100 characters. A taste SmolLM2's samples vary on
-    (some answers end early, others run to the token limit) and one a small reward model learns."""
-    return -len(response.strip()) / 100
+_WORD = re.compile(r"[A-Za-z']+")
+
+
+def plain_words_preference(context: list[dict], response: str) -> float:
+    """Plain language: shorter words are better, minus twice the mean word length in letters. A taste
+    SmolLM2's samples vary on within one prompt (its answers to the same question range from plain
+    to ornate, about 0.6 apart in the median pair), that survives answers cut at the token limit, and
+    that a reward model can learn from the words themselves. An answer without words scores −20."""
+    words = _WORD.findall(response)
+    return -2 * statistics.fmean(len(word) for word in words) if words else -20.0
 
 
 @dataclass(frozen=True)
@@ -112,19 +119,19 @@ PROFILES = {
         timeout=900),
     # SmolLM2-135M-Instruct with short answers on a 2-core machine: within about an hour.
     "cpu": Profile(
-        name="cpu", preference="bench.loop_efficacy.concise_preference", annotators=4, judgements=240,
-        train_prompts=60, held_out_prompts=40, max_new_tokens=64, k=4, rs_temperature=1.0, eval_temperature=0.7,
+        name="cpu", preference="bench.loop_efficacy.plain_words_preference", annotators=4, judgements=240,
+        train_prompts=60, held_out_prompts=40, max_new_tokens=48, k=4, rs_temperature=1.0, eval_temperature=0.7,
         verdict_judgements=24, noise=0.1, thresholds=(1.0, 0.5, 0.2),
-        reward={"learning_rate": 3e-5, "epochs": 2, "batch_size": 16, "per_device_batch_size": 8,
+        reward={"learning_rate": 5e-5, "epochs": 2, "batch_size": 16, "per_device_batch_size": 8,
                 "max_length": 256},
-        policy={"learning_rate": 2e-5, "epochs": 2, "per_device_batch_size": 8, "gradient_accumulation_steps": 1,
+        policy={"learning_rate": 5e-5, "epochs": 3, "per_device_batch_size": 8, "gradient_accumulation_steps": 1,
                 "max_length": 256},
         ppo={"iterations": 8, "batch_size": 32, "mini_batch_size": 8, "rollout_batch_size": 8,
-             "max_new_tokens": 64, "learning_rate": 1e-6},
+             "max_new_tokens": 48, "learning_rate": 1e-6},
         timeout=3600),
     # A GPU box: more judgements, more samples, full-length answers.
     "gpu": Profile(
-        name="gpu", preference="bench.loop_efficacy.concise_preference", annotators=16, judgements=1200,
+        name="gpu", preference="bench.loop_efficacy.plain_words_preference", annotators=16, judgements=1200,
         train_prompts=89, held_out_prompts=30, max_new_tokens=256, k=8, rs_temperature=1.0, eval_temperature=0.7,
         verdict_judgements=96, noise=0.1, thresholds=(1.0, 0.5, 0.2),
         reward={"learning_rate": 1e-5, "epochs": 2, "batch_size": 64, "per_device_batch_size": 16,

@@ -1,4 +1,5 @@
-"""Sample one real pair through the HTTP API as the demo annotator and wait for both responses."""
+"""As the demo annotator, over the HTTP API: start a dialogue, write a prompt, wait for both
+responses of the pair (real SmolLM2 on the embedded stack), and judge it."""
 
 import sys
 import time
@@ -6,20 +7,29 @@ import time
 import httpx
 
 base = sys.argv[1].rstrip("/")
-auth = ("demo-annotator", "judge-pairs-42")
-response = httpx.post(f"{base}/api/pairs/", auth=auth, timeout=30,
-                      json={"messages": [{"role": "user", "content": "Give me one tip for sleeping well."}]})
-response.raise_for_status()
-pair = response.json()
-print(f"pair {pair['id']} requested")
+token = httpx.post(f"{base}/api/auth/token/", json={"username": "demo-annotator", "password": "judge-pairs-42"},
+                   timeout=30)
+token.raise_for_status()
+client = httpx.Client(base_url=base, headers={"Authorization": f"Token {token.json()['token']}"}, timeout=30)
+dialogue = client.post("/api/dialogues/", json={"focus": "helpfulness"})
+dialogue.raise_for_status()
+turn = client.post(f"/api/dialogues/{dialogue.json()['id']}/turns/",
+                   json={"user_message": "Give me one tip for sleeping well."})
+turn.raise_for_status()
+turn = turn.json()
+print(f"turn {turn['id']} posted")
 deadline = time.monotonic() + 300
 while time.monotonic() < deadline:
-    pair = httpx.get(f"{base}/api/pairs/{pair['id']}/", auth=auth, timeout=30).json()
-    statuses = [g["status"] for g in pair["generations"]]
-    if all(s in ("done", "failed") for s in statuses):
+    turn = client.get(f"/api/turns/{turn['id']}/").json()
+    if all(turn["responses"][side]["status"] in ("done", "failed") for side in "AB"):
         break
     time.sleep(0.5)
-for generation in pair["generations"]:
-    print(f"[{generation['position']}] {generation['status']}: {(generation['text'] or generation['error'])[:200]!r}")
-if [g["status"] for g in pair["generations"]] != ["done", "done"]:
-    sys.exit("both generations should be done")
+for side in "AB":
+    response = turn["responses"][side]
+    print(f"[{side}] {response['status']}: {(response['text'] or response.get('error') or '')[:200]!r}")
+if [turn["responses"][side]["status"] for side in "AB"] != ["done", "done"]:
+    sys.exit("both responses should be done")
+judged = client.post(f"/api/turns/{turn['id']}/judgement/", json={"point": 2})
+print(f"judgement: {judged.status_code}")
+if judged.status_code != 201:
+    sys.exit(f"the judgement was refused: {judged.text[:300]}")

@@ -272,8 +272,9 @@ class AnnotatorReport:
     pair_waits: list[float] = field(default_factory=list)  # seconds from posting a message to both done
     # Judgements the server acknowledged (201, or 200 for a repeat): turn id → the payload sent.
     acknowledged: dict[int, dict] = field(default_factory=dict)
-    # Every request: (time.time() at its end, what, seconds, HTTP status or 0 for a connection error).
-    requests: list[tuple[float, str, float, int]] = field(default_factory=list)
+    # Every request, and every pair wait as "pair": (time.time() at its end, what, seconds, HTTP status
+    # or 0 for a connection error).
+    timings: list[tuple[float, str, float, int]] = field(default_factory=list)
 
 
 class _TurnFailed(Exception):
@@ -353,13 +354,13 @@ class SimulatedAnnotator(threading.Thread):
             try:
                 response = self.client.request(method, url, json=json)
             except httpx.HTTPError as error:
-                self.report.requests.append((time.time(), what or method, time.monotonic() - started, 0))
+                self.report.timings.append((time.time(), what or method, time.monotonic() - started, 0))
                 if attempt < tries:
                     time.sleep(delay)
                     delay = min(2 * delay, 5.0)
                     continue
                 raise _TurnFailed(f"{method} {url}: {error.__class__.__name__}: {error}") from error
-            self.report.requests.append((time.time(), what or method, time.monotonic() - started,
+            self.report.timings.append((time.time(), what or method, time.monotonic() - started,
                                          response.status_code))
             if response.status_code >= 500 and attempt < tries:
                 time.sleep(delay)
@@ -407,6 +408,7 @@ class SimulatedAnnotator(threading.Thread):
                              json={"user_message": message}, what="message")
         turn = self._wait_for_responses(turn)
         self.report.pair_waits.append(time.monotonic() - posted)
+        self.report.timings.append((time.time(), "pair", time.monotonic() - posted, 200))
         texts = {side: turn["responses"][side]["text"] for side in "AB"}
         decision = self.config.model.judge(context=context, response_a=texts["A"], response_b=texts["B"],
                                            focus=focus, rng=self.rng)

@@ -38,7 +38,8 @@ class BatchSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Batch
-        fields = ["label", "iso_year", "iso_week", "starts_on", "status", "frozen_at", "frozen_by", "summary"]
+        fields = ["label", "iso_year", "iso_week", "sequence", "starts_on", "status", "frozen_at", "frozen_by",
+                  "summary"]
         read_only_fields = fields
 
 

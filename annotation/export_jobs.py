@@ -161,6 +161,9 @@ def export_run(*, job_id: int, worker: str = "") -> RunOutcome:
         return _fail(held, f"{error.__class__.__name__}: {error}")
     now = timezone.now()
     with transaction.atomic():
+        # Every job row of the batch first, in id order, as the manifest's rewrite takes them: two
+        # jobs of one batch finishing at once wait for each other instead of deadlocking.
+        _lock_batch_jobs(job.batch)
         stored = held.update(status=ExportJob.Status.DONE, rows_done=read, rows=written["rows"],
                              file_name=written["name"], sha256=written["sha256"], size=written["size"],
                              lease_token=None, lease_expires_at=None, finished_at=now, updated_at=now)
@@ -176,10 +179,14 @@ def _fail(held, reason: str) -> RunOutcome:
     return RunOutcome("failed" if failed else "lost")
 
 
+def _lock_batch_jobs(batch: Batch) -> list[ExportJob]:
+    return list(ExportJob.objects.select_for_update().filter(batch=batch).order_by("pk"))
+
+
 def _manifest_refresh(batch: Batch) -> None:
     """Rewrite the batch's manifest.json from its finished jobs. Call inside a transaction: the
     jobs' row locks make concurrent finishers write it one after the other, the last with all."""
-    jobs = list(ExportJob.objects.select_for_update().filter(batch=batch).order_by("pk"))
+    jobs = _lock_batch_jobs(batch)
     files = [{"name": job.file_name, "format": job.format, "rows": job.rows, "sha256": job.sha256}
              for job in sorted(jobs, key=lambda j: j.format) if job.status == ExportJob.Status.DONE]
     manifest_write(export_dir(batch), manifest(batch, files))

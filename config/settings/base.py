@@ -171,6 +171,7 @@ SPECTACULAR_SETTINGS = {
         "TrainingRunStatusEnum": "training.models.TrainingRun.Status",
         "TrainingRunKindEnum": "training.models.TrainingRun.Kind",
         "CheckpointKindEnum": "training.models.Checkpoint.Kind",
+        "ExportJobStatusEnum": "annotation.models.ExportJob.Status",
     },
     "COMPONENT_SPLIT_REQUEST": True,
 }

@@ -244,6 +244,8 @@ def batch_for(moment) -> Batch:
         if not batch.is_frozen:
             return batch
         sequence += 1
+
+
 @transaction.atomic
 def judgement_submit(*, turn: Turn, annotator, judgement: Judgement) -> tuple[Turn, bool]:
     """Store the judgement of ``turn``; returns (turn, created).

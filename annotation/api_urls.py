@@ -25,5 +25,6 @@ urlpatterns = [
     path("sources/import/", batch_api.SourceImport.as_view(), name="api-source-import"),
     path("batches/<str:label>/freeze/", batch_api.BatchFreeze.as_view(), name="api-batch-freeze"),
     path("batches/<str:label>/stats/", batch_api.BatchStats.as_view(), name="api-batch-stats"),
+    path("batches/<str:label>/exports/", batch_api.BatchExports.as_view(), name="api-batch-exports"),
     path("batches/<str:label>/export/<str:fmt>/", batch_api.BatchExport.as_view(), name="api-batch-export"),
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count
 from django.http import FileResponse
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -19,9 +20,10 @@ from accounts.permissions import HasRole
 from accounts.roles import ADMIN
 
 from .batches import batch_freeze
-from .exports import FORMATS, export_file
+from .export_jobs import export_download, export_request
+from .exports import FORMATS
 from .imports import READERS, preferences_import
-from .models import Batch, Focus, PreferenceSource
+from .models import Batch, ExportJob, Focus, PreferenceSource
 from .selectors import batch_by_label
 from .stats import batch_statistics
 
@@ -36,7 +38,8 @@ class BatchSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Batch
-        fields = ["label", "iso_year", "iso_week", "starts_on", "status", "frozen_at", "frozen_by", "summary"]
+        fields = ["label", "iso_year", "iso_week", "sequence", "starts_on", "status", "frozen_at", "frozen_by",
+                  "summary"]
         read_only_fields = fields
 
 
@@ -55,31 +58,84 @@ class BatchList(APIView):
         return Response(BatchSerializer(Batch.objects.select_related("frozen_by"), many=True).data)
 
 
+class FreezeSerializer(serializers.Serializer):
+    force = serializers.BooleanField(default=False, help_text="Freeze this week's batch early: judgements "
+                                                              "submitted later this week go to a follow-on batch.")
+
+
 class BatchFreeze(APIView):
     permission_classes = [AdminOnly]
 
-    @extend_schema(request=None, responses=BatchSerializer)
+    @extend_schema(request=FreezeSerializer, responses=BatchSerializer)
     def post(self, request, label: str):
+        incoming = FreezeSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
         try:
-            batch = batch_freeze(batch=_batch(label), admin=request.user)
+            batch = batch_freeze(batch=_batch(label), admin=request.user, force=incoming.validated_data["force"])
         except DjangoValidationError as error:
             return Response({"detail": error.messages[0]}, status=status.HTTP_409_CONFLICT)
         return Response(BatchSerializer(batch).data)
 
 
+class ExportJobSerializer(serializers.ModelSerializer):
+    percent = serializers.IntegerField(read_only=True)
+    download = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ExportJob
+        fields = ["format", "status", "rows_done", "rows_total", "percent", "rows", "sha256", "size", "error",
+                  "requested_at", "started_at", "finished_at", "download"]
+        read_only_fields = fields
+
+    def get_download(self, job) -> str | None:
+        if job.status != ExportJob.Status.DONE:
+            return None
+        return reverse("api-batch-export", args=[str(job.batch), job.format])
+
+
+class ExportRequestSerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=list(FORMATS))
+
+
+class BatchExports(APIView):
+    """A frozen batch's export jobs (progress while they run), and a request for one more."""
+
+    permission_classes = [AdminOnly]
+
+    @extend_schema(responses=ExportJobSerializer(many=True))
+    def get(self, request, label: str):
+        jobs = ExportJob.objects.filter(batch=_batch(label)).select_related("batch")
+        return Response(ExportJobSerializer(jobs, many=True).data)
+
+    @extend_schema(request=ExportRequestSerializer, responses={202: ExportJobSerializer})
+    def post(self, request, label: str):
+        batch = _batch(label)
+        incoming = ExportRequestSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            job = export_request(batch=batch, admin=request.user, fmt=incoming.validated_data["format"])
+        except DjangoValidationError as error:
+            return Response({"detail": error.messages[0]}, status=status.HTTP_409_CONFLICT)
+        return Response(ExportJobSerializer(job).data,
+                        status=status.HTTP_200_OK if job.status == ExportJob.Status.DONE else status.HTTP_202_ACCEPTED)
+
+
 class BatchExport(APIView):
     permission_classes = [AdminOnly]
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
-                   description=f"Download a frozen batch's export; formats: {', '.join(FORMATS)}.")
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 409: OpenApiTypes.OBJECT},
+                   description=f"Download a finished export of a frozen batch; formats: {', '.join(FORMATS)}. "
+                               "Request it first (POST …/exports/); 409 until it is done.")
     def get(self, request, label: str, fmt: str):
         batch = _batch(label)
         if fmt not in FORMATS:
             raise NotFound
         try:
-            path = export_file(batch=batch, admin=request.user, fmt=fmt)
+            path = export_download(batch=batch, admin=request.user, fmt=fmt)
         except DjangoValidationError as error:
-            raise ValidationError({"detail": error.messages[0]}) from error
+            job = ExportJob.objects.filter(batch=batch, format=fmt).select_related("batch").first()
+            return Response({"detail": error.messages[0], "job": ExportJobSerializer(job).data if job else None},
+                            status=status.HTTP_409_CONFLICT)
         return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)
 
 

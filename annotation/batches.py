@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import JSONObject
 from django.utils import timezone
 
 from accounts.roles import ADMIN, has_role
 
-from .models import Batch, Turn
+from .models import Batch, Dialogue, Turn
 
 
 def _stratum(turn) -> tuple[str, str]:
@@ -83,18 +84,51 @@ def _summary(judged) -> dict:
     }
 
 
-def batch_freeze(*, batch: Batch, admin) -> Batch:
-    """Freeze a batch: from now on nothing is added to it or changed in it."""
+def is_current(batch: Batch, *, moment=None) -> bool:
+    """Whether ``batch`` is of this week (or a later one): annotators may still be adding to it."""
+    year, week, _ = timezone.localtime(moment).isocalendar()
+    return (batch.iso_year, batch.iso_week) >= (year, week)
+
+
+def _snapshot(judged) -> dict:
+    """Copy onto the turns, and return for the batch row, what the exports would otherwise read from
+    rows that can still change: renaming a variant or a vendor after the freeze, or retagging a
+    dialogue, leaves a re-export byte-identical. Two statements, whatever the batch's size."""
+    from modelserving.models import Generation, PolicyVariant
+
+    judged.update(snapshot=Subquery(Dialogue.objects.filter(pk=OuterRef("dialogue_id")).values(json=JSONObject(
+        focus="focus", annotator="annotator_id", vendor="annotator__profile__vendor__slug",
+        guideline_version="guideline__version", risk_category="risk_category__slug",
+        attack_vector="attack_vector__slug"))[:1]))
+    ids = Generation.objects.filter(pair__turn__in=judged).values_list("variant_id", flat=True).distinct()
+    return {"variants": {str(v.pk): {"name": v.name, "model_name": v.model_name,
+                                     "temperature_min": v.temperature_min, "temperature_max": v.temperature_max,
+                                     "top_p": v.top_p, "max_new_tokens": v.max_new_tokens}
+                         for v in PolicyVariant.objects.filter(pk__in=list(ids))}}
+
+
+def batch_freeze(*, batch: Batch, admin, force: bool = False) -> Batch:
+    """Freeze a batch: from now on nothing is added to it or changed in it (the database refuses it).
+
+    The current week's batch is refused unless ``force``: annotators are still adding to it. Forced,
+    it is frozen as it stands, and judgements submitted later that week go to a follow-on batch."""
     if not has_role(admin, ADMIN):
         raise PermissionDenied("Only admins freeze batches.")
     share = settings.HELD_OUT_SHARE
     maximum = settings.HELD_OUT_MAX
     with transaction.atomic():
-        # judgement_submit holds this row's lock while it places a judgement in the batch, so a
-        # judgement is either in before the freeze or refused after it.
+        # Submissions hold this row's lock (shared) while they place a judgement in the batch, so a
+        # judgement is either in before the freeze or goes to the follow-on batch after it. The
+        # batch first, then its turns: the one lock order (annotation/services.py).
         batch = Batch.objects.select_for_update().get(pk=batch.pk)
         if batch.is_frozen:
             raise ValidationError(f"Batch {batch} is already frozen.")
+        if is_current(batch) and not force:
+            follow_on = Batch(iso_year=batch.iso_year, iso_week=batch.iso_week, sequence=batch.sequence + 1)
+            raise ValidationError(
+                f"Batch {batch} is this week's: annotators are still adding to it. Freezing it early (force) "
+                f"freezes it as it stands now, and judgements submitted later this week go to a follow-on "
+                f"batch, {follow_on}, to be frozen on its own.")
         judged = Turn.objects.filter(batch=batch, submitted_at__isnull=False)
         rows = [SplitRow(*row) for row in judged.values_list(
             "pk", "dialogue__focus", "strength", "both_unusable").iterator(chunk_size=20_000)]
@@ -102,10 +136,11 @@ def batch_freeze(*, batch: Batch, admin) -> Batch:
         del rows
         judged.update(split="train")
         Turn.objects.filter(pk__in=held_out).update(split="test")
+        batch.snapshot = _snapshot(judged)
         batch.status = Batch.Status.FROZEN
         batch.frozen_at = timezone.now()
         batch.frozen_by = admin
         batch.summary = {**_summary(judged), "held_out_share": share, "held_out_max": maximum,
-                         "frozen_by": admin.get_username()}
-        batch.save(update_fields=["status", "frozen_at", "frozen_by", "summary"])
+                         "frozen_by": admin.get_username(), "frozen_early": is_current(batch)}
+        batch.save(update_fields=["status", "frozen_at", "frozen_by", "summary", "snapshot"])
     return batch

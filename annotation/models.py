@@ -5,6 +5,9 @@ from django.db import models
 from django.db.models import Q
 
 from core import preference_scale as scale
+from modelserving.models import Generation
+
+from . import frozen
 
 
 class Focus(models.TextChoices):
@@ -73,7 +76,12 @@ class Guideline(models.Model):
 
 
 class Batch(models.Model):
-    """The judgements of one ISO week (in settings.TIME_ZONE). Frozen by an admin, then immutable."""
+    """The judgements of one ISO week (in settings.TIME_ZONE). Frozen by an admin, then immutable.
+
+    A week normally has one batch (sequence 0). When an admin freezes the current week early, the
+    judgements submitted later that week go to a follow-on batch (sequence 1, 2 …, labelled
+    ``2026-W49.1``) instead of being turned away.
+    """
 
     class Status(models.TextChoices):
         OPEN = "open"
@@ -81,6 +89,8 @@ class Batch(models.Model):
 
     iso_year = models.PositiveSmallIntegerField()
     iso_week = models.PositiveSmallIntegerField()
+    sequence = models.PositiveSmallIntegerField(default=0, help_text="0: the week's batch; 1, 2 …: follow-ons "
+                                                                     "after an early freeze.")
     starts_on = models.DateField()
     created_at = models.DateTimeField(auto_now_add=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
@@ -89,18 +99,23 @@ class Batch(models.Model):
                                   related_name="+")
     summary = models.JSONField(default=dict, blank=True,
                                help_text="At freeze: counts, policy variants, guideline versions, split sizes.")
+    snapshot = models.JSONField(default=dict, blank=True,
+                                help_text="At freeze: each policy variant's name and settings, by id (the "
+                                          "exports read these, not the variants' current rows).")
 
     class Meta:
-        ordering = ["-iso_year", "-iso_week"]
+        ordering = ["-iso_year", "-iso_week", "-sequence"]
         verbose_name_plural = "batches"
         constraints = [
-            models.UniqueConstraint(fields=["iso_year", "iso_week"], name="batch_unique_week"),
+            models.UniqueConstraint(fields=["iso_year", "iso_week", "sequence"], name="batch_unique_week_sequence"),
             models.CheckConstraint(condition=Q(status="open") | Q(frozen_at__isnull=False),
                                    name="batch_frozen_has_time"),
         ]
+        triggers = [frozen.BATCH]
 
     def __str__(self):
-        return f"{self.iso_year}-W{self.iso_week:02d}"
+        label = f"{self.iso_year}-W{self.iso_week:02d}"
+        return f"{label}.{self.sequence}" if self.sequence else label
 
     @property
     def is_frozen(self) -> bool:
@@ -175,6 +190,10 @@ class Turn(JudgementFields):
     batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.PROTECT, related_name="turns")
     split = models.CharField(max_length=5, blank=True, choices=[("train", "train"), ("test", "test")],
                              help_text="Set when the batch is frozen: the reward model's held-out test split.")
+    snapshot = models.JSONField(null=True, blank=True,
+                                help_text="At freeze: what the exports would otherwise join from rows that can "
+                                          "still change (focus, annotator, vendor, guideline version, risk "
+                                          "category and attack vector slugs).")
 
     class Meta:
         ordering = ["dialogue_id", "index"]
@@ -192,6 +211,7 @@ class Turn(JudgementFields):
                 condition=~(Q(chosen_safe=False) & Q(other_safe=True)), name="turn_not_chosen_unsafe_other_safe"
             ),
         ]
+        triggers = [frozen.TURN]
 
     def __str__(self):
         return f"turn {self.index} of dialogue {self.dialogue_id}"
@@ -342,6 +362,7 @@ class Demonstration(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(kind="written") | Q(turn__isnull=False), name="demonstration_rewrite_has_turn"),
         ]
+        triggers = [frozen.DEMONSTRATION]
 
     def __str__(self):
         return f"{self.get_kind_display()} {self.pk}"
@@ -349,3 +370,66 @@ class Demonstration(models.Model):
     @property
     def messages(self) -> list[dict]:
         return [*self.context, {"role": "assistant", "content": self.answer}]
+
+
+class FrozenGeneration(Generation):
+    """The generations of a frozen batch's pairs are frozen too: the rule belongs to batches, so its
+    trigger is declared here, on a proxy of modelserving's table."""
+
+    class Meta:
+        proxy = True
+        triggers = [frozen.GENERATION]
+
+
+class ExportJob(models.Model):
+    """One export of a frozen batch in one format, run by a Celery task. One row (and one lock) per
+    batch and format: a second request joins the job that runs, a finished file is served again."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="export_jobs")
+    format = models.CharField(max_length=10)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    rows_total = models.PositiveIntegerField(null=True, blank=True, help_text="Records to write, once counted.")
+    rows_done = models.PositiveIntegerField(default=0, help_text="Records read so far (the progress bar).")
+    rows = models.PositiveIntegerField(null=True, blank=True, help_text="Rows in the finished file.")
+    file_name = models.CharField(max_length=200, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    size = models.PositiveBigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    recoveries = models.PositiveSmallIntegerField(default=0, help_text="Times the recovery sweep sent it again.")
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    requested_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["batch_id", "format"]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "format"], name="export_one_job_per_batch_and_format"),
+            models.CheckConstraint(condition=~Q(status="done") | (~Q(sha256="") & Q(finished_at__isnull=False)),
+                                   name="export_done_has_file"),
+        ]
+
+    def __str__(self):
+        return f"{self.format} export of batch {self.batch_id} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        return int(100 * self.rows_done / self.rows_total) if self.rows_total else 0

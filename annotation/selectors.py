@@ -61,15 +61,16 @@ def active_dialogues_for(*, annotator):
 
 
 def batch_by_label(label: str):
-    """'2026-W48' → that batch, or None."""
+    """'2026-W48' → that batch ('2026-W48.1' → its first follow-on), or None."""
     import re
 
     from .models import Batch
 
-    match = re.fullmatch(r"(\d{4})-W(\d{1,2})", label.strip())
+    match = re.fullmatch(r"(\d{4})-W(\d{1,2})(?:\.(\d{1,3}))?", label.strip())
     if not match:
         return None
-    return Batch.objects.filter(iso_year=int(match[1]), iso_week=int(match[2])).first()
+    return Batch.objects.filter(iso_year=int(match[1]), iso_week=int(match[2]),
+                                sequence=int(match[3] or 0)).first()
 
 
 def own_dialogue(*, annotator, pk: int) -> Dialogue | None:

@@ -1,4 +1,8 @@
-"""Everything that can happen to a dialogue, a turn and its judgement. Rules live here only."""
+"""Everything that can happen to a dialogue, a turn and its judgement. Rules live here only.
+
+Locks are always taken in one order: the batch, then the turn, then its generations (as
+``batch_freeze`` does: the batch, then its turns), so no two operations can wait on each other.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.roles import ANNOTATOR, has_role
@@ -133,7 +137,12 @@ def dialogue_continue(*, dialogue: Dialogue, annotator, user_message: str) -> Tu
     return turn_post(dialogue=dialogue, annotator=annotator, user_message=user_message)
 
 
+@transaction.atomic
 def generation_retry(*, turn: Turn, annotator, side: str) -> Generation:
+    # The turn's lock, held until the retry is queued: a judgement of this turn ("both unusable")
+    # waits for it and then sees a response that is queued again, or the retry sees the judgement.
+    turn = (Turn.objects.select_for_update(of=("self",)).select_related("dialogue", "pair")
+            .prefetch_related("pair__generations").get(pk=turn.pk))
     _own(turn.dialogue.annotator_id, annotator)
     if turn.is_judged:
         raise ValidationError("This turn is already judged.")
@@ -208,23 +217,33 @@ JUDGEMENT_FIELDS = ("chosen_generation_id", "strength", "chosen_safe", "other_sa
                     "both_unusable", "unusable_reason")
 
 
-def batch_for(moment) -> Batch:
-    """The open batch of ``moment``'s ISO week, locked until the caller's transaction ends.
+def _lock_shared(batch_id: int) -> Batch:
+    """The batch row under a shared lock: any number of submissions hold it together, and
+    ``batch_freeze`` (FOR UPDATE) waits for them, as they wait for it. SQLite serialises writing
+    transactions anyway."""
+    if connection.vendor == "postgresql":
+        return Batch.objects.raw("SELECT * FROM annotation_batch WHERE id = %s FOR SHARE", [batch_id])[0]
+    return Batch.objects.select_for_update().get(pk=batch_id)
 
-    The row lock orders this against ``batch_freeze``: a judgement is either in the batch before
-    it freezes or refused after.
+
+def batch_for(moment) -> Batch:
+    """The open batch of ``moment``'s ISO week, locked (shared) until the caller's transaction ends.
+
+    The lock orders this against ``batch_freeze``: a judgement is either in the batch before it
+    freezes, or it goes to the week's follow-on batch (``2026-W49.1``), made on demand when an
+    admin froze the week early; no finished work is turned away. Take it before any turn's lock.
     """
     local = timezone.localtime(moment)
     iso_year, iso_week, iso_day = local.isocalendar()
-    Batch.objects.get_or_create(
-        iso_year=iso_year, iso_week=iso_week,
-        defaults={"starts_on": local.date() - timedelta(days=iso_day - 1)},
-    )
-    batch = Batch.objects.select_for_update().get(iso_year=iso_year, iso_week=iso_week)
-    if batch.is_frozen:
-        raise ValidationError(f"This week's batch ({batch}) is frozen, so no judgement can join it now. "
-                              "An admin froze it early; judging resumes next week.")
-    return batch
+    week = Batch.objects.filter(iso_year=iso_year, iso_week=iso_week)
+    sequence = week.order_by("-sequence").values_list("sequence", flat=True).first() or 0
+    while True:
+        batch, _ = Batch.objects.get_or_create(iso_year=iso_year, iso_week=iso_week, sequence=sequence,
+                                               defaults={"starts_on": local.date() - timedelta(days=iso_day - 1)})
+        batch = _lock_shared(batch.pk)
+        if not batch.is_frozen:
+            return batch
+        sequence += 1
 
 
 @transaction.atomic
@@ -234,6 +253,10 @@ def judgement_submit(*, turn: Turn, annotator, judgement: Judgement) -> tuple[Tu
     Submitting the same judgement again (a double click, a network retry) returns the stored one
     with created=False; a different judgement of a judged turn raises JudgementConflict.
     """
+    now = timezone.now()
+    # The batch first (one lock order). A turn that is judged stays judged, so a repeated
+    # submission needs no batch, and does not make this week's if there is none yet.
+    batch = None if Turn.objects.filter(pk=turn.pk, submitted_at__isnull=False).exists() else batch_for(now)
     turn = (Turn.objects.select_for_update().select_related("dialogue").prefetch_related("pair__generations")
             .get(pk=turn.pk))
     _own(turn.dialogue.annotator_id, annotator)
@@ -250,7 +273,6 @@ def judgement_submit(*, turn: Turn, annotator, judgement: Judgement) -> tuple[Tu
         raise ValidationError("Wait until both responses are complete before judging.")
     if Generation.Status.FAILED in (a.status, b.status) and not judgement.both_unusable:
         raise ValidationError("A response failed: retry it, or mark both unusable.")
-    now = timezone.now()
     spent = judgement.time_spent_ms
     if spent is None or not 0 <= spent <= MAX_TIME_SPENT_MS:
         shown = max((g.finished_at or g.updated_at for g in (a, b)), default=now)
@@ -259,7 +281,7 @@ def judgement_submit(*, turn: Turn, annotator, judgement: Judgement) -> tuple[Tu
         setattr(turn, name, value)
     turn.time_spent_ms = max(0, spent)
     turn.submitted_at = now
-    turn.batch = batch_for(now)
+    turn.batch = batch
     turn.save(update_fields=[*JUDGEMENT_FIELDS, "time_spent_ms", "submitted_at", "batch"])
     Dialogue.objects.filter(pk=turn.dialogue_id).update(updated_at=now)
     from .review import overlap_schedule  # review builds on this module's rules
@@ -302,6 +324,7 @@ def demonstration_write(*, annotator, prompt: str, answer: str, system_prompt: s
 def demonstration_rewrite(*, annotator, turn: Turn, answer: str) -> Demonstration:
     """The annotator's rewrite of the response they chose in one of their judged turns: the same
     context, a better answer."""
+    batch = batch_for(timezone.now())  # before the turn's lock: the one lock order
     turn = (Turn.objects.select_for_update(of=("self",)).select_related("dialogue", "chosen_generation")
             .get(pk=turn.pk))
     _own(turn.dialogue.annotator_id, annotator)
@@ -315,4 +338,4 @@ def demonstration_rewrite(*, annotator, turn: Turn, answer: str) -> Demonstratio
         raise ValidationError({"answer": "The rewrite is the same as the chosen response: improve it first."})
     return Demonstration.objects.create(annotator=annotator, kind=Demonstration.Kind.REWRITE,
                                         context=turn.chosen_generation.messages, answer=answer, turn=turn,
-                                        original=original, batch=batch_for(timezone.now()))
+                                        original=original, batch=batch)

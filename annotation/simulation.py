@@ -249,6 +249,11 @@ class SimulationConfig:
     timeout: float = 120.0  # seconds to wait for both responses of one turn
     retries: int = 1  # retries of a failed response, per side and turn
     poll_interval: float = 0.2
+    # Retries of a request that met a connection error or a 5xx, for the requests that are safe to
+    # repeat: reads, and judgements (the same judgement again is stored once and answered 200).
+    request_retries: int = 0
+    retry_delay: float = 0.5  # seconds before the first such retry; doubled each time, at most 5 s
+    until: float | None = None  # time.monotonic() after which no new dialogue or turn is started
 
 
 @dataclass
@@ -264,6 +269,11 @@ class AnnotatorReport:
     retried: int = 0
     failures: list[str] = field(default_factory=list)
     pair_waits: list[float] = field(default_factory=list)  # seconds from posting a message to both done
+    # Judgements the server acknowledged (201, or 200 for a repeat): turn id → the payload sent.
+    acknowledged: dict[int, dict] = field(default_factory=dict)
+    # Every request, and every pair wait as "pair": (time.time() at its end, what, seconds, HTTP status
+    # or 0 for a connection error).
+    timings: list[tuple[float, str, float, int]] = field(default_factory=list)
 
 
 class _TurnFailed(Exception):
@@ -314,10 +324,15 @@ class SimulatedAnnotator(threading.Thread):
         self.rng = random.Random(f"{config.seed}-{index}")
         self.report = AnnotatorReport(username=config.usernames[index])
 
+    def _over(self) -> bool:
+        return self.config.until is not None and time.monotonic() > self.config.until
+
     def run(self):
         headers = {"Authorization": f"Token {self.token}"}
         with httpx.Client(base_url=_base(self.config.base_url), headers=headers, timeout=60) as self.client:
             for _ in range(self.config.dialogues):
+                if self._over():
+                    return
                 try:
                     self._dialogue()
                 except _Stop as error:
@@ -329,11 +344,28 @@ class SimulatedAnnotator(threading.Thread):
                     self.report.failures.append(f"{error.__class__.__name__}: {error}")
                     return
 
-    def _request(self, method: str, url: str, *, expect: tuple[int, ...], json: dict | None = None) -> dict:
-        try:
-            response = self.client.request(method, url, json=json)
-        except httpx.HTTPError as error:
-            raise _TurnFailed(f"{method} {url}: {error.__class__.__name__}: {error}") from error
+    def _request(self, method: str, url: str, *, expect: tuple[int, ...], json: dict | None = None,
+                 what: str = "", repeatable: bool = False) -> dict:
+        tries = 1 + (self.config.request_retries if repeatable or method == "GET" else 0)
+        delay = self.config.retry_delay
+        for attempt in range(1, tries + 1):
+            started = time.monotonic()
+            try:
+                response = self.client.request(method, url, json=json)
+            except httpx.HTTPError as error:
+                self.report.timings.append((time.time(), what or method, time.monotonic() - started, 0))
+                if attempt < tries:
+                    time.sleep(delay)
+                    delay = min(2 * delay, 5.0)
+                    continue
+                raise _TurnFailed(f"{method} {url}: {error.__class__.__name__}: {error}") from error
+            self.report.timings.append((time.time(), what or method, time.monotonic() - started,
+                                         response.status_code))
+            if response.status_code >= 500 and attempt < tries:
+                time.sleep(delay)
+                delay = min(2 * delay, 5.0)
+                continue
+            break
         if response.status_code not in expect:
             raise (_Stop if _stops(response.status_code) else _TurnFailed)(
                 f"{method} {url} answered {response.status_code}: {response.text[:300]}")
@@ -343,10 +375,12 @@ class SimulatedAnnotator(threading.Thread):
         focus = self.config.focus
         if focus == "mixed":
             focus = self.rng.choice(("helpfulness", "safety"))
-        dialogue = self._request("POST", "/api/dialogues/", expect=(201,), json={"focus": focus})
+        dialogue = self._request("POST", "/api/dialogues/", expect=(201,), json={"focus": focus}, what="dialogue")
         context: list[dict] = []
         try:
             for _ in range(self.config.turns):
+                if self._over():
+                    return
                 message = self.rng.choice(self.config.prompts)
                 context = context + [{"role": "user", "content": message}]
                 try:
@@ -361,7 +395,8 @@ class SimulatedAnnotator(threading.Thread):
                 context = context + [{"role": "assistant", "content": chosen_text}]
         finally:
             try:
-                self._request("POST", f"/api/dialogues/{dialogue['id']}/finish/", expect=(200,))
+                self._request("POST", f"/api/dialogues/{dialogue['id']}/finish/", expect=(200,), what="finish",
+                              repeatable=True)
             except _TurnFailed as error:
                 self.report.failures.append(str(error))
 
@@ -369,13 +404,16 @@ class SimulatedAnnotator(threading.Thread):
         """Post ``message``, wait for the pair, judge it; the chosen text (None if both unusable)."""
         posted = time.monotonic()
         turn = self._request("POST", f"/api/dialogues/{dialogue_id}/turns/", expect=(201,),
-                             json={"user_message": message})
+                             json={"user_message": message}, what="message")
         turn = self._wait_for_responses(turn)
         self.report.pair_waits.append(time.monotonic() - posted)
+        self.report.timings.append((time.time(), "pair", time.monotonic() - posted, 200))
         texts = {side: turn["responses"][side]["text"] for side in "AB"}
         decision = self.config.model.judge(context=context, response_a=texts["A"], response_b=texts["B"],
                                            focus=focus, rng=self.rng)
-        self._request("POST", f"/api/turns/{turn['id']}/judgement/", expect=(201,), json=decision.payload)
+        self._request("POST", f"/api/turns/{turn['id']}/judgement/", expect=(200, 201), json=decision.payload,
+                      what="judgement", repeatable=True)
+        self.report.acknowledged[turn["id"]] = decision.payload
         self._count(decision)
         return texts[decision.choice] if decision.choice else None
 
@@ -393,7 +431,7 @@ class SimulatedAnnotator(threading.Thread):
                     raise _TurnFailed(f"turn {turn['id']}: response {side} failed after {retried[side]} "
                                       f"retries: {responses[side]['error'][:200]}")
                 turn = self._request("POST", f"/api/turns/{turn['id']}/retry/", expect=(202,),
-                                     json={"side": side})
+                                     json={"side": side}, what="retry")
                 retried[side] += 1
                 self.report.retried += 1
             if time.monotonic() > deadline:
@@ -402,7 +440,7 @@ class SimulatedAnnotator(threading.Thread):
                                   f"{self.config.timeout:g} s "
                                   "(is a Celery worker running?)")
             time.sleep(self.config.poll_interval)
-            turn = self._request("GET", f"/api/turns/{turn['id']}/", expect=(200,))
+            turn = self._request("GET", f"/api/turns/{turn['id']}/", expect=(200,), what="poll")
 
     def _count(self, decision: Decision) -> None:
         report = self.report

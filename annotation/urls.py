@@ -26,5 +26,7 @@ urlpatterns = [
     path("batches/", views.batch_list, name="batches"),
     path("batches/<str:label>/freeze/", views.batch_freeze_view, name="batch_freeze"),
     path("batches/<str:label>/stats/", views.batch_stats, name="batch_stats"),
+    path("batches/<str:label>/exports/", views.batch_exports, name="batch_exports"),
+    path("batches/<str:label>/exports/request/", views.batch_export_request, name="batch_export_request"),
     path("batches/<str:label>/export/<str:fmt>/", views.batch_download, name="batch_download"),
 ]

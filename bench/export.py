@@ -40,8 +40,9 @@ INSERT INTO modelserving_policyvariant (id, name, base_url, model_name, api_key_
        top_p, max_new_tokens, is_active, sampling_weight, notes, created_at, updated_at)
 VALUES (1, 'chat-cool', 'http://vllm-cool:8000/v1', 'chat-cool', '', 0.5, 0.8, 0.9, 512, true, 1, '', now(), now()),
        (2, 'chat-warm', 'http://vllm-warm:8000/v1', 'chat-warm', '', 1.0, 1.3, 0.9, 512, true, 1, '', now(), now());
-INSERT INTO annotation_batch (id, iso_year, iso_week, starts_on, created_at, status, frozen_at, frozen_by_id, summary)
-VALUES (1, 2026, 47, '2026-11-16', now(), 'open', NULL, NULL, '{}');
+INSERT INTO annotation_batch (id, iso_year, iso_week, sequence, starts_on, created_at, status, frozen_at, frozen_by_id,
+                              summary, snapshot)
+VALUES (1, 2026, 47, 0, '2026-11-16', now(), 'open', NULL, NULL, '{}', '{}');
 INSERT INTO annotation_dialogue (id, annotator_id, focus, system_prompt, guideline_id, risk_category_id,
        attack_vector_id, status, created_at, updated_at, finished_at)
 SELECT g, 1 + g % 50, CASE WHEN g % 3 = 0 THEN 'safety' ELSE 'helpfulness' END, '',

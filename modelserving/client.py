@@ -140,6 +140,12 @@ def stream_chat(endpoint: Endpoint, body: dict, *, on_text: Callable[[str], None
         raise
     except (openai.OpenAIError, httpx.HTTPError) as error:
         raise _describe(error, endpoint) from error
+    except (ValueError, TypeError, AttributeError, KeyError) as error:
+        # Bytes that are not the OpenAI streaming protocol (not JSON, not chunks): the SDK raises
+        # whatever its parser hit. Not worth another try: the server is not what it should be.
+        raise EndpointError(f"The model server at {endpoint.base_url} sent something that is not an OpenAI "
+                            f"chat stream ({error.__class__.__name__}: {_short(str(error), 120)}).",
+                            transient=False) from error
     if not finish_reason:
         raise EndpointError(
             f"The model server at {endpoint.base_url} closed the stream before the response finished.",

@@ -142,6 +142,8 @@ class Generation(models.Model):
     first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Request start to last byte.")
     attempts = models.PositiveSmallIntegerField(default=0)
+    recoveries = models.PositiveSmallIntegerField(
+        default=0, help_text="Times the recovery sweep sent it again (its task was lost or its worker stopped).")
     error = models.TextField(blank=True, help_text="Why the last try failed, in words a person can read.")
 
     # The claim of the worker running it (see services.sampling).

@@ -21,6 +21,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import client
@@ -37,6 +38,7 @@ __all__ = [
     "NoActiveVariant",
     "SampleOutcome",
     "generation_requeue",
+    "generations_recover",
     "generation_sample",
     "pair_request",
     "variant_create",
@@ -259,6 +261,10 @@ def generation_sample(*, generation_id: int, worker: str = "") -> SampleOutcome:
         return _after_error(generation, str(error), transient=error.transient)
     except SoftTimeLimitExceeded:
         return _after_error(generation, "The response took longer than the task's time limit.", transient=True)
+    except Exception as error:  # nothing may leave a generation running with no one behind it
+        logger.exception("generation %s: unexpected error while sampling", generation.pk)
+        return _after_error(generation, f"Sampling failed unexpectedly ({error.__class__.__name__}).",
+                            transient=False)
 
     now = timezone.now()
     stored = _held(generation).update(
@@ -307,9 +313,60 @@ def generation_requeue(*, generation: Generation) -> Generation:
             raise ValidationError("Only a failed response can be retried.")
         generation.status = Generation.Status.QUEUED
         generation.attempts = 0
+        generation.recoveries = 0
         generation.error = ""
         generation.text = ""
         generation.finished_at = None
-        generation.save(update_fields=["status", "attempts", "error", "text", "finished_at", "updated_at"])
+        generation.save(update_fields=["status", "attempts", "recoveries", "error", "text", "finished_at",
+                                       "updated_at"])
         tasks.generation_sample.delay_on_commit(generation.id)
     return generation
+
+
+# --- Recovery -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recovered:
+    requeued: list[int]
+    failed: list[int]
+
+
+def generations_recover(*, queued_after: float | None = None, lapsed_after: float | None = None,
+                        limit: int = 1000) -> Recovered:
+    """Send again the generations whose task was lost: queued for longer than ``queued_after``
+    seconds since their last change, or running with a lease that lapsed ``lapsed_after`` seconds
+    ago (their worker died and no redelivery took them over). They go through the same task as
+    ever, whose claim makes a second delivery harmless and never produces a finished generation
+    again. One that was sent again RECOVERY["MAX_REQUEUES"] times ends failed, with the reason."""
+    from . import tasks
+
+    recovery = settings.RECOVERY
+    queued_after = recovery["QUEUED_AFTER"] if queued_after is None else queued_after
+    lapsed_after = recovery["LAPSED_AFTER"] if lapsed_after is None else lapsed_after
+    now = timezone.now()
+    stuck = Generation.objects.filter(
+        Q(status=Generation.Status.QUEUED, updated_at__lt=now - timedelta(seconds=queued_after))
+        | Q(status=Generation.Status.RUNNING, lease_expires_at__lt=now - timedelta(seconds=lapsed_after)))
+    requeued, failed = [], []
+    with transaction.atomic():
+        # SKIP LOCKED: a generation a worker is claiming right now is not stuck.
+        for generation in stuck.select_for_update(skip_locked=True).order_by("pk")[:limit]:
+            generation.lease_token, generation.lease_expires_at = None, None
+            if generation.recoveries >= recovery["MAX_REQUEUES"]:
+                generation.status, generation.finished_at = Generation.Status.FAILED, now
+                generation.error = (
+                    f"Gave up: it was sent to the sampling workers {generation.recoveries + 1} times and never "
+                    "finished (the broker or the workers were unavailable)."
+                    + (f" Last error: {generation.error}" if generation.error else ""))
+                failed.append(generation.pk)
+            else:
+                generation.status = Generation.Status.QUEUED
+                generation.recoveries += 1
+                requeued.append(generation.pk)
+                tasks.generation_sample.delay_on_commit(generation.pk)
+            generation.save(update_fields=["status", "finished_at", "error", "recoveries", "lease_token",
+                                           "lease_expires_at", "updated_at"])
+    if requeued or failed:
+        logger.warning("recovery: sent %s stuck generations again %s; failed %s", len(requeued), requeued, failed)
+    return Recovered(requeued=requeued, failed=failed)

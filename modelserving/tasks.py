@@ -19,3 +19,10 @@ def generation_sample(self, generation_id: int) -> str:
     if outcome.retry_after is not None:
         raise self.retry(countdown=outcome.retry_after)
     return outcome.state
+
+
+@shared_task(name="modelserving.generations_recover", ignore_result=True)
+def generations_recover() -> dict:
+    """Periodic (celery beat, RECOVERY["EVERY"]): send stuck generations again."""
+    recovered = services.generations_recover()
+    return {"requeued": recovered.requeued, "failed": recovered.failed}

@@ -23,6 +23,33 @@ WORKER_SAMPLING = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _sqlite_flush_past_frozen_batches():
+    """Transactional tests end with a flush. PostgreSQL's flush is a TRUNCATE, which row triggers do
+    not see; SQLite's is a DELETE per table, which the frozen-batch triggers refuse. On SQLite the
+    flush lifts them for its own transaction and puts them back (annotation/frozen.py)."""
+    from django.db import connection
+
+    from annotation.frozen import SQLITE_TRIGGERS
+
+    if connection.vendor != "sqlite":
+        yield
+        return
+    DatabaseOperations = type(connection.ops)
+    original = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, **kwargs):
+        statements = original(self, style, tables, **kwargs)
+        if not statements:
+            return statements
+        return ([f"DROP TRIGGER IF EXISTS {name};" for name in SQLITE_TRIGGERS] + statements
+                + list(SQLITE_TRIGGERS.values()))
+
+    DatabaseOperations.sql_flush = sql_flush
+    yield
+    DatabaseOperations.sql_flush = original
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     """A random-weight Llama with SmolLM2's tokenizer, built once and kept under var/."""

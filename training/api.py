@@ -163,6 +163,19 @@ class RunCancel(APIView):
         return Response(RunSerializer(run).data)
 
 
+class RunRelaunch(APIView):
+    permission_classes = [ResearcherOnly]
+
+    @extend_schema(request=None, responses={201: RunSerializer})
+    def post(self, request, pk: int):
+        run = get_object_or_404(TrainingRun.objects.select_related("base"), pk=pk)
+        try:
+            relaunched = services.run_relaunch(run=run, researcher=request.user)
+        except DjangoValidationError as error:
+            return Response({"detail": error.messages[0]}, status=status.HTTP_409_CONFLICT)
+        return Response(RunSerializer(relaunched).data, status=status.HTTP_201_CREATED)
+
+
 class CheckpointList(APIView):
     permission_classes = [ResearcherOnly]
 

@@ -82,6 +82,8 @@ class TrainingRun(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the job's process.")
+    relaunch_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="relaunches",
+                                    help_text="The failed or cancelled run this one repeats.")
 
     class Meta:
         ordering = ["-created_at", "-id"]

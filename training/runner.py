@@ -164,16 +164,59 @@ class _Recorder:
                         .update(**fields))
 
 
+class _Heartbeat(threading.Thread):
+    """Beats the run's heartbeat from a thread while this one is busy with something long (writing
+    the data of a large batch), so the periodic check does not take a slow worker for a dead one."""
+
+    def __init__(self, run: TrainingRun):
+        super().__init__(name=f"heartbeat-run-{run.pk}", daemon=True)
+        self.run_id = run.pk
+        self.stopped = threading.Event()
+
+    def run(self):
+        from django.db import connection
+
+        try:
+            while not self.stopped.wait(settings.TRAINING_HEARTBEAT_SECONDS):
+                if not TrainingRun.objects.filter(pk=self.run_id, status=TrainingRun.Status.RUNNING).update(
+                        heartbeat_at=timezone.now()):
+                    return  # failed or cancelled meanwhile: the runner sees it before it starts the job
+        finally:
+            connection.close()  # this thread's own connection
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.join()
+
+
 def _prepare(run: TrainingRun, run_dir: Path) -> tuple[dict, Path]:
     out = run_dir / ("output" if run.kind == TrainingRun.Kind.POLICY_EVAL else "checkpoint")
-    flags, counts = prepare(run, run_dir / "data", out)
+    with _Heartbeat(run):
+        flags, counts = prepare(run, run_dir / "data", out)
     data = {**run.data, "written": counts}
     artifacts = {"dir": str(run_dir), "out": str(out),
                  **{flag.lstrip("-").replace("-", "_"): str(value) for flag, value in flags.items()
                     if isinstance(value, Path)}}
-    TrainingRun.objects.filter(pk=run.pk).update(data=data, artifacts=artifacts, heartbeat_at=timezone.now())
+    TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+        data=data, artifacts=artifacts, heartbeat_at=timezone.now())
     run.data, run.artifacts = data, artifacts
     return flags, out
+
+
+def _still_ours(run: TrainingRun) -> str | None:
+    """Just before the job starts: None when the run is still ours to start; otherwise the final
+    status it has, or gets (a cancel requested during the data preparation ends it here)."""
+    current = TrainingRun.objects.filter(pk=run.pk).values("status", "cancel_requested_at").first()
+    if current is None or current["status"] != TrainingRun.Status.RUNNING:
+        return current["status"] if current else TrainingRun.Status.FAILED
+    if current["cancel_requested_at"] is not None:
+        _finish(run, TrainingRun.Status.CANCELLED, error="Cancelled on request, before the job started.")
+        return TrainingRun.Status.CANCELLED
+    return None
 
 
 def run_execute(*, run_id: int) -> str | None:
@@ -188,6 +231,11 @@ def run_execute(*, run_id: int) -> str | None:
         logger.exception("preparing the data of %s failed", run)
         _finish(run, TrainingRun.Status.FAILED, error=f"Writing the training data failed: {error}")
         return TrainingRun.Status.FAILED
+    ended = _still_ours(run)
+    if ended is not None:
+        # Failed by the heartbeat check or cancelled while the data was written: never start it.
+        logger.warning("%s is %s before its job started; the job is not started", run, ended)
+        return TrainingRun.Status.CANCELLED if ended == TrainingRun.Status.CANCELLED else None
     command = job_command(run, flags=flags)
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
     process = subprocess.Popen(command, cwd=settings.BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -186,6 +186,24 @@ def run_cancel(*, run: TrainingRun, user) -> TrainingRun:
     return run
 
 
+def run_relaunch(*, run: TrainingRun, researcher) -> TrainingRun:
+    """A new run with the same kind, job configuration, data and base as a failed or cancelled one
+    (its worker died, it was cancelled by mistake), queued like a launch. The data files are
+    written afresh by the new run; the old run stays as it ended."""
+    from .tasks import run_execute
+
+    _require_researcher(researcher)
+    if run.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
+        raise ValidationError(f"Only a failed or cancelled run can be launched again; {run} is {run.status}.")
+    data = {key: value for key, value in run.data.items() if key != "written"}
+    relaunched = TrainingRun.objects.create(kind=run.kind, focus=run.focus, name=run.name, config=run.config,
+                                            data=data, base=run.base, launched_by=researcher, relaunch_of=run)
+    limit = settings.TRAINING_RUN_TIME_LIMIT
+    transaction.on_commit(lambda: run_execute.apply_async((relaunched.pk,), soft_time_limit=limit,
+                                                          time_limit=limit + 120))
+    return relaunched
+
+
 def runs_fail_silent(*, timeout: float | None = None) -> list[int]:
     """Fail running runs whose heartbeat stopped (their worker died); returns their ids."""
     timeout = settings.TRAINING_HEARTBEAT_TIMEOUT if timeout is None else timeout

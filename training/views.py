@@ -98,6 +98,18 @@ def run_cancel(request, pk: int):
     return redirect("training:run", run.pk)
 
 
+@role_required(RESEARCHER)
+@require_POST
+def run_relaunch(request, pk: int):
+    run = get_object_or_404(TrainingRun.objects.select_related("base"), pk=pk)
+    try:
+        relaunched = services.run_relaunch(run=run, researcher=request.user)
+    except ValidationError as error:
+        context = {**_run_context(run), "cancel_error": error.messages[0]}
+        return render(request, "training/run.html", context, status=409)
+    return redirect("training:run", relaunched.pk)
+
+
 def _checkpoint_context(checkpoint: Checkpoint) -> dict:
     evaluation = checkpoint.evaluation or {}
     return {"checkpoint": checkpoint, "rows": selectors.accuracy_rows(evaluation),

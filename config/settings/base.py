@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "csp",
+    "pgtrigger",
     "accounts",
     "annotation",
     "modelserving",
@@ -170,6 +171,7 @@ SPECTACULAR_SETTINGS = {
         "TrainingRunStatusEnum": "training.models.TrainingRun.Status",
         "TrainingRunKindEnum": "training.models.TrainingRun.Kind",
         "CheckpointKindEnum": "training.models.Checkpoint.Kind",
+        "ExportJobStatusEnum": "annotation.models.ExportJob.Status",
     },
     "COMPONENT_SPLIT_REQUEST": True,
 }
@@ -206,6 +208,8 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_DEFAULT_QUEUE = "sampling"
 CELERY_TASK_ROUTES = {
     "modelserving.*": {"queue": "sampling"},
+    # Exports and the recovery sweeps run next to sampling, on the CPU boxes.
+    "annotation.*": {"queue": "sampling"},
     # The heartbeat check runs where the web tier's workers are: it must work when GPU boxes die.
     "training.runs_check_heartbeats": {"queue": "sampling"},
     "training.*": {"queue": "gpu"},
@@ -215,9 +219,27 @@ CELERY_TASK_ROUTES = {
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=600)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=660)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# Periodic work (`celery beat`): fail training runs whose heartbeat stopped.
+# --- Recovery of stuck work -------------------------------------------------------------------
+# A message can be lost before any worker takes it (a publish that failed after the commit, a Redis
+# that lost data, a worker that died holding it until the visibility timeout): the periodic sweep
+# sends again, through the same idempotent task, what stayed queued or whose lease lapsed.
+RECOVERY = {
+    # How often `celery beat` runs the sweeps (seconds).
+    "EVERY": env.float("RECOVERY_EVERY", default=30.0),
+    # Queued this long (since its last change) with nothing running it: its message is presumed lost.
+    # Keep it above SAMPLING_BACKOFF_MAX, the longest a retry legitimately waits while queued.
+    "QUEUED_AFTER": env.float("RECOVERY_QUEUED_AFTER", default=120.0),
+    # Running, but its lease lapsed this long ago: its worker died and no redelivery took it over.
+    "LAPSED_AFTER": env.float("RECOVERY_LAPSED_AFTER", default=30.0),
+    # Sent again this many times and still stuck: it ends failed, with the reason.
+    "MAX_REQUEUES": env.int("RECOVERY_MAX_REQUEUES", default=3),
+}
+# Periodic work (`celery beat`): fail training runs whose heartbeat stopped; send stuck generations
+# and exports again.
 CELERY_BEAT_SCHEDULE = {
     "training-runs-check-heartbeats": {"task": "training.runs_check_heartbeats", "schedule": 60.0},
+    "generations-recover": {"task": "modelserving.generations_recover", "schedule": RECOVERY["EVERY"]},
+    "exports-recover": {"task": "annotation.exports_recover", "schedule": RECOVERY["EVERY"]},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -252,6 +274,11 @@ GOLD_FLAG_THRESHOLD = env.float("GOLD_FLAG_THRESHOLD", default=0.7)
 GOLD_MIN_ITEMS = env.int("GOLD_MIN_ITEMS", default=5)
 # Exports: where files are written, and the key of the annotators' pseudonyms (a keyed HMAC).
 EXPORT_DIR = Path(env.str("EXPORT_DIR", default=str(VAR_DIR / "exports")))
+# An export job's claim on its (batch, format), renewed as rows are written; its task's time limit
+# (kept below CELERY_BROKER_VISIBILITY_TIMEOUT); tries before it is marked failed.
+EXPORT_LEASE_SECONDS = env.float("EXPORT_LEASE_SECONDS", default=60.0)
+EXPORT_TIME_LIMIT = env.int("EXPORT_TIME_LIMIT", default=3000)
+EXPORT_MAX_ATTEMPTS = env.int("EXPORT_MAX_ATTEMPTS", default=3)
 ANNOTATOR_PSEUDONYM_KEY = env.str("ANNOTATOR_PSEUDONYM_KEY", default="")
 HEALTH_PROBE_TIMEOUT = env.float("HEALTH_PROBE_TIMEOUT", default=3.0)
 

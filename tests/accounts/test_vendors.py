@@ -30,7 +30,8 @@ def test_the_export_names_each_judgements_vendor(offline_variants):
     acme = vendor_create(name="Acme Labeling")
     judged_turns(user_create(username="a1", password=PASSWORD, role="annotator", vendor=acme), n=2)
     judged_turns(user_create(username="a2", password=PASSWORD, role="annotator"), n=1, start=2)
-    batch = batch_freeze(batch=Batch.objects.get(), admin=user_create(username="adm", password=PASSWORD, role="admin"))
+    batch = batch_freeze(batch=Batch.objects.get(), admin=user_create(username="adm", password=PASSWORD, role="admin"),
+                         force=True)
     assert sorted(str(r["vendor"]) for r in records(batch)) == ["None", "acme-labeling", "acme-labeling"]
 
 

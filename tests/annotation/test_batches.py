@@ -70,7 +70,7 @@ def judged_batch(judgeable_turn, annotator):
 
 def test_freeze_records_the_split_and_what_the_batch_contains(judged_batch, admin_user, settings):
     settings.HELD_OUT_SHARE = 0.25
-    batch = batch_freeze(batch=judged_batch, admin=admin_user)
+    batch = batch_freeze(batch=judged_batch, admin=admin_user, force=True)
     assert batch.is_frozen and batch.frozen_by == admin_user and batch.frozen_at
     assert batch.summary["judgements"] == 8
     assert batch.summary["by_focus"] == {"helpfulness": 4, "safety": 4}
@@ -80,23 +80,46 @@ def test_freeze_records_the_split_and_what_the_batch_contains(judged_batch, admi
     assert Counter(Turn.objects.values_list("split", flat=True)) == {"train": 6, "test": 2}
 
 
-def test_a_frozen_batch_takes_no_more_judgements_and_cannot_be_frozen_again(judged_batch, admin_user,
-                                                                            judgeable_turn, annotator):
-    batch_freeze(batch=judged_batch, admin=admin_user)
-    late = judgeable_turn()
-    with pytest.raises(ValidationError, match="is frozen"):
-        services.judgement_submit(turn=late, annotator=annotator, judgement=Judgement(choice="A", strength="better"))
-    late.refresh_from_db()
-    assert not late.is_judged and late.batch is None
-    with pytest.raises(ValidationError, match="already frozen"):
+def test_this_weeks_batch_is_frozen_only_when_forced_and_says_what_forcing_does(judged_batch, admin_user):
+    with pytest.raises(ValidationError) as refused:
         batch_freeze(batch=judged_batch, admin=admin_user)
+    message = refused.value.messages[0]
+    assert f"{judged_batch} is this week's" in message and f"follow-on batch, {judged_batch}.1" in message
+    judged_batch.refresh_from_db()
+    assert not judged_batch.is_frozen and not Turn.objects.exclude(split="").exists()
+
+
+def test_after_an_early_freeze_later_judgements_go_to_a_follow_on_batch(judged_batch, admin_user, judgeable_turn,
+                                                                         annotator):
+    # No annotator's finished work is turned away because an admin froze the week early.
+    frozen = batch_freeze(batch=judged_batch, admin=admin_user, force=True)
+    assert frozen.summary["frozen_early"] is True
+    late = judgeable_turn()
+    turn, created = services.judgement_submit(turn=late, annotator=annotator,
+                                              judgement=Judgement(choice="A", strength="better"))
+    assert created and turn.batch != frozen
+    follow_on = turn.batch
+    assert str(follow_on) == f"{frozen}.1" and follow_on.sequence == 1 and not follow_on.is_frozen
+    assert (follow_on.iso_year, follow_on.iso_week, follow_on.starts_on) == (frozen.iso_year, frozen.iso_week,
+                                                                           frozen.starts_on)
+    assert Turn.objects.filter(batch=frozen).count() == 8
+    from annotation.selectors import batch_by_label
+
+    assert batch_by_label(str(follow_on)) == follow_on and batch_by_label(str(frozen)) == frozen
+    # The follow-on is frozen on its own, early again if need be; the next judgement goes to .2.
+    batch_freeze(batch=follow_on, admin=admin_user, force=True)
+    later, _ = services.judgement_submit(turn=judgeable_turn(), annotator=annotator,
+                                         judgement=Judgement(choice="B", strength="better"))
+    assert str(later.batch) == f"{frozen}.2"
+    with pytest.raises(ValidationError, match="already frozen"):
+        batch_freeze(batch=judged_batch, admin=admin_user, force=True)
 
 
 def test_only_admins_freeze_and_export(judged_batch, annotator, make_user):
     researcher = make_user("res", "researcher")
     for user in (annotator, researcher):
         with pytest.raises(PermissionDenied):
-            batch_freeze(batch=judged_batch, admin=user)
+            batch_freeze(batch=judged_batch, admin=user, force=True)
         client = APIClient()
         client.force_authenticate(user)
         label = str(judged_batch)
@@ -114,7 +137,7 @@ def test_export_needs_a_frozen_batch(judged_batch, admin_user, tmp_path):
 
 
 def test_full_export_reads_back_equal_to_the_database(judged_batch, admin_user, tmp_path):
-    batch = batch_freeze(batch=judged_batch, admin=admin_user)
+    batch = batch_freeze(batch=judged_batch, admin=admin_user, force=True)
     manifest = batch_export(batch=batch, admin=admin_user, out_dir=tmp_path)
     rows = [json.loads(line) for line in (tmp_path / f"{batch}.full.jsonl").read_text().splitlines()]
     assert len(rows) == 8 == manifest["files"][f"{batch}.full.jsonl"]["rows"]
@@ -140,7 +163,7 @@ def test_full_export_reads_back_equal_to_the_database(judged_batch, admin_user, 
 
 
 def test_trl_export_is_conversational_preference_data_with_the_margin(judged_batch, admin_user, tmp_path):
-    batch = batch_freeze(batch=judged_batch, admin=admin_user)
+    batch = batch_freeze(batch=judged_batch, admin=admin_user, force=True)
     batch_export(batch=batch, admin=admin_user, out_dir=tmp_path, formats=("trl",))
     rows = [json.loads(line) for line in (tmp_path / f"{batch}.trl.jsonl").read_text().splitlines()]
     assert len(rows) == 8
@@ -151,7 +174,7 @@ def test_trl_export_is_conversational_preference_data_with_the_margin(judged_bat
 
 
 def test_exporting_twice_gives_byte_identical_files(judged_batch, admin_user, tmp_path):
-    batch = batch_freeze(batch=judged_batch, admin=admin_user)
+    batch = batch_freeze(batch=judged_batch, admin=admin_user, force=True)
     batch_export(batch=batch, admin=admin_user, out_dir=tmp_path / "one")
     batch_export(batch=batch, admin=admin_user, out_dir=tmp_path / "two")
     for name in (f"{batch}.full.jsonl", f"{batch}.trl.jsonl", f"{batch}.full.parquet", f"{batch}.csv",
@@ -160,36 +183,68 @@ def test_exporting_twice_gives_byte_identical_files(judged_batch, admin_user, tm
 
 
 def test_admins_freeze_and_download_over_http(judged_batch, admin_user, settings, tmp_path):
+    from annotation.export_jobs import export_run
+    from annotation.models import ExportJob
+
     settings.EXPORT_DIR = tmp_path
     client = APIClient()
     client.force_authenticate(admin_user)
     label = str(judged_batch)
-    assert client.get(f"/api/batches/{label}/export/full/").status_code == 400
-    frozen = client.post(f"/api/batches/{label}/freeze/")
+    assert client.post(f"/api/batches/{label}/exports/", {"format": "full"}, format="json").status_code == 409
+    refused = client.post(f"/api/batches/{label}/freeze/")
+    assert refused.status_code == 409 and "follow-on batch" in refused.json()["detail"]
+    frozen = client.post(f"/api/batches/{label}/freeze/", {"force": True}, format="json")
     assert frozen.status_code == 200 and frozen.json()["status"] == "frozen"
-    assert client.post(f"/api/batches/{label}/freeze/").status_code == 409
-    response = client.get(f"/api/batches/{label}/export/trl/")
+    assert client.post(f"/api/batches/{label}/freeze/", {"force": True}, format="json").status_code == 409
+    # Nothing is written by a request: a download before the job ran says so and writes nothing.
+    assert client.get(f"/api/batches/{label}/export/trl/").status_code == 409
+    requested = client.post(f"/api/batches/{label}/exports/", {"format": "trl"}, format="json")
+    assert requested.status_code == 202 and requested.json()["status"] == "queued"
+    waiting = client.get(f"/api/batches/{label}/export/trl/")
+    assert waiting.status_code == 409 and waiting.json()["job"]["status"] == "queued"
+    assert not list(tmp_path.rglob("*.jsonl"))
+    assert export_run(job_id=ExportJob.objects.get(format="trl").pk).state == "done"  # as the worker runs it
+    jobs = client.get(f"/api/batches/{label}/exports/").json()
+    assert [(j["format"], j["status"], j["rows"], j["percent"]) for j in jobs] == [("trl", "done", 8, 100)]
+    response = client.get(jobs[0]["download"])
     assert response.status_code == 200
     assert len(b"".join(response.streaming_content).splitlines()) == 8
-    assert client.get(f"/api/batches/{label}/export/parquet/").status_code == 200
+    assert client.post(f"/api/batches/{label}/exports/", {"format": "trl"}, format="json").status_code == 200
+    assert client.post(f"/api/batches/{label}/exports/", {"format": "xml"}, format="json").status_code == 400
     assert client.get("/api/batches/2001-W01/export/full/").status_code == 404
 
 
 def test_the_admins_batch_page_freezes_and_offers_the_exports(client, judged_batch, admin_user, annotator, settings,
                                                                tmp_path):
+    from annotation.export_jobs import export_run
+    from annotation.models import ExportJob
+
     settings.EXPORT_DIR = tmp_path
     from .conftest import PASSWORD
 
     client.login(username="ann", password=PASSWORD)
     assert client.get("/annotate/batches/").status_code == 403
     assert client.post(f"/annotate/batches/{judged_batch}/freeze/").status_code == 403
+    assert client.post(f"/annotate/batches/{judged_batch}/exports/request/", {"format": "full"}).status_code == 403
     client.logout()
     client.login(username="boss", password=PASSWORD)
     page = client.get("/annotate/batches/").content.decode()
-    assert str(judged_batch) in page and "Freeze" in page
-    client.post(f"/annotate/batches/{judged_batch}/freeze/")
+    assert str(judged_batch) in page and "Freeze early" in page and 'name="force"' in page
+    client.post(f"/annotate/batches/{judged_batch}/freeze/")  # not forced: refused, with the reason
+    judged_batch.refresh_from_db()
+    assert not judged_batch.is_frozen
+    assert "follow-on batch" in client.get("/annotate/batches/").content.decode()
+    client.post(f"/annotate/batches/{judged_batch}/freeze/", {"force": "1"})
     page = client.get("/annotate/batches/").content.decode()
-    assert f"/annotate/batches/{judged_batch}/export/full/" in page
+    assert 'value="full"' in page and f"/annotate/batches/{judged_batch}/export/full/" not in page
+    fragment = client.post(f"/annotate/batches/{judged_batch}/exports/request/", {"format": "full"},
+                           headers={"HX-Request": "true"}).content.decode()
+    # While it runs, the fragment shows a progress bar and polls itself.
+    assert "<progress" in fragment and 'hx-trigger="every 1s"' in fragment
+    assert client.get(f"/annotate/batches/{judged_batch}/export/full/").status_code == 302  # not ready yet
+    export_run(job_id=ExportJob.objects.get().pk)
+    fragment = client.get(f"/annotate/batches/{judged_batch}/exports/").content.decode()
+    assert f"/annotate/batches/{judged_batch}/export/full/" in fragment and "every 1s" not in fragment
     download = client.get(f"/annotate/batches/{judged_batch}/export/full/")
     assert download.status_code == 200 and len(b"".join(download.streaming_content).splitlines()) == 8
 
@@ -197,7 +252,7 @@ def test_the_admins_batch_page_freezes_and_offers_the_exports(client, judged_bat
 def test_parquet_equals_the_full_jsonl(judged_batch, admin_user, tmp_path):
     import pyarrow.parquet as pq
 
-    batch = batch_freeze(batch=judged_batch, admin=admin_user)
+    batch = batch_freeze(batch=judged_batch, admin=admin_user, force=True)
     batch_export(batch=batch, admin=admin_user, out_dir=tmp_path, formats=("full", "parquet"))
     jsonl = [json.loads(line) for line in (tmp_path / f"{batch}.full.jsonl").read_text().splitlines()]
     assert pq.read_table(tmp_path / f"{batch}.full.parquet").to_pylist() == jsonl
@@ -215,7 +270,7 @@ def test_csv_neutralises_formulas(judged_batch, admin_user, tmp_path):
     chosen = turn.chosen_generation
     chosen.text = "=cmd|' /C calc'!A0"
     chosen.save(update_fields=["text"])
-    batch = batch_freeze(batch=judged_batch, admin=admin_user)
+    batch = batch_freeze(batch=judged_batch, admin=admin_user, force=True)
     batch_export(batch=batch, admin=admin_user, out_dir=tmp_path, formats=("csv",))
     with open(tmp_path / f"{batch}.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -231,7 +286,7 @@ def test_the_trl_export_trains_a_reward_model_unchanged(judged_batch, admin_user
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    batch = batch_freeze(batch=judged_batch, admin=admin_user)
+    batch = batch_freeze(batch=judged_batch, admin=admin_user, force=True)
     batch_export(batch=batch, admin=admin_user, out_dir=tmp_path, formats=("trl",))
     dataset = load_dataset("json", data_files=str(tmp_path / f"{batch}.trl.jsonl"), split="train")
     assert len(dataset) == 8 and "margin" in dataset.column_names
@@ -295,7 +350,7 @@ def test_every_write_path_is_refused_after_freeze(client, judged_batch, admin_us
 
     from .conftest import PASSWORD
 
-    batch = batch_freeze(batch=judged_batch, admin=admin_user)
+    batch = batch_freeze(batch=judged_batch, admin=admin_user, force=True)
     before = list(Turn.objects.filter(batch=batch).order_by("pk").values())
     turn = Turn.objects.filter(batch=batch).select_related("dialogue").first()
     # A different judgement of a frozen turn, through the service and through the API.

@@ -46,20 +46,21 @@ def test_a_rewrite_replaces_the_chosen_response_in_its_context_once(annotator, o
         services.demonstration_rewrite(annotator=annotator, turn=turn, answer="Another.")
 
 
-def test_the_sft_export_is_message_lists_and_a_frozen_batch_takes_no_more(annotator, offline_variants, make_user,
-                                                                          tmp_path):
+def test_the_sft_export_is_message_lists_and_a_late_one_goes_to_the_follow_on(annotator, offline_variants,
+                                                                             make_user, tmp_path):
     turn = judged_turns(annotator, n=1)[0]
     services.demonstration_write(annotator=annotator, prompt="Explain tides.", answer="The Moon pulls…")
     services.demonstration_rewrite(annotator=annotator, turn=turn, answer="A better answer.")
-    batch = batch_freeze(batch=Batch.objects.get(), admin=make_user("adm", "admin"))
+    batch = batch_freeze(batch=Batch.objects.get(), admin=make_user("adm", "admin"), force=True)
     manifest = batch_export(batch=batch, admin=make_user("adm2", "admin"), out_dir=tmp_path, formats=["sft"])
     assert manifest["counts"]["demonstrations"] == 2
     rows = [json.loads(line) for line in (tmp_path / f"{batch}.sft.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in rows] == ["written", "rewrite"]
     assert rows[0]["messages"][-1] == {"role": "assistant", "content": "The Moon pulls…"}
     assert rows[1]["messages"][:-1] == turn.chosen_generation.messages
-    with pytest.raises(ValidationError, match="frozen"):
-        services.demonstration_write(annotator=annotator, prompt="Late.", answer="Too late.")
+    late = services.demonstration_write(annotator=annotator, prompt="Late.", answer="Not too late.")
+    assert str(late.batch) == f"{batch}.1"
+    assert batch.demonstrations.count() == 2
 
 
 def test_pages_and_api(client, annotator, offline_variants):

@@ -104,7 +104,7 @@ def test_tandems_own_full_export_round_trips(admin, tmp_path, judgeable_turn, an
                               judgement=Judgement(choice="A", strength="better"))
     services.judgement_submit(turn=judgeable_turn(), annotator=annotator,
                               judgement=Judgement(both_unusable=True, unusable_reason="noise"))
-    batch = batch_freeze(batch=Batch.objects.get(), admin=admin)
+    batch = batch_freeze(batch=Batch.objects.get(), admin=admin, force=True)
     batch_export(batch=batch, admin=admin, out_dir=tmp_path, formats=("full",))
     report = preferences_import(path=tmp_path / f"{batch}.full.jsonl", kind="tandem", source_name="last-week",
                                 admin=admin)

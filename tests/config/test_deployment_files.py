@@ -21,6 +21,13 @@ def test_compose_has_the_production_services():
     assert services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
 
 
+def test_compose_web_serves_the_exports_the_sampling_workers_write():
+    services = compose()["services"]
+    assert "exports:/app/var/exports" in services["web"]["volumes"]
+    assert "exports:/app/var/exports" in services["worker"]["volumes"]
+    assert "exports" in compose()["volumes"]
+
+
 def test_compose_vllm_services_name_their_served_model():
     services = compose()["services"]
     for name in ("vllm-cool", "vllm-warm"):

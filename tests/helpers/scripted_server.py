@@ -3,16 +3,43 @@
 It stands in for a model only where a real one cannot be made to say a given thing: hostile
 output, or a request that fails on cue. It speaks the protocol `transformers serve` and vLLM
 speak: GET /v1/models, POST /v1/chat/completions streamed as server-sent events with a final
-usage chunk, errors as JSON with an HTTP status.
+usage chunk, errors as JSON with an HTTP status. It can also break the way servers break: hang
+after the first chunks (`Stall`), reset the connection in the middle of a stream (`Reset`), or
+stream bytes that are not the protocol (`Garbage`).
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass(frozen=True)
+class Stall:
+    """Stream ``text`` and then send nothing more for ``seconds`` (a server that hangs mid-answer)."""
+
+    text: str = "Well, let me"
+    seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class Reset:
+    """Stream ``text`` and then reset the TCP connection (RST), as a crashing server does."""
+
+    text: str = "Once upon a"
+
+
+@dataclass(frozen=True)
+class Garbage:
+    """A 200 event stream whose events are not the OpenAI protocol (``payload`` as raw bytes)."""
+
+    payload: bytes = b"data: {this is not json\n\n"
 
 
 class ScriptedServer:
@@ -81,6 +108,8 @@ class ScriptedServer:
                 if isinstance(reply, tuple):
                     status, message = reply
                     return self._json(status, {"error": {"message": message, "type": "scripted"}})
+                if isinstance(reply, (Stall, Reset, Garbage)):
+                    return self._break(reply)
                 if not body.get("stream"):
                     return self._json(200, {
                         "id": "x", "object": "chat.completion", "model": server.MODEL,
@@ -109,5 +138,33 @@ class ScriptedServer:
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
                 self.close_connection = True
+
+            def _break(self, fault):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                if isinstance(fault, Garbage):
+                    self.wfile.write(fault.payload)
+                    self.wfile.flush()
+                    return
+                base = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": server.MODEL}
+                for payload in ({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]},
+                                {**base, "choices": [{"index": 0, "delta": {"content": fault.text}}]}):
+                    self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+                    self.wfile.flush()
+                if isinstance(fault, Stall):
+                    time.sleep(fault.seconds)
+                    return
+                # SO_LINGER 0: close() sends RST instead of FIN.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+
+            def finish(self):
+                try:
+                    super().finish()
+                except OSError:  # the connection was reset on purpose
+                    pass
 
         return Handler

@@ -31,7 +31,7 @@ def preference_batch(offline_variants, settings):
         judged_turns(annotator, n=helpfulness, focus="helpfulness", seed=seed)
         judged_turns(annotator, n=safety, focus="safety", seed=seed + 1, start=helpfulness)
         batch = Batch.objects.get(status=Batch.Status.OPEN)
-        return batch_freeze(batch=batch, admin=admin)
+        return batch_freeze(batch=batch, admin=admin, force=True)
 
     return make
 

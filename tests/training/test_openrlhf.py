@@ -126,7 +126,7 @@ def test_the_command_writes_the_prompts_and_prints_both_commands(offline_variant
     judged_turns(annotator, n=6)
     judged_turns(annotator, n=2, focus="safety", start=6)
     batch = batch_freeze(batch=Batch.objects.get(), admin=user_create(username="adm", password="a-long-password-9",
-                                                                      role="admin"))
+                                                                      role="admin"), force=True)
     out = StringIO()
     call_command("training", "openrlhf", "--batch", str(batch), "--policy", "/ckpt/sft", "--helpfulness-rm",
                  "/ckpt/rm-h", "--out", str(tmp_path), stdout=out)

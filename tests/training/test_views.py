@@ -132,3 +132,34 @@ def test_the_api_refuses_other_roles(client, preference_batch):
     assert client.post(reverse("api-training-runs"), {"focus": "helpfulness"}, content_type="application/json",
                        **annotator).status_code == 403
     assert client.get(reverse("api-training-runs")).status_code in (401, 403)
+
+
+def test_a_failed_run_is_launched_again_from_its_page_and_the_command(logged_in, client, preference_batch, tiny_base,
+                                                                      researcher, undispatched):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from training.services import run_launch
+
+    batch = preference_batch(helpfulness=8)
+    run = run_launch(researcher=researcher, focus="helpfulness", batches=[str(batch)], base=tiny_base, name="rm",
+                     **FAST)
+    page = logged_in.get(reverse("training:run", args=[run.pk])).content.decode()
+    assert "Launch again" not in page  # queued: nothing to repeat yet
+    assert logged_in.post(reverse("training:run_relaunch", args=[run.pk])).status_code == 409
+    TrainingRun.objects.filter(pk=run.pk).update(status="failed", error="No heartbeat since …",
+                                                 data={**run.data, "written": {"train_pairs": 6}})
+    assert "Launch again" in logged_in.get(reverse("training:run", args=[run.pk])).content.decode()
+    response = logged_in.post(reverse("training:run_relaunch", args=[run.pk]))
+    again = TrainingRun.objects.exclude(pk=run.pk).get()
+    assert response.status_code == 302 and response["Location"] == reverse("training:run", args=[again.pk])
+    assert again.relaunch_of_id == run.pk and again.status == "queued" and "written" not in again.data
+    assert f"run #{run.pk}" in logged_in.get(response["Location"]).content.decode()
+    out = StringIO()
+    call_command("training", "relaunch", str(run.pk), "--researcher", "res", stdout=out)
+    assert TrainingRun.objects.filter(relaunch_of=run).count() == 2 and "queued again" in out.getvalue()
+    user_create(username="ann3", password=PASSWORD, role="annotator")
+    client.logout()
+    client.login(username="ann3", password=PASSWORD)
+    assert client.post(reverse("training:run_relaunch", args=[run.pk])).status_code == 403

@@ -1,4 +1,5 @@
 import json
+import time
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -6,7 +7,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.batches import batch_freeze
+from annotation.export_jobs import export_request, export_run
 from annotation.exports import FORMATS, batch_export
+from annotation.models import ExportJob
 from annotation.selectors import batch_by_label
 
 
@@ -19,11 +22,19 @@ class Command(BaseCommand):
         freeze = sub.add_parser("freeze", help="Freeze a batch, e.g. 2026-W48.")
         freeze.add_argument("batch")
         freeze.add_argument("--admin", required=True, help="Username of the admin who freezes it.")
-        export = sub.add_parser("export", help="Write a frozen batch's files and manifest.")
+        freeze.add_argument("--force", action="store_true",
+                            help="Freeze this week's batch early: judgements submitted later this week go to a "
+                                 "follow-on batch (e.g. 2026-W49.1).")
+        export = sub.add_parser(
+            "export", help="Export a frozen batch in this process. Without --out, through its export jobs (the "
+                           "files the batches page serves; a job a worker already runs is waited for); with "
+                           "--out, straight into that folder.")
         export.add_argument("batch")
         export.add_argument("--admin", required=True)
-        export.add_argument("--out", type=Path, default=None, help="Folder (default: EXPORT_DIR/<batch>).")
+        export.add_argument("--out", type=Path, default=None, help="Folder to write the files and manifest to.")
         export.add_argument("--format", choices=FORMATS, action="append", help="Default: all.")
+        export.add_argument("--timeout", type=float, default=3600.0,
+                            help="Seconds to wait for a job another worker runs.")
 
     def handle(self, *args, action, **options):
         try:
@@ -40,7 +51,7 @@ class Command(BaseCommand):
     def _batch(self, label):
         batch = batch_by_label(label)
         if batch is None:
-            raise CommandError(f"No batch {label!r} (labels look like 2026-W48).")
+            raise CommandError(f"No batch {label!r} (labels look like 2026-W48, or 2026-W48.1 for a follow-on).")
         return batch
 
     def _list(self, **_):
@@ -50,12 +61,27 @@ class Command(BaseCommand):
             self.stdout.write(f"{batch}  {batch.status:<6}  {batch.turns.filter(submitted_at__isnull=False).count()} "
                               f"judgements  starts {batch.starts_on}")
 
-    def _freeze(self, batch, admin, **_):
-        frozen = batch_freeze(batch=self._batch(batch), admin=self._admin(admin))
+    def _freeze(self, batch, admin, force=False, **_):
+        frozen = batch_freeze(batch=self._batch(batch), admin=self._admin(admin), force=force)
         self.stdout.write(f"Froze {frozen}: " + json.dumps(frozen.summary, sort_keys=True))
 
-    def _export(self, batch, admin, out=None, format=None, **_):
-        manifest = batch_export(batch=self._batch(batch), admin=self._admin(admin), out_dir=out,
-                                formats=tuple(format or FORMATS))
-        for name, info in manifest["files"].items():
-            self.stdout.write(f"{name}: {info['rows']} rows, sha256 {info['sha256']}")
+    def _export(self, batch, admin, out=None, format=None, timeout=3600.0, **_):
+        batch, admin, formats = self._batch(batch), self._admin(admin), tuple(format or FORMATS)
+        if out is not None:
+            manifest = batch_export(batch=batch, admin=admin, out_dir=out, formats=formats)
+            for name, info in manifest["files"].items():
+                self.stdout.write(f"{name}: {info['rows']} rows, sha256 {info['sha256']}")
+            return
+        for fmt in formats:
+            job = export_request(batch=batch, admin=admin, fmt=fmt, enqueue=False)
+            deadline = time.monotonic() + timeout
+            while job.is_active:
+                outcome = export_run(job_id=job.pk, worker="manage.py batch export")
+                job.refresh_from_db()
+                if outcome.state == "busy":  # a worker writes it: wait for its end
+                    if time.monotonic() > deadline:
+                        raise CommandError(f"The {fmt} export is still {job.status} after {timeout:g} s.")
+                    time.sleep(min(outcome.retry_after or 1.0, 1.0))
+            if job.status != ExportJob.Status.DONE:
+                raise CommandError(f"The {fmt} export of {batch} failed: {job.error}")
+            self.stdout.write(f"{job.file_name}: {job.rows} rows, sha256 {job.sha256}")

@@ -56,6 +56,9 @@ class Command(BaseCommand):
         cancel = sub.add_parser("cancel")
         cancel.add_argument("run", type=int)
         cancel.add_argument("--researcher", required=True)
+        relaunch = sub.add_parser("relaunch", help="Launch a failed or cancelled run again, same settings.")
+        relaunch.add_argument("run", type=int)
+        relaunch.add_argument("--researcher", required=True)
         sub.add_parser("checkpoints")
         register = sub.add_parser("register", help="Register a checkpoint folder (a base chat model, or an RM).")
         register.add_argument("path")
@@ -179,6 +182,10 @@ class Command(BaseCommand):
     def _cancel(self, *, run, researcher, **_):
         run = services.run_cancel(run=self._run(run), user=self._user(researcher))
         self.stdout.write(f"run {run.pk}: {'cancelled' if run.is_finished else 'cancel requested'}")
+
+    def _relaunch(self, *, run, researcher, **_):
+        relaunched = services.run_relaunch(run=self._run(run), researcher=self._user(researcher))
+        self.stdout.write(f"run {relaunched.pk}: queued again from run {run}")
 
     def _checkpoints(self, **_):
         for checkpoint in Checkpoint.objects.all():

@@ -1,0 +1,80 @@
+"""Frozen means frozen, in the database: triggers refuse UPDATE and DELETE of a frozen batch's rows.
+
+A frozen batch's turns (with their judgements), the generations of their pairs and its
+demonstrations cannot be changed or deleted, and the frozen batch row itself cannot change (it
+holds the snapshot the exports read). The application never tries; the triggers stop raw SQL, a
+shell or a future bug. PostgreSQL gets them through django-pgtrigger (declared in the models'
+Meta, installed by migrations); the SQLite default gets the same rules as plain SQLite triggers
+(migration 0008). Both answer with an integrity error (SQLSTATE 23000), which Django raises as
+``django.db.IntegrityError``.
+"""
+
+import pgtrigger
+
+_RETURN = "IF TG_OP = 'DELETE' THEN RETURN OLD; END IF; RETURN NEW;"
+_FROZEN = "SELECT 1 FROM annotation_batch WHERE id = {ref} AND status = 'frozen'"
+_PAIR_FROZEN = ("SELECT 1 FROM annotation_turn t JOIN annotation_batch b ON b.id = t.batch_id "
+                "WHERE t.pair_id = {ref} AND b.status = 'frozen'")
+
+
+def _message(what: str) -> str:
+    return f"'Refused: % of a frozen batch''s {what} (a frozen batch never changes).'"
+
+
+def _pg(name: str, operation, condition: str, what: str) -> pgtrigger.Trigger:
+    # SQLSTATE 23000: psycopg2 and Django raise it as IntegrityError, as they do SQLite's RAISE(ABORT).
+    body = (f"IF {condition} THEN RAISE EXCEPTION {_message(what)}, TG_OP "
+            f"USING ERRCODE = 'integrity_constraint_violation'; END IF; {_RETURN}")
+    return pgtrigger.Trigger(name=name, when=pgtrigger.Before, operation=operation, func=body)
+
+
+# --- PostgreSQL (django-pgtrigger) ------------------------------------------------------------
+
+BATCH = _pg("frozen_batch", pgtrigger.Update | pgtrigger.Delete, "OLD.status = 'frozen'", "batch row")
+TURN = _pg("frozen_batch_turn", pgtrigger.Update | pgtrigger.Delete,
+           f"EXISTS ({_FROZEN.format(ref='OLD.batch_id')}) OR (TG_OP = 'UPDATE' AND "
+           f"EXISTS ({_FROZEN.format(ref='NEW.batch_id')}))", "turns and judgements")
+GENERATION = _pg("frozen_batch_generation", pgtrigger.Update | pgtrigger.Delete,
+                 f"OLD.pair_id IS NOT NULL AND EXISTS ({_PAIR_FROZEN.format(ref='OLD.pair_id')})", "generations")
+DEMONSTRATION = _pg("frozen_batch_demonstration", pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
+                    f"(TG_OP <> 'INSERT' AND EXISTS ({_FROZEN.format(ref='OLD.batch_id')})) OR "
+                    f"(TG_OP <> 'DELETE' AND EXISTS ({_FROZEN.format(ref='NEW.batch_id')}))", "demonstrations")
+
+
+# --- SQLite (the embedded default) ------------------------------------------------------------
+
+
+def _sqlite(name: str, event: str, table: str, condition: str, what: str) -> str:
+    return (f"CREATE TRIGGER IF NOT EXISTS {name} BEFORE {event} ON {table} FOR EACH ROW WHEN {condition} "
+            f"BEGIN SELECT RAISE(ABORT, 'Refused: {event} of a frozen batch''s {what} "
+            "(a frozen batch never changes).'); END;")
+
+
+SQLITE_TRIGGERS = {
+    "tandem_frozen_batch_update": _sqlite("tandem_frozen_batch_update", "UPDATE", "annotation_batch",
+                                          "OLD.status = 'frozen'", "batch row"),
+    "tandem_frozen_batch_delete": _sqlite("tandem_frozen_batch_delete", "DELETE", "annotation_batch",
+                                          "OLD.status = 'frozen'", "batch row"),
+    "tandem_frozen_turn_update": _sqlite(
+        "tandem_frozen_turn_update", "UPDATE", "annotation_turn",
+        f"EXISTS ({_FROZEN.format(ref='OLD.batch_id')}) OR EXISTS ({_FROZEN.format(ref='NEW.batch_id')})",
+        "turns and judgements"),
+    "tandem_frozen_turn_delete": _sqlite("tandem_frozen_turn_delete", "DELETE", "annotation_turn",
+                                         f"EXISTS ({_FROZEN.format(ref='OLD.batch_id')})", "turns and judgements"),
+    "tandem_frozen_generation_update": _sqlite(
+        "tandem_frozen_generation_update", "UPDATE", "modelserving_generation",
+        f"OLD.pair_id IS NOT NULL AND EXISTS ({_PAIR_FROZEN.format(ref='OLD.pair_id')})", "generations"),
+    "tandem_frozen_generation_delete": _sqlite(
+        "tandem_frozen_generation_delete", "DELETE", "modelserving_generation",
+        f"OLD.pair_id IS NOT NULL AND EXISTS ({_PAIR_FROZEN.format(ref='OLD.pair_id')})", "generations"),
+    "tandem_frozen_demonstration_insert": _sqlite(
+        "tandem_frozen_demonstration_insert", "INSERT", "annotation_demonstration",
+        f"EXISTS ({_FROZEN.format(ref='NEW.batch_id')})", "demonstrations"),
+    "tandem_frozen_demonstration_update": _sqlite(
+        "tandem_frozen_demonstration_update", "UPDATE", "annotation_demonstration",
+        f"EXISTS ({_FROZEN.format(ref='OLD.batch_id')}) OR EXISTS ({_FROZEN.format(ref='NEW.batch_id')})",
+        "demonstrations"),
+    "tandem_frozen_demonstration_delete": _sqlite(
+        "tandem_frozen_demonstration_delete", "DELETE", "annotation_demonstration",
+        f"EXISTS ({_FROZEN.format(ref='OLD.batch_id')})", "demonstrations"),
+}

@@ -1,0 +1,74 @@
+"""Run as a script (its own process, on the database in DATABASE_URL, migrated): freeze a batch, then
+try to change its rows with raw SQL, as a shell or a bug would. Prints JSON: statement → the
+database's refusal, or null when it let the statement through."""
+
+import json
+import os
+import sys
+
+import django
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+django.setup()
+
+from django.db import DatabaseError, connection, transaction  # noqa: E402
+
+from accounts.services import user_create  # noqa: E402
+from annotation import services  # noqa: E402
+from annotation.batches import batch_freeze  # noqa: E402
+from annotation.models import Batch, Turn  # noqa: E402
+from tests.faults.seed_judgeable import main as seed  # noqa: E402
+
+
+def frozen_batch() -> dict:
+    """A frozen batch with two judged turns and a demonstration; the ids raw SQL aims at."""
+    seed(1, 2)
+    annotator = Turn.objects.first().dialogue.annotator
+    for turn in Turn.objects.all():
+        services.judgement_submit(turn=turn, annotator=annotator,
+                                  judgement=services.Judgement(choice="A", strength="better"))
+    demonstration = services.demonstration_write(annotator=annotator, prompt="Why?", answer="Because.")
+    batch = batch_freeze(batch=Batch.objects.get(), admin=user_create(username="adm", password="a-long-password-9",
+                                                                      role="admin"), force=True)
+    turn = Turn.objects.first()
+    return {"batch": batch.pk, "turn": turn.pk, "generation": turn.left_generation_id, "pair": turn.pair_id,
+            "demonstration": demonstration.pk, "annotator": annotator.pk}
+
+
+STATEMENTS = {
+    "update turn": "UPDATE annotation_turn SET strength = 'slightly_better' WHERE id = {turn}",
+    "delete turn": "DELETE FROM annotation_turn WHERE id = {turn}",
+    "move turn out": "UPDATE annotation_turn SET batch_id = NULL, submitted_at = NULL WHERE id = {turn}",
+    "update generation": "UPDATE modelserving_generation SET text = 'rewritten' WHERE id = {generation}",
+    "delete generation": "DELETE FROM modelserving_generation WHERE id = {generation}",
+    "update demonstration": "UPDATE annotation_demonstration SET answer = 'changed' WHERE id = {demonstration}",
+    "delete demonstration": "DELETE FROM annotation_demonstration WHERE id = {demonstration}",
+    "insert demonstration": ("INSERT INTO annotation_demonstration (annotator_id, kind, context, answer, original, "
+                             "batch_id, created_at) VALUES ({annotator}, 'written', '[]', 'late', '', {batch}, "
+                             "CURRENT_TIMESTAMP)"),
+    "update batch": "UPDATE annotation_batch SET summary = '{{}}' WHERE id = {batch}",
+    "reopen batch": "UPDATE annotation_batch SET status = 'open' WHERE id = {batch}",
+    "delete batch": "DELETE FROM annotation_batch WHERE id = {batch}",
+}
+
+
+def attempt(sql: str) -> str | None:
+    """The database's refusal of ``sql``, or None if it ran (then it is rolled back)."""
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+            raise _RanThrough
+    except _RanThrough:
+        return None
+    except DatabaseError as error:
+        return f"{error.__class__.__name__}: {error}"
+
+
+class _RanThrough(Exception):
+    pass
+
+
+if __name__ == "__main__":
+    ids = frozen_batch()
+    print(json.dumps({name: attempt(sql.format(**ids)) for name, sql in STATEMENTS.items()}))

@@ -1,0 +1,42 @@
+"""A frozen batch's rows updated or deleted by raw SQL: the database refuses, on PostgreSQL
+(django-pgtrigger) and on the SQLite default (its own triggers), whatever the application does."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.db import connection
+
+from ..helpers.processes import ROOT
+from .frozen_raw_sql import STATEMENTS, attempt, frozen_batch
+
+pytestmark = pytest.mark.django_db
+
+
+def test_raw_sql_on_a_frozen_batch_is_refused_by_this_database():
+    ids = frozen_batch()
+    refusals = {name: attempt(sql.format(**ids)) for name, sql in STATEMENTS.items()}
+    assert all(refusals.values()), {name: why for name, why in refusals.items() if not why}
+    assert all("IntegrityError" in why and "frozen batch" in why for why in refusals.values()), refusals
+    # What is not frozen still changes: a judged turn of an open batch, an open batch.
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE annotation_batch SET summary = '{}' WHERE status = 'open'")
+        cursor.execute("UPDATE modelserving_generation SET text = 'x' WHERE pair_id IS NULL")
+
+
+def test_the_sqlite_default_refuses_the_same(tmp_path):
+    """The embedded default's own triggers (migration 0007), checked on a fresh SQLite database
+    whatever database this suite runs on."""
+    env = {key: value for key, value in os.environ.items() if key != "TANDEM_TEST_DATABASE_NAME"}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'embedded.sqlite3'}", DJANGO_SETTINGS_MODULE="config.settings.test",
+               CELERY_BROKER_URL="memory://")
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=env, cwd=ROOT, check=True,
+                   timeout=180)
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "faults" / "frozen_raw_sql.py")], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    refusals = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(refusals) == set(STATEMENTS)
+    assert all(why and "IntegrityError" in why and "frozen batch" in why for why in refusals.values()), refusals

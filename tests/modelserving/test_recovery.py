@@ -1,0 +1,93 @@
+"""The recovery sweep: what is stuck is sent again through the sampling task, what is not is left
+alone, and what stays stuck ends failed with the reason. End to end (a purged queue, a Redis
+outage) in tests/faults/."""
+
+import logging
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from modelserving import services
+from modelserving.models import Generation
+
+from ..faults.conftest import publishing_to
+from ..helpers.processes import free_port
+
+pytestmark = pytest.mark.django_db
+
+PROMPT = [{"role": "user", "content": "Hello"}]
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    ids = []
+    monkeypatch.setattr("modelserving.tasks.generation_sample.delay_on_commit", ids.append)
+    return ids
+
+
+def aged(generation, *, status, seconds_since_change=0.0, lease_lapsed_for=None, recoveries=0, attempts=0):
+    now = timezone.now()
+    Generation.objects.filter(pk=generation.pk).update(
+        status=status, updated_at=now - timedelta(seconds=seconds_since_change), recoveries=recoveries,
+        attempts=attempts, lease_token=Generation.new_lease_token() if status == "running" else None,
+        lease_expires_at=None if lease_lapsed_for is None else now - timedelta(seconds=lease_lapsed_for),
+        finished_at=now if status in ("done", "failed") else None)
+    generation.refresh_from_db()
+    return generation
+
+
+def test_stuck_generations_are_sent_again_and_the_rest_left_alone(variant_factory, sent, settings):
+    settings.RECOVERY = {**settings.RECOVERY, "QUEUED_AFTER": 120, "LAPSED_AFTER": 30, "MAX_REQUEUES": 3}
+    variant_factory("v", base_url="http://127.0.0.1:9/v1", model_name="m")
+    pairs = [services.pair_request(messages=PROMPT) for _ in range(3)]
+    sent.clear()
+    lost, waiting, abandoned, alive, done, last = [g for pair in pairs for g in pair.generations.all()]
+    aged(lost, status="queued", seconds_since_change=121)  # its message never came
+    aged(waiting, status="queued", seconds_since_change=60)  # waiting for a worker, or for its next try
+    aged(abandoned, status="running", lease_lapsed_for=31, attempts=1)  # its worker died, no redelivery
+    aged(alive, status="running", lease_lapsed_for=-20, attempts=1)  # being written right now
+    aged(done, status="done", seconds_since_change=10_000)
+    aged(last, status="queued", seconds_since_change=500, recoveries=3)  # sent again 3 times already
+
+    recovered = services.generations_recover()
+    assert sorted(recovered.requeued) == sorted([lost.pk, abandoned.pk]) and recovered.failed == [last.pk]
+    assert sorted(sent) == sorted(recovered.requeued)
+    for generation in (lost, abandoned):
+        generation.refresh_from_db()
+        assert generation.status == "queued" and generation.recoveries == 1 and generation.lease_token is None
+    abandoned.refresh_from_db()
+    assert abandoned.attempts == 1  # its next claim counts the try; the cap on tries still holds
+    for generation, status in ((waiting, "queued"), (alive, "running"), (done, "done")):
+        generation.refresh_from_db()
+        assert generation.status == status and generation.recoveries == 0
+    last.refresh_from_db()
+    assert last.status == "failed" and last.finished_at is not None
+    assert last.error.startswith("Gave up: it was sent to the sampling workers 4 times and never finished")
+    # Sent again just now: not stuck until the threshold passes once more.
+    assert services.generations_recover().requeued == []
+
+
+def test_the_operators_command_sends_them_too(variant_factory, sent):
+    variant_factory("v", base_url="http://127.0.0.1:9/v1", model_name="m")
+    generation = services.pair_request(messages=PROMPT).generations.first()
+    sent.clear()
+    aged(generation, status="queued", seconds_since_change=30)
+    out = StringIO()
+    call_command("recover_stuck", "--queued-after", "10", stdout=out)
+    assert f"generations sent again: 1 [{generation.pk}]" in out.getvalue() and sent == [generation.pk]
+
+
+def test_a_broker_that_cannot_take_the_message_does_not_fail_the_request(variant_factory, caplog,
+                                                                         django_capture_on_commit_callbacks):
+    # The row is committed; the message is not sent. The request succeeds and the sweep sends it later.
+    variant_factory("v", base_url="http://127.0.0.1:9/v1", model_name="m")
+    with (caplog.at_level(logging.WARNING, logger="tandem.tasks"),
+          publishing_to(f"redis://127.0.0.1:{free_port()}/0"),
+          django_capture_on_commit_callbacks(execute=True) as callbacks):
+        pair = services.pair_request(messages=PROMPT)
+    assert len(callbacks) == 2
+    assert set(pair.generations.values_list("status", flat=True)) == {"queued"}
+    assert caplog.text.count("the recovery sweep sends it again later") == 2

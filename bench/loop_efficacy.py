@@ -55,6 +55,7 @@ if str(ROOT) not in sys.path:
 
 from annotation.simulation import (  # noqa: E402  (Django-free: the annotators are HTTP clients)
     DEFAULT_THRESHOLDS,
+    POLITE_WORDS,
     STRENGTHS,
     PreferenceModel,
     SimulationConfig,
@@ -78,6 +79,13 @@ def plain_words_preference(context: list[dict], response: str) -> float:
     that a reward model can learn from the words themselves. An answer without words scores −20."""
     words = _WORD.findall(response)
     return -2 * statistics.fmean(len(word) for word in words) if words else -20.0
+
+
+def polite_words_preference(context: list[dict], response: str) -> float:
+    """Politeness, counted: 0.4 per polite word (annotation.simulation.POLITE_WORDS), so one more
+    polite word is 'slightly better', two 'better', three 'significantly better' with the default
+    thresholds. The taste of the `tiny` profile, whose model answers in plain and polite sentences."""
+    return 0.4 * sum(word in POLITE_WORDS for word in _WORD.findall(response.lower()))
 
 
 @dataclass(frozen=True)
@@ -105,12 +113,12 @@ class Profile:
 
 PROFILES = {
     # The tests' tiny Llama taught to answer in plain and polite sentences (tests/helpers/tiny_chat.py):
-    # minutes on a CPU. The taste is politeness (the share of polite words), which its samples vary on.
+    # minutes on a CPU. The taste is politeness (polite words, counted), which its samples vary on.
     "tiny": Profile(
-        name="tiny", preference="annotation.simulation.keyword_preference", annotators=4, judgements=160,
+        name="tiny", preference="bench.loop_efficacy.polite_words_preference", annotators=4, judgements=240,
         train_prompts=40, held_out_prompts=64, max_new_tokens=32, k=8, rs_temperature=1.0, eval_temperature=1.0,
         verdict_judgements=16, noise=0.1, thresholds=(1.0, 0.5, 0.2),
-        reward={"learning_rate": 1e-3, "epochs": 4, "batch_size": 16, "per_device_batch_size": 16,
+        reward={"learning_rate": 1e-3, "epochs": 6, "batch_size": 16, "per_device_batch_size": 16,
                 "max_length": 128},
         policy={"learning_rate": 1e-3, "epochs": 4, "per_device_batch_size": 8, "gradient_accumulation_steps": 1,
                 "max_length": 128},

@@ -16,7 +16,7 @@ from ..helpers.processes import CeleryWorker
 from ..training.conftest import FAST, preference_batch, researcher, tiny_base  # noqa: F401 — fixtures
 from .conftest import publishing_to, stack_env
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
 
 
 def refreshed(run):

@@ -12,7 +12,7 @@ from ..conftest import wait_for
 from ..helpers.processes import ROOT
 from .conftest import publishing_to, stack_env
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
 
 def test_a_pair_whose_messages_were_purged_is_sampled_by_the_recovery_sweep(private_redis, sampling_worker,

@@ -13,7 +13,7 @@ from modelserving.models import Generation
 from ..conftest import WORKER_SAMPLING, wait_for
 from ..helpers.scripted_server import Garbage, Reset, ScriptedServer, Stall
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
 MAX_ATTEMPTS = int(WORKER_SAMPLING["SAMPLING_MAX_ATTEMPTS"])
 PROMPT = [{"role": "user", "content": "Say something."}]

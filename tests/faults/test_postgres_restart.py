@@ -22,7 +22,7 @@ import pytest
 
 from ..helpers.processes import ROOT, PostgresCluster, WebServer
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 CLIENTS, TURNS_EACH = 4, 10
 

@@ -16,7 +16,7 @@ from modelserving.models import Generation
 from ..conftest import wait_for
 from .conftest import OUTAGE_SECONDS, acknowledged_are_stored_once
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(420)]
 
 PASSWORD = "a-long-password-9"
 

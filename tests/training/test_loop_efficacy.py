@@ -3,7 +3,8 @@ annotators' taste, and a rejection-sampling round makes a policy that the same t
 
 bench/loop_efficacy.py's `tiny` profile, run against a live Tandem (this test's server thread, a
 real Celery worker, two `transformers serve` processes on the tests' tiny Llama taught to answer in
-plain and polite sentences) through the API only. The taste is politeness, judged with noise.
+plain and polite sentences) through the API only. The taste is politeness (polite words, counted),
+judged with noise.
 """
 
 import pytest

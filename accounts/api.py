@@ -1,11 +1,9 @@
 """Invitations over HTTP: an admin invites, the invitee accepts with a username and a password.
 The same services as the /manage/ page and the invitation link."""
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -65,9 +63,6 @@ class InvitationAccept(APIView):
     def post(self, request):
         given = InvitationAcceptSerializer(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            user = services.invitation_accept(**given.validated_data)
-        except DjangoValidationError as error:
-            raise ValidationError({"detail": error.messages}) from error
+        user = services.invitation_accept(**given.validated_data)
         return Response(AcceptedSerializer({"username": user.get_username(), "role": primary_role(user) or ""}).data,
                         status=status.HTTP_201_CREATED)

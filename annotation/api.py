@@ -4,16 +4,13 @@ Every queryset is the requesting user's own: another annotator's ids answer 404 
 body, whatever the caller's role.
 """
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import AnyRole
-from modelserving.services import NoActiveVariant
+from core.exceptions import NotYours
 
 from . import services
 from .models import AttackVector, Dialogue, RiskCategory
@@ -27,10 +24,6 @@ from .serializers import (
     TurnPostSerializer,
     TurnSerializer,
 )
-
-
-class NotYours(Exception):
-    """Unknown, or someone else's: the same answer either way."""
 
 
 def _own_dialogue(request, pk):
@@ -47,39 +40,10 @@ def _own_turn(request, pk):
     return turn
 
 
-def _call(operation, **kwargs):
-    """Run a service; translate its refusals into HTTP."""
-    try:
-        return operation(**kwargs)
-    except services.JudgementConflict as error:
-        raise Conflict(error.messages[0]) from error
-    except DjangoValidationError as error:
-        raise ValidationError(error.message_dict if hasattr(error, "error_dict") else {"detail": error.messages})
-    except DjangoPermissionDenied as error:
-        raise PermissionDenied(str(error)) from error
-    except NoActiveVariant as error:
-        raise Unavailable(str(error)) from error
-
-
-class Conflict(Exception):
-    pass
-
-
-class Unavailable(Exception):
-    pass
-
-
 class AnnotationAPIView(APIView):
-    permission_classes = [AnyRole]
+    """Refusals of the services go through core.api.exception_handler (400, 403, 404, 409, 503)."""
 
-    def handle_exception(self, exc):
-        if isinstance(exc, NotYours):
-            return Response(status=status.HTTP_404_NOT_FOUND)
-        if isinstance(exc, Conflict):
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        if isinstance(exc, Unavailable):
-            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-        return super().handle_exception(exc)
+    permission_classes = [AnyRole]
 
 
 class DialogueListCreate(AnnotationAPIView):
@@ -93,7 +57,7 @@ class DialogueListCreate(AnnotationAPIView):
     def post(self, request):
         incoming = DialogueStartSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        dialogue = _call(services.dialogue_start, annotator=request.user, **incoming.validated_data)
+        dialogue = services.dialogue_start(annotator=request.user, **incoming.validated_data)
         return Response(DialogueSerializer(dialogue).data, status=status.HTTP_201_CREATED)
 
 
@@ -110,15 +74,15 @@ class DialogueTurns(AnnotationAPIView):
         dialogue = _own_dialogue(request, pk)
         incoming = TurnPostSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        turn = _call(services.turn_post, dialogue=dialogue, annotator=request.user,
-                     user_message=incoming.validated_data["user_message"])
+        turn = services.turn_post(dialogue=dialogue, annotator=request.user,
+                                  user_message=incoming.validated_data["user_message"])
         return Response(TurnSerializer(_own_turn(request, turn.pk)).data, status=status.HTTP_201_CREATED)
 
 
 class DialogueFinish(AnnotationAPIView):
     @extend_schema(request=None, responses=DialogueSerializer)
     def post(self, request, pk: int):
-        dialogue = _call(services.dialogue_finish, dialogue=_own_dialogue(request, pk), annotator=request.user)
+        dialogue = services.dialogue_finish(dialogue=_own_dialogue(request, pk), annotator=request.user)
         return Response(DialogueSerializer(dialogue).data)
 
 
@@ -146,8 +110,8 @@ class TurnJudgement(AnnotationAPIView):
         turn = _own_turn(request, pk)
         incoming = JudgementSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        turn, created = _call(services.judgement_submit, turn=turn, annotator=request.user,
-                              judgement=services.Judgement(**incoming.validated_data))
+        turn, created = services.judgement_submit(turn=turn, annotator=request.user,
+                                                  judgement=services.Judgement(**incoming.validated_data))
         return Response(TurnSerializer(_own_turn(request, turn.pk)).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -158,7 +122,7 @@ class TurnRetry(AnnotationAPIView):
         turn = _own_turn(request, pk)
         incoming = RetrySerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        _call(services.generation_retry, turn=turn, annotator=request.user, side=incoming.validated_data["side"])
+        services.generation_retry(turn=turn, annotator=request.user, side=incoming.validated_data["side"])
         return Response(TurnSerializer(_own_turn(request, pk)).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import HasRole
 from accounts.roles import ADMIN
+from core.exceptions import Conflict
 
 from .batches import batch_freeze
 from .export_jobs import export_download, export_request
@@ -70,10 +71,7 @@ class BatchFreeze(APIView):
     def post(self, request, label: str):
         incoming = FreezeSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        try:
-            batch = batch_freeze(batch=_batch(label), admin=request.user, force=incoming.validated_data["force"])
-        except DjangoValidationError as error:
-            return Response({"detail": error.messages[0]}, status=status.HTTP_409_CONFLICT)
+        batch = batch_freeze(batch=_batch(label), admin=request.user, force=incoming.validated_data["force"])
         return Response(BatchSerializer(batch).data)
 
 
@@ -112,10 +110,7 @@ class BatchExports(APIView):
         batch = _batch(label)
         incoming = ExportRequestSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        try:
-            job = export_request(batch=batch, admin=request.user, fmt=incoming.validated_data["format"])
-        except DjangoValidationError as error:
-            return Response({"detail": error.messages[0]}, status=status.HTTP_409_CONFLICT)
+        job = export_request(batch=batch, admin=request.user, fmt=incoming.validated_data["format"])
         return Response(ExportJobSerializer(job).data,
                         status=status.HTTP_200_OK if job.status == ExportJob.Status.DONE else status.HTTP_202_ACCEPTED)
 
@@ -132,7 +127,7 @@ class BatchExport(APIView):
             raise NotFound
         try:
             path = export_download(batch=batch, admin=request.user, fmt=fmt)
-        except DjangoValidationError as error:
+        except Conflict as error:  # 409 with the job's progress
             job = ExportJob.objects.filter(batch=batch, format=fmt).select_related("batch").first()
             return Response({"detail": error.messages[0], "job": ExportJobSerializer(job).data if job else None},
                             status=status.HTTP_409_CONFLICT)

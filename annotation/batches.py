@@ -8,13 +8,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import JSONObject
 from django.utils import timezone
 
 from accounts.roles import ADMIN, has_role
+from core.exceptions import Conflict
 
 from .models import Batch, Dialogue, Turn
 
@@ -122,10 +123,10 @@ def batch_freeze(*, batch: Batch, admin, force: bool = False) -> Batch:
         # batch first, then its turns: the one lock order (annotation/services.py).
         batch = Batch.objects.select_for_update().get(pk=batch.pk)
         if batch.is_frozen:
-            raise ValidationError(f"Batch {batch} is already frozen.")
+            raise Conflict(f"Batch {batch} is already frozen.")
         if is_current(batch) and not force:
             follow_on = Batch(iso_year=batch.iso_year, iso_week=batch.iso_week, sequence=batch.sequence + 1)
-            raise ValidationError(
+            raise Conflict(
                 f"Batch {batch} is this week's: annotators are still adding to it. Freezing it early (force) "
                 f"freezes it as it stands now, and judgements submitted later this week go to a follow-on "
                 f"batch, {follow_on}, to be frozen on its own.")

@@ -5,7 +5,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from . import services
-from .api import AnnotationAPIView, _call, _own_turn
+from .api import AnnotationAPIView, _own_turn
 from .models import Demonstration
 
 
@@ -38,7 +38,7 @@ class DemonstrationListCreate(AnnotationAPIView):
     def post(self, request):
         incoming = DemonstrationWriteSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        demonstration = _call(services.demonstration_write, annotator=request.user, **incoming.validated_data)
+        demonstration = services.demonstration_write(annotator=request.user, **incoming.validated_data)
         return Response(DemonstrationSerializer(demonstration).data, status=status.HTTP_201_CREATED)
 
 
@@ -48,6 +48,6 @@ class TurnRewrite(AnnotationAPIView):
         turn = _own_turn(request, pk)
         incoming = RewriteSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        demonstration = _call(services.demonstration_rewrite, annotator=request.user, turn=turn,
-                              answer=incoming.validated_data["answer"])
+        demonstration = services.demonstration_rewrite(annotator=request.user, turn=turn,
+                                                       answer=incoming.validated_data["answer"])
         return Response(DemonstrationSerializer(demonstration).data, status=status.HTTP_201_CREATED)

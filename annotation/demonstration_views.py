@@ -9,9 +9,9 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.decorators import role_required
 from accounts.roles import ANNOTATOR
+from core.forms import add_service_errors
 
 from . import services
-from .forms import add_service_errors
 from .models import Demonstration
 from .selectors import own_turn
 

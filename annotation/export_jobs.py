@@ -22,10 +22,11 @@ from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+
+from core.exceptions import Conflict
 
 from .exports import _check, check_format, export_write, manifest, manifest_write, records_total
 from .models import Batch, ExportJob
@@ -78,19 +79,19 @@ def export_request(*, batch: Batch, admin, fmt: str, enqueue: bool = True) -> Ex
 
 
 def export_download(*, batch: Batch, admin, fmt: str) -> Path:
-    """The finished file of ``fmt``; ValidationError while there is none (nothing is written here)."""
+    """The finished file of ``fmt``; Conflict while there is none (nothing is written here)."""
     _check(batch, admin)
     check_format(fmt)
     job = ExportJob.objects.select_related("batch").filter(batch=batch, format=fmt).first()
     if job is None:
-        raise ValidationError(f"The {fmt} export of {batch} has not been requested yet: request it first.")
+        raise Conflict(f"The {fmt} export of {batch} has not been requested yet: request it first.")
     if job.is_active:
-        raise ValidationError(f"The {fmt} export of {batch} is {job.status} ({job.percent} %): download it "
-                              "once it is done.")
+        raise Conflict(f"The {fmt} export of {batch} is {job.status} ({job.percent} %): download it "
+                       "once it is done.")
     if not _ready(job):
-        raise ValidationError(f"The {fmt} export of {batch} is not available"
-                              + (f" (it failed: {job.error})" if job.error else " (its file is missing)")
-                              + "; request it again.")
+        raise Conflict(f"The {fmt} export of {batch} is not available"
+                       + (f" (it failed: {job.error})" if job.error else " (its file is missing)")
+                       + "; request it again.")
     return _file(job)
 
 

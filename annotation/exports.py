@@ -31,6 +31,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 
 from accounts.roles import ADMIN, has_role
+from core.exceptions import Conflict
 from core.preference_scale import DEFAULT_MARGIN_TABLE, margin_for
 from modelserving.models import Generation
 
@@ -157,7 +158,7 @@ def trl_record(record: dict, *, margin_table: str = DEFAULT_MARGIN_TABLE) -> dic
 
 def _frozen(batch: Batch) -> None:
     if not batch.is_frozen:
-        raise ValidationError(f"Batch {batch} is not frozen yet: freeze it first, so the export cannot change.")
+        raise Conflict(f"Batch {batch} is not frozen yet: freeze it first, so the export cannot change.")
 
 
 def records(batch: Batch) -> Iterator[dict]:

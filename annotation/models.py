@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from core import preference_scale as scale
+from core.models import LeasedWork
 from modelserving.models import Generation
 
 from . import frozen
@@ -294,17 +295,14 @@ class GoldItem(models.Model):
         return f"gold {self.turn}"
 
 
-class ReviewTask(JudgementFields):
+class ReviewTask(JudgementFields, LeasedWork):
     """One re-judgement of a turn by another annotator (overlap review) or one serve of a gold
-    item; handed out through a leased queue (annotation/review.py)."""
+    item; handed out through a leased queue (annotation/review.py; status and lease columns from
+    core.models.LeasedWork)."""
 
     class Kind(models.TextChoices):
         OVERLAP = "overlap"
         GOLD = "gold"
-
-    class Status(models.TextChoices):
-        OPEN = "open"
-        DONE = "done"
 
     turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="reviews")
     kind = models.CharField(max_length=10, choices=Kind.choices)
@@ -313,15 +311,9 @@ class ReviewTask(JudgementFields):
                                     related_name="+", help_text="Gold serves are made for one annotator.")
     left_generation = models.ForeignKey("modelserving.Generation", on_delete=models.PROTECT, related_name="+",
                                         help_text="Shown as A in this task: drawn afresh, not the first judge's.")
-    status = models.CharField(max_length=5, choices=Status.choices, default=Status.OPEN)
-    leased_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                  related_name="+")
-    lease_token = models.UUIDField(null=True, blank=True)
-    lease_expires_at = models.DateTimeField(null=True, blank=True)
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
                                  related_name="reviews_done")
     created_at = models.DateTimeField(auto_now_add=True)
-    submitted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -24,9 +24,9 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from accounts.roles import ADMIN, ANNOTATOR, has_role
+from core import leases
+from core.leases import LeaseLost
 
-from . import leases
-from .leases import LeaseLost
 from .models import Focus, GoldItem, OverlapPolicy, ReviewTask, Turn
 from .services import JUDGEMENT_FIELDS, MAX_TIME_SPENT_MS, Judgement, resolve_judgement
 

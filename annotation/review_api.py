@@ -1,7 +1,5 @@
 """Overlap review over HTTP (annotators: claim, submit with the lease) and quality figures (admins)."""
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
@@ -10,12 +8,12 @@ from rest_framework.views import APIView
 
 from accounts.permissions import HasRole
 from accounts.roles import ANNOTATOR
+from core.leases import LeaseLost
 
 from . import review
 from .batch_api import AdminOnly
 from .models import ReviewTask, Turn
 from .quality import quality_report
-from .refusals import refusal
 from .selectors import batch_by_label
 from .serializers import JudgementSerializer
 from .services import Judgement
@@ -70,17 +68,13 @@ class ReviewSubmit(APIView):
     def post(self, request, pk: int):
         task = ReviewTask.objects.filter(pk=pk, leased_by=request.user).first()
         if task is None:  # never leased to this annotator (or since taken over): the same 409
-            return Response({"detail": "You hold no lease on this review task; nothing was stored."},
-                            status=status.HTTP_409_CONFLICT)
+            raise LeaseLost("You hold no lease on this review task; nothing was stored.")
         incoming = ReviewSubmitSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         data = dict(incoming.validated_data)
         token = data.pop("lease_token")
-        try:
-            done = review.review_submit(task=task, reviewer=request.user, lease_token=token,
-                                        judgement=Judgement(**data))
-        except (DjangoValidationError, DjangoPermissionDenied) as error:
-            return refusal(error)
+        done = review.review_submit(task=task, reviewer=request.user, lease_token=token,
+                                    judgement=Judgement(**data))
         return Response({"id": done.pk, "status": done.status})
 
 
@@ -97,10 +91,7 @@ class OverlapPolicyView(APIView):
     def put(self, request):
         incoming = OverlapPolicySerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        try:
-            policy = review.overlap_policy_set(admin=request.user, **incoming.validated_data)
-        except DjangoValidationError as error:
-            return refusal(error)
+        policy = review.overlap_policy_set(admin=request.user, **incoming.validated_data)
         return Response(OverlapPolicySerializer(policy).data)
 
 
@@ -122,11 +113,8 @@ class GoldMark(APIView):
         turn = Turn.objects.filter(pk=data["turn"], submitted_at__isnull=False).first()
         if turn is None:
             raise NotFound("No judged turn with that id.")
-        try:
-            review.gold_mark(admin=request.user, turn=turn, choice_generation_id=data["expected_generation"],
-                             strength=data["expected_strength"], note=data["note"])
-        except DjangoValidationError as error:
-            return refusal(error)
+        review.gold_mark(admin=request.user, turn=turn, choice_generation_id=data["expected_generation"],
+                         strength=data["expected_strength"], note=data["note"])
         return Response(data, status=status.HTTP_201_CREATED)
 
 

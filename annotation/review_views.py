@@ -10,11 +10,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.decorators import role_required
 from accounts.roles import ADMIN, ANNOTATOR
+from core.charts import bar_chart
+from core.leases import LeaseLost
 
 from . import review, scale
-from .charts import bar_chart
 from .forms import JudgementForm
-from .leases import LeaseLost
 from .models import Batch, Focus, GoldItem, OverlapPolicy, ReviewTask, Turn
 from .quality import quality_report
 from .selectors import batch_by_label

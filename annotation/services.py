@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.roles import ANNOTATOR, has_role
+from core.exceptions import Conflict
 from modelserving import services as modelserving
 from modelserving.models import Generation
 
@@ -36,7 +37,7 @@ MAX_MESSAGE_CHARS = 20_000
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 
 
-class JudgementConflict(ValidationError):
+class JudgementConflict(Conflict):
     """A second, different judgement of a turn that is already judged."""
 
 

@@ -111,7 +111,7 @@ def _bucket_order():
 
 
 def charts(stats: dict) -> list[str]:
-    from .charts import bar_chart
+    from core.charts import bar_chart
 
     tokens = stats["response_tokens"]
     return [

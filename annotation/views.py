@@ -11,7 +11,6 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.decorators import role_required
 from accounts.roles import ADMIN, ANNOTATOR
 from modelserving.models import Generation
-from modelserving.services import NoActiveVariant
 
 from . import scale, services
 from .batches import batch_freeze, is_current
@@ -144,8 +143,8 @@ def turn_post(request, pk: int):
             raise ValidationError("Write a message first.")
         operation = services.dialogue_continue if previous is not None else services.turn_post
         turn = operation(dialogue=dialogue, annotator=request.user, user_message=form.cleaned_data["user_message"])
-    except (ValidationError, NoActiveVariant) as error:
-        problems = _errors(error) if isinstance(error, ValidationError) else [str(error)]
+    except ValidationError as error:  # NoActiveVariant too
+        problems = _errors(error)
         if not request.htmx:
             for problem in problems:
                 messages.error(request, problem)

@@ -66,10 +66,7 @@ class VariantDetail(APIView):
         if unknown:
             raise ValidationError({field: "Not changeable here (use the admin or `manage.py variant`)."
                                    for field in sorted(unknown)})
-        try:
-            variant = services.variant_update(variant=variant, **given.validated_data)
-        except DjangoValidationError as error:
-            raise ValidationError(error.message_dict if hasattr(error, "error_dict") else error.messages) from error
+        variant = services.variant_update(variant=variant, **given.validated_data)
         return Response(VariantSerializer(variant).data)
 
 
@@ -82,8 +79,8 @@ class PairCreate(APIView):
         incoming.is_valid(raise_exception=True)
         try:
             pair = services.pair_request(messages=incoming.validated_data["messages"], requested_by=request.user)
-        except services.NoActiveVariant as error:
-            return Response({"detail": str(error)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        except services.NoActiveVariant:
+            raise  # 503 (core.api)
         except DjangoValidationError as error:
             raise ValidationError({"messages": error.messages}) from error
         pair = _visible_pairs(request.user).get(pk=pair.pk)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
+from core.exceptions import Unavailable
 
-class NoActiveVariant(Exception):
+
+class NoActiveVariant(Unavailable):
     """There is nothing to sample from."""
 
 

@@ -1,7 +1,5 @@
 """Safety evaluations over HTTP: create and read (admins, researchers), claim and rate (annotators)."""
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -10,7 +8,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import HasRole
 from accounts.roles import ADMIN, ANNOTATOR, RESEARCHER
-from annotation.refusals import refusal
+from core.leases import LeaseLost
 from modelserving.models import PolicyVariant
 
 from . import evaluation as service
@@ -62,11 +60,8 @@ class EvaluationListCreate(APIView):
         data = incoming.validated_data
         prompts = [{"text": p["prompt"], "risk_category": p["risk_category"], "attack_vector": p["attack_vector"],
                     "line": index + 1} for index, p in enumerate(data["prompts"])]
-        try:
-            evaluation = service.evaluation_create(user=request.user, name=data["name"], variants=data["variants"],
-                                                   prompts=prompts, raters=data["raters"])
-        except (DjangoValidationError, DjangoPermissionDenied) as error:
-            return refusal(error)
+        evaluation = service.evaluation_create(user=request.user, name=data["name"], variants=data["variants"],
+                                               prompts=prompts, raters=data["raters"])
         return Response(EvaluationSerializer(evaluation).data, status=status.HTTP_201_CREATED)
 
 
@@ -114,12 +109,8 @@ class RatingSubmit(APIView):
     def post(self, request, pk: int):
         slot = SafetyRating.objects.filter(pk=pk, leased_by=request.user).first()
         if slot is None:
-            return Response({"detail": "You hold no lease on this rating; nothing was stored."},
-                            status=status.HTTP_409_CONFLICT)
+            raise LeaseLost("You hold no lease on this rating; nothing was stored.")
         incoming = RatingSubmitSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        try:
-            done = service.rating_submit(slot=slot, rater=request.user, **incoming.validated_data)
-        except DjangoValidationError as error:
-            return refusal(error)
+        done = service.rating_submit(slot=slot, rater=request.user, **incoming.validated_data)
         return Response({"id": done.pk, "rating": done.rating})

@@ -9,9 +9,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.decorators import role_required
 from accounts.roles import ADMIN, ANNOTATOR, RESEARCHER
-from annotation.charts import bar_chart
-from annotation.forms import add_service_errors
-from annotation.leases import LeaseLost, held_by
+from core.charts import bar_chart
+from core.forms import add_service_errors
+from core.leases import LeaseLost, held_by
 from modelserving.models import PolicyVariant
 
 from . import evaluation as service

@@ -21,9 +21,9 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from accounts.roles import ADMIN, ANNOTATOR, RESEARCHER, has_role
-from annotation import leases
 from annotation.agreement import bootstrap_ci, gwet_ac1, gwet_ac2
 from annotation.models import AttackVector, RiskCategory
+from core import leases
 from core.statistics import wilson
 from modelserving.models import Generation, PolicyVariant
 from modelserving.services import generation_request

@@ -5,6 +5,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from core.models import LeasedWork
+
 
 class SafetyEvaluation(models.Model):
     name = models.CharField(max_length=120, unique=True)
@@ -47,25 +49,15 @@ class EvalResponse(models.Model):
         constraints = [models.UniqueConstraint(fields=["prompt", "variant"], name="evalresponse_unique_variant")]
 
 
-class SafetyRating(models.Model):
-    """One rater's slot on one response: leased like review work, then a 1–5 rating
-    (5 safest and most helpful; 1 or 2 a violation)."""
-
-    class Status(models.TextChoices):
-        OPEN = "open"
-        DONE = "done"
+class SafetyRating(LeasedWork):
+    """One rater's slot on one response: leased like review work (core.models.LeasedWork), then a
+    1–5 rating (5 safest and most helpful; 1 or 2 a violation)."""
 
     response = models.ForeignKey(EvalResponse, on_delete=models.CASCADE, related_name="ratings")
     slot = models.PositiveSmallIntegerField()
-    status = models.CharField(max_length=5, choices=Status.choices, default=Status.OPEN)
-    leased_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                  related_name="+")
-    lease_token = models.UUIDField(null=True, blank=True)
-    lease_expires_at = models.DateTimeField(null=True, blank=True)
     rater = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
                               related_name="safety_ratings")
     rating = models.PositiveSmallIntegerField(null=True, blank=True)
-    submitted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -7,19 +7,18 @@ empty body, as in annotation/api.py.
 
 from datetime import datetime, time
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import HasRole, StaffRole
 from accounts.roles import ANNOTATOR
 from annotation.models import AttackVector, RiskCategory
+from core.exceptions import NotYours
 from modelserving.models import PolicyVariant
 
 from . import redteam
@@ -27,21 +26,6 @@ from . import redteam
 
 class RedTeamers(HasRole):
     roles = (ANNOTATOR,)
-
-
-class NotYours(Exception):
-    """Unknown, or someone else's: the same answer either way."""
-
-
-def _call(operation, **kwargs):
-    """Run a service; translate its refusals into HTTP."""
-    try:
-        return operation(**kwargs)
-    except DjangoValidationError as error:
-        raise ValidationError(error.message_dict if hasattr(error, "error_dict")
-                              else {"detail": error.messages}) from error
-    except DjangoPermissionDenied as error:
-        raise PermissionDenied(str(error)) from error
 
 
 # --- Serializers (shape only; the rules are safety.redteam's) ---------------------------------
@@ -114,11 +98,6 @@ class SessionDetailSerializer(SessionSerializer):
 class RedTeamAPIView(APIView):
     permission_classes = [RedTeamers]
 
-    def handle_exception(self, exc):
-        if isinstance(exc, NotYours):
-            return Response(status=status.HTTP_404_NOT_FOUND)
-        return super().handle_exception(exc)
-
     def own_session(self, pk: int):
         session = redteam.own_session(annotator=self.request.user, pk=pk)
         if session is None:
@@ -143,7 +122,7 @@ class SessionListCreate(RedTeamAPIView):
     def post(self, request):
         incoming = SessionStartSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        session = _call(redteam.session_start, annotator=request.user, **incoming.validated_data)
+        session = redteam.session_start(annotator=request.user, **incoming.validated_data)
         return Response(SessionSerializer(session).data, status=status.HTTP_201_CREATED)
 
 
@@ -161,15 +140,15 @@ class SessionAttempts(RedTeamAPIView):
         session = self.own_session(pk)
         incoming = AttemptPostSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        attempt = _call(redteam.attempt_post, session=session, annotator=request.user,
-                        **incoming.validated_data)
+        attempt = redteam.attempt_post(session=session, annotator=request.user,
+                                       **incoming.validated_data)
         return Response(AttemptSerializer(self.own_attempt(attempt.pk)).data, status=status.HTTP_201_CREATED)
 
 
 class SessionFinish(RedTeamAPIView):
     @extend_schema(request=None, responses=SessionSerializer)
     def post(self, request, pk: int):
-        session = _call(redteam.session_finish, session=self.own_session(pk), annotator=request.user)
+        session = redteam.session_finish(session=self.own_session(pk), annotator=request.user)
         return Response(SessionSerializer(self.own_session(session.pk)).data)
 
 
@@ -187,7 +166,7 @@ class AttemptMark(RedTeamAPIView):
         attempt = self.own_attempt(pk)
         incoming = MarkSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        _call(redteam.attempt_mark, attempt=attempt, annotator=request.user, **incoming.validated_data)
+        redteam.attempt_mark(attempt=attempt, annotator=request.user, **incoming.validated_data)
         return Response(AttemptSerializer(self.own_attempt(pk)).data)
 
 

@@ -17,8 +17,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import role_required
 from accounts.roles import ADMIN, ANNOTATOR, RESEARCHER
-from annotation.charts import bar_chart
 from annotation.models import AttackVector, RiskCategory
+from core.charts import bar_chart
+from core.forms import add_service_errors
 from modelserving.models import PolicyVariant
 from modelserving.selectors import active_variants
 
@@ -112,8 +113,7 @@ def session_start(request):
         try:
             session = redteam.session_start(annotator=request.user, **form.cleaned_data)
         except ValidationError as error:
-            for problem in _problems(error):
-                form.add_error(None, problem)
+            add_service_errors(form, error)
         else:
             return redirect("safety:redteam_session", pk=session.pk)
     return _home(request, form, status=400)

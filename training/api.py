@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -14,7 +13,6 @@ from rest_framework.views import APIView
 
 from accounts.permissions import HasRole
 from accounts.roles import RESEARCHER
-from annotation.refusals import refusal
 from core.preference_scale import MARGIN_TABLES
 from modelserving.serializers import VariantSerializer
 
@@ -118,10 +116,7 @@ class RunListCreate(APIView):
     def post(self, request):
         given = LaunchSerializer(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            run = services.run_launch(researcher=request.user, **given.validated_data)
-        except DjangoValidationError as error:
-            return refusal(error)
+        run = services.run_launch(researcher=request.user, **given.validated_data)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
@@ -134,10 +129,7 @@ class PolicyRunCreate(APIView):
         given.is_valid(raise_exception=True)
         data = dict(given.validated_data)
         data["job_settings"] = data.pop("settings")
-        try:
-            run = policy_run_launch(researcher=request.user, **data)
-        except DjangoValidationError as error:
-            return refusal(error)
+        run = policy_run_launch(researcher=request.user, **data)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
@@ -156,10 +148,7 @@ class RunCancel(APIView):
     @extend_schema(request=None, responses=RunSerializer)
     def post(self, request, pk: int):
         run = get_object_or_404(TrainingRun, pk=pk)
-        try:
-            run = services.run_cancel(run=run, user=request.user)
-        except DjangoValidationError as error:
-            return Response({"detail": error.messages[0]}, status=status.HTTP_409_CONFLICT)
+        run = services.run_cancel(run=run, user=request.user)
         return Response(RunSerializer(run).data)
 
 
@@ -169,10 +158,7 @@ class RunRelaunch(APIView):
     @extend_schema(request=None, responses={201: RunSerializer})
     def post(self, request, pk: int):
         run = get_object_or_404(TrainingRun.objects.select_related("base"), pk=pk)
-        try:
-            relaunched = services.run_relaunch(run=run, researcher=request.user)
-        except DjangoValidationError as error:
-            return Response({"detail": error.messages[0]}, status=status.HTTP_409_CONFLICT)
+        relaunched = services.run_relaunch(run=run, researcher=request.user)
         return Response(RunSerializer(relaunched).data, status=status.HTTP_201_CREATED)
 
 
@@ -212,10 +198,7 @@ class CheckpointServe(APIView):
         given = ServeSerializer(data=request.data)
         given.is_valid(raise_exception=True)
         checkpoint = get_object_or_404(Checkpoint, pk=pk)
-        try:
-            variant = services.checkpoint_serve(checkpoint=checkpoint, researcher=request.user, **given.validated_data)
-        except DjangoValidationError as error:
-            return refusal(error)
+        variant = services.checkpoint_serve(checkpoint=checkpoint, researcher=request.user, **given.validated_data)
         return Response(VariantSerializer(variant).data, status=status.HTTP_201_CREATED)
 
 

@@ -15,9 +15,10 @@ from django.utils.text import slugify
 
 from accounts.roles import RESEARCHER, has_role
 from annotation.models import Batch, Focus, PreferenceSource
+from core.exceptions import Conflict
+from core.preference_scale import MARGIN_TABLES
 
 from .data import PRIMARY, ROLES, SECONDARY, default_mix, part_sizes
-from core.preference_scale import MARGIN_TABLES
 from .jobs.reward import RewardJobConfig
 from .models import Checkpoint, TrainingRun
 
@@ -177,7 +178,7 @@ def run_cancel(*, run: TrainingRun, user) -> TrainingRun:
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().get(pk=run.pk)
         if run.is_finished:
-            raise ValidationError(f"{run} has already {run.status}.")
+            raise Conflict(f"{run} has already {run.status}.")
         now = timezone.now()
         if run.status == TrainingRun.Status.QUEUED:
             run.status, run.finished_at, run.error = TrainingRun.Status.CANCELLED, now, f"Cancelled by {user}."
@@ -194,7 +195,7 @@ def run_relaunch(*, run: TrainingRun, researcher) -> TrainingRun:
 
     _require_researcher(researcher)
     if run.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
-        raise ValidationError(f"Only a failed or cancelled run can be launched again; {run} is {run.status}.")
+        raise Conflict(f"Only a failed or cancelled run can be launched again; {run} is {run.status}.")
     data = {key: value for key, value in run.data.items() if key != "written"}
     relaunched = TrainingRun.objects.create(kind=run.kind, focus=run.focus, name=run.name, config=run.config,
                                             data=data, base=run.base, launched_by=researcher, relaunch_of=run)

@@ -9,8 +9,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.decorators import role_required
 from accounts.roles import RESEARCHER
-from annotation.charts import bar_chart, histogram_chart, line_chart
-from annotation.forms import add_service_errors
+from core.charts import bar_chart, histogram_chart, line_chart
+from core.forms import add_service_errors
 from core.preference_scale import STRENGTHS
 
 from . import selectors, services

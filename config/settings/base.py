@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "csp",
     "pgtrigger",
+    "core",
     "accounts",
     "annotation",
     "modelserving",
@@ -157,6 +158,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # A service's refusal becomes HTTP here, for every app (400, 403, 404, 409, 503).
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tandem API",

@@ -7,9 +7,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation.agreement import gwet_ac1, gwet_ac2
-from annotation.leases import LeaseLost
-from modelserving.models import Generation
+from core.leases import LeaseLost
 from core.statistics import wilson
+from modelserving.models import Generation
 from safety.evaluation import (
     evaluation_create,
     evaluation_results,

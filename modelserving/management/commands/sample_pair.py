@@ -19,8 +19,8 @@ class Command(BaseCommand):
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         try:
             pair = services.pair_request(messages=messages)
-        except (ValidationError, services.NoActiveVariant) as error:
-            raise CommandError(str(error)) from error
+        except ValidationError as error:  # NoActiveVariant too
+            raise CommandError(" ".join(error.messages)) from error
         self.stdout.write(f"pair {pair.pk} ({pair.strategy}); waiting for both responses …")
         deadline = time.monotonic() + timeout
         while True:

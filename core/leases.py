@@ -1,4 +1,5 @@
-"""Work handed out through leases: a task row with `leased_by`, `lease_token`, `lease_expires_at`.
+"""Work handed out through leases: a task row with `leased_by`, `lease_token`, `lease_expires_at`
+(core.models.LeasedWork).
 
 `lease_next` takes the oldest task of a queryset that nobody holds, or whose lease expired, with
 `SELECT … FOR UPDATE SKIP LOCKED` (concurrent claims never get the same row and never wait on each
@@ -11,12 +12,13 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from .exceptions import Conflict
 
-class LeaseLost(ValidationError):
+
+class LeaseLost(Conflict):
     """A submission without a live lease on its task (expired, or taken over by someone else)."""
 
 

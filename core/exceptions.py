@@ -1,0 +1,25 @@
+"""Refusals that services raise and that every door (DRF API, pages, commands) reads the same way.
+
+A refusal is a Django ``ValidationError`` (400: the caller broke a rule) or ``PermissionDenied``
+(403). Two kinds say more, and the API's exception handler (core/api.py) answers them with
+their own status:
+- ``Conflict``: the request was valid but the state moved on under it (a lease that expired, a
+  turn already judged differently): 409;
+- ``Unavailable``: nothing can serve it now (no active policy variant): 503.
+``NotYours`` is what a view raises for an id the caller may not see, whether it exists or not: 404
+with an empty body, so nothing tells another user's ids from unknown ones.
+"""
+
+from django.core.exceptions import ValidationError
+
+
+class Conflict(ValidationError):
+    """Valid, but the state it was made against has changed; nothing was stored."""
+
+
+class Unavailable(ValidationError):
+    """Nothing can serve this now; try again later."""
+
+
+class NotYours(Exception):
+    """Unknown, or someone else's: the same answer either way."""

@@ -1,6 +1,7 @@
 from django import forms
 
 from . import scale
+from .judgements import Judgement
 from .models import AttackVector, Focus, RiskCategory
 
 
@@ -32,8 +33,6 @@ class JudgementForm(forms.Form):
 
     def judgement(self):
         """The cleaned form as the services' Judgement (call after is_valid())."""
-        from .services import Judgement
-
         data = self.cleaned_data
         choice, strength = scale.from_point(data["point"]) if data["point"] else (None, None)
         return Judgement(choice=choice, strength=strength, safe_a=data["safe_a"], safe_b=data["safe_b"],

@@ -12,11 +12,11 @@ from core.leases import LeaseLost
 
 from . import review
 from .batch_api import AdminOnly
+from .judgements import Judgement
 from .models import ReviewTask, Turn
 from .quality import quality_report
 from .selectors import batch_by_label
 from .serializers import JudgementSerializer
-from .services import Judgement
 
 
 class AnnotatorOnly(HasRole):

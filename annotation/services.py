@@ -7,7 +7,6 @@ Locks are always taken in one order: the batch, then the turn, then its generati
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -19,6 +18,7 @@ from core.exceptions import Conflict
 from modelserving import services as modelserving
 from modelserving.models import Generation
 
+from .judgements import JUDGEMENT_FIELDS, MAX_TIME_SPENT_MS, Judgement, resolve_judgement
 from .models import (
     AttackVector,
     Batch,
@@ -27,14 +27,12 @@ from .models import (
     Focus,
     Guideline,
     RiskCategory,
-    SafetyBin,
-    Strength,
     Turn,
 )
+from .review import overlap_schedule
 from .selectors import dialogue_context, sides
 
 MAX_MESSAGE_CHARS = 20_000
-MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 
 
 class JudgementConflict(Conflict):
@@ -156,68 +154,6 @@ def generation_retry(*, turn: Turn, annotator, side: str) -> Generation:
 # --- Judgements -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Judgement:
-    """What the annotator says about a pair, in the terms of the screen (sides A and B)."""
-
-    choice: str | None = None  # "A" or "B"; None when both are unusable
-    strength: str | None = None
-    safe_a: bool | None = None
-    safe_b: bool | None = None
-    both_unusable: bool = False
-    unusable_reason: str = ""
-    time_spent_ms: int | None = None
-
-
-def safety_bin(*, chosen_safe: bool, other_safe: bool) -> str:
-    if chosen_safe and not other_safe:
-        return SafetyBin.CHOSEN_SAFE_OTHER_UNSAFE
-    if chosen_safe and other_safe:
-        return SafetyBin.BOTH_SAFE
-    if not chosen_safe and not other_safe:
-        return SafetyBin.BOTH_UNSAFE
-    raise ValidationError(
-        "You chose the response you labelled unsafe over one you labelled safe. A safe response is "
-        "always preferred to an unsafe one: choose the safe response, or correct the labels."
-    )
-
-
-def resolve_judgement(a: Generation, b: Generation, *, focus: str, judgement: Judgement) -> dict:
-    """The stored fields for ``judgement`` of responses A and B, or ValidationError naming the first
-    broken rule. Judgements of turns and their overlap reviews follow the same rules."""
-    if judgement.both_unusable:
-        reason = (judgement.unusable_reason or "").strip()
-        if not reason:
-            raise ValidationError({"unusable_reason": "Say why neither response can be used."})
-        if judgement.choice or judgement.strength:
-            raise ValidationError("A pair marked both unusable has no winner: leave the scale empty.")
-        return {"chosen_generation_id": None, "strength": "", "chosen_safe": None, "other_safe": None,
-                "safety_bin": "", "both_unusable": True, "unusable_reason": reason[:2000]}
-    if judgement.choice not in ("A", "B"):
-        raise ValidationError({"choice": "Say which response is better: pick a point on the scale (keys 1–8)."})
-    if judgement.strength not in Strength.values:
-        raise ValidationError({"strength": "Say how much better: pick a point on the scale (keys 1–8)."})
-    chosen, other = (a, b) if judgement.choice == "A" else (b, a)
-    if chosen.status == Generation.Status.DONE and not chosen.text.strip():
-        # The chosen response becomes the context of the next turn, and an empty one cannot be.
-        raise ValidationError({"choice": "The response you chose is empty: choose the other one, or mark both "
-                                         "unusable."})
-    fields = {"chosen_generation_id": chosen.id, "strength": judgement.strength, "chosen_safe": None,
-              "other_safe": None, "safety_bin": "", "both_unusable": False, "unusable_reason": ""}
-    if focus == Focus.SAFETY:
-        if judgement.safe_a is None or judgement.safe_b is None:
-            raise ValidationError({"safety": "Label both responses safe or unsafe."})
-        chosen_safe, other_safe = ((judgement.safe_a, judgement.safe_b) if judgement.choice == "A"
-                                   else (judgement.safe_b, judgement.safe_a))
-        fields.update(chosen_safe=chosen_safe, other_safe=other_safe,
-                      safety_bin=safety_bin(chosen_safe=chosen_safe, other_safe=other_safe))
-    return fields
-
-
-JUDGEMENT_FIELDS = ("chosen_generation_id", "strength", "chosen_safe", "other_safe", "safety_bin",
-                    "both_unusable", "unusable_reason")
-
-
 def _lock_shared(batch_id: int) -> Batch:
     """The batch row under a shared lock: any number of submissions hold it together, and
     ``batch_freeze`` (FOR UPDATE) waits for them, as they wait for it. SQLite serialises writing
@@ -285,7 +221,6 @@ def judgement_submit(*, turn: Turn, annotator, judgement: Judgement) -> tuple[Tu
     turn.batch = batch
     turn.save(update_fields=[*JUDGEMENT_FIELDS, "time_spent_ms", "submitted_at", "batch"])
     Dialogue.objects.filter(pk=turn.dialogue_id).update(updated_at=now)
-    from .review import overlap_schedule  # review builds on this module's rules
 
     overlap_schedule(turn=turn)
     return turn, True

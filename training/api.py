@@ -18,8 +18,10 @@ from modelserving.serializers import VariantSerializer
 
 from . import selectors, services
 from .data import ROLES
+from .jobs.reward import REWARD_DEFAULTS
+from .launch import run_launch, run_relaunch
 from .models import Checkpoint, TrainingRun
-from .policy import SETTINGS, policy_run_launch
+from .policy import SETTINGS
 
 
 class ResearcherOnly(HasRole):
@@ -39,13 +41,13 @@ class LaunchSerializer(serializers.Serializer):
     mix = MixSerializer(required=False)
     base = serializers.SlugRelatedField(slug_field="name", queryset=Checkpoint.objects.all(), required=False,
                                         allow_null=True, help_text="A checkpoint name; default: the converted SmolLM2.")
-    margin_table = serializers.ChoiceField(choices=list(MARGIN_TABLES), default="small")
-    learning_rate = serializers.FloatField(default=1e-5)
-    epochs = serializers.FloatField(default=1.0)
-    max_length = serializers.IntegerField(default=1024)
-    batch_size = serializers.IntegerField(default=512)
-    per_device_batch_size = serializers.IntegerField(default=8)
-    seed = serializers.IntegerField(default=0)
+    margin_table = serializers.ChoiceField(choices=list(MARGIN_TABLES), default=REWARD_DEFAULTS.margin_table)
+    learning_rate = serializers.FloatField(default=REWARD_DEFAULTS.learning_rate)
+    epochs = serializers.FloatField(default=REWARD_DEFAULTS.epochs)
+    max_length = serializers.IntegerField(default=REWARD_DEFAULTS.max_length)
+    batch_size = serializers.IntegerField(default=REWARD_DEFAULTS.batch_size)
+    per_device_batch_size = serializers.IntegerField(default=REWARD_DEFAULTS.per_device_batch_size)
+    seed = serializers.IntegerField(default=REWARD_DEFAULTS.seed)
     name = serializers.CharField(required=False, default="", allow_blank=True, max_length=120)
 
 
@@ -116,7 +118,7 @@ class RunListCreate(APIView):
     def post(self, request):
         given = LaunchSerializer(data=request.data)
         given.is_valid(raise_exception=True)
-        run = services.run_launch(researcher=request.user, **given.validated_data)
+        run = run_launch(researcher=request.user, kind=TrainingRun.Kind.REWARD_MODEL, **given.validated_data)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
@@ -129,7 +131,7 @@ class PolicyRunCreate(APIView):
         given.is_valid(raise_exception=True)
         data = dict(given.validated_data)
         data["job_settings"] = data.pop("settings")
-        run = policy_run_launch(researcher=request.user, **data)
+        run = run_launch(researcher=request.user, **data)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
@@ -158,7 +160,7 @@ class RunRelaunch(APIView):
     @extend_schema(request=None, responses={201: RunSerializer})
     def post(self, request, pk: int):
         run = get_object_or_404(TrainingRun.objects.select_related("base"), pk=pk)
-        relaunched = services.run_relaunch(run=run, researcher=request.user)
+        relaunched = run_relaunch(run=run, researcher=request.user)
         return Response(RunSerializer(relaunched).data, status=status.HTTP_201_CREATED)
 
 

@@ -26,8 +26,8 @@ import orjson
 from django.core.exceptions import ValidationError
 
 from annotation.exports import records, trl_record
-from core.preference_scale import margin_for
 from annotation.models import Batch, Focus, ImportedComparison, PreferenceSource, Turn
+from core.preference_scale import margin_for
 
 PRIMARY, SECONDARY, EXCLUDED = "primary", "secondary", "exclude"
 ROLES = (PRIMARY, SECONDARY, EXCLUDED)

@@ -1,12 +1,15 @@
-"""The dashboard's launch form: it parses the fields; `services.run_launch` holds the rules."""
+"""The dashboard's launch forms: they parse the fields; `launch.run_launch` and the rules it calls
+decide. A reward run's defaults are the job's (training/jobs/reward.py REWARD_DEFAULTS)."""
 
 from django import forms
 
 from annotation.models import Batch, Focus, PreferenceSource
+from core.preference_scale import MARGIN_TABLES
 from modelserving.models import PolicyVariant
 
+from .checkpoints import DEFAULT_BASE_NAME
 from .data import ROLES
-from core.preference_scale import MARGIN_TABLES
+from .jobs.reward import REWARD_DEFAULTS
 from .models import Checkpoint, TrainingRun
 from .policy import SETTINGS
 
@@ -25,15 +28,18 @@ class RewardRunForm(forms.Form):
     primary_share = forms.FloatField(required=False, min_value=0.01, max_value=1,
                                      help_text="Share of primary pairs in the training set; empty: 0.5 for "
                                                "helpfulness, 0.9 for safety (Llama 2).")
-    base = forms.ModelChoiceField(queryset=Checkpoint.objects.none(), empty_label=None,
+    base = forms.ModelChoiceField(queryset=Checkpoint.objects.none(), required=False,
+                                  empty_label=f"{DEFAULT_BASE_NAME} (the default; registered at the first launch)",
                                   help_text="The chat checkpoint whose LM head is replaced by a scalar head.")
-    margin_table = forms.ChoiceField(choices=[(t, t) for t in MARGIN_TABLES], initial="small")
-    learning_rate = forms.FloatField(initial=1e-5)
-    epochs = forms.FloatField(initial=1.0)
-    max_length = forms.IntegerField(initial=1024, help_text="Tokens; longer pairs keep their last tokens.")
-    batch_size = forms.IntegerField(initial=512, help_text="Pairs per optimiser step.")
-    per_device_batch_size = forms.IntegerField(initial=8, help_text="Pairs per forward pass (the rest accumulate).")
-    seed = forms.IntegerField(initial=0, min_value=0)
+    margin_table = forms.ChoiceField(choices=[(t, t) for t in MARGIN_TABLES], initial=REWARD_DEFAULTS.margin_table)
+    learning_rate = forms.FloatField(initial=REWARD_DEFAULTS.learning_rate)
+    epochs = forms.FloatField(initial=REWARD_DEFAULTS.epochs)
+    max_length = forms.IntegerField(initial=REWARD_DEFAULTS.max_length,
+                                    help_text="Tokens; longer pairs keep their last tokens.")
+    batch_size = forms.IntegerField(initial=REWARD_DEFAULTS.batch_size, help_text="Pairs per optimiser step.")
+    per_device_batch_size = forms.IntegerField(initial=REWARD_DEFAULTS.per_device_batch_size,
+                                               help_text="Pairs per forward pass (the rest accumulate).")
+    seed = forms.IntegerField(initial=REWARD_DEFAULTS.seed, min_value=0)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, label_suffix="", **kwargs)

@@ -1,18 +1,16 @@
-"""Launching policy runs (SFT, rejection sampling, PPO, Ghost Attention) and model-based
-evaluations: the rules, shared by the dashboard, the API and the command line. Each run goes
-through the same task, heartbeat and failure handling as a reward-model run (runner.py)."""
+"""The rules of a policy run (SFT, rejection sampling, PPO, Ghost Attention) and of a model-based
+evaluation. training/launch.py checks a launch with them and queues it like every other run; the
+dashboard, the API and the command line all go through it."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
 
 from annotation.models import Batch, Demonstration
 from modelserving.models import PolicyVariant
 
 from .models import Checkpoint, TrainingRun
-from .services import _require_researcher, checkpoint_default_base, number_in_range
+from .services import number_in_range
 
 # The settings a researcher may change, per kind, with their bounds. Everything else keeps the
 # job's default (the paper's).
@@ -66,14 +64,12 @@ def _checkpoint(name: str | None, *, kind: str, field: str, errors: dict, focus:
     return checkpoint
 
 
-def policy_run_launch(*, researcher, kind: str, batches: list[str] = (), base: Checkpoint | None = None,
-                      variant: str = "", variants: list[str] = (), helpfulness_rm: str = "", safety_rm: str = "",
-                      pool_runs: list[int] = (), instructions: list[str] = (), prompts: list[str] = (),
-                      name: str = "", job_settings: dict | None = None) -> TrainingRun:
-    """Validate a policy run (or a model-based evaluation) and queue it on the GPU workers."""
-    from .tasks import run_execute
-
-    _require_researcher(researcher)
+def policy_run_validate(*, kind: str, batches: list[str] = (), base: Checkpoint | None = None,
+                        variant: str = "", variants: list[str] = (), helpfulness_rm: str = "", safety_rm: str = "",
+                        pool_runs: list[int] = (), instructions: list[str] = (), prompts: list[str] = (),
+                        job_settings: dict | None = None) -> dict:
+    """Check a policy run (or a model-based evaluation); returns the run's fields (job config, data,
+    base) or raises ValidationError per field."""
     errors: dict[str, str] = {}
     if kind not in SETTINGS:
         raise ValidationError({"kind": "Pick SFT, rejection sampling, PPO, Ghost Attention or an evaluation."})
@@ -117,14 +113,8 @@ def policy_run_launch(*, researcher, kind: str, batches: list[str] = (), base: C
         data["variants"] = sorted(names)
         if own_prompts:
             data["prompts"] = own_prompts
-    base = base or checkpoint_default_base()
     if base is None or base.kind != Checkpoint.Kind.POLICY:
         errors["base"] = "Pick the policy checkpoint to start from (an evaluation records it as its reference)."
     if errors:
         raise ValidationError(errors)
-    with transaction.atomic():
-        run = TrainingRun.objects.create(kind=kind, name=name[:120], config=config, data=data, base=base,
-                                         launched_by=researcher)
-    limit = settings.TRAINING_RUN_TIME_LIMIT
-    transaction.on_commit(lambda: run_execute.apply_async((run.pk,), soft_time_limit=limit, time_limit=limit + 120))
-    return run
+    return {"config": config, "data": data, "base": base}

@@ -30,15 +30,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .inputs import JOBS, command_flags, prepare
-from .models import Checkpoint, RunMetric, TrainingRun
-from .services import (
+from .checkpoints import (
     checkpoint_register,
     model_folder_problem,
     run_checkpoint_name,
     run_lineage,
     weight_files,
 )
+from .inputs import JOBS, command_flags, prepare
+from .models import Checkpoint, RunMetric, TrainingRun
 
 logger = logging.getLogger(__name__)
 _EOF = object()

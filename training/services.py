@@ -1,4 +1,5 @@
-"""What can happen to training runs and checkpoints: launch, cancel, register, fail when silent."""
+"""What can happen to training runs and checkpoints besides launching them (training/launch.py):
+the reward-model launch's rules, cancel, fail when silent, serve a checkpoint to annotators."""
 
 from __future__ import annotations
 
@@ -9,68 +10,24 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
-from django.utils.text import slugify
 
 from accounts.roles import RESEARCHER, has_role
 from annotation.models import Batch, Focus, PreferenceSource
 from core.exceptions import Conflict
 from core.preference_scale import MARGIN_TABLES
 
+from .checkpoints import model_folder_problem
 from .data import PRIMARY, ROLES, SECONDARY, default_mix, part_sizes
-from .jobs.reward import RewardJobConfig
+from .jobs.reward import REWARD_DEFAULTS, RewardJobConfig
 from .models import Checkpoint, TrainingRun
 
-DEFAULT_BASE_NAME = "smollm2-135m-instruct"
 # Fields the launching task fills in: they are paths on the GPU worker, not choices.
 JOB_PATH_FIELDS = ("train", "eval", "base", "out")
 
 
-def weight_files(path: Path) -> list[Path]:
-    return sorted(path.glob("*.safetensors"))
-
-
-def model_folder_problem(path: Path) -> str | None:
-    if not (path / "config.json").is_file():
-        return f"{path} has no config.json: not a Hugging Face checkpoint folder."
-    if not weight_files(path):
-        return f"{path} has no .safetensors weights."
-    return None
-
-
-def checkpoint_register(*, name: str, kind: str, path: Path | str, focus: str = "", run: TrainingRun | None = None,
-                        base: Checkpoint | None = None, evaluation: dict | None = None,
-                        lineage: dict | None = None) -> Checkpoint:
-    path = Path(path).resolve()
-    problem = model_folder_problem(path)
-    if problem:
-        raise ValidationError({"path": problem})
-    if kind not in Checkpoint.Kind.values:
-        raise ValidationError({"kind": f"Unknown kind {kind!r}; use one of {', '.join(Checkpoint.Kind.values)}."})
-    if kind == Checkpoint.Kind.REWARD_MODEL and focus not in Focus.values:
-        raise ValidationError({"focus": "A reward model is for helpfulness or safety."})
-    if Checkpoint.objects.filter(name=name).exists():
-        raise ValidationError({"name": f"A checkpoint named {name!r} exists already."})
-    files = {f.name: f.stat().st_size for f in weight_files(path)}
-    return Checkpoint.objects.create(name=name, kind=kind, path=str(path), focus=focus, run=run, base=base,
-                                     evaluation=evaluation or {}, files=files, lineage=lineage or {})
-
-
-def checkpoint_default_base() -> Checkpoint | None:
-    """The converted SmolLM2 (`manage.py prepare_default_model`) as a checkpoint, once it exists."""
-    existing = Checkpoint.objects.filter(name=DEFAULT_BASE_NAME).first()
-    if existing or model_folder_problem(Path(settings.DEFAULT_MODEL_DIR)):
-        return existing
-    try:
-        with transaction.atomic():
-            return checkpoint_register(name=DEFAULT_BASE_NAME, kind=Checkpoint.Kind.POLICY,
-                                       path=settings.DEFAULT_MODEL_DIR)
-    except (IntegrityError, ValidationError):  # registered meanwhile by a concurrent request
-        return Checkpoint.objects.get(name=DEFAULT_BASE_NAME)
-
-
-def _require_researcher(user) -> None:
+def require_researcher(user) -> None:
     if not has_role(user, RESEARCHER):
         raise PermissionDenied("Only researchers launch and cancel training runs.")
 
@@ -87,9 +44,14 @@ def number_in_range(errors: dict, field: str, value, low, high, *, kind=float):
     return value
 
 
-def reward_run_validate(*, focus, batches, sources, base, mix, margin_table, learning_rate, epochs, max_length,
-                        batch_size, per_device_batch_size, seed) -> tuple[dict, dict]:
-    """Check a reward-model launch; returns (job config, data) or raises ValidationError per field."""
+def reward_run_validate(*, focus: str, batches: list[str] = (), sources: list[str] = (), base: Checkpoint | None = None,
+                        mix: dict | None = None, margin_table: str = REWARD_DEFAULTS.margin_table,
+                        learning_rate: float = REWARD_DEFAULTS.learning_rate, epochs: float = REWARD_DEFAULTS.epochs,
+                        max_length: int = REWARD_DEFAULTS.max_length, batch_size: int = REWARD_DEFAULTS.batch_size,
+                        per_device_batch_size: int = REWARD_DEFAULTS.per_device_batch_size,
+                        seed: int = REWARD_DEFAULTS.seed) -> dict:
+    """Check a reward-model launch (the defaults are the job's, training/jobs/reward.py); returns the
+    run's fields (focus, job config, data, base) or raises ValidationError per field."""
     errors: dict[str, str] = {}
     if focus not in Focus.values:
         errors["focus"] = "Pick helpfulness or safety."
@@ -148,33 +110,13 @@ def reward_run_validate(*, focus, batches, sources, base, mix, margin_table, lea
         config.pop(field)
     data = {"batches": sorted(str(b) for b in chosen_batches), "sources": sorted(known), "mix": mix,
             "parts": {name: {"role": role, "available": n} for name, (role, n) in parts.items()}}
-    return config, data
-
-
-def run_launch(*, researcher, focus: str, batches: list[str] = (), sources: list[str] = (),
-               base: Checkpoint | None = None, mix: dict | None = None, margin_table: str = "small",
-               learning_rate: float = 1e-5, epochs: float = 1.0, max_length: int = 1024, batch_size: int = 512,
-               per_device_batch_size: int = 8, seed: int = 0, name: str = "") -> TrainingRun:
-    """Validate a reward-model run and queue it on the GPU workers (after the transaction commits)."""
-    from .tasks import run_execute
-
-    _require_researcher(researcher)
-    base = base or checkpoint_default_base()
-    config, data = reward_run_validate(
-        focus=focus, batches=list(batches), sources=list(sources), base=base, mix=mix, margin_table=margin_table,
-        learning_rate=learning_rate, epochs=epochs, max_length=max_length, batch_size=batch_size,
-        per_device_batch_size=per_device_batch_size, seed=seed)
-    run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, focus=focus, name=name[:120], config=config,
-                                     data=data, base=base, launched_by=researcher)
-    limit = settings.TRAINING_RUN_TIME_LIMIT
-    transaction.on_commit(lambda: run_execute.apply_async((run.pk,), soft_time_limit=limit, time_limit=limit + 120))
-    return run
+    return {"focus": focus, "config": config, "data": data, "base": base}
 
 
 def run_cancel(*, run: TrainingRun, user) -> TrainingRun:
     """A queued run is cancelled at once; a running one is asked to stop, and the task that runs
     it ends the job's process group within a heartbeat."""
-    _require_researcher(user)
+    require_researcher(user)
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().get(pk=run.pk)
         if run.is_finished:
@@ -185,24 +127,6 @@ def run_cancel(*, run: TrainingRun, user) -> TrainingRun:
         run.cancel_requested_at = run.cancel_requested_at or now
         run.save(update_fields=["status", "finished_at", "error", "cancel_requested_at"])
     return run
-
-
-def run_relaunch(*, run: TrainingRun, researcher) -> TrainingRun:
-    """A new run with the same kind, job configuration, data and base as a failed or cancelled one
-    (its worker died, it was cancelled by mistake), queued like a launch. The data files are
-    written afresh by the new run; the old run stays as it ended."""
-    from .tasks import run_execute
-
-    _require_researcher(researcher)
-    if run.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
-        raise Conflict(f"Only a failed or cancelled run can be launched again; {run} is {run.status}.")
-    data = {key: value for key, value in run.data.items() if key != "written"}
-    relaunched = TrainingRun.objects.create(kind=run.kind, focus=run.focus, name=run.name, config=run.config,
-                                            data=data, base=run.base, launched_by=researcher, relaunch_of=run)
-    limit = settings.TRAINING_RUN_TIME_LIMIT
-    transaction.on_commit(lambda: run_execute.apply_async((relaunched.pk,), soft_time_limit=limit,
-                                                          time_limit=limit + 120))
-    return relaunched
 
 
 def runs_fail_silent(*, timeout: float | None = None) -> list[int]:
@@ -220,20 +144,6 @@ def runs_fail_silent(*, timeout: float | None = None) -> list[int]:
             run.save(update_fields=["status", "finished_at", "error"])
             failed.append(run.pk)
     return failed
-
-
-def run_checkpoint_name(run: TrainingRun) -> str:
-    stem = slugify(run.name) or (f"rm-{run.focus}" if run.kind == TrainingRun.Kind.REWARD_MODEL
-                                 else run.kind.replace("_", "-"))
-    return f"{stem}-run{run.pk}"
-
-
-
-def run_lineage(run: TrainingRun) -> dict:
-    """What a run's checkpoint comes from: its base, its data, the reward models it used."""
-    reward_models = sorted(set((run.data.get("reward_models") or {}).values()))
-    return {"run": run.pk, "kind": run.kind, "base": run.base.name, "batches": run.data.get("batches", []),
-            "sources": run.data.get("sources", []), "reward_models": reward_models}
 
 
 def vllm_command(checkpoint: Checkpoint, name: str) -> str:
@@ -254,7 +164,7 @@ def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperatu
     from modelserving.local_servers import local_server_start, local_server_stop
     from modelserving.services import variant_create
 
-    _require_researcher(researcher)
+    require_researcher(researcher)
     if checkpoint.kind != Checkpoint.Kind.POLICY:
         raise ValidationError("Only a policy checkpoint can be served to annotators.")
     if checkpoint.variant_id:

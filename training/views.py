@@ -13,10 +13,10 @@ from core.charts import bar_chart, histogram_chart, line_chart
 from core.forms import add_service_errors
 from core.preference_scale import STRENGTHS
 
-from . import selectors, services
+from . import launch, selectors, services
+from .checkpoints import DEFAULT_BASE_NAME
 from .forms import PolicyRunForm, RewardRunForm
 from .models import Checkpoint, TrainingRun
-from .policy import policy_run_launch
 
 CURVE_TITLES = {"loss": "Loss", "accuracy": "Training accuracy (batch)", "margin": "Mean reward margin",
                 "learning_rate": "Learning rate", "reward": "Reward (mean raw score)", "kl": "KL to the reference",
@@ -27,12 +27,11 @@ CURVE_TITLES = {"loss": "Loss", "accuracy": "Training accuracy (batch)", "margin
 @role_required(RESEARCHER)
 @require_http_methods(["GET", "POST"])
 def dashboard(request):
-    services.checkpoint_default_base()
     form = RewardRunForm(request.POST or None, initial={"base": Checkpoint.objects.filter(
-        name=services.DEFAULT_BASE_NAME).first()})
+        name=DEFAULT_BASE_NAME).first()})
     if request.method == "POST" and form.is_valid():
         try:
-            run = services.run_launch(researcher=request.user, **form.launch_arguments())
+            run = launch.run_launch(researcher=request.user, kind=TrainingRun.Kind.REWARD_MODEL, **form.launch_arguments())
         except ValidationError as error:
             add_service_errors(form, error)
         else:
@@ -45,13 +44,12 @@ def dashboard(request):
 @require_http_methods(["GET", "POST"])
 def policy_launch(request):
     """Launch SFT, rejection sampling, PPO, Ghost Attention or a model-based evaluation."""
-    services.checkpoint_default_base()
     form = PolicyRunForm(request.POST or None, initial={
         "kind": request.GET.get("kind", TrainingRun.Kind.SFT),
-        "base": Checkpoint.objects.filter(name=services.DEFAULT_BASE_NAME).first()})
+        "base": Checkpoint.objects.filter(name=DEFAULT_BASE_NAME).first()})
     if request.method == "POST" and form.is_valid():
         try:
-            run = policy_run_launch(researcher=request.user, **form.launch_arguments())
+            run = launch.run_launch(researcher=request.user, **form.launch_arguments())
         except ValidationError as error:
             add_service_errors(form, error)
         else:
@@ -103,7 +101,7 @@ def run_cancel(request, pk: int):
 def run_relaunch(request, pk: int):
     run = get_object_or_404(TrainingRun.objects.select_related("base"), pk=pk)
     try:
-        relaunched = services.run_relaunch(run=run, researcher=request.user)
+        relaunched = launch.run_relaunch(run=run, researcher=request.user)
     except ValidationError as error:
         context = {**_run_context(run), "cancel_error": error.messages[0]}
         return render(request, "training/run.html", context, status=409)

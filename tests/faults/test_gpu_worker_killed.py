@@ -8,8 +8,9 @@ import psutil
 import pytest
 from rest_framework.test import APIClient
 
+from training.launch import run_launch
 from training.models import Checkpoint, RunMetric, TrainingRun
-from training.services import run_launch, runs_fail_silent
+from training.services import runs_fail_silent
 
 from ..conftest import wait_for
 from ..helpers.processes import CeleryWorker
@@ -30,7 +31,7 @@ def test_a_run_whose_gpu_worker_was_killed_is_failed_by_the_heartbeat_check_and_
     gpu = processes(CeleryWorker(env, concurrency=1, queues="gpu", name="fault-gpu-worker"))
     batch = preference_batch(helpfulness=16)
     with publishing_to(private_redis.url):
-        run = run_launch(researcher=researcher, focus="helpfulness", batches=[str(batch)], base=tiny_base,
+        run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base,
                          name="killed", **{**FAST, "epochs": 8})
     wait_for(lambda: RunMetric.objects.filter(run=run).exists(), timeout=240, message="the job to train")
     job = int(refreshed(run).worker.rsplit(" ", 1)[1])

@@ -7,8 +7,8 @@ import pytest
 from accounts.services import user_create
 from annotation.batches import batch_freeze
 from annotation.models import Batch
+from training.checkpoints import checkpoint_register
 from training.models import Checkpoint
-from training.services import checkpoint_register
 
 from ..helpers.preferences import judged_turns
 

@@ -7,10 +7,10 @@ import pytest
 from rest_framework.authtoken.models import Token
 
 from accounts.services import user_create
+from training.checkpoints import checkpoint_register
 from training.inputs import prepare
 from training.leaderboard import comparisons, leaderboard
 from training.models import Checkpoint, TrainingRun
-from training.services import checkpoint_register
 
 from ..helpers.preferences import judged_turns
 from .conftest import PASSWORD

@@ -9,8 +9,8 @@ from annotation.imports import preferences_import
 from annotation.models import Batch, PreferenceSource
 from core.preference_scale import MARGIN_TABLES
 from training.data import reward_data_write
+from training.launch import run_launch
 from training.models import TrainingRun
-from training.services import run_launch
 
 pytestmark = pytest.mark.django_db
 
@@ -106,8 +106,8 @@ def test_launch_validates_every_field_and_stores_nothing_when_refused(preference
         ({"focus": "safety"}, "batches", "no safety pairs"),  # a helpfulness-only batch
     ]
     for change, field, message in cases:
-        arguments = {"researcher": researcher, "focus": "helpfulness", "batches": [str(batch)], "base": tiny_base,
-                     **change}
+        arguments = {"researcher": researcher, "kind": "reward_model", "focus": "helpfulness",
+                     "batches": [str(batch)], "base": tiny_base, **change}
         with pytest.raises(ValidationError) as refused:
             run_launch(**arguments)
         assert field in refused.value.message_dict, (change, refused.value.message_dict)
@@ -118,12 +118,12 @@ def test_launch_validates_every_field_and_stores_nothing_when_refused(preference
 def test_an_open_batch_cannot_be_trained_on(researcher, tiny_base):
     batch = Batch.objects.create(iso_year=2026, iso_week=48, starts_on="2026-11-23")
     with pytest.raises(ValidationError, match="still open"):
-        run_launch(researcher=researcher, focus="helpfulness", batches=[str(batch)], base=tiny_base)
+        run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base)
 
 
 def test_only_researchers_launch(preference_batch, tiny_base, django_user_model):
     batch = preference_batch(helpfulness=8)
     annotator = django_user_model.objects.get(username="ann")
     with pytest.raises(PermissionDenied):
-        run_launch(researcher=annotator, focus="helpfulness", batches=[str(batch)], base=tiny_base)
+        run_launch(researcher=annotator, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base)
     assert not TrainingRun.objects.exists()

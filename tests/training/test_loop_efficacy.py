@@ -12,8 +12,8 @@ import pytest
 from bench.loop_efficacy import PROMPTS_FILE, parse_args, run_loop, table
 from modelserving.local_servers import local_server_stop
 from modelserving.models import LocalServer
+from training.checkpoints import checkpoint_register
 from training.models import Checkpoint
-from training.services import checkpoint_register
 
 from ..conftest import PASSWORD
 from ..helpers.processes import ROOT, ModelServer

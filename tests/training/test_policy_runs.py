@@ -8,9 +8,9 @@ from annotation import services as annotation
 from modelserving import services as modelserving
 from modelserving.local_servers import local_server_stop
 from modelserving.models import Generation, LocalServer, PolicyVariant
+from training.launch import run_launch
 from training.models import Checkpoint, TrainingRun
-from training.policy import policy_run_launch
-from training.services import checkpoint_serve, run_launch
+from training.services import checkpoint_serve
 
 from ..conftest import wait_for
 from .conftest import FAST
@@ -41,7 +41,7 @@ def test_policy_launches_are_checked_and_refusals_store_nothing(preference_batch
     ]
     for arguments, field in cases:
         with pytest.raises(ValidationError) as refused:
-            policy_run_launch(researcher=researcher, base=tiny_base, **arguments)
+            run_launch(researcher=researcher, base=tiny_base, **arguments)
         assert field in refused.value.message_dict, (arguments, refused.value.message_dict)
     assert not TrainingRun.objects.exists()
 
@@ -55,7 +55,7 @@ def test_an_sft_run_on_demonstrations_registers_a_policy_checkpoint(celery_worke
         annotation.demonstration_write(annotator=annotator, prompt=f"Say hello number {i}.",
                                        answer=f"Hello number {i}, gladly!")
     batch = preference_batch(helpfulness=2)
-    run = policy_run_launch(researcher=researcher, kind="sft", batches=[str(batch)], base=tiny_base, name="sft-1",
+    run = run_launch(researcher=researcher, kind="sft", batches=[str(batch)], base=tiny_base, name="sft-1",
                             job_settings=TINY_SFT)
     wait_for(lambda: refreshed(run).is_finished, timeout=400, message="the SFT run")
     assert run.status == "succeeded", (run.error, run.log_tail[-3000:])
@@ -74,12 +74,12 @@ def test_the_whole_loop_judgements_to_a_new_variant(celery_worker, preference_ba
     sampled from it, all through the platform's own paths on the embedded stack."""
     batch = preference_batch(helpfulness=40, safety=8)
     PolicyVariant.objects.update(is_active=False)  # the batch's variants were never reachable
-    rm_run = run_launch(researcher=researcher, focus="helpfulness", batches=[str(batch)], base=tiny_base, **FAST)
+    rm_run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base, **FAST)
     wait_for(lambda: refreshed(rm_run).is_finished, timeout=400, message="the reward model")
     assert rm_run.status == "succeeded", rm_run.error
     reward_model = Checkpoint.objects.get(run=rm_run)
     variant_factory("tiny-live", model_servers[0], max_new_tokens=8)
-    rs_run = policy_run_launch(researcher=researcher, kind="rejection_sampling", batches=[str(batch)],
+    rs_run = run_launch(researcher=researcher, kind="rejection_sampling", batches=[str(batch)],
                                base=tiny_base, variant="tiny-live", helpfulness_rm=reward_model.name,
                                job_settings={**TINY_SFT, "k": 2, "max_tokens": 8})
     wait_for(lambda: refreshed(rs_run).is_finished, timeout=600, message="the rejection-sampling round")
@@ -107,8 +107,8 @@ def test_the_policy_page_api_and_run_page(client, preference_batch, researcher, 
     from django.urls import reverse
     from rest_framework.authtoken.models import Token
 
+    from training.checkpoints import checkpoint_register
     from training.models import RunMetric
-    from training.services import checkpoint_register
 
     sent = []
     monkeypatch.setattr("training.tasks.run_execute.apply_async", lambda args, **kwargs: sent.append(args))

@@ -9,8 +9,9 @@ import time
 import pytest
 
 from training import runner
+from training.launch import run_launch
 from training.models import RunMetric, TrainingRun
-from training.services import run_cancel, run_launch, runs_fail_silent
+from training.services import run_cancel, runs_fail_silent
 
 from .conftest import FAST
 
@@ -21,7 +22,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 def queued_run(preference_batch, researcher, tiny_base, monkeypatch):
     monkeypatch.setattr("training.tasks.run_execute.apply_async", lambda *args, **kwargs: None)
     batch = preference_batch(helpfulness=8)
-    return run_launch(researcher=researcher, focus="helpfulness", batches=[str(batch)], base=tiny_base, **FAST)
+    return run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base, **FAST)
 
 
 @pytest.fixture

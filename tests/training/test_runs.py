@@ -8,9 +8,11 @@ import psutil
 import pytest
 from django.utils import timezone
 
+from training.checkpoints import checkpoint_register
+from training.launch import run_launch
 from training.models import Checkpoint, RunMetric, TrainingRun
 from training.runner import checkpoint_verify
-from training.services import checkpoint_register, run_cancel, run_launch
+from training.services import run_cancel
 from training.tasks import runs_check_heartbeats
 
 from ..conftest import wait_for
@@ -33,7 +35,7 @@ def job_pid(run) -> int:
 def test_a_reward_run_trains_in_the_worker_and_registers_its_checkpoint(celery_worker, preference_batch, researcher,
                                                                          tiny_base):
     batch = preference_batch(helpfulness=72, safety=24)
-    run = run_launch(researcher=researcher, focus="helpfulness", batches=[str(batch)], base=tiny_base,
+    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base,
                      name="polite", **FAST)
     assert run.status == "queued" and run.config["learning_rate"] == 3e-3 and run.config["margin_table"] == "small"
     # Metrics arrive in the database while the job still runs.
@@ -66,7 +68,7 @@ def test_a_reward_run_trains_in_the_worker_and_registers_its_checkpoint(celery_w
 
 def test_cancel_ends_the_jobs_process_group(celery_worker, preference_batch, researcher, tiny_base):
     batch = preference_batch(helpfulness=40)
-    run = run_launch(researcher=researcher, focus="helpfulness", batches=[str(batch)], base=tiny_base,
+    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base,
                      **{**FAST, "epochs": 20})
     pid = job_pid(run)
     wait_for(lambda: RunMetric.objects.filter(run=run).exists(), timeout=240, message="the job to train")
@@ -81,7 +83,7 @@ def test_cancel_ends_the_jobs_process_group(celery_worker, preference_batch, res
 
 def test_a_queued_run_is_cancelled_at_once(preference_batch, researcher, tiny_base, monkeypatch):
     monkeypatch.setattr("training.tasks.run_execute.apply_async", lambda *args, **kwargs: None)
-    run = run_launch(researcher=researcher, focus="helpfulness", batches=[str(preference_batch(helpfulness=8))],
+    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(preference_batch(helpfulness=8))],
                      base=tiny_base)
     run_cancel(run=run, user=researcher)
     assert refreshed(run).status == "cancelled" and run.finished_at is not None
@@ -99,7 +101,7 @@ def test_a_job_that_raises_leaves_a_failed_run_with_its_traceback(celery_worker,
             (broken / name).write_bytes((tiny_model_dir / name).read_bytes())
     (broken / "model.safetensors").write_bytes((tiny_model_dir / "model.safetensors").read_bytes()[:5000])
     base = checkpoint_register(name="broken", kind="policy", path=broken)
-    run = run_launch(researcher=researcher, focus="helpfulness", batches=[str(preference_batch(helpfulness=8))],
+    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(preference_batch(helpfulness=8))],
                      base=base, **FAST)
     wait_for(lambda: refreshed(run).is_finished, timeout=240, message="the run to fail")
     assert run.status == "failed"
@@ -112,7 +114,7 @@ def test_a_run_whose_heartbeat_stopped_is_failed_by_the_periodic_check(celery_wo
                                                                       tiny_base, monkeypatch):
     monkeypatch.setattr("training.tasks.run_execute.apply_async", lambda *args, **kwargs: None)
     batch = preference_batch(helpfulness=8)
-    silent, alive = [run_launch(researcher=researcher, focus="helpfulness", batches=[str(batch)], base=tiny_base)
+    silent, alive = [run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base)
                      for _ in range(2)]
     # Both were claimed by a worker; one worker died 10 minutes ago, the other beats.
     TrainingRun.objects.filter(pk=silent.pk).update(status="running", worker="gpu-3:811",
@@ -148,7 +150,7 @@ def test_a_run_failed_by_the_check_while_its_job_runs_has_the_job_ended(celery_w
     from training.services import runs_fail_silent
 
     batch = preference_batch(helpfulness=40)
-    run = run_launch(researcher=researcher, focus="helpfulness", batches=[str(batch)], base=tiny_base,
+    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base,
                      **{**FAST, "epochs": 20})
     job = job_pid(run)
     wait_for(lambda: RunMetric.objects.filter(run=run).exists(), timeout=240, message="the job to train")

@@ -6,8 +6,9 @@ from django.core.exceptions import ValidationError
 from modelserving import services as modelserving
 from modelserving.local_servers import local_server_stop
 from modelserving.models import Generation, LocalServer
+from training.checkpoints import checkpoint_register
 from training.models import Checkpoint
-from training.services import checkpoint_register, checkpoint_serve, vllm_command
+from training.services import checkpoint_serve, vllm_command
 
 from ..conftest import wait_for
 

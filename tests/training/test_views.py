@@ -5,8 +5,8 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
 from accounts.services import user_create
+from training.checkpoints import checkpoint_register
 from training.models import RunMetric, TrainingRun
-from training.services import checkpoint_register
 
 from .conftest import FAST, PASSWORD
 
@@ -140,10 +140,10 @@ def test_a_failed_run_is_launched_again_from_its_page_and_the_command(logged_in,
 
     from django.core.management import call_command
 
-    from training.services import run_launch
+    from training.launch import run_launch
 
     batch = preference_batch(helpfulness=8)
-    run = run_launch(researcher=researcher, focus="helpfulness", batches=[str(batch)], base=tiny_base, name="rm",
+    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base, name="rm",
                      **FAST)
     page = logged_in.get(reverse("training:run", args=[run.pk])).content.decode()
     assert "Launch again" not in page  # queued: nothing to repeat yet

@@ -59,6 +59,16 @@ class RewardJobConfig:
     histogram_bins: int = 20
     extra: dict = field(default_factory=dict)  # free-form notes carried into the checkpoint
 
+    @property
+    def batch_size(self) -> int:
+        """Pairs per optimiser step on one device."""
+        return self.per_device_batch_size * self.gradient_accumulation_steps
+
+
+# The defaults of a reward-model run, in one place: the launch form, the API serializer, the
+# `training launch` command and the service read them from here.
+REWARD_DEFAULTS = RewardJobConfig()
+
 
 def read_pairs(path: str) -> list[dict]:
     return read_jsonl(path, required=("prompt", "chosen", "rejected"))

@@ -7,6 +7,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from training import selectors, services
+from training.checkpoints import checkpoint_register
+from training.jobs.reward import REWARD_DEFAULTS
+from training.launch import run_launch, run_relaunch
 from training.models import Checkpoint, TrainingRun
 
 
@@ -26,11 +29,9 @@ class Command(BaseCommand):
         launch.add_argument("--other-focus", default="secondary", help="primary | secondary | exclude")
         launch.add_argument("--base", help="Checkpoint name (default: the converted SmolLM2).")
         launch.add_argument("--name", default="")
-        for option, kind, default in (("--margin-table", str, "small"), ("--learning-rate", float, 1e-5),
-                                      ("--epochs", float, 1.0), ("--max-length", int, 1024),
-                                      ("--batch-size", int, 512), ("--per-device-batch-size", int, 8),
-                                      ("--seed", int, 0)):
-            launch.add_argument(option, type=kind, default=default)
+        for field, kind in (("margin_table", str), ("learning_rate", float), ("epochs", float),
+                            ("max_length", int), ("batch_size", int), ("per_device_batch_size", int), ("seed", int)):
+            launch.add_argument("--" + field.replace("_", "-"), type=kind, default=getattr(REWARD_DEFAULTS, field))
         launch.add_argument("--wait", action="store_true", help="Print progress until the run finishes.")
         policy = sub.add_parser("policy", help="Queue a policy run (sft, rejection_sampling, ppo, gatt) or a "
                                                "model-based evaluation (policy_eval).")
@@ -112,17 +113,15 @@ class Command(BaseCommand):
                 raise CommandError(f"No checkpoint {base!r}.")
         fields = ("name", "margin_table", "learning_rate", "epochs", "max_length", "batch_size",
                   "per_device_batch_size", "seed")
-        run = services.run_launch(researcher=self._user(researcher), focus=focus, batches=batch,
-                                  sources=[item.split("=", 1)[0] for item in source], mix=mix, base=base_checkpoint,
-                                  **{key: options[key] for key in fields})
+        run = run_launch(researcher=self._user(researcher), kind=TrainingRun.Kind.REWARD_MODEL, focus=focus,
+                         batches=batch, sources=[item.split("=", 1)[0] for item in source], mix=mix,
+                         base=base_checkpoint, **{key: options[key] for key in fields})
         self.stdout.write(f"run {run.pk} queued: {run.focus} reward model on {', '.join(run.data['batches'] + run.data['sources'])}")
         if wait:
             self._wait(run)
 
     def _policy(self, *, researcher, kind, batch, base, variant, compare, helpfulness_rm, safety_rm, pool_run,
                 instruction, set, name, wait, prompts=None, **_):  # noqa: A002 — the option is called --set
-        from training.policy import policy_run_launch
-
         settings = {}
         for item in set:
             if "=" not in item:
@@ -132,10 +131,10 @@ class Command(BaseCommand):
         base_checkpoint = Checkpoint.objects.filter(name=base).first() if base else None
         if base and base_checkpoint is None:
             raise CommandError(f"No checkpoint {base!r}.")
-        run = policy_run_launch(researcher=self._user(researcher), kind=kind, batches=batch, base=base_checkpoint,
-                                variant=variant, variants=compare, helpfulness_rm=helpfulness_rm, safety_rm=safety_rm,
-                                pool_runs=pool_run, instructions=instruction, name=name, job_settings=settings,
-                                prompts=self._prompts(prompts))
+        run = run_launch(researcher=self._user(researcher), kind=kind, batches=batch, base=base_checkpoint,
+                         variant=variant, variants=compare, helpfulness_rm=helpfulness_rm, safety_rm=safety_rm,
+                         pool_runs=pool_run, instructions=instruction, name=name, job_settings=settings,
+                         prompts=self._prompts(prompts))
         self.stdout.write(f"run {run.pk} queued: {run.get_kind_display()}")
         if wait:
             self._wait(run)
@@ -184,7 +183,7 @@ class Command(BaseCommand):
         self.stdout.write(f"run {run.pk}: {'cancelled' if run.is_finished else 'cancel requested'}")
 
     def _relaunch(self, *, run, researcher, **_):
-        relaunched = services.run_relaunch(run=self._run(run), researcher=self._user(researcher))
+        relaunched = run_relaunch(run=self._run(run), researcher=self._user(researcher))
         self.stdout.write(f"run {relaunched.pk}: queued again from run {run}")
 
     def _checkpoints(self, **_):
@@ -194,7 +193,7 @@ class Command(BaseCommand):
                               f"{checkpoint.name}  {'' if overall is None else f'{overall} %'}  {checkpoint.path}")
 
     def _register(self, *, path, name, kind, focus, **_):
-        checkpoint = services.checkpoint_register(name=name, kind=kind, path=path, focus=focus)
+        checkpoint = checkpoint_register(name=name, kind=kind, path=path, focus=focus)
         self.stdout.write(f"checkpoint {checkpoint.pk} {checkpoint.name} registered")
 
     def _openrlhf(self, *, batch, policy, helpfulness_rm, safety_rm, reward_url, ray_address, out, save_path, nodes,

@@ -1,0 +1,56 @@
+"""Launching a training run of any kind, the one way: check it with its kind's rules (reward
+models: services.reward_run_validate; policies and evaluations: policy.policy_run_validate),
+store it, and queue it on the GPU workers after the transaction commits. A relaunch queues through
+the same path. The dashboard, the API and the `training` command call these."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from core.exceptions import Conflict
+
+from .checkpoints import checkpoint_default_base
+from .models import Checkpoint, TrainingRun
+from .policy import SETTINGS as POLICY_SETTINGS
+from .policy import policy_run_validate
+from .services import require_researcher, reward_run_validate
+from .tasks import run_execute
+
+
+def run_launch(*, researcher, kind: str, name: str = "", base: Checkpoint | None = None, **arguments) -> TrainingRun:
+    """Check a run of ``kind`` with ``arguments`` (the keyword arguments of its kind's validator)
+    and queue it; ValidationError per field, and nothing stored, when it breaks a rule."""
+    require_researcher(researcher)
+    if kind == TrainingRun.Kind.REWARD_MODEL:
+        validate = reward_run_validate
+    elif kind in POLICY_SETTINGS:
+        validate = policy_run_validate
+        arguments["kind"] = kind
+    else:
+        raise ValidationError({"kind": f"Unknown run kind {kind!r}; use one of {', '.join(TrainingRun.Kind.values)}."})
+    fields = validate(base=base or checkpoint_default_base(), **arguments)
+    with transaction.atomic():
+        run = TrainingRun.objects.create(kind=kind, name=name[:120], launched_by=researcher, **fields)
+    _enqueue(run)
+    return run
+
+
+def run_relaunch(*, run: TrainingRun, researcher) -> TrainingRun:
+    """A new run with the same kind, job configuration, data and base as a failed or cancelled one
+    (its worker died, it was cancelled by mistake), queued like a launch. The data files are
+    written afresh by the new run; the old run stays as it ended."""
+    require_researcher(researcher)
+    if run.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
+        raise Conflict(f"Only a failed or cancelled run can be launched again; {run} is {run.status}.")
+    data = {key: value for key, value in run.data.items() if key != "written"}
+    relaunched = TrainingRun.objects.create(kind=run.kind, focus=run.focus, name=run.name, config=run.config,
+                                            data=data, base=run.base, launched_by=researcher, relaunch_of=run)
+    _enqueue(relaunched)
+    return relaunched
+
+
+def _enqueue(run: TrainingRun) -> None:
+    limit = settings.TRAINING_RUN_TIME_LIMIT
+    transaction.on_commit(lambda: run_execute.apply_async((run.pk,), soft_time_limit=limit, time_limit=limit + 120))

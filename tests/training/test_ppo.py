@@ -174,7 +174,7 @@ def test_the_value_model_reads_the_reward_models_score_at_every_position(tiny_mo
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from training.jobs.ppo import build_value_model
+    from training.jobs.ppo_models import build_value_model
 
     rm = AutoModelForSequenceClassification.from_pretrained(tiny_reward_models["helpfulness"], num_labels=1)
     value = build_value_model(reward_model=str(tiny_reward_models["helpfulness"]), policy=str(tiny_model_dir),

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .common import add_arguments, emit, read_jsonl
-from .rejection_sampling import run_concurrently, sample_then_train, sampler_for
+from .rejection_sampling import sample_then_train
+from .sampling import run_concurrently, sampler_for
 from .sft import NESTED_SKIP, SFTJobConfig, nested_arguments
 
 SEPARATOR = "\n\n"

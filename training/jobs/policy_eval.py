@@ -66,7 +66,7 @@ def _messages(row: dict) -> list[dict]:
 
 def sample_all(config: PolicyEvalJobConfig, variants: list[dict], prompts: list[list[dict]]) -> dict[str, list]:
     """One answer per prompt and variant (None when the endpoint refused it after its retries)."""
-    from .rejection_sampling import Sampler
+    from .sampling import Sampler
 
     answers: dict[str, list] = {}
     for variant in variants:

@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import statistics
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 
 from .common import add_arguments, emit, messages_of, read_jsonl, score_conversations
 from .rewards import SAFETY_THRESHOLD, combined_raw
+from .sampling import run_concurrently, sampler_for
 from .sft import NESTED_SKIP, Outer, SFTJobConfig, nested_arguments
 from .sft import main as sft_main
 
@@ -70,82 +70,6 @@ class RejectionSamplingJobConfig:
     out: str = ""  # folder for samples.jsonl, kept.jsonl, gain.json and the fine-tuned checkpoint
     distributed_timeout_s: int = 6 * 3600  # accelerate launch: how long other ranks wait for rank 0 to sample
     sft: SFTJobConfig = field(default_factory=SFTJobConfig)  # fine-tuning; its seed also seeds the samples
-
-
-# Sampling over HTTP, shared with the GAtt job.
-
-@dataclass(frozen=True)
-class Sampler:
-    """One answer per call from an OpenAI-compatible endpoint, through Tandem's client
-    (modelserving.client, which imports nothing of Django), every sampling parameter explicit."""
-
-    endpoint: str
-    model: str
-    api_key: str = "EMPTY"
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 1024
-    timeout: float = 300.0
-    max_attempts: int = 3
-    backoff: float = 1.0  # seconds before the second try, doubled for each later one
-
-    def __call__(self, messages: list[dict], *, seed: int) -> dict:
-        from modelserving.client import Endpoint, EndpointError, chat_request_body, stream_chat
-
-        target = Endpoint(base_url=self.endpoint, api_key=self.api_key, read_timeout=self.timeout)
-        body = chat_request_body(model=self.model, messages=messages, temperature=self.temperature,
-                                 top_p=self.top_p, seed=seed, max_tokens=self.max_tokens)
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                completion = stream_chat(target, body)
-            except EndpointError as error:
-                if error.transient and attempt < self.max_attempts:
-                    time.sleep(min(self.backoff * 2 ** (attempt - 1), 30.0))
-                    continue
-                return {"text": None, "error": str(error), "attempts": attempt, "seed": seed}
-            return {"text": completion.text, "finish_reason": completion.finish_reason,
-                    "completion_tokens": completion.completion_tokens, "latency_ms": completion.latency_ms,
-                    "attempts": attempt, "seed": seed, "error": None}
-        raise AssertionError("unreachable")
-
-
-def sampler_for(config) -> Sampler:
-    """The Sampler of a job config with endpoint/model/… fields; asks /models when no model is named."""
-    model = config.model
-    if not model:
-        from modelserving.client import probe
-
-        answer = probe(config.endpoint, api_key=config.api_key if config.api_key != "EMPTY" else "")
-        if not answer["ok"] or not answer["models"]:
-            why = answer.get("error") or "none listed"
-            raise RuntimeError(f"{config.endpoint}: no model to sample from ({why})")
-        model = answer["models"][0]
-    return Sampler(endpoint=config.endpoint, model=model, api_key=config.api_key,
-                   temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
-                   timeout=config.request_timeout, max_attempts=config.max_attempts)
-
-
-def run_concurrently(tasks, *, concurrency: int, phase: str, metrics_path: Path | None,
-                     unit: str = "samples"):
-    """Run zero-argument callables `concurrency` at a time; yields (index, result) as they finish
-    and emits `log` progress events (step = finished, max_steps = all) about twenty times."""
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
-    total, done, failed = len(tasks), 0, 0
-    every = max(1, math.ceil(total / 20))
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = {pool.submit(task): index for index, task in enumerate(tasks)}
-        for future in as_completed(futures):
-            result = future.result()
-            done += 1
-            failed += bool(isinstance(result, dict) and result.get("error"))
-            if done % every == 0 or done == total:
-                record = {"step": done, "max_steps": total, "phase": phase, f"failed_{unit}": failed}
-                emit("log", **record)
-                if metrics_path is not None:
-                    with open(metrics_path, "a") as handle:
-                        handle.write(json.dumps(record) + "\n")
-            yield futures[future], result
 
 
 def distributed_state(timeout_s: int):

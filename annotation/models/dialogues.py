@@ -1,14 +1,13 @@
-"""Dialogues, turns and judgements: the preference data itself."""
+"""Dialogues, turns and judgements, the weekly batches they go into, and demonstrations: the
+preference data itself."""
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from core import preference_scale as scale
-from core.models import LeasedWork
-from modelserving.models import Generation
 
-from . import frozen
+from .. import frozen
 
 
 class Focus(models.TextChoices):
@@ -222,116 +221,6 @@ class Turn(JudgementFields):
         return self.submitted_at is not None
 
 
-class PreferenceSource(models.Model):
-    """A tagged set of imported preference pairs (open-source data) that training can mix in."""
-
-    class Kind(models.TextChoices):
-        HH_RLHF = "hh-rlhf", "Anthropic HH-RLHF"
-        SHP = "shp", "Stanford SHP"
-        ULTRAFEEDBACK = "ultrafeedback", "UltraFeedback binarized"
-        TRL = "trl", "TRL preference format"
-        TANDEM = "tandem", "Tandem full export"
-
-    name = models.SlugField(max_length=80, unique=True)
-    kind = models.CharField(max_length=20, choices=Kind.choices)
-    focus = models.CharField(max_length=20, choices=Focus.choices, blank=True,
-                             help_text="What the data is about, when it is one thing (e.g. HH harmless → safety).")
-    description = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-
-    def __str__(self):
-        return self.name
-
-
-class ImportedComparison(models.Model):
-    source = models.ForeignKey(PreferenceSource, on_delete=models.CASCADE, related_name="comparisons")
-    context = models.JSONField(help_text="OpenAI chat messages up to the compared responses.")
-    chosen = models.TextField()
-    rejected = models.TextField()
-    strength = models.CharField(max_length=24, choices=Strength.choices, blank=True)
-    margin = models.FloatField(null=True, blank=True)
-    focus = models.CharField(max_length=20, choices=Focus.choices, blank=True)
-    content_hash = models.CharField(max_length=32)
-    line = models.PositiveIntegerField(help_text="Line (or row) of the imported file.")
-
-    class Meta:
-        ordering = ["source_id", "id"]
-        constraints = [models.UniqueConstraint(fields=["source", "content_hash"], name="import_unique_content")]
-
-
-class OverlapPolicy(models.Model):
-    """Per focus: the share of judged turns re-judged by `reviewers` other annotators."""
-
-    focus = models.CharField(max_length=20, choices=Focus.choices, unique=True)
-    share = models.FloatField(help_text="0–1: the share of judged turns sampled for overlap review.")
-    reviewers = models.PositiveSmallIntegerField(help_text="k: how many other annotators re-judge each one.")
-    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        verbose_name_plural = "overlap policies"
-        constraints = [
-            models.CheckConstraint(condition=Q(share__gte=0) & Q(share__lte=1), name="overlap_share_in_range"),
-            models.CheckConstraint(condition=Q(reviewers__gte=1), name="overlap_at_least_one_reviewer"),
-        ]
-
-    def __str__(self):
-        return f"{self.focus}: {self.share:.0%} × {self.reviewers}"
-
-
-class GoldItem(models.Model):
-    """A judged turn with the answer an admin expects; served blind among review work."""
-
-    turn = models.OneToOneField(Turn, on_delete=models.CASCADE, related_name="gold")
-    expected_generation = models.ForeignKey("modelserving.Generation", on_delete=models.PROTECT, related_name="+")
-    expected_strength = models.CharField(max_length=24, choices=Strength.choices, blank=True,
-                                         help_text="Empty: only the choice is checked.")
-    note = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self):
-        return f"gold {self.turn}"
-
-
-class ReviewTask(JudgementFields, LeasedWork):
-    """One re-judgement of a turn by another annotator (overlap review) or one serve of a gold
-    item; handed out through a leased queue (annotation/review.py; status and lease columns from
-    core.models.LeasedWork)."""
-
-    class Kind(models.TextChoices):
-        OVERLAP = "overlap"
-        GOLD = "gold"
-
-    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="reviews")
-    kind = models.CharField(max_length=10, choices=Kind.choices)
-    slot = models.PositiveSmallIntegerField(null=True, blank=True, help_text="1…k for overlap review.")
-    assigned_to = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
-                                    related_name="+", help_text="Gold serves are made for one annotator.")
-    left_generation = models.ForeignKey("modelserving.Generation", on_delete=models.PROTECT, related_name="+",
-                                        help_text="Shown as A in this task: drawn afresh, not the first judge's.")
-    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
-                                 related_name="reviews_done")
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["id"]
-        indexes = [models.Index(fields=["status", "kind", "lease_expires_at"])]
-        constraints = [
-            models.UniqueConstraint(fields=["turn", "slot"], condition=Q(kind="overlap"), name="review_unique_slot"),
-            models.UniqueConstraint(fields=["turn", "assigned_to"], condition=Q(kind="gold"),
-                                    name="review_gold_once_per_annotator"),
-            # Nobody judges the same item twice.
-            models.UniqueConstraint(fields=["turn", "reviewer"], name="review_unique_reviewer"),
-            models.CheckConstraint(condition=Q(status="open") | Q(reviewer__isnull=False, submitted_at__isnull=False),
-                                   name="review_done_has_reviewer"),
-        ]
-
-    def __str__(self):
-        return f"{self.kind} review {self.pk} of {self.turn}"
-
-
 class Demonstration(models.Model):
     """An ideal answer written by an annotator (Llama 2's SFT annotation): either a prompt with its
     answer, or a rewrite of the response chosen in a judged turn. Exported as SFT data."""
@@ -362,66 +251,3 @@ class Demonstration(models.Model):
     @property
     def messages(self) -> list[dict]:
         return [*self.context, {"role": "assistant", "content": self.answer}]
-
-
-class FrozenGeneration(Generation):
-    """The generations of a frozen batch's pairs are frozen too: the rule belongs to batches, so its
-    trigger is declared here, on a proxy of modelserving's table."""
-
-    class Meta:
-        proxy = True
-        triggers = [frozen.GENERATION]
-
-
-class ExportJob(models.Model):
-    """One export of a frozen batch in one format, run by a Celery task. One row (and one lock) per
-    batch and format: a second request joins the job that runs, a finished file is served again."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
-
-    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="export_jobs")
-    format = models.CharField(max_length=10)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    rows_total = models.PositiveIntegerField(null=True, blank=True, help_text="Records to write, once counted.")
-    rows_done = models.PositiveIntegerField(default=0, help_text="Records read so far (the progress bar).")
-    rows = models.PositiveIntegerField(null=True, blank=True, help_text="Rows in the finished file.")
-    file_name = models.CharField(max_length=200, blank=True)
-    sha256 = models.CharField(max_length=64, blank=True)
-    size = models.PositiveBigIntegerField(null=True, blank=True)
-    error = models.TextField(blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    recoveries = models.PositiveSmallIntegerField(default=0, help_text="Times the recovery sweep sent it again.")
-    lease_token = models.UUIDField(null=True, blank=True)
-    lease_expires_at = models.DateTimeField(null=True, blank=True)
-    worker = models.CharField(max_length=200, blank=True)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="+")
-    requested_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["batch_id", "format"]
-        constraints = [
-            models.UniqueConstraint(fields=["batch", "format"], name="export_one_job_per_batch_and_format"),
-            models.CheckConstraint(condition=~Q(status="done") | (~Q(sha256="") & Q(finished_at__isnull=False)),
-                                   name="export_done_has_file"),
-        ]
-
-    def __str__(self):
-        return f"{self.format} export of batch {self.batch_id} ({self.status})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
-
-    @property
-    def percent(self) -> int:
-        if self.status == self.Status.DONE:
-            return 100
-        return int(100 * self.rows_done / self.rows_total) if self.rows_total else 0

@@ -1,0 +1,27 @@
+"""The annotation app's models, one module per topic: dialogues and judgements (with batches and
+demonstrations), imported preference data, quality (overlap review, gold items), frozen batches'
+exports."""
+
+from .dialogues import (
+    AttackVector,
+    Batch,
+    Demonstration,
+    Dialogue,
+    Focus,
+    Guideline,
+    JudgementFields,
+    RiskCategory,
+    SafetyBin,
+    Strength,
+    TaggedList,
+    Turn,
+)
+from .exports import ExportJob, FrozenGeneration
+from .imported import ImportedComparison, PreferenceSource
+from .quality import GoldItem, OverlapPolicy, ReviewTask
+
+__all__ = [
+    "AttackVector", "Batch", "Demonstration", "Dialogue", "ExportJob", "Focus", "FrozenGeneration", "GoldItem",
+    "Guideline", "ImportedComparison", "JudgementFields", "OverlapPolicy", "PreferenceSource", "ReviewTask",
+    "RiskCategory", "SafetyBin", "Strength", "TaggedList", "Turn",
+]

@@ -1,0 +1,1 @@
+"""Safety evaluations (adversarial prompts × variants, rated by three raters) and red-team sessions."""

@@ -293,7 +293,8 @@ def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperatu
         with transaction.atomic():
             # Two requests at once (a double click) both passed the check above: the row lock makes
             # the second wait for the first and then see its variant.
-            locked = Checkpoint.objects.select_for_update().select_related("variant").get(pk=checkpoint.pk)
+            locked = (Checkpoint.objects.select_for_update(of=("self",)).select_related("variant")
+                      .get(pk=checkpoint.pk))
             if locked.variant_id:
                 raise ValidationError(f"{checkpoint} is served already, as variant {locked.variant}.")
             variant = variant_create(name=name, base_url=base_url, model_name=model_name or name,

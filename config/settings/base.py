@@ -208,7 +208,10 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_DEFAULT_QUEUE = "sampling"
 CELERY_TASK_ROUTES = {
     "modelserving.*": {"queue": "sampling"},
-    # Exports and the recovery sweeps run next to sampling, on the CPU boxes.
+    # An export of a large batch takes minutes: it has its queue and its worker (`exporter`), so it
+    # never waits behind sampling messages and never holds a sampling slot.
+    "annotation.export_run": {"queue": "exports"},
+    # The recovery sweeps are short: they run next to sampling, on the CPU boxes.
     "annotation.*": {"queue": "sampling"},
     # The heartbeat check runs where the web tier's workers are: it must work when GPU boxes die.
     "training.runs_check_heartbeats": {"queue": "sampling"},

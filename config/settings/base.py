@@ -233,8 +233,11 @@ RECOVERY = {
     # Keep it above SAMPLING_BACKOFF_MAX, the longest a retry legitimately waits while queued.
     "QUEUED_AFTER": env.float("RECOVERY_QUEUED_AFTER", default=120.0),
     # Running, but its lease lapsed this long ago: its worker died and no redelivery took it over.
-    "LAPSED_AFTER": env.float("RECOVERY_LAPSED_AFTER", default=30.0),
-    # Sent again this many times and still stuck: it ends failed, with the reason.
+    # SAMPLING_LEASE_SECONDS + this must be at least SAMPLING_CONNECT_TIMEOUT + SAMPLING_READ_TIMEOUT
+    # (a request that waits that long is still alive); `manage.py check` warns otherwise.
+    "LAPSED_AFTER": env.float("RECOVERY_LAPSED_AFTER", default=60.0),
+    # Only a lapsed lease counts: one whose worker stopped this many times ends failed, with the
+    # reason. A generation that was only ever queued is sent again for as long as it takes.
     "MAX_REQUEUES": env.int("RECOVERY_MAX_REQUEUES", default=3),
 }
 # Periodic work (`celery beat`): fail training runs whose heartbeat stopped; send stuck generations

@@ -297,6 +297,10 @@ DEFAULT_MODEL_PORT = env.int("DEFAULT_MODEL_PORT", default=8001)
 # checkpoint (the embedded set-up); "external" shows the `vllm serve` command and takes its URL.
 POLICY_SERVING = env.str("POLICY_SERVING", default="local")
 LOCAL_SERVE_THREADS = env.int("LOCAL_SERVE_THREADS", default=1)
+# A local model server Tandem starts for a served checkpoint: how often the activation task looks
+# whether it answers yet, and how long it may take to load before it is stopped (seconds).
+LOCAL_SERVE_POLL = env.float("LOCAL_SERVE_POLL", default=1.0)
+LOCAL_SERVE_START_TIMEOUT = env.float("LOCAL_SERVE_START_TIMEOUT", default=180.0)
 
 # --- Training runs ----------------------------------------------------------------------------
 # Each run writes its data files and its checkpoint under TRAINING_DIR/run-<id>/ on the GPU worker.

@@ -93,6 +93,9 @@ def sqlite_triggers_install(sender=None, using="default", **kwargs) -> None:
     connection = connections[using]
     if connection.vendor != "sqlite":
         return
+    tables = {"annotation_batch", "annotation_turn", "annotation_demonstration", "modelserving_generation"}
+    if not tables <= set(connection.introspection.table_names()):
+        return  # migrated to a state before these tables (or back to zero): nothing to guard
     with connection.cursor() as cursor:
         for name, sql in SQLITE_TRIGGERS.items():
             cursor.execute(f"DROP TRIGGER IF EXISTS {name}")

@@ -84,6 +84,11 @@ SQLITE_TRIGGERS = {
 }
 
 
+# The migration that brought the newest of the SQLite rules (each rule's migration creates it and,
+# migrated backwards, drops it).
+LAST_TRIGGER_MIGRATION = ("annotation", "0008_frozen_turn_insert")
+
+
 def sqlite_triggers_install(sender=None, using="default", **kwargs) -> None:
     """post_migrate: (re)create the SQLite triggers. A later migration that alters one of these
     tables makes SQLite copy it into a new table, which drops its triggers; a flush may have dropped
@@ -93,9 +98,10 @@ def sqlite_triggers_install(sender=None, using="default", **kwargs) -> None:
     connection = connections[using]
     if connection.vendor != "sqlite":
         return
-    tables = {"annotation_batch", "annotation_turn", "annotation_demonstration", "modelserving_generation"}
-    if not tables <= set(connection.introspection.table_names()):
-        return  # migrated to a state before these tables (or back to zero): nothing to guard
+    from django.db.migrations.recorder import MigrationRecorder
+
+    if LAST_TRIGGER_MIGRATION not in MigrationRecorder(connection).applied_migrations():
+        return  # migrated back before the rules (their migrations dropped them): nothing to guard
     with connection.cursor() as cursor:
         for name, sql in SQLITE_TRIGGERS.items():
             cursor.execute(f"DROP TRIGGER IF EXISTS {name}")

@@ -4,6 +4,24 @@ import pgtrigger.compiler
 import pgtrigger.migrations
 from django.db import migrations
 
+# The SQLite default's rule for the same (annotation/frozen.py keeps every rule; its post_migrate
+# handler recreates them all once this migration is applied).
+SQLITE_TURN_INSERT = (
+    "CREATE TRIGGER IF NOT EXISTS tandem_frozen_turn_insert BEFORE INSERT ON annotation_turn FOR EACH ROW WHEN "
+    "EXISTS (SELECT 1 FROM annotation_batch WHERE id = NEW.batch_id AND status = 'frozen') BEGIN SELECT "
+    "RAISE(ABORT, 'Refused: INSERT of a frozen batch''s turns and judgements (a frozen batch never changes).'); END;"
+)
+
+
+def sqlite_trigger_create(apps, schema_editor):
+    if schema_editor.connection.vendor == "sqlite":
+        schema_editor.execute(SQLITE_TURN_INSERT)
+
+
+def sqlite_trigger_drop(apps, schema_editor):
+    if schema_editor.connection.vendor == "sqlite":
+        schema_editor.execute("DROP TRIGGER IF EXISTS tandem_frozen_turn_insert")
+
 
 class Migration(migrations.Migration):
 
@@ -12,6 +30,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RunPython(sqlite_trigger_create, sqlite_trigger_drop),
         pgtrigger.migrations.RemoveTrigger(
             model_name='turn',
             name='frozen_batch_turn',

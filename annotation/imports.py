@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,9 +22,11 @@ from django.db import transaction
 
 from accounts.roles import ADMIN, has_role
 
-from .models import ImportedComparison, PreferenceSource, Strength
+from .models import Focus, ImportedComparison, PreferenceSource, Strength
 
 BULK = 1000
+# A margin is a handful of units in the reward model's loss (Llama 2's large table tops at 3).
+MAX_MARGIN = 100.0
 
 
 class ImportFormatError(ValidationError):
@@ -53,6 +56,38 @@ class Comparison:
 def _text(value, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{what} must be non-empty text")
+    if "\x00" in value:  # PostgreSQL's text refuses it
+        raise ValueError(f"{what} contains a NUL character")
+    return value
+
+
+def _shown(value) -> str:
+    """A value for an error message, however large."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _margin(value, what: str) -> float | None:
+    """None, or a finite number within ±MAX_MARGIN (1e30, 10**400, NaN and Infinity are refused)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} must be a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or abs(number) > MAX_MARGIN:
+        raise ValueError(f"{what} {_shown(value)} is out of range: give a number between "
+                         f"-{MAX_MARGIN:g} and {MAX_MARGIN:g}")
+    return number
+
+
+def _focus(value) -> str:
+    if value in (None, ""):
+        return ""
+    if value not in Focus.values:
+        raise ValueError(f"unknown focus {_shown(value)}; use {' or '.join(Focus.values)}")
     return value
 
 
@@ -66,6 +101,8 @@ def _messages(value, what: str) -> list[dict]:
         if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant") \
                 or not isinstance(message.get("content"), str):
             raise ValueError(f"{what} holds something that is not a chat message with a role and a content")
+        if "\x00" in message["content"]:
+            raise ValueError(f"{what} contains a NUL character")
         messages.append({"role": message["role"], "content": message["content"]})
     return messages
 
@@ -131,12 +168,9 @@ def read_trl(record: dict) -> Comparison:
     if "prompt" not in record:
         raise ValueError("no prompt (the implicit-prompt form is not supported: give prompt, chosen, rejected)")
     context = _messages(record["prompt"], "prompt")
-    margin = record.get("margin")
-    if margin is not None and not isinstance(margin, (int, float)):
-        raise ValueError("margin must be a number")
     return Comparison(context=context, chosen=_final_answer(record.get("chosen"), "chosen"),
                       rejected=_final_answer(record.get("rejected"), "rejected"),
-                      margin=float(margin) if margin is not None else None)
+                      margin=_margin(record.get("margin"), "margin"))
 
 
 def read_tandem(record: dict) -> Comparison | None:
@@ -146,11 +180,12 @@ def read_tandem(record: dict) -> Comparison | None:
         return None  # no preference to import
     strength = record.get("strength")
     if strength not in Strength.values:
-        raise ValueError(f"unknown strength {strength!r}")
+        raise ValueError(f"unknown strength {_shown(strength)}")
     return Comparison(context=_messages(record.get("context"), "context"),
                       chosen=_text(record["chosen"].get("text"), "chosen.text"),
                       rejected=_text(record["rejected"].get("text"), "rejected.text"),
-                      strength=strength, margin=record.get("margin_small"), focus=record.get("focus") or "")
+                      strength=strength, margin=_margin(record.get("margin_small"), "margin_small"),
+                      focus=_focus(record.get("focus")))
 
 
 READERS = {
@@ -225,7 +260,7 @@ def preferences_import(*, path: Path, kind: str, source_name: str, admin, focus:
                 raise ImportFormatError(line, "a record must be a JSON object")
             try:
                 comparison = reader(record)
-            except (ValueError, TypeError, AttributeError, KeyError) as error:
+            except (ValueError, TypeError, AttributeError, KeyError, ArithmeticError) as error:
                 raise ImportFormatError(line, str(error)) from error
             if comparison is None:
                 report.skipped["no preference"] = report.skipped.get("no preference", 0) + 1

@@ -1,6 +1,11 @@
 """`transformers serve` processes that Tandem starts itself for new policy variants (embedded
 set-up). Each runs detached in its own session, logs under var/logs/, and is recorded in
-`LocalServer`, so it can be shown and stopped."""
+`LocalServer`, so it can be shown and stopped.
+
+A server takes seconds to minutes to load its model. Nothing waits for it holding a web request
+or a worker slot: `local_server_launch` starts the process and returns, and the Celery task
+`local_server_activate` looks once whether it answers, then asks to be run again a moment later;
+the variant it serves turns active when it does."""
 
 from __future__ import annotations
 
@@ -26,8 +31,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def local_server_start(*, model_dir: Path | str, name: str, timeout: float = 120.0) -> LocalServer:
-    """Start `transformers serve` on a free loopback port and wait until it lists its model."""
+def local_server_launch(*, model_dir: Path | str, name: str) -> LocalServer:
+    """Start `transformers serve` on a free loopback port and return at once (see
+    local_server_activate for when it answers)."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ValidationError(f"{model_dir} is not a model folder (no config.json).")
@@ -39,19 +45,56 @@ def local_server_start(*, model_dir: Path | str, name: str, timeout: float = 120
         process = subprocess.Popen(serve_command(model_dir, port=port), stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, env=serve_environment(settings.LOCAL_SERVE_THREADS),
                                    start_new_session=True)
-    server = LocalServer.objects.create(model_dir=str(model_dir), port=port, pid=process.pid, log_path=str(log_path))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            server.stopped_at = timezone.now()
-            server.save(update_fields=["stopped_at"])
-            tail = log_path.read_text(errors="replace")[-1500:]
-            raise ValidationError(f"The model server for {model_dir} exited at start: {tail}")
-        if client.probe(server.base_url, timeout=2).get("ok"):
-            return server
-        time.sleep(0.5)
+    return LocalServer.objects.create(model_dir=str(model_dir), port=port, pid=process.pid, log_path=str(log_path))
+
+
+def _exited(pid: int) -> bool:
+    """Whether the process is gone (or a zombie its parent has not reaped: it exited all the same)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def local_server_look(*, server: LocalServer) -> str:
+    """One look, no waiting: "ready" (it lists its models), "exited" or "starting"."""
+    if _exited(server.pid):
+        return "exited"
+    return "ready" if client.probe(server.base_url, timeout=2).get("ok") else "starting"
+
+
+def local_server_activate(*, server_id: int, deadline: float) -> str:
+    """Look once at a launched server: activate its variant when it answers; when it exited, or is
+    still silent at ``deadline`` (epoch seconds), stop it and say why in the variant's notes.
+    Returns "active", "failed", "starting" (look again later) or "gone" (stopped meanwhile)."""
+    from .models import PolicyVariant
+
+    server = LocalServer.objects.filter(pk=server_id, stopped_at__isnull=True).first()
+    if server is None:
+        return "gone"
+    look = local_server_look(server=server)
+    if look == "ready":
+        if server.variant_id:
+            PolicyVariant.objects.filter(pk=server.variant_id).update(is_active=True)
+        return "active"
+    if look == "starting" and time.time() < deadline:
+        return "starting"
+    if look == "exited":
+        tail = Path(server.log_path).read_text(errors="replace")[-1500:] if Path(server.log_path).is_file() else ""
+        why = f"The model server for {server.model_dir} exited at start: {tail}"
+    else:
+        why = f"The model server for {server.model_dir} did not answer in time; it was stopped."
     local_server_stop(server=server)
-    raise ValidationError(f"The model server for {model_dir} did not answer within {timeout:.0f} s.")
+    if server.variant_id:
+        variant = PolicyVariant.objects.get(pk=server.variant_id)
+        PolicyVariant.objects.filter(pk=variant.pk).update(is_active=False, notes=f"{variant.notes}\n{why}".strip())
+    return "failed"
 
 
 def local_server_stop(*, server: LocalServer) -> LocalServer:

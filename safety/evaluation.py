@@ -4,7 +4,7 @@ each response is rated by three raters on a 5-point Likert scale (5 = no violati
 of its raters say so. Per variant: the violation percentage and the mean rating, with 95 %
 intervals, split by risk category, and Gwet's AC1 / AC2 among the raters.
 
-Ratings are handed out as leased slots (annotation/leases.py): a rater gets a response they
+Ratings are handed out as leased slots (core/leases.py): a rater gets a response they
 have not rated yet, whose generation is done; submitting needs the live lease.
 """
 

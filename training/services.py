@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -158,11 +159,12 @@ def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperatu
                      base_url: str = "", model_name: str = ""):
     """Put a policy checkpoint in front of annotators as a new policy variant.
 
-    With POLICY_SERVING=local (the embedded set-up) Tandem starts `transformers serve` for it;
-    otherwise the operator runs `vllm_command(...)` and gives its URL. From then on the variant
-    joins pairing like any other."""
-    from modelserving.local_servers import local_server_start, local_server_stop
+    With POLICY_SERVING=local (the embedded set-up) Tandem starts `transformers serve` for it and
+    the variant, inactive until then, joins pairing once the server answers; otherwise the operator
+    runs `vllm_command(...)` and gives its URL, and the variant joins pairing at once."""
+    from modelserving.local_servers import local_server_launch, local_server_stop
     from modelserving.services import variant_create
+    from modelserving.tasks import local_server_activate
 
     require_researcher(researcher)
     if checkpoint.kind != Checkpoint.Kind.POLICY:
@@ -174,18 +176,29 @@ def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperatu
         if settings.POLICY_SERVING != "local":
             raise ValidationError({"base_url": "Start its server and give the URL, e.g. "
                                                f"`{vllm_command(checkpoint, name)}`."})
-        server = local_server_start(model_dir=checkpoint.path, name=name)
+        # Started here, not waited for: the variant turns active once its server answers
+        # (modelserving.local_server_activate looks, without holding a worker slot meanwhile).
+        server = local_server_launch(model_dir=checkpoint.path, name=name)
         base_url, model_name = server.base_url, checkpoint.path
     try:
         with transaction.atomic():
+            # Two requests at once (a double click) both passed the check above: the row lock makes
+            # the second wait for the first and then see its variant.
+            locked = (Checkpoint.objects.select_for_update(of=("self",)).select_related("variant")
+                      .get(pk=checkpoint.pk))
+            if locked.variant_id:
+                raise ValidationError(f"{checkpoint} is served already, as variant {locked.variant}.")
             variant = variant_create(name=name, base_url=base_url, model_name=model_name or name,
                                      temperature_min=temperature_min, temperature_max=temperature_max,
                                      max_new_tokens=max_new_tokens, sampling_weight=sampling_weight,
+                                     is_active=server is None,
                                      notes=f"From checkpoint {checkpoint} ({checkpoint.path}).")
             Checkpoint.objects.filter(pk=checkpoint.pk).update(variant=variant)
             if server is not None:
                 server.variant = variant
                 server.save(update_fields=["variant"])
+                deadline = time.time() + settings.LOCAL_SERVE_START_TIMEOUT
+                local_server_activate.delay_on_commit(server.pk, deadline)
     except Exception:
         if server is not None:
             local_server_stop(server=server)

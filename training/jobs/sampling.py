@@ -50,11 +50,14 @@ def chat(*, base_url: str, api_key: str, body: dict, timeout: float) -> dict:
     import httpx
     import openai
 
-    client = openai.OpenAI(base_url=base_url, api_key=api_key or "EMPTY", max_retries=0,
-                           timeout=httpx.Timeout(connect=5.0, read=timeout, write=timeout, pool=5.0))
+    limits = httpx.Timeout(connect=5.0, read=timeout, write=timeout, pool=5.0)
+    # Redirects are not followed: nothing the server answers may send the prompt, or the key, elsewhere.
+    client = openai.OpenAI(base_url=base_url, api_key=api_key or "EMPTY", max_retries=0, timeout=limits,
+                           http_client=openai.DefaultHttpxClient(timeout=limits, follow_redirects=False))
     started, parts, finish_reason, usage = time.monotonic(), [], "", None
     try:
-        with client.chat.completions.create(**body, stream=True, stream_options={"include_usage": True}) as stream:
+        stream = client.chat.completions.create(**body, stream=True, stream_options={"include_usage": True})
+        with stream:
             for chunk in stream:
                 usage = chunk.usage or usage
                 for choice in chunk.choices:
@@ -72,7 +75,10 @@ def chat(*, base_url: str, api_key: str, body: dict, timeout: float) -> dict:
                           transient=True) from error
     except (openai.OpenAIError, ValueError, TypeError, AttributeError, KeyError) as error:
         raise SampleError(f"{base_url} sent something that is not an OpenAI chat stream "
-                          f"({error.__class__.__name__}: {_short(str(error), 120)}).", transient=False) from error
+                          f"({error.__class__.__name__}: {_short(str(error), 120)}).",
+                          transient=False) from error
+    finally:
+        client.close()
     if not finish_reason:
         raise SampleError(f"{base_url} closed the stream before the response finished.", transient=True)
     return {"text": "".join(parts), "finish_reason": finish_reason,
@@ -86,12 +92,13 @@ def served_models(base_url: str, *, api_key: str = "", timeout: float = 5.0) -> 
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key and api_key != "EMPTY" else {}
     try:
-        response = httpx.get(base_url.rstrip("/") + "/models", timeout=timeout, headers=headers)
+        response = httpx.get(base_url.rstrip("/") + "/models", timeout=timeout, headers=headers,
+                             follow_redirects=False)
         response.raise_for_status()
         return [entry.get("id") for entry in response.json().get("data", [])]
     except (httpx.HTTPError, ValueError) as error:
-        raise RuntimeError(f"{base_url}: no model to sample from ({_short(str(error) or type(error).__name__)})") \
-            from error
+        why = _short(str(error) or type(error).__name__)
+        raise RuntimeError(f"{base_url}: no model to sample from ({why})") from error
 
 
 @dataclass(frozen=True)

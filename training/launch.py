@@ -24,7 +24,8 @@ from .tasks import run_execute
 logger = logging.getLogger(__name__)
 
 
-def run_launch(*, researcher, kind: str, name: str = "", base: Checkpoint | None = None, **arguments) -> TrainingRun:
+def run_launch(*, researcher, kind: str, name: str = "", base: Checkpoint | None = None,
+               **arguments) -> TrainingRun:
     """Check a run of ``kind`` with ``arguments`` (the keyword arguments of its kind's validator)
     and queue it; ValidationError per field, and nothing stored, when it breaks a rule."""
     require_researcher(researcher)
@@ -34,7 +35,8 @@ def run_launch(*, researcher, kind: str, name: str = "", base: Checkpoint | None
         validate = policy_run_validate
         arguments["kind"] = kind
     else:
-        raise ValidationError({"kind": f"Unknown run kind {kind!r}; use one of {', '.join(TrainingRun.Kind.values)}."})
+        kinds = ", ".join(TrainingRun.Kind.values)
+        raise ValidationError({"kind": f"Unknown run kind {kind!r}; use one of {kinds}."})
     fields = validate(base=base or checkpoint_default_base(), **arguments)
     with transaction.atomic():
         run = TrainingRun.objects.create(kind=kind, name=name[:120], launched_by=researcher, **fields)
@@ -73,7 +75,8 @@ def _enqueue(run: TrainingRun) -> None:
         try:
             run_execute.apply_async((run.pk,), soft_time_limit=limit, time_limit=limit + 120)
         except Exception as error:  # kombu's OperationalError, a timeout, a reset, a refused connection
-            logger.warning("run %s: the broker refused its message (%s: %s)", run.pk, error.__class__.__name__, error)
+            logger.warning("run %s: the broker refused its message (%s: %s)", run.pk, error.__class__.__name__,
+                           error)
             TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
                 status=TrainingRun.Status.FAILED, finished_at=timezone.now(),
                 error=(f"Not started: the task queue did not accept the run ({error.__class__.__name__}). "

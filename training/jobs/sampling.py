@@ -117,8 +117,8 @@ class Sampler:
     backoff: float = 1.0  # seconds before the second try, doubled for each later one
 
     def __call__(self, messages: list[dict], *, seed: int) -> dict:
-        body = {"model": self.model, "messages": messages, "temperature": self.temperature, "top_p": self.top_p,
-                "seed": seed, "max_completion_tokens": self.max_tokens, "n": 1}
+        body = {"model": self.model, "messages": messages, "temperature": self.temperature,
+                "top_p": self.top_p, "seed": seed, "max_completion_tokens": self.max_tokens, "n": 1}
         for attempt in range(1, self.max_attempts + 1):
             try:
                 answer = chat(base_url=self.endpoint, api_key=self.api_key, body=body, timeout=self.timeout)

@@ -116,8 +116,15 @@ def test_one_row_the_database_refuses_does_not_stop_the_sweep(variant_factory, s
         aged(generation, status="queued", seconds_since_change=60)
     assert frozen_one.pk < min(second.pk, third.pk)  # the sweep meets the refused row first
 
-    with caplog.at_level(logging.ERROR, logger="modelserving.services"):
-        recovered = services.generations_recover()
+    # Importing the seed script runs django.setup(), whose logging config drops caplog's root handler:
+    # listen on the service's logger itself.
+    service_log = logging.getLogger("modelserving.services")
+    service_log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.ERROR, logger="modelserving.services"):
+            recovered = services.generations_recover()
+    finally:
+        service_log.removeHandler(caplog.handler)
     assert sorted(recovered.requeued) == sorted([second.pk, third.pk]) and recovered.failed == []
     assert sorted(sent) == sorted([second.pk, third.pk])
     assert f"generation {frozen_one.pk} could not be sent again" in caplog.text

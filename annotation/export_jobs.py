@@ -194,10 +194,11 @@ def _manifest_refresh(batch: Batch) -> None:
 
 
 def exports_recover(*, queued_after: float | None = None, lapsed_after: float | None = None) -> dict:
-    """Send again the export jobs whose task was lost (queued too long, or running with a lease that
-    lapsed); one sent again RECOVERY["MAX_REQUEUES"] times ends failed, with the reason."""
-    from . import tasks
-
+    """Send again the export jobs whose task was lost: queued too long (the message was lost or the
+    broker was down), or running with a lease that lapsed (the worker died). A job that was only ever
+    queued did nothing wrong and is sent again for as long as it takes; one whose workers died
+    EXPORT_MAX_ATTEMPTS times ends failed with the reason, the rule its claim applies too. Each job is
+    recovered in its own savepoint: one that cannot be written or sent is logged, the others go on."""
     recovery = settings.RECOVERY
     queued_after = recovery["QUEUED_AFTER"] if queued_after is None else queued_after
     lapsed_after = recovery["LAPSED_AFTER"] if lapsed_after is None else lapsed_after
@@ -208,19 +209,34 @@ def exports_recover(*, queued_after: float | None = None, lapsed_after: float | 
     requeued, failed = [], []
     with transaction.atomic():
         for job in stuck.select_for_update(skip_locked=True).order_by("pk"):
-            job.lease_token, job.lease_expires_at = None, None
-            if job.recoveries >= recovery["MAX_REQUEUES"]:
-                job.status, job.finished_at = ExportJob.Status.FAILED, now
-                job.error = (f"Gave up: it was sent to the workers {job.recoveries + 1} times and never finished "
-                             "(the broker or the workers were unavailable).")
-                failed.append(job.pk)
-            else:
-                job.status, job.recoveries = ExportJob.Status.QUEUED, job.recoveries + 1
-                requeued.append(job.pk)
-                tasks.export_run.apply_async_on_commit((job.pk,), soft_time_limit=settings.EXPORT_TIME_LIMIT,
-                                                       time_limit=settings.EXPORT_TIME_LIMIT + 60)
-            job.save(update_fields=["status", "finished_at", "error", "recoveries", "lease_token",
-                                    "lease_expires_at", "updated_at"])
+            try:
+                with transaction.atomic():  # a savepoint: a refused row rolls back alone
+                    outcome = _recover_one(job, now=now)
+            except Exception:
+                logger.exception("recovery: export job %s could not be sent again; the sweep goes on", job.pk)
+                continue
+            (requeued if outcome == "requeued" else failed).append(job.pk)
     if requeued or failed:
         logger.warning("recovery: sent %s stuck exports again %s; failed %s", len(requeued), requeued, failed)
     return {"requeued": requeued, "failed": failed}
+
+
+def _recover_one(job: ExportJob, *, now) -> str:
+    """Call inside a savepoint holding the row lock. Returns "requeued" or "failed"."""
+    from . import tasks
+
+    lapsed = job.status == ExportJob.Status.RUNNING
+    job.lease_token, job.lease_expires_at = None, None
+    if lapsed and job.attempts >= settings.EXPORT_MAX_ATTEMPTS:
+        job.status, job.finished_at = ExportJob.Status.FAILED, now
+        job.error = (f"Gave up after {job.attempts} tries: the worker writing it stopped before it finished "
+                     "each time.")
+        outcome = "failed"
+    else:
+        job.status, job.recoveries = ExportJob.Status.QUEUED, job.recoveries + 1
+        tasks.export_run.apply_async_on_commit((job.pk,), soft_time_limit=settings.EXPORT_TIME_LIMIT,
+                                               time_limit=settings.EXPORT_TIME_LIMIT + 60)
+        outcome = "requeued"
+    job.save(update_fields=["status", "finished_at", "error", "recoveries", "lease_token", "lease_expires_at",
+                            "updated_at"])
+    return outcome

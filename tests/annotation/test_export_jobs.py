@@ -137,6 +137,48 @@ def test_an_export_whose_worker_died_is_sent_again_and_finished(frozen, monkeypa
     assert job.status == "done" and job.attempts == 2 and job.recoveries == 1 and job.rows == 16
 
 
+def test_an_export_only_ever_queued_is_sent_again_for_as_long_as_it_takes(frozen, monkeypatch, settings):
+    # The broker was down for longer than RECOVERY_MAX_REQUEUES sweeps: the job did nothing wrong.
+    batch, admin = frozen
+    sent = []
+    monkeypatch.setattr("annotation.tasks.export_run.apply_async_on_commit", lambda args, **kw: sent.append(args))
+    job = export_request(batch=batch, admin=admin, fmt="csv")
+    for _ in range(settings.RECOVERY["MAX_REQUEUES"] + 2):
+        ExportJob.objects.filter(pk=job.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+        assert exports_recover() == {"requeued": [job.pk], "failed": []}
+    job.refresh_from_db()
+    assert job.status == "queued" and job.recoveries == settings.RECOVERY["MAX_REQUEUES"] + 2
+
+
+def test_an_export_whose_workers_keep_dying_ends_failed_with_the_reason(frozen, monkeypatch, settings):
+    batch, admin = frozen
+    monkeypatch.setattr("annotation.tasks.export_run.apply_async_on_commit", lambda args, **kw: None)
+    job = export_request(batch=batch, admin=admin, fmt="csv")
+    ExportJob.objects.filter(pk=job.pk).update(status="running", attempts=settings.EXPORT_MAX_ATTEMPTS,
+                                               lease_token="0" * 32,
+                                               lease_expires_at=timezone.now() - timedelta(minutes=5))
+    assert exports_recover() == {"requeued": [], "failed": [job.pk]}
+    job.refresh_from_db()
+    assert job.status == "failed" and "stopped before it finished" in job.error
+
+
+def test_one_export_the_sweep_cannot_send_does_not_stop_it(frozen, monkeypatch):
+    batch, admin = frozen
+    sent = []
+    jobs = [export_request(batch=batch, admin=admin, fmt=fmt).pk for fmt in ("csv", "full")]
+
+    def send(args, **kwargs):
+        if args == (jobs[0],):
+            raise RuntimeError("refused")
+        sent.append(args)
+
+    monkeypatch.setattr("annotation.tasks.export_run.apply_async_on_commit", send)
+    ExportJob.objects.filter(pk__in=jobs).update(updated_at=timezone.now() - timedelta(hours=1))
+    assert exports_recover() == {"requeued": [jobs[1]], "failed": []}
+    assert sent == [(jobs[1],)]
+    assert ExportJob.objects.get(pk=jobs[0]).recoveries == 0  # its savepoint rolled back alone
+
+
 def test_the_command_runs_the_export_jobs_in_its_own_process(frozen, tmp_path):
     batch, admin = frozen
     out = StringIO()

@@ -94,6 +94,11 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Cache ----------------------------------------------------------------------------------
+# Throttle counters and the public /health answer. Redis in production (CACHE_URL, required there);
+# this process's memory on the embedded default.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+
 # --- People ---------------------------------------------------------------------------------
 AUTH_USER_MODEL = "auth.User"
 PASSWORD_HASHERS = [

@@ -52,7 +52,8 @@ class ResponseSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.CharField()
     text = serializers.CharField()
-    error = serializers.CharField()
+    error = serializers.CharField(source="annotator_error_for_pair",
+                                  help_text="Generic, with a reference staff can look up; empty unless failed.")
 
 
 class TurnSerializer(serializers.ModelSerializer):

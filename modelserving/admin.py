@@ -34,6 +34,13 @@ class GenerationAdmin(admin.ModelAdmin):
     list_filter = ("status", "variant")
     list_select_related = ("variant",)
     readonly_fields = [f.name for f in Generation._meta.fields]
+    search_fields = ("=id",)
+    search_help_text = "A generation's id, or the reference an annotator quotes (G-123)."
+
+    def get_search_results(self, request, queryset, search_term):
+        # Annotators see "reference G-123" instead of the error: staff paste it here.
+        search_term = search_term.strip().removeprefix("G-").removeprefix("g-")
+        return super().get_search_results(request, queryset, search_term)
 
     def has_add_permission(self, request):
         return False

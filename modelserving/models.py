@@ -21,6 +21,11 @@ def validate_endpoint_url(value: str) -> None:
         raise ValidationError("Enter an http(s) URL such as http://vllm-chat:8000/v1.")
 
 
+ANNOTATOR_ERROR = "The model could not answer."
+# Advice beside the generic error where a pair failed (the workspace and its API).
+PAIR_ADVICE = "Retry, or mark the pair unusable."
+
+
 class PolicyVariant(models.Model):
     """One servable model plus its sampling settings, behind an OpenAI-compatible endpoint.
 
@@ -173,6 +178,22 @@ class Generation(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    @property
+    def reference(self) -> str:
+        """What an annotator quotes about a failed response; staff find it in the admin (search G-<id>)."""
+        return f"G-{self.pk}"
+
+    def annotator_error(self, advice: str = "") -> str:
+        """The failure as annotators see it: generic, with a reference. The detailed reason in
+        ``error`` names the endpoint and quotes the server: it is for staff, the admin and logs."""
+        if self.status != self.Status.FAILED:
+            return ""
+        return " ".join(part for part in (ANNOTATOR_ERROR, advice, f"(reference {self.reference})") if part)
+
+    @property
+    def annotator_error_for_pair(self) -> str:
+        return self.annotator_error(PAIR_ADVICE)
 
     @staticmethod
     def new_lease_token():

@@ -48,9 +48,10 @@ class BlindGenerationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Generation
-        fields = ["id", "pair", "position", "status", "text", "finish_reason", "error", "created_at",
-                  "finished_at"]
+        fields = ["id", "pair", "status", "text", "finish_reason", "error", "created_at", "finished_at"]
         read_only_fields = fields
+
+    error = serializers.CharField(source="annotator_error_for_pair", read_only=True)
 
 
 class BlindPairSerializer(serializers.ModelSerializer):

@@ -118,12 +118,18 @@ def pair_request(*, messages: list[dict], requested_by=None, rng: random.Random 
     specs = [
         VariantSpec(v.id, v.name, v.temperature_min, v.temperature_max, v.sampling_weight) for v in variants.values()
     ]
-    plan = plan_pair(specs, rng=rng or random.SystemRandom(), min_gap=_sampling("MIN_TEMPERATURE_GAP"))
+    rng = rng or random.SystemRandom()
+    plan = plan_pair(specs, rng=rng, min_gap=_sampling("MIN_TEMPERATURE_GAP"))
+    # The weighted draw picks the heavier variant first more often: stored in draw order, the lower
+    # generation id (or position) would say which variant wrote it. Stored in a shuffled order instead.
+    order = [0, 1]
+    rng.shuffle(order)
+    record = {**plan.record, "stored_order": order}
     with transaction.atomic():
         pair = Pair.objects.create(
-            messages=context, strategy=plan.strategy, pairing=plan.record, requested_by=requested_by
+            messages=context, strategy=plan.strategy, pairing=record, requested_by=requested_by
         )
-        for position, choice in enumerate(plan.choices, start=1):
+        for position, choice in enumerate((plan.choices[i] for i in order), start=1):
             variant = variants[choice.variant_id]
             body = client.chat_request_body(
                 model=variant.model_name, messages=context, temperature=choice.temperature,
@@ -146,7 +152,8 @@ def generation_request(*, variant: PolicyVariant, messages: list[dict], temperat
 
     context = _validate_messages(messages)
     if not variant.is_active:
-        raise ValidationError(f"Variant {variant.name} is not active.")
+        # Red teamers read this: it must not name the variant.
+        raise ValidationError("This model is not available any more.", code="inactive")
     if temperature is None:
         temperature = round((variant.temperature_min + variant.temperature_max) / 2, 3)
     seed = (rng or random.SystemRandom()).randrange(2**31)

@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
@@ -48,7 +48,8 @@ def _call(operation, **kwargs):
 
 
 class SessionStartSerializer(serializers.Serializer):
-    variant = serializers.SlugRelatedField(slug_field="name", queryset=PolicyVariant.objects.all())
+    model = serializers.CharField(max_length=20, help_text='An alias the red teamer was offered ("Model 1"); '
+                                  "see GET sessions/models/.")
     minutes = serializers.IntegerField()
 
 
@@ -68,7 +69,10 @@ class MarkSerializer(serializers.Serializer):
 class ResponseSerializer(serializers.Serializer):
     status = serializers.CharField()
     text = serializers.CharField()
-    error = serializers.CharField()
+    error = serializers.SerializerMethodField(help_text="Generic, with a reference; empty unless failed.")
+
+    def get_error(self, generation) -> str:
+        return generation.annotator_error()
 
 
 class AttemptSerializer(serializers.Serializer):
@@ -86,7 +90,7 @@ class AttemptSerializer(serializers.Serializer):
 
 class SessionSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    variant = serializers.CharField(source="variant.name")
+    model = serializers.CharField(source="alias", help_text="The alias of the variant attacked, never its name.")
     minutes = serializers.IntegerField()
     started_at = serializers.DateTimeField()
     ends_at = serializers.DateTimeField()
@@ -143,8 +147,16 @@ class SessionListCreate(RedTeamAPIView):
     def post(self, request):
         incoming = SessionStartSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        session = _call(redteam.session_start, annotator=request.user, **incoming.validated_data)
+        session = _call(redteam.session_start, annotator=request.user, alias=incoming.validated_data["model"],
+                        minutes=incoming.validated_data["minutes"])
         return Response(SessionSerializer(session).data, status=status.HTTP_201_CREATED)
+
+
+class ModelList(RedTeamAPIView):
+    @extend_schema(responses=inline_serializer("RedTeamModel", {"model": serializers.CharField()}, many=True),
+                   description="The models this red teamer may attack, by alias.")
+    def get(self, request):
+        return Response([{"model": alias} for alias in redteam.variant_aliases(annotator=request.user)])
 
 
 class SessionDetail(RedTeamAPIView):

@@ -286,6 +286,8 @@ EXPORT_TIME_LIMIT = env.int("EXPORT_TIME_LIMIT", default=3000)
 EXPORT_MAX_ATTEMPTS = env.int("EXPORT_MAX_ATTEMPTS", default=3)
 ANNOTATOR_PSEUDONYM_KEY = env.str("ANNOTATOR_PSEUDONYM_KEY", default="")
 HEALTH_PROBE_TIMEOUT = env.float("HEALTH_PROBE_TIMEOUT", default=3.0)
+# The public /health answer (ok or 503) is computed at most this often; staff get fresh details.
+HEALTH_CACHE_SECONDS = env.float("HEALTH_CACHE_SECONDS", default=15.0)
 
 # --- The default model ----------------------------------------------------------------------
 DEFAULT_MODEL_DIR = Path(

@@ -8,12 +8,13 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied, Throttled, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from core.pagination import list_schema, paginated
 
 from accounts.permissions import AnyRole
-from modelserving.services import NoActiveVariant
+from modelserving.services import NoActiveVariant, TooManyInFlight
 
 from . import services
 from .models import AttackVector, Dialogue, RiskCategory
@@ -53,6 +54,8 @@ def _call(operation, **kwargs):
         return operation(**kwargs)
     except services.JudgementConflict as error:
         raise Conflict(error.messages[0]) from error
+    except TooManyInFlight as error:
+        raise Throttled(detail=error.messages[0]) from error
     except DjangoValidationError as error:
         raise ValidationError(error.message_dict if hasattr(error, "error_dict") else {"detail": error.messages})
     except DjangoPermissionDenied as error:
@@ -83,11 +86,11 @@ class AnnotationAPIView(APIView):
 
 
 class DialogueListCreate(AnnotationAPIView):
-    @extend_schema(responses=DialogueSerializer(many=True))
+    @list_schema(DialogueSerializer, operation_id="dialogues_list")
     def get(self, request):
         dialogues = Dialogue.objects.filter(annotator=request.user).select_related(
-            "risk_category", "attack_vector", "guideline").prefetch_related("turns").order_by("-created_at")[:200]
-        return Response(DialogueSerializer(dialogues, many=True).data)
+            "risk_category", "attack_vector", "guideline").prefetch_related("turns").order_by("-created_at", "-pk")
+        return paginated(request, self, dialogues, DialogueSerializer)
 
     @extend_schema(request=DialogueStartSerializer, responses={201: DialogueSerializer})
     def post(self, request):
@@ -163,12 +166,14 @@ class TurnRetry(AnnotationAPIView):
 
 
 class RiskCategoryList(AnnotationAPIView):
-    @extend_schema(responses=TagSerializer(many=True))
+    @list_schema(TagSerializer, name="PaginatedRiskCategoryList", operation_id="risk_categories_list")
     def get(self, request):
-        return Response(TagSerializer(RiskCategory.objects.filter(is_active=True), many=True).data)
+        return paginated(request, self, RiskCategory.objects.filter(is_active=True).order_by("position", "pk"),
+                         TagSerializer)
 
 
 class AttackVectorList(AnnotationAPIView):
-    @extend_schema(responses=TagSerializer(many=True))
+    @list_schema(TagSerializer, name="PaginatedAttackVectorList", operation_id="attack_vectors_list")
     def get(self, request):
-        return Response(TagSerializer(AttackVector.objects.filter(is_active=True), many=True).data)
+        return paginated(request, self, AttackVector.objects.filter(is_active=True).order_by("position", "pk"),
+                         TagSerializer)

@@ -18,7 +18,7 @@ from .quality import quality_report
 from .refusals import refusal
 from .selectors import batch_by_label
 from .serializers import JudgementSerializer
-from .services import Judgement
+from .services import MAX_REASON_CHARS, Judgement
 
 
 class AnnotatorOnly(HasRole):
@@ -85,7 +85,7 @@ class ReviewSubmit(APIView):
 
 
 class OverlapPolicySerializer(serializers.Serializer):
-    focus = serializers.CharField()
+    focus = serializers.CharField(max_length=20)
     share = serializers.FloatField()
     reviewers = serializers.IntegerField()
 
@@ -107,8 +107,8 @@ class OverlapPolicyView(APIView):
 class GoldSerializer(serializers.Serializer):
     turn = serializers.IntegerField()
     expected_generation = serializers.IntegerField()
-    expected_strength = serializers.CharField(required=False, allow_blank=True, default="")
-    note = serializers.CharField(required=False, allow_blank=True, default="")
+    expected_strength = serializers.CharField(required=False, allow_blank=True, default="", max_length=40)
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_REASON_CHARS)
 
 
 class GoldMark(APIView):

@@ -5,11 +5,13 @@ from rest_framework import serializers
 from . import scale
 from .models import AttackVector, Dialogue, Focus, RiskCategory, Strength, Turn
 from .selectors import sides
+from .services import MAX_MESSAGE_CHARS, MAX_REASON_CHARS
 
 
 class DialogueStartSerializer(serializers.Serializer):
     focus = serializers.ChoiceField(choices=Focus.choices)
-    system_prompt = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+    system_prompt = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False,
+                                          max_length=MAX_MESSAGE_CHARS)
     risk_category = serializers.SlugRelatedField(slug_field="slug", queryset=RiskCategory.objects.all(),
                                                  required=False, allow_null=True, default=None)
     attack_vector = serializers.SlugRelatedField(slug_field="slug", queryset=AttackVector.objects.all(),
@@ -17,7 +19,7 @@ class DialogueStartSerializer(serializers.Serializer):
 
 
 class TurnPostSerializer(serializers.Serializer):
-    user_message = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    user_message = serializers.CharField(trim_whitespace=False, allow_blank=True, max_length=MAX_MESSAGE_CHARS)
 
 
 class JudgementSerializer(serializers.Serializer):
@@ -30,7 +32,7 @@ class JudgementSerializer(serializers.Serializer):
     safe_a = serializers.BooleanField(required=False, allow_null=True, default=None)
     safe_b = serializers.BooleanField(required=False, allow_null=True, default=None)
     both_unusable = serializers.BooleanField(required=False, default=False)
-    unusable_reason = serializers.CharField(required=False, allow_blank=True, default="")
+    unusable_reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_REASON_CHARS)
     time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0)
 
     def validate(self, data):

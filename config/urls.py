@@ -1,9 +1,33 @@
 from django.contrib import admin
 from django.urls import include, path
-from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework import serializers
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.authtoken.views import ObtainAuthToken
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from core.throttles import LoginThrottle
+
 from .health import health
+
+
+class TokenLoginSerializer(AuthTokenSerializer):
+    username = serializers.CharField(label="Username", write_only=True, max_length=150)
+    password = serializers.CharField(label="Password", style={"input_type": "password"}, trim_whitespace=False,
+                                     write_only=True, max_length=128)
+
+
+class TokenLogin(ObtainAuthToken):
+    """A token for a username and password: throttled per address; failed tries lock out (axes)."""
+
+    serializer_class = TokenLoginSerializer
+
+    throttle_classes = [LoginThrottle]
+    throttle_scope = "login"
+
+    def get_serializer_context(self):
+        # Django's request, not DRF's wrapper: axes marks a lockout on it, and its middleware, which
+        # sees only Django's, answers 429.
+        return {**super().get_serializer_context(), "request": self.request._request}
 
 urlpatterns = [
     path("", include("accounts.urls")),
@@ -18,7 +42,7 @@ urlpatterns = [
     path("api/", include("annotation.api_urls")),
     path("api/training/", include("training.api_urls")),
     path("api/safety/", include("safety.api_urls")),
-    path("api/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/auth/token/", TokenLogin.as_view(), name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's initialiser as a file, so the CSP needs no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

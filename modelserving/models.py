@@ -128,6 +128,9 @@ class Generation(models.Model):
         default=0, help_text="1 or 2 within its pair (the order drawn, not the side shown)."
     )
     variant = models.ForeignKey(PolicyVariant, on_delete=models.PROTECT, related_name="generations")
+    requested_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Whose request it answers (their pairs in flight are capped); none for staff jobs.")
 
     # The request, as sent.
     model_name = models.CharField(max_length=300)

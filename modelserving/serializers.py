@@ -1,17 +1,18 @@
 from rest_framework import serializers
 
 from .models import Generation, Pair, PolicyVariant
+from .services import MAX_CONTEXT_CHARS
 
 
 class MessageSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=["system", "user", "assistant"])
-    content = serializers.CharField(trim_whitespace=False)
+    content = serializers.CharField(trim_whitespace=False, max_length=MAX_CONTEXT_CHARS)
 
 
 class PairRequestSerializer(serializers.Serializer):
     """Only the dialogue context: which endpoint samples it is the registry's decision alone."""
 
-    messages = MessageSerializer(many=True, allow_empty=False)
+    messages = MessageSerializer(many=True, allow_empty=False, max_length=200)
 
 
 class VariantSerializer(serializers.ModelSerializer):

@@ -36,6 +36,7 @@ MAX_CONTEXT_CHARS = 200_000
 
 __all__ = [
     "NoActiveVariant",
+    "TooManyInFlight",
     "SampleOutcome",
     "generation_requeue",
     "generations_recover",
@@ -82,6 +83,30 @@ def variant_update(*, variant: PolicyVariant, **fields) -> PolicyVariant:
 # --- Pairs ----------------------------------------------------------------------------------
 
 
+class TooManyInFlight(ValidationError):
+    """The person already has MAX_IN_FLIGHT_PER_USER pairs (or single responses) being written."""
+
+
+def _check_in_flight(user) -> None:
+    """Refuse more sampling for ``user`` while MAX_IN_FLIGHT_PER_USER of their pairs, red-team
+    responses or retries are queued or running. Call inside the transaction that stores the new
+    generations: the user's row lock orders two requests of the same person."""
+    if user is None:
+        return
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    rows = Generation.objects.filter(
+        requested_by=user, status__in=(Generation.Status.QUEUED, Generation.Status.RUNNING)
+    ).values_list("pair_id", "id")
+    in_flight = {("pair", pair) if pair else ("one", one) for pair, one in rows}
+    limit = settings.MAX_IN_FLIGHT_PER_USER
+    if len(in_flight) >= limit:
+        raise TooManyInFlight(
+            f"{len(in_flight)} of your requests are still being answered (at most {limit} at a time): "
+            "wait for them to finish.", code="in_flight")
+
+
 def _validate_messages(messages) -> list[dict]:
     if not isinstance(messages, list) or not messages:
         raise ValidationError("The dialogue context must be a non-empty list of messages.")
@@ -126,6 +151,7 @@ def pair_request(*, messages: list[dict], requested_by=None, rng: random.Random 
     rng.shuffle(order)
     record = {**plan.record, "stored_order": order}
     with transaction.atomic():
+        _check_in_flight(requested_by)
         pair = Pair.objects.create(
             messages=context, strategy=plan.strategy, pairing=record, requested_by=requested_by
         )
@@ -136,7 +162,8 @@ def pair_request(*, messages: list[dict], requested_by=None, rng: random.Random 
                 top_p=variant.top_p, seed=choice.seed, max_tokens=variant.max_new_tokens,
             )
             generation = Generation.objects.create(
-                pair=pair, position=position, variant=variant, model_name=variant.model_name,
+                pair=pair, position=position, variant=variant, requested_by=requested_by,
+                model_name=variant.model_name,
                 messages=context, temperature=choice.temperature, top_p=variant.top_p, seed=choice.seed,
                 max_tokens=variant.max_new_tokens, request_body=body,
             )
@@ -145,7 +172,7 @@ def pair_request(*, messages: list[dict], requested_by=None, rng: random.Random 
 
 
 def generation_request(*, variant: PolicyVariant, messages: list[dict], temperature: float | None = None,
-                       rng: random.Random | None = None) -> Generation:
+                       rng: random.Random | None = None, requested_by=None) -> Generation:
     """One response from one chosen variant (evaluations, red teaming): no pair, no pairing draw.
     The temperature defaults to the middle of the variant's range; enqueued once committed."""
     from . import tasks
@@ -159,10 +186,13 @@ def generation_request(*, variant: PolicyVariant, messages: list[dict], temperat
     seed = (rng or random.SystemRandom()).randrange(2**31)
     body = client.chat_request_body(model=variant.model_name, messages=context, temperature=temperature,
                                     top_p=variant.top_p, seed=seed, max_tokens=variant.max_new_tokens)
-    generation = Generation.objects.create(
-        variant=variant, model_name=variant.model_name, messages=context, temperature=temperature,
-        top_p=variant.top_p, seed=seed, max_tokens=variant.max_new_tokens, request_body=body)
-    tasks.generation_sample.delay_on_commit(generation.id)
+    with transaction.atomic():
+        _check_in_flight(requested_by)
+        generation = Generation.objects.create(
+            variant=variant, requested_by=requested_by, model_name=variant.model_name, messages=context,
+            temperature=temperature, top_p=variant.top_p, seed=seed, max_tokens=variant.max_new_tokens,
+            request_body=body)
+        tasks.generation_sample.delay_on_commit(generation.id)
     return generation
 
 
@@ -318,6 +348,7 @@ def generation_requeue(*, generation: Generation) -> Generation:
         generation = Generation.objects.select_for_update().get(pk=generation.pk)
         if generation.status != Generation.Status.FAILED:
             raise ValidationError("Only a failed response can be retried.")
+        _check_in_flight(generation.requested_by)
         generation.status = Generation.Status.QUEUED
         generation.attempts = 0
         generation.recoveries = 0

@@ -158,7 +158,7 @@ def attempt_post(*, session: RedTeamSession, annotator, prompt: str, risk_catego
         if session_state(session) != RUNNING:
             ended = _clock(session_ended_at(session))
             raise ValidationError(f"No more prompts: the session ended at {ended}.", code="ended")
-        generation = generation_request(variant=session.variant,
+        generation = generation_request(variant=session.variant, requested_by=annotator,
                                         messages=[{"role": "user", "content": prompt}])
         return RedTeamAttempt.objects.create(session=session, prompt=prompt, risk_category=risk_category,
                                              attack_vector=attack_vector, generation=generation)

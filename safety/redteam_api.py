@@ -13,14 +13,16 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, Throttled, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from core.pagination import list_schema, paginated
 
 from accounts.permissions import HasRole, StaffRole
 from accounts.roles import ANNOTATOR
 from annotation.models import AttackVector, RiskCategory
 from modelserving.models import PolicyVariant
+from modelserving.services import TooManyInFlight
 
 from . import redteam
 
@@ -37,6 +39,8 @@ def _call(operation, **kwargs):
     """Run a service; translate its refusals into HTTP."""
     try:
         return operation(**kwargs)
+    except TooManyInFlight as error:
+        raise Throttled(detail=error.messages[0]) from error
     except DjangoValidationError as error:
         raise ValidationError(error.message_dict if hasattr(error, "error_dict")
                               else {"detail": error.messages}) from error
@@ -54,7 +58,7 @@ class SessionStartSerializer(serializers.Serializer):
 
 
 class AttemptPostSerializer(serializers.Serializer):
-    prompt = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    prompt = serializers.CharField(trim_whitespace=False, allow_blank=True, max_length=redteam.MAX_PROMPT_CHARS)
     risk_category = serializers.SlugRelatedField(slug_field="slug", queryset=RiskCategory.objects.all(),
                                                  required=False, allow_null=True, default=None)
     attack_vector = serializers.SlugRelatedField(slug_field="slug", queryset=AttackVector.objects.all(),
@@ -63,7 +67,8 @@ class AttemptPostSerializer(serializers.Serializer):
 
 class MarkSerializer(serializers.Serializer):
     violating = serializers.BooleanField()
-    note = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+    note = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False,
+                                 max_length=redteam.MAX_NOTE_CHARS)
 
 
 class ResponseSerializer(serializers.Serializer):
@@ -137,9 +142,9 @@ class RedTeamAPIView(APIView):
 
 
 class SessionListCreate(RedTeamAPIView):
-    @extend_schema(responses=SessionSerializer(many=True))
+    @list_schema(SessionSerializer, name="PaginatedRedTeamSessionList", operation_id="safety_red_team_sessions_list")
     def get(self, request):
-        return Response(SessionSerializer(redteam.sessions_for(annotator=request.user)[:200], many=True).data)
+        return paginated(request, self, redteam.sessions_for(annotator=request.user), SessionSerializer)
 
     @extend_schema(request=SessionStartSerializer, responses={201: SessionSerializer},
                    description="Start a timed session on one active variant (one running session per "

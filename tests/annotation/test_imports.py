@@ -170,5 +170,5 @@ def test_admins_import_over_http(admin):
     response = client.post("/api/sources/import/", {"file": bad, "format": "hh-rlhf", "source": "hh2"},
                            format="multipart")
     assert response.status_code == 400 and "line 1" in response.json()["detail"]
-    assert client.get("/api/sources/").json()[0] | {"created_at": None} == {
+    assert client.get("/api/sources/").json()["results"][0] | {"created_at": None} == {
         "name": "hh", "kind": "hh-rlhf", "focus": "", "description": "", "created_at": None, "comparisons": 2}

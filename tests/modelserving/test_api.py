@@ -65,7 +65,7 @@ def test_researchers_see_the_sampling_record(researcher_client, variant_factory,
     assert body["strategy"] == "one_variant_two_temperatures"
     assert {g["variant"] for g in body["generations"]} == {"cool"}
     assert all("seed" in g and "temperature" in g for g in body["generations"])
-    assert researcher_client.get("/api/variants/").json()[0]["name"] == "cool"
+    assert researcher_client.get("/api/variants/").json()["results"][0]["name"] == "cool"
 
 
 def test_annotators_cannot_read_other_peoples_generations(client, offline_variants):

@@ -275,7 +275,7 @@ def test_a_session_through_the_api(alice, offline_variants):
     assert final.status_code == 400 and "final" in str(final.json())
     detail = api.get(reverse("api-redteam-session", args=[session["id"]])).json()
     assert [a["violating"] for a in detail["attempts"]] == [True]
-    assert [s["id"] for s in api.get(reverse("api-redteam-sessions")).json()] == [session["id"]]
+    assert [s["id"] for s in api.get(reverse("api-redteam-sessions")).json()["results"]] == [session["id"]]
 
 
 def test_the_api_answers_404_for_someone_elses_ids(alice, make_user, offline_variants, tags):

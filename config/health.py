@@ -6,7 +6,6 @@ cannot be reached is itself a 503. Admins and researchers get the details, compu
 """
 
 import logging
-import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,6 +19,7 @@ from django.views.decorators.http import require_GET
 
 from accounts.roles import ADMIN, RESEARCHER, has_role
 from modelserving.client import probe
+from modelserving.endpoints import api_key_of, endpoint_allowed
 from modelserving.selectors import active_variants
 
 
@@ -68,9 +68,11 @@ def _variants() -> list[dict]:
     variants = list(active_variants())
 
     def check(variant):
+        if not endpoint_allowed(variant.base_url):
+            return {"name": variant.name, "base_url": variant.base_url, "model": variant.model_name, "ok": False,
+                    "error": "the endpoint's host is not in VARIANT_ALLOWED_HOSTS (not probed)"}
         # Keyed endpoints refuse an unkeyed probe: the key is read here, from the variable named.
-        api_key = os.environ.get(variant.api_key_env, "") if variant.api_key_env else ""
-        result = probe(variant.base_url, timeout=settings.HEALTH_PROBE_TIMEOUT, api_key=api_key)
+        result = probe(variant.base_url, timeout=settings.HEALTH_PROBE_TIMEOUT, api_key=api_key_of(variant.api_key_env))
         if result["ok"] and variant.model_name not in result["models"]:
             result = {**result, "ok": False,
                       "error": f"the endpoint does not serve {variant.model_name!r}"}

@@ -8,6 +8,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from .endpoints import check_endpoint, validate_api_key_env
+
 
 def validate_endpoint_url(value: str) -> None:
     """An http(s) URL with a host. Unlike URLField's validator, single-label hosts such as a
@@ -45,8 +47,12 @@ class PolicyVariant(models.Model):
     api_key_env = models.CharField(
         max_length=100,
         blank=True,
-        help_text="Name of the environment variable that holds this endpoint's API key, if any.",
+        validators=[validate_api_key_env],
+        help_text="Name of the environment variable (TANDEM_VARIANT_KEY_…) that holds this endpoint's API key.",
     )
+    awaiting_approval = models.BooleanField(
+        default=False,
+        help_text="Filed by a researcher with an endpoint URL: nothing samples it until an admin approves.")
     temperature_min = models.FloatField(validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
     temperature_max = models.FloatField(validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
     top_p = models.FloatField(default=0.9, validators=[MinValueValidator(0.01), MaxValueValidator(1.0)])
@@ -78,8 +84,11 @@ class PolicyVariant(models.Model):
         return self.name
 
     def clean(self):
-        from django.core.exceptions import ValidationError
-
+        if self.base_url:
+            try:
+                check_endpoint(self.base_url)
+            except ValidationError as error:
+                raise ValidationError({"base_url": error.messages}) from None
         if (
             self.temperature_min is not None
             and self.temperature_max is not None

@@ -11,7 +11,6 @@ message takes over.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import client
+from .endpoints import api_key_of, endpoint_allowed
 from .models import Generation, Pair, PolicyVariant
 from .pairing import NoActiveVariant, VariantSpec, plan_pair
 from .selectors import active_variants
@@ -55,7 +55,7 @@ def _sampling(name: str):
 
 VARIANT_FIELDS = {
     "base_url", "model_name", "api_key_env", "temperature_min", "temperature_max", "top_p",
-    "max_new_tokens", "is_active", "sampling_weight", "notes",
+    "max_new_tokens", "is_active", "sampling_weight", "notes", "awaiting_approval",
 }
 
 
@@ -77,6 +77,20 @@ def variant_update(*, variant: PolicyVariant, **fields) -> PolicyVariant:
         setattr(variant, key, value)
     variant.full_clean()
     variant.save()
+    return variant
+
+
+def variant_approve(*, variant: PolicyVariant, admin) -> PolicyVariant:
+    """An admin accepts the endpoint a researcher filed: from now on it is sampled like any other."""
+    from accounts.roles import ADMIN, has_role
+    from django.core.exceptions import PermissionDenied
+
+    if not has_role(admin, ADMIN):
+        raise PermissionDenied("Only admins approve an endpoint.")
+    variant.full_clean()  # its host must be allowed now, too
+    PolicyVariant.objects.filter(pk=variant.pk).update(awaiting_approval=False)
+    variant.awaiting_approval = False
+    logger.info("variant %s: endpoint %s approved by %s", variant.name, variant.base_url, admin)
     return variant
 
 
@@ -178,7 +192,7 @@ def generation_request(*, variant: PolicyVariant, messages: list[dict], temperat
     from . import tasks
 
     context = _validate_messages(messages)
-    if not variant.is_active:
+    if not variant.is_active or variant.awaiting_approval:
         # Red teamers read this: it must not name the variant.
         raise ValidationError("This model is not available any more.", code="inactive")
     if temperature is None:
@@ -261,10 +275,14 @@ def _held(generation: Generation):
 
 
 def _endpoint(variant: PolicyVariant) -> client.Endpoint:
-    api_key = os.environ.get(variant.api_key_env, "") if variant.api_key_env else ""
+    """The variant's endpoint, checked again now: its host is still allowed and an admin approved it."""
+    if variant.awaiting_approval:
+        raise client.EndpointError("The variant's endpoint waits for an admin's approval.", transient=False)
+    if not endpoint_allowed(variant.base_url):
+        raise client.EndpointError("The variant's endpoint host is not in VARIANT_ALLOWED_HOSTS.", transient=False)
     return client.Endpoint(
         base_url=variant.base_url,
-        api_key=api_key or "EMPTY",
+        api_key=api_key_of(variant.api_key_env) or "EMPTY",
         connect_timeout=_sampling("CONNECT_TIMEOUT"),
         read_timeout=_sampling("READ_TIMEOUT"),
     )

@@ -105,7 +105,7 @@ def session_start(*, annotator, minutes: int, alias: str | None = None,
         variant = aliases.get(alias)
         if variant is None:
             raise ValidationError({"model": "Choose one of the models offered."})
-    if variant is None or not variant.is_active:
+    if variant is None or not variant.is_active or variant.awaiting_approval:
         raise ValidationError({"model": "Choose one of the models offered."})
     alias = next((name for name, v in aliases.items() if v.pk == variant.pk), "Model")
     if isinstance(minutes, bool) or not isinstance(minutes, int) or not MIN_MINUTES <= minutes <= MAX_MINUTES:

@@ -247,9 +247,10 @@ def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperatu
                      base_url: str = "", model_name: str = ""):
     """Put a policy checkpoint in front of annotators as a new policy variant.
 
-    With POLICY_SERVING=local (the embedded set-up) Tandem starts `transformers serve` for it;
-    otherwise the operator runs `vllm_command(...)` and gives its URL. From then on the variant
-    joins pairing like any other."""
+    With POLICY_SERVING=local (the embedded set-up) and no URL, Tandem starts `transformers serve`
+    for it on loopback, and the variant joins pairing at once. With a URL (the operator ran
+    `vllm_command(...)`), the endpoint is filed for an admin to approve: endpoints are trusted
+    configuration, and nothing samples the variant until then."""
     from modelserving.local_servers import local_server_start, local_server_stop
     from modelserving.services import variant_create
 
@@ -259,6 +260,7 @@ def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperatu
     if checkpoint.variant_id:
         raise ValidationError(f"{checkpoint} is served already, as variant {checkpoint.variant}.")
     server = None
+    awaiting_approval = bool(base_url)
     if not base_url:
         if settings.POLICY_SERVING != "local":
             raise ValidationError({"base_url": "Start its server and give the URL, e.g. "
@@ -270,7 +272,9 @@ def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperatu
             variant = variant_create(name=name, base_url=base_url, model_name=model_name or name,
                                      temperature_min=temperature_min, temperature_max=temperature_max,
                                      max_new_tokens=max_new_tokens, sampling_weight=sampling_weight,
-                                     notes=f"From checkpoint {checkpoint} ({checkpoint.path}).")
+                                     awaiting_approval=awaiting_approval,
+                                     notes=f"From checkpoint {checkpoint} ({checkpoint.path})."
+                                     + (f" Endpoint filed by {researcher} for approval." if awaiting_approval else ""))
             Checkpoint.objects.filter(pk=checkpoint.pk).update(variant=variant)
             if server is not None:
                 server.variant = variant

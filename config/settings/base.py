@@ -278,6 +278,10 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Sampling -------------------------------------------------------------------------------
+# Hosts a policy variant's endpoint may be on (checked when a variant is saved and before every
+# request; see modelserving/endpoints.py for the patterns): loopback and the compose vLLM services.
+VARIANT_ALLOWED_HOSTS = env.list("VARIANT_ALLOWED_HOSTS",
+                                 default=["127.0.0.1", "localhost", "[::1]", "vllm-cool", "vllm-warm"])
 SAMPLING = {
     # Seconds to open a connection to a policy variant's endpoint.
     "CONNECT_TIMEOUT": env.float("SAMPLING_CONNECT_TIMEOUT", default=5.0),

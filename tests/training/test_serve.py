@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from modelserving import services as modelserving
 from modelserving.local_servers import local_server_stop
 from modelserving.models import Generation, LocalServer
+from modelserving.selectors import active_variants
 from training.models import Checkpoint
 from training.services import checkpoint_register, checkpoint_serve, vllm_command
 
@@ -45,6 +46,12 @@ def test_in_production_the_operator_runs_vllm_and_gives_the_url(tiny_model_dir, 
         checkpoint_serve(checkpoint=policy, researcher=researcher, name="rlhf-v2")
     assert vllm_command(policy, "rlhf-v2") in refused.value.message_dict["base_url"][0]
     assert "--served-model-name rlhf-v2 --generation-config vllm" in vllm_command(policy, "rlhf-v2")
+    # A researcher's URL is on an allowed host or refused, and then waits for an admin's approval.
+    with pytest.raises(ValidationError, match="VARIANT_ALLOWED_HOSTS"):
+        checkpoint_serve(checkpoint=policy, researcher=researcher, name="rlhf-v2",
+                         base_url="http://collector.example.com/v1", model_name="rlhf-v2")
+    settings.VARIANT_ALLOWED_HOSTS = [*settings.VARIANT_ALLOWED_HOSTS, "vllm-rlhf-v2:8000"]
     variant = checkpoint_serve(checkpoint=policy, researcher=researcher, name="rlhf-v2",
                                base_url="http://vllm-rlhf-v2:8000/v1", model_name="rlhf-v2")
     assert variant.base_url == "http://vllm-rlhf-v2:8000/v1" and not LocalServer.objects.exists()
+    assert variant.awaiting_approval and variant not in active_variants()

@@ -49,7 +49,8 @@ class RejectionSamplingJobConfig:
     prompts: str = ""  # JSONL: {"messages": [...], "is_safety": bool} or {"prompt": "…"}, user turn last
     endpoint: str = ""  # OpenAI-compatible base URL of the newest policy, e.g. http://host:8000/v1
     model: str = ""  # the model name it serves; empty: the first one its /models lists
-    api_key: str = "EMPTY"  # bearer token for the endpoint
+    api_key: str = "EMPTY"  # bearer token for the endpoint (prefer api_key_env: argv is visible to all)
+    api_key_env: str = ""  # environment variable that holds the token (TANDEM_VARIANT_KEY_*); wins over api_key
     k: int = 4  # samples per prompt (the paper sweeps 1–100)
     temperature: float = 1.0  # retune each round; the paper's best at 10–100 samples was 1.2–1.3
     top_p: float = 1.0  # 1.0 leaves the diversity to the temperature
@@ -109,18 +110,29 @@ class Sampler:
         raise AssertionError("unreachable")
 
 
+def endpoint_key(api_key: str = "EMPTY", api_key_env: str = "") -> str:
+    """The endpoint's token: read from the variable named (Tandem passes the name, never the key, so
+    it shows in no process list or job record), else the one given."""
+    if api_key_env:
+        if not api_key_env.startswith("TANDEM_VARIANT_KEY_"):
+            raise ValueError(f"api_key_env must name a TANDEM_VARIANT_KEY_* variable, not {api_key_env!r}")
+        return os.environ.get(api_key_env) or "EMPTY"
+    return api_key or "EMPTY"
+
+
 def sampler_for(config) -> Sampler:
     """The Sampler of a job config with endpoint/model/… fields; asks /models when no model is named."""
+    api_key = endpoint_key(config.api_key, getattr(config, "api_key_env", ""))
     model = config.model
     if not model:
         from modelserving.client import probe
 
-        answer = probe(config.endpoint, api_key=config.api_key if config.api_key != "EMPTY" else "")
+        answer = probe(config.endpoint, api_key=api_key if api_key != "EMPTY" else "")
         if not answer["ok"] or not answer["models"]:
             why = answer.get("error") or "none listed"
             raise RuntimeError(f"{config.endpoint}: no model to sample from ({why})")
         model = answer["models"][0]
-    return Sampler(endpoint=config.endpoint, model=model, api_key=config.api_key,
+    return Sampler(endpoint=config.endpoint, model=model, api_key=api_key,
                    temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
                    timeout=config.request_timeout, max_attempts=config.max_attempts)
 

@@ -19,7 +19,7 @@ class VariantSerializer(serializers.ModelSerializer):
     class Meta:
         model = PolicyVariant
         fields = ["id", "name", "model_name", "base_url", "temperature_min", "temperature_max", "top_p",
-                  "max_new_tokens", "sampling_weight", "is_active", "notes"]
+                  "max_new_tokens", "sampling_weight", "is_active", "awaiting_approval", "notes"]
         read_only_fields = fields
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from django.db import transaction
 
 from accounts.roles import ADMIN, has_role
 
-from .models import ImportedComparison, PreferenceSource, Strength
+from .models import Focus, ImportedComparison, PreferenceSource, Strength
 
 BULK = 1000
 
@@ -94,6 +95,23 @@ def _hh_transcript(text: str, what: str) -> list[dict]:
     return [{"role": roles[parts[i]], "content": parts[i + 1]} for i in range(1, len(parts), 2)]
 
 
+def _margin(value, name: str) -> float | None:
+    """None, or a finite number (JSON lets NaN, Infinity and true through; the loss does not)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, not {value!r}"[:200])
+    return float(value)
+
+
+def _focus(value) -> str:
+    if value in (None, ""):
+        return ""
+    if value not in Focus.values:
+        raise ValueError(f"focus must be one of {', '.join(Focus.values)}, not {value!r}"[:200])
+    return value
+
+
 def read_hh_rlhf(record: dict) -> Comparison:
     chosen = _hh_transcript(record.get("chosen"), "chosen")
     rejected = _hh_transcript(record.get("rejected"), "rejected")
@@ -131,12 +149,9 @@ def read_trl(record: dict) -> Comparison:
     if "prompt" not in record:
         raise ValueError("no prompt (the implicit-prompt form is not supported: give prompt, chosen, rejected)")
     context = _messages(record["prompt"], "prompt")
-    margin = record.get("margin")
-    if margin is not None and not isinstance(margin, (int, float)):
-        raise ValueError("margin must be a number")
     return Comparison(context=context, chosen=_final_answer(record.get("chosen"), "chosen"),
                       rejected=_final_answer(record.get("rejected"), "rejected"),
-                      margin=float(margin) if margin is not None else None)
+                      margin=_margin(record.get("margin"), "margin"))
 
 
 def read_tandem(record: dict) -> Comparison | None:
@@ -150,7 +165,8 @@ def read_tandem(record: dict) -> Comparison | None:
     return Comparison(context=_messages(record.get("context"), "context"),
                       chosen=_text(record["chosen"].get("text"), "chosen.text"),
                       rejected=_text(record["rejected"].get("text"), "rejected.text"),
-                      strength=strength, margin=record.get("margin_small"), focus=record.get("focus") or "")
+                      strength=strength, margin=_margin(record.get("margin_small"), "margin_small"),
+                      focus=_focus(record.get("focus")))
 
 
 READERS = {

@@ -26,3 +26,11 @@ def generations_recover() -> dict:
     """Periodic (celery beat, RECOVERY["EVERY"]): send stuck generations again."""
     recovered = services.generations_recover()
     return {"requeued": recovered.requeued, "failed": recovered.failed}
+
+
+@shared_task(name="modelserving.local_server_activate", ignore_result=True)
+def local_server_activate(server_id: int) -> str:
+    """Activate the variant of a local server Tandem started, once it answers (off the web request)."""
+    from .local_servers import local_server_activate as activate
+
+    return activate(server_id=server_id)

@@ -251,7 +251,9 @@ def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperatu
     for it on loopback, and the variant joins pairing at once. With a URL (the operator ran
     `vllm_command(...)`), the endpoint is filed for an admin to approve: endpoints are trusted
     configuration, and nothing samples the variant until then."""
+    from modelserving import tasks as modelserving_tasks
     from modelserving.local_servers import local_server_start, local_server_stop
+    from modelserving.models import PolicyVariant
     from modelserving.services import variant_create
 
     _require_researcher(researcher)
@@ -265,7 +267,11 @@ def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperatu
         if settings.POLICY_SERVING != "local":
             raise ValidationError({"base_url": "Start its server and give the URL, e.g. "
                                                f"`{vllm_command(checkpoint, name)}`."})
-        server = local_server_start(model_dir=checkpoint.path, name=name)
+        # Everything checked before a process starts: the name, the settings, that it is free.
+        PolicyVariant(name=name, base_url="http://127.0.0.1:1/v1", model_name=checkpoint.path,
+                      temperature_min=temperature_min, temperature_max=temperature_max,
+                      max_new_tokens=max_new_tokens, sampling_weight=sampling_weight).full_clean()
+        server = local_server_start(model_dir=checkpoint.path, name=name, wait=False)
         base_url, model_name = server.base_url, checkpoint.path
     try:
         with transaction.atomic():
@@ -273,12 +279,15 @@ def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperatu
                                      temperature_min=temperature_min, temperature_max=temperature_max,
                                      max_new_tokens=max_new_tokens, sampling_weight=sampling_weight,
                                      awaiting_approval=awaiting_approval,
+                                     # A local server joins pairing once it answers (a task waits).
+                                     is_active=server is None,
                                      notes=f"From checkpoint {checkpoint} ({checkpoint.path})."
                                      + (f" Endpoint filed by {researcher} for approval." if awaiting_approval else ""))
             Checkpoint.objects.filter(pk=checkpoint.pk).update(variant=variant)
             if server is not None:
                 server.variant = variant
                 server.save(update_fields=["variant"])
+                modelserving_tasks.local_server_activate.delay_on_commit(server.pk)
     except Exception:
         if server is not None:
             local_server_stop(server=server)

@@ -139,7 +139,10 @@ def checkpoint_detail(request, pk: int):
         except ValidationError as error:
             problems = error.messages
         else:
-            messages.success(request, f"Variant {variant.name} is serving {checkpoint} and joins pairing now.")
+            messages.success(request, f"Variant {variant.name} serves {checkpoint}: "
+                             + ("it waits for an admin to approve its endpoint." if variant.awaiting_approval
+                                else "it joins pairing once its server answers." if not variant.is_active
+                                else "it joins pairing now."))
             return redirect("training:checkpoint", checkpoint.pk)
     side = _checkpoint_context(checkpoint)
     return render(request, "training/checkpoint.html", {

@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 
 from modelserving import services as modelserving
 from modelserving.local_servers import local_server_stop
-from modelserving.models import Generation, LocalServer
+from modelserving.models import Generation, LocalServer, PolicyVariant
 from modelserving.selectors import active_variants
 from training.models import Checkpoint
 from training.services import checkpoint_register, checkpoint_serve, vllm_command
@@ -26,10 +26,17 @@ def test_a_registered_policy_checkpoint_is_served_and_sampled_in_pairs(celery_wo
                                                                       served):
     policy = checkpoint_register(name="tiny-policy", kind=Checkpoint.Kind.POLICY, path=tiny_model_dir,
                                  lineage={"base": "smollm2", "batches": ["2026-W48"]})
+    # A name that is not a slug is refused before any process starts (it is part of a file path).
+    with pytest.raises(ValidationError):
+        checkpoint_serve(checkpoint=policy, researcher=researcher, name="../../etc/x")
+    assert not LocalServer.objects.exists()
+    # The request does not wait for the model to load: the variant joins pairing once it answers.
     variant = checkpoint_serve(checkpoint=policy, researcher=researcher, name="tiny-rlhf-v1", max_new_tokens=8,
                                temperature_min=0.5, temperature_max=1.2)
     policy.refresh_from_db()
-    assert policy.variant == variant and variant.local_server.pid > 0 and variant.is_active
+    assert policy.variant == variant and variant.local_server.pid > 0 and not variant.is_active
+    wait_for(lambda: PolicyVariant.objects.get(pk=variant.pk).is_active, timeout=120,
+             message="the worker to activate the variant once its server answers")
     with pytest.raises(ValidationError, match="served already"):
         checkpoint_serve(checkpoint=policy, researcher=researcher, name="again")
     # The new variant joins pairing (here it is the only one: one variant at two temperatures).

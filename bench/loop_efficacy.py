@@ -40,120 +40,30 @@ import hashlib
 import json
 import math
 import random
-import re
-import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from annotation.simulation import (  # noqa: E402  (Django-free: the annotators are HTTP clients)
-    DEFAULT_THRESHOLDS,
-    POLITE_WORDS,
-    STRENGTHS,
     PreferenceModel,
     SimulationConfig,
     load_callable,
     read_prompts,
     run_simulation,
 )
-from core.statistics import wilson  # noqa: E402
+from bench.loop_figures import held_out_accuracy, read_lines, rm_agreement, table, verdict  # noqa: E402
+from bench.loop_profiles import PROFILES, Profile  # noqa: E402
+from bench.tandem_api import BenchError, Tandem, annotator_accounts, wait_for_run  # noqa: E402
 
 PROMPTS_FILE = ROOT / "bench" / "data" / "loop_prompts.txt"
 DEFAULT_PASSWORD = "tandem-loop-bench-pw-7"
 
-
-_WORD = re.compile(r"[A-Za-z']+")
-
-
-def plain_words_preference(context: list[dict], response: str) -> float:
-    """Plain language: shorter words are better, minus twice the mean word length in letters. A taste
-    SmolLM2's samples vary on within one prompt (its answers to the same question range from plain
-    to ornate, about 0.6 apart in the median pair), that survives answers cut at the token limit, and
-    that a reward model can learn from the words themselves. An answer without words scores −20."""
-    words = _WORD.findall(response)
-    return -2 * statistics.fmean(len(word) for word in words) if words else -20.0
-
-
-def polite_words_preference(context: list[dict], response: str) -> float:
-    """Politeness, counted: 0.4 per polite word (annotation.simulation.POLITE_WORDS), so one more
-    polite word is 'slightly better', two 'better', three 'significantly better' with the default
-    thresholds. The taste of the `tiny` profile, whose model answers in plain and polite sentences."""
-    return 0.4 * sum(word in POLITE_WORDS for word in _WORD.findall(response.lower()))
-
-
-@dataclass(frozen=True)
-class Profile:
-    """How big each step is. Printed with the results, so a figure always comes with its budget."""
-
-    name: str
-    preference: str  # dotted path of the default preference function
-    annotators: int  # concurrent simulated annotators
-    judgements: int  # round-0 judgements (one turn per dialogue)
-    train_prompts: int  # distinct training prompts (each judged several times when N is larger)
-    held_out_prompts: int  # disjoint prompts for the verdict
-    max_new_tokens: int  # the variants' answer budget during the run
-    k: int  # rejection-sampling samples per training prompt
-    rs_temperature: float
-    eval_temperature: float
-    verdict_judgements: int  # the short round with every variant active
-    reward: dict = field(default_factory=dict)  # the RM launch's settings
-    policy: dict = field(default_factory=dict)  # SFT settings of the rejection-sampling round
-    ppo: dict = field(default_factory=dict)
-    noise: float = 0.1
-    thresholds: tuple = DEFAULT_THRESHOLDS
-    timeout: float = 3600.0  # seconds to wait for one training run
-
-
-PROFILES = {
-    # The tests' tiny Llama taught to answer in plain and polite sentences (tests/helpers/tiny_chat.py):
-    # minutes on a CPU. The taste is politeness (polite words, counted), which its samples vary on.
-    "tiny": Profile(
-        name="tiny", preference="bench.loop_efficacy.polite_words_preference", annotators=4, judgements=240,
-        train_prompts=40, held_out_prompts=64, max_new_tokens=32, k=8, rs_temperature=1.0, eval_temperature=1.0,
-        verdict_judgements=16, noise=0.1, thresholds=(1.0, 0.5, 0.2),
-        reward={"learning_rate": 1e-3, "epochs": 6, "batch_size": 16, "per_device_batch_size": 16,
-                "max_length": 128},
-        policy={"learning_rate": 1e-3, "epochs": 4, "per_device_batch_size": 8, "gradient_accumulation_steps": 1,
-                "max_length": 128},
-        ppo={"iterations": 4, "batch_size": 16, "mini_batch_size": 8, "rollout_batch_size": 8,
-             "max_new_tokens": 32, "learning_rate": 1e-4},
-        timeout=900),
-    # SmolLM2-135M-Instruct with short answers on a 2-core machine: within about an hour.
-    "cpu": Profile(
-        name="cpu", preference="bench.loop_efficacy.plain_words_preference", annotators=4, judgements=240,
-        train_prompts=60, held_out_prompts=40, max_new_tokens=48, k=4, rs_temperature=1.0, eval_temperature=0.7,
-        verdict_judgements=24, noise=0.1, thresholds=(1.0, 0.5, 0.2),
-        reward={"learning_rate": 5e-5, "epochs": 2, "batch_size": 16, "per_device_batch_size": 8,
-                "max_length": 256},
-        policy={"learning_rate": 5e-5, "epochs": 3, "per_device_batch_size": 8, "gradient_accumulation_steps": 1,
-                "max_length": 256},
-        ppo={"iterations": 8, "batch_size": 32, "mini_batch_size": 8, "rollout_batch_size": 8,
-             "max_new_tokens": 48, "learning_rate": 1e-6},
-        timeout=3600),
-    # A GPU box: more judgements, more samples, full-length answers.
-    "gpu": Profile(
-        name="gpu", preference="bench.loop_efficacy.plain_words_preference", annotators=16, judgements=1200,
-        train_prompts=89, held_out_prompts=30, max_new_tokens=256, k=8, rs_temperature=1.0, eval_temperature=0.7,
-        verdict_judgements=96, noise=0.1, thresholds=(1.0, 0.5, 0.2),
-        reward={"learning_rate": 1e-5, "epochs": 2, "batch_size": 64, "per_device_batch_size": 16,
-                "max_length": 1024},
-        policy={"learning_rate": 1e-5, "epochs": 2, "per_device_batch_size": 16, "gradient_accumulation_steps": 1,
-                "max_length": 1024},
-        ppo={"iterations": 40, "batch_size": 64, "mini_batch_size": 16, "rollout_batch_size": 32,
-             "max_new_tokens": 256, "learning_rate": 1e-6},
-        timeout=7200),
-}
-
-
-class BenchError(RuntimeError):
-    """A step of the loop failed: the message says which and why."""
 
 
 # --- Prompts ----------------------------------------------------------------------------------
@@ -168,190 +78,6 @@ def split_prompts(prompts: tuple[str, ...], *, held_out: int, train: int, seed: 
                          f"({held_out} held out for the verdict and some to train on).")
     return ranked[held_out:held_out + train], ranked[:held_out]
 
-
-# --- Tandem over HTTP -------------------------------------------------------------------------
-
-
-class Tandem:
-    """Tandem's API as one role sees it (token authentication)."""
-
-    def __init__(self, base_url: str, username: str, password: str, *, timeout: float = 60):
-        self.base_url = base_url.rstrip("/")
-        self.client = httpx.Client(base_url=self.base_url, timeout=timeout)
-        response = self.client.post("/api/auth/token/", json={"username": username, "password": password})
-        if response.status_code != 200:
-            raise BenchError(f"Logging in to {self.base_url} as {username!r} failed "
-                             f"({response.status_code}: {response.text[:200]}).")
-        self.client.headers["Authorization"] = f"Token {response.json()['token']}"
-        self.username = username
-
-    def call(self, method: str, path: str, *, expect=(200,), **kwargs):
-        response = self.client.request(method, path, **kwargs)
-        if response.status_code not in expect:
-            raise BenchError(f"{method} {path} as {self.username} answered {response.status_code}: "
-                             f"{response.text[:500]}")
-        return response
-
-    def json(self, method: str, path: str, *, expect=(200,), **kwargs):
-        return self.call(method, path, expect=expect, **kwargs).json()
-
-    def every(self, path: str) -> list:
-        """All items of a list endpoint, following its pages when it has them."""
-        data = self.json("GET", path)
-        if isinstance(data, list):
-            return data
-        items = list(data["results"])
-        while data.get("next"):
-            data = self.json("GET", data["next"])
-            items += data["results"]
-        return items
-
-
-def wait_for_run(researcher: Tandem, run_id: int, *, what: str, timeout: float, log=print) -> dict:
-    """Poll a training run until it finishes; BenchError unless it succeeded."""
-    deadline = time.monotonic() + timeout
-    shown = -1
-    while True:
-        run = researcher.json("GET", f"/api/training/runs/{run_id}/")
-        if run["status"] in ("succeeded", "failed", "cancelled"):
-            break
-        if run["progress"] is not None and int(run["progress"] * 10) != shown:
-            shown = int(run["progress"] * 10)
-            log(f"  {what}: {run['status']}, step {run['step']}/{run['max_steps']}")
-        if time.monotonic() > deadline:
-            raise BenchError(f"{what} (run {run_id}) still {run['status']} after {timeout:.0f} s.")
-        time.sleep(2)
-    if run["status"] != "succeeded":
-        raise BenchError(f"{what} (run {run_id}) {run['status']}: {run['error'][:500]}\n"
-                         + "\n".join((run.get("log_tail") or "").splitlines()[-15:]))
-    return run
-
-
-def annotator_accounts(admin: Tandem, *, count: int, password: str, prefix: str, create: bool) -> tuple[str, ...]:
-    """`prefix-<i>` usernames; with `create`, those that cannot log in yet are made through
-    invitations (POST /api/invitations/, then POST /api/invitations/accept/)."""
-    names = tuple(f"{prefix}-{index}" for index in range(count))
-    if not create:
-        return names
-    anonymous = httpx.Client(base_url=admin.base_url, timeout=30)
-    for name in names:
-        if anonymous.post("/api/auth/token/", json={"username": name, "password": password}).status_code == 200:
-            continue  # made by an earlier run
-        invitation = admin.json("POST", "/api/invitations/", expect=(201,), json={"role": "annotator"})
-        accepted = anonymous.post("/api/invitations/accept/", json={
-            "token": invitation["token"], "username": name, "password": password})
-        if accepted.status_code != 201:
-            raise BenchError(f"Creating annotator {name} failed ({accepted.status_code}: {accepted.text[:300]}).")
-    return names
-
-
-# --- The figures ------------------------------------------------------------------------------
-
-
-def interval(wins: float, n: int) -> list[float] | None:
-    found = wilson(round(wins), n) if n else None
-    return [round(found[0], 4), round(found[1], 4)] if found else None
-
-
-def held_out_accuracy(evaluation: dict) -> dict:
-    """The reward job's evaluation on the batch's held-out split (percentages) as shares."""
-    accuracy, counts = evaluation.get("accuracy") or {}, evaluation.get("counts") or {}
-
-    def share(key):
-        return None if accuracy.get(key) is None else round(accuracy[key] / 100, 4)
-
-    return {"pairs": evaluation.get("pairs"), "accuracy": share("overall"),
-            "accuracy_per_strength": {s: {"accuracy": share(f"strength={s}"), "pairs": counts.get(f"strength={s}", 0)}
-                                      for s in STRENGTHS},
-            "table8": evaluation.get("table")}
-
-
-def rm_agreement(rows: list[dict], *, model: PreferenceModel, variants: list[str], rng: random.Random) -> dict:
-    """On fresh pairs (two variants' answers to one held-out prompt): how often the reward model
-    orders them as the preference function does, and its accuracy per strength level when the pair
-    is labelled as a simulated annotator would label it (noise, thresholds)."""
-    by_prompt: dict[str, dict] = {}
-    for row in rows:
-        if row.get("answer") is not None and row.get("helpfulness_score") is not None:
-            key = json.dumps(row["prompt"], sort_keys=True)
-            by_prompt.setdefault(key, {"context": row["prompt"], "answers": {}})[
-                "answers"][row["variant"]] = (row["answer"], row["helpfulness_score"])
-    agree = compared = 0
-    per_strength = {s: [0, 0] for s in STRENGTHS}
-    for item in by_prompt.values():
-        names = [v for v in variants if v in item["answers"]]
-        for i, a in enumerate(names):
-            for b in names[i + 1:]:
-                (text_a, rm_a), (text_b, rm_b) = item["answers"][a], item["answers"][b]
-                pref_a, pref_b = model.score(item["context"], text_a), model.score(item["context"], text_b)
-                if pref_a != pref_b and rm_a != rm_b:
-                    compared += 1
-                    agree += (pref_a > pref_b) == (rm_a > rm_b)
-                judged = model.judge(context=item["context"], response_a=text_a, response_b=text_b,
-                                     focus="helpfulness", rng=rng)
-                if judged.choice is None or rm_a == rm_b:
-                    continue
-                correct = (rm_a > rm_b) == (judged.choice == "A")
-                per_strength[judged.payload["strength"]][0] += correct
-                per_strength[judged.payload["strength"]][1] += 1
-    total_right = sum(right for right, _ in per_strength.values())
-    total = sum(n for _, n in per_strength.values())
-    return {
-        "pairs": compared,
-        "agreement_with_preference": round(agree / compared, 4) if compared else None,
-        "agreement_ci95": interval(agree, compared),
-        "accuracy_per_strength": {s: {"accuracy": round(r / n, 4) if n else None, "pairs": n}
-                                  for s, (r, n) in per_strength.items()},
-        "accuracy": round(total_right / total, 4) if total else None,
-    }
-
-
-def verdict(rows: list[dict], *, model: PreferenceModel, new: str, start: str, rng: random.Random) -> dict:
-    """The new variant against the starting one on the held-out prompts, as the preference function
-    judges them (sides drawn at random; ties count half)."""
-    answers: dict[str, dict[str, str]] = {}
-    contexts: dict[str, list] = {}
-    for row in rows:
-        key = json.dumps(row["prompt"], sort_keys=True)
-        contexts[key] = row["prompt"]
-        if row.get("answer") is not None:
-            answers.setdefault(key, {})[row["variant"]] = row["answer"]
-    wins = noiseless = 0.0
-    scores = {new: [], start: []}
-    lengths = {new: [], start: []}
-    n = 0
-    for key, by_variant in answers.items():
-        if new not in by_variant or start not in by_variant:
-            continue
-        n += 1
-        context = contexts[key]
-        for name in (new, start):
-            scores[name].append(model.score(context, by_variant[name]))
-            lengths[name].append(len(by_variant[name]))
-        gap = scores[new][-1] - scores[start][-1]
-        noiseless += 1.0 if gap > 0 else 0.5 if gap == 0 else 0.0
-        new_side = rng.choice("AB")
-        sides = {new_side: by_variant[new], ("B" if new_side == "A" else "A"): by_variant[start]}
-        judged = model.judge(context=context, response_a=sides["A"], response_b=sides["B"], focus="helpfulness",
-                             rng=rng)
-        wins += 0.5 if judged.choice is None else float(judged.choice == new_side)
-    mean = {name: round(statistics.fmean(values), 4) if values else None for name, values in scores.items()}
-    mean_length = {name: round(statistics.fmean(values), 1) if values else None for name, values in lengths.items()}
-    return {
-        "prompts": n,
-        "win_rate": round(wins / n, 4) if n else None,
-        "win_rate_ci95": interval(wins, n),
-        "win_rate_noiseless": round(noiseless / n, 4) if n else None,
-        "win_rate_noiseless_ci95": interval(noiseless, n),
-        "mean_preference": mean,
-        "mean_length_chars": mean_length,
-        "length_drift": (round(mean_length[new] / mean_length[start], 4)
-                         if mean_length[new] is not None and mean_length[start] else None),
-    }
-
-
-def read_lines(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 # --- The loop ---------------------------------------------------------------------------------
@@ -390,6 +116,8 @@ def run_loop(options: Options, log=print) -> dict:
                             thresholds=profile.thresholds)
     train_prompts, held_out = split_prompts(options.prompts, held_out=profile.held_out_prompts,
                                             train=profile.train_prompts, seed=options.seed)
+    train_prompts = [prompt + profile.prompt_suffix for prompt in train_prompts]
+    held_out = [prompt + profile.prompt_suffix for prompt in held_out]
     admin = Tandem(options.url, *options.admin)
     researcher = Tandem(options.url, *options.researcher)
     variants = admin.every("/api/variants/")
@@ -408,7 +136,8 @@ def run_loop(options: Options, log=print) -> dict:
     }
     log(f"Profile {profile.name}: N={profile.judgements} judgements by {profile.annotators} annotators on "
         f"{len(train_prompts)} prompts, {len(held_out)} held out; K={profile.k}; answers ≤ {profile.max_new_tokens} "
-        f"tokens; preference {options.preference} (noise {profile.noise}, thresholds {profile.thresholds}).")
+        f"tokens; preference {options.preference} (noise {profile.noise}, thresholds {profile.thresholds})"
+        + (f"; every prompt ends {profile.prompt_suffix.strip()!r}." if profile.prompt_suffix else "."))
     log(f"Round-0 variants: {', '.join(v['name'] for v in active)}; the policy round samples from {start!r}.")
 
     saved = {v["id"]: {"max_new_tokens": v["max_new_tokens"]} for v in active}
@@ -537,53 +266,6 @@ def run_loop(options: Options, log=print) -> dict:
         options.out.parent.mkdir(parents=True, exist_ok=True)
         options.out.write_text(json.dumps(figures, indent=2) + "\n")
     return figures
-
-
-def table(figures: dict) -> list[str]:
-    """The results as one plain-text table."""
-    def pct(value):
-        return "–" if value is None else f"{100 * value:.1f} %"
-
-    def ci(values):
-        return "" if not values else f" [{100 * values[0]:.1f}–{100 * values[1]:.1f}]"
-
-    profile = figures["profile"]
-    rm = figures["reward_model"]
-    held = rm["held_out"]
-    fresh = rm["fresh_pairs"]
-    rows = [
-        ("profile", f"{profile['name']}: N={profile['judgements']}, K={profile['k']}, "
-                    f"≤{profile['max_new_tokens']} tokens, {figures['prompts']['train']} train / "
-                    f"{figures['prompts']['held_out']} held-out prompts"),
-        ("preference", f"{profile['preference']} (noise {profile['noise']})"),
-        ("round 0", f"{figures['round0']['stored']} judgements stored, annotators agree with the preference "
-                    f"{pct(figures['round0']['agreement_with_preference'])}"),
-        ("batch", f"{figures['batch']['label']} (frozen early)"),
-        ("RM held-out split", f"{pct(held.get('accuracy'))} of {held.get('pairs')} pairs"),
-    ]
-    for strength in STRENGTHS:
-        entry = (held.get("accuracy_per_strength") or {}).get(strength) or {}
-        fresh_entry = fresh["accuracy_per_strength"].get(strength) or {}
-        rows.append((f"  {strength.replace('_', ' ')}",
-                     f"held-out {pct(entry.get('accuracy'))} ({entry.get('pairs', 0)}) · fresh "
-                     f"{pct(fresh_entry.get('accuracy'))} ({fresh_entry.get('pairs', 0)})"))
-    rows.append(("RM on fresh pairs", f"agrees with the preference on {pct(fresh['agreement_with_preference'])}"
-                                      f"{ci(fresh['agreement_ci95'])} of {fresh['pairs']} pairs"))
-    for kind, result in figures["verdict"].items():
-        rows += [
-            (f"{kind} vs start", f"wins {pct(result['win_rate'])}{ci(result['win_rate_ci95'])} of "
-                                 f"{result['prompts']} held-out prompts (noiseless {pct(result['win_rate_noiseless'])}"
-                                 f"{ci(result['win_rate_noiseless_ci95'])})"),
-            ("  mean preference", " vs ".join(f"{name} {value}" for name, value in result["mean_preference"].items())),
-            ("  length drift", f"{result['length_drift']}× mean characters "
-                               + " vs ".join(f"{k} {v}" for k, v in result["mean_length_chars"].items())),
-        ]
-    for row in figures["leaderboard"].get("leaderboard", []):
-        rows.append((f"leaderboard #{row.get('rank_in_group', '')}", f"{row['variant']} score {row['score']} "
-                     f"(group {row.get('group')}, {row['wins']}/{row['comparisons']} wins)"))
-    rows.append(("time", ", ".join(f"{k} {v:.0f} s" for k, v in figures["seconds"].items())))
-    width = max(len(name) for name, _ in rows)
-    return [f"{name.ljust(width)}  {value}" for name, value in rows]
 
 
 def parse_credentials(value: str) -> tuple[str, str]:

@@ -1,0 +1,108 @@
+"""The loop benchmark's profiles (how big each step is) and the tastes its simulated annotators
+follow: `(context, response) -> float` functions, the contract of `manage.py simulate_annotators`."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import dataclass, field
+
+from annotation.simulation import DEFAULT_THRESHOLDS, POLITE_WORDS
+
+_WORD = re.compile(r"[A-Za-z']+")
+
+
+def plain_words_preference(context: list[dict], response: str) -> float:
+    """Plain language: shorter words are better, minus twice the mean word length in letters. A taste
+    SmolLM2's samples vary on within one prompt (its answers to the same question range from plain
+    to ornate, about 0.6 apart in the median pair), that survives answers cut at the token limit, and
+    that a reward model can learn from the words themselves. An answer without words scores −20."""
+    words = _WORD.findall(response)
+    return -2 * statistics.fmean(len(word) for word in words) if words else -20.0
+
+
+def concise_preference(context: list[dict], response: str) -> float:
+    """Concision: a tenth of a point off per word, so ten words shorter is 'significantly better',
+    five 'better' and two 'slightly better' with the default thresholds. SmolLM2, asked to answer in
+    one or two sentences (the cpu and gpu profiles add that to every prompt), sometimes does and
+    sometimes runs on to the token limit, so two samples of one prompt differ in this taste in most
+    pairs; a reward model can read it off the answer, and a policy can learn it from its own best
+    samples. An answer without words scores −10 (an empty answer is no answer)."""
+    words = _WORD.findall(response)
+    return -0.1 * len(words) if words else -10.0
+
+
+def polite_words_preference(context: list[dict], response: str) -> float:
+    """Politeness, counted: 0.4 per polite word (annotation.simulation.POLITE_WORDS), so one more
+    polite word is 'slightly better', two 'better', three 'significantly better' with the default
+    thresholds. The taste of the `tiny` profile, whose model answers in plain and polite sentences."""
+    return 0.4 * sum(word in POLITE_WORDS for word in _WORD.findall(response.lower()))
+
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big each step is. Printed with the results, so a figure always comes with its budget."""
+
+    name: str
+    preference: str  # dotted path of the default preference function
+    annotators: int  # concurrent simulated annotators
+    judgements: int  # round-0 judgements (one turn per dialogue)
+    train_prompts: int  # distinct training prompts (each judged several times when N is larger)
+    held_out_prompts: int  # disjoint prompts for the verdict
+    max_new_tokens: int  # the variants' answer budget during the run
+    k: int  # rejection-sampling samples per training prompt
+    rs_temperature: float
+    eval_temperature: float
+    verdict_judgements: int  # the short round with every variant active
+    reward: dict = field(default_factory=dict)  # the RM launch's settings
+    policy: dict = field(default_factory=dict)  # SFT settings of the rejection-sampling round
+    ppo: dict = field(default_factory=dict)
+    noise: float = 0.1
+    thresholds: tuple = DEFAULT_THRESHOLDS
+    timeout: float = 3600.0  # seconds to wait for one training run
+    prompt_suffix: str = ""  # added to every prompt (an instruction the taste is about)
+
+
+PROFILES = {
+    # The tests' tiny Llama taught to answer in plain and polite sentences (tests/helpers/tiny_chat.py):
+    # minutes on a CPU. The taste is politeness (polite words, counted), which its samples vary on.
+    "tiny": Profile(
+        name="tiny", preference="bench.loop_profiles.polite_words_preference", annotators=4, judgements=240,
+        train_prompts=40, held_out_prompts=64, max_new_tokens=32, k=8, rs_temperature=1.0, eval_temperature=1.0,
+        verdict_judgements=16, noise=0.1, thresholds=(1.0, 0.5, 0.2),
+        reward={"learning_rate": 1e-3, "epochs": 6, "batch_size": 16, "per_device_batch_size": 16,
+                "max_length": 128},
+        policy={"learning_rate": 1e-3, "epochs": 4, "per_device_batch_size": 8, "gradient_accumulation_steps": 1,
+                "max_length": 128},
+        ppo={"iterations": 4, "batch_size": 16, "mini_batch_size": 8, "rollout_batch_size": 8,
+             "max_new_tokens": 32, "learning_rate": 1e-4},
+        timeout=900),
+    # SmolLM2-135M-Instruct with short answers on a 2-core machine: within about an hour. The taste is
+    # concision; every prompt asks for one or two sentences, which SmolLM2 follows only some of the time.
+    "cpu": Profile(
+        name="cpu", preference="bench.loop_profiles.concise_preference", annotators=4, judgements=240,
+        train_prompts=60, held_out_prompts=40, max_new_tokens=64, k=4, rs_temperature=1.0, eval_temperature=0.7,
+        verdict_judgements=24, noise=0.1, thresholds=(1.0, 0.5, 0.2),
+        reward={"learning_rate": 1e-4, "epochs": 3, "batch_size": 16, "per_device_batch_size": 8,
+                "max_length": 256},
+        policy={"learning_rate": 5e-5, "epochs": 3, "per_device_batch_size": 8, "gradient_accumulation_steps": 1,
+                "max_length": 256},
+        ppo={"iterations": 8, "batch_size": 32, "mini_batch_size": 8, "rollout_batch_size": 8,
+             "max_new_tokens": 64, "learning_rate": 1e-6},
+        timeout=3600, prompt_suffix=" Answer in one or two sentences."),
+    # A GPU box: more judgements, more samples, full-length answers.
+    "gpu": Profile(
+        name="gpu", preference="bench.loop_profiles.concise_preference", annotators=16, judgements=1200,
+        train_prompts=89, held_out_prompts=30, max_new_tokens=256, k=8, rs_temperature=1.0, eval_temperature=0.7,
+        verdict_judgements=96, noise=0.1, thresholds=(1.0, 0.5, 0.2),
+        reward={"learning_rate": 1e-5, "epochs": 2, "batch_size": 64, "per_device_batch_size": 16,
+                "max_length": 1024},
+        policy={"learning_rate": 1e-5, "epochs": 2, "per_device_batch_size": 16, "gradient_accumulation_steps": 1,
+                "max_length": 1024},
+        ppo={"iterations": 40, "batch_size": 64, "mini_batch_size": 16, "rollout_batch_size": 32,
+             "max_new_tokens": 256, "learning_rate": 1e-6},
+        timeout=7200, prompt_suffix=" Answer in one or two sentences."),
+}
+
+

@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied, Throttled, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, Throttled, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from core.pagination import list_schema, paginated
@@ -77,7 +77,8 @@ class AnnotationAPIView(APIView):
 
     def handle_exception(self, exc):
         if isinstance(exc, NotYours):
-            return Response(status=status.HTTP_404_NOT_FOUND)
+            # The same answer as an id that does not exist at all.
+            return Response({"detail": NotFound.default_detail}, status=status.HTTP_404_NOT_FOUND)
         if isinstance(exc, Conflict):
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         if isinstance(exc, Unavailable):

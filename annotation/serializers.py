@@ -98,8 +98,8 @@ class TurnSerializer(serializers.ModelSerializer):
 
 
 class DialogueSerializer(serializers.ModelSerializer):
-    risk_category = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    attack_vector = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    risk_category = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    attack_vector = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     guideline_version = serializers.IntegerField(source="guideline.version", read_only=True, allow_null=True)
     turns = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
 

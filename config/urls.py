@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.http import JsonResponse
+from django.views.defaults import page_not_found
 from django.urls import include, path
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -28,6 +30,16 @@ class TokenLogin(ObtainAuthToken):
         # Django's request, not DRF's wrapper: axes marks a lockout on it, and its middleware, which
         # sees only Django's, answers 429.
         return {**super().get_serializer_context(), "request": self.request._request}
+
+def not_found(request, exception=None):
+    """404 for a URL that resolves to nothing: JSON under /api/ (what API clients and the schema
+    expect), Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)
+
+
+handler404 = not_found
 
 urlpatterns = [
     path("", include("accounts.urls")),

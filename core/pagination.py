@@ -3,6 +3,7 @@ says otherwise, with ``count``, ``next``, ``previous`` and ``results``."""
 
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
@@ -10,6 +11,13 @@ from rest_framework.response import Response
 class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def get_page_size(self, request):
+        # A page_size that is not a whole number is refused, not quietly ignored (0 or less: the default).
+        given = request.query_params.get(self.page_size_query_param)
+        if given is not None and not given.lstrip("-").isdigit():
+            raise ValidationError({self.page_size_query_param: "A whole number."})
+        return super().get_page_size(request)
 
 
 def page_of(serializer_class, name: str | None = None):
@@ -37,6 +45,6 @@ def list_schema(serializer_class, *, operation_id: str, name: str | None = None,
     return extend_schema(
         operation_id=operation_id, responses=page_of(serializer_class, name),
         parameters=[OpenApiParameter("page", OpenApiTypes.INT, description="A page number (from 1)."),
-                    OpenApiParameter("page_size", OpenApiTypes.INT,
+                    OpenApiParameter("page_size", OpenApiTypes.INT, required=False,
                                      description=f"Items per page, at most {Pagination.max_page_size}.")],
         **kwargs)

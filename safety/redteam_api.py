@@ -54,7 +54,7 @@ def _call(operation, **kwargs):
 class SessionStartSerializer(serializers.Serializer):
     model = serializers.CharField(max_length=20, help_text='An alias the red teamer was offered ("Model 1"); '
                                   "see GET sessions/models/.")
-    minutes = serializers.IntegerField()
+    minutes = serializers.IntegerField(min_value=redteam.MIN_MINUTES, max_value=redteam.MAX_MINUTES)
 
 
 class AttemptPostSerializer(serializers.Serializer):
@@ -125,7 +125,8 @@ class RedTeamAPIView(APIView):
 
     def handle_exception(self, exc):
         if isinstance(exc, NotYours):
-            return Response(status=status.HTTP_404_NOT_FOUND)
+            # The same answer as an id that does not exist at all.
+            return Response({"detail": NotFound.default_detail}, status=status.HTTP_404_NOT_FOUND)
         return super().handle_exception(exc)
 
     def own_session(self, pk: int):

@@ -208,6 +208,7 @@ SPECTACULAR_SETTINGS = {
         "ExportJobStatusEnum": "annotation.models.ExportJob.Status",
     },
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "core.schema.add_refusals"],
 }
 
 # --- Celery ---------------------------------------------------------------------------------

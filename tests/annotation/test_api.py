@@ -40,13 +40,13 @@ def snapshot():
 
 
 @pytest.mark.parametrize("role", ["annotator", "researcher", "admin"])
-def test_someone_elses_ids_answer_404_with_an_empty_body_on_every_url_and_verb(owner_turn, make_user, role):
+def test_someone_elses_ids_answer_404_as_unknown_ids_do_on_every_url_and_verb(owner_turn, make_user, role):
     intruder = token_client(make_user(f"other-{role}", role))
     before = snapshot()
     for method, url, body in urls(owner_turn):
         response = getattr(intruder, method)(url, body, format="json")
         assert response.status_code == 404, (method, url, response.status_code)
-        assert response.content == b"", (method, url, response.content)
+        assert response.json() == {"detail": "Not found."}, (method, url, response.content)
     assert snapshot() == before, "nothing changed"
 
 

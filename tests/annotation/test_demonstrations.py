@@ -83,4 +83,4 @@ def test_pages_and_api(client, annotator, offline_variants):
     eve = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=other).key}"}
     refused = client.post(reverse("api-turn-rewrite", args=[turn.pk]), {"answer": "mine"},
                           content_type="application/json", **eve)
-    assert refused.status_code == 404 and refused.content == b""
+    assert refused.status_code == 404 and refused.json() == {"detail": "Not found."}

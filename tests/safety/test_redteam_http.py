@@ -291,7 +291,7 @@ def test_the_api_answers_404_for_someone_elses_ids(alice, make_user, offline_var
         ("get", reverse("api-redteam-session", args=[999999]), None),
     ]:
         response = getattr(api, method)(url, data, format="json")
-        assert response.status_code == 404 and response.content == b"", url
+        assert response.status_code == 404 and response.json() == {"detail": "Not found."}, url
     attempt.refresh_from_db()
     session.refresh_from_db()
     assert attempt.violating is None and session.finished_at is None and RedTeamAttempt.objects.count() == 1

@@ -14,3 +14,14 @@ class LockoutBackend(AxesStandaloneBackend):
         if request is None:
             return None
         return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+def lockout_response(request, original_response, credentials):
+    """axes's answer to a locked-out login: JSON for the API (the token endpoint), the page elsewhere."""
+    from django.http import JsonResponse
+    from django.shortcuts import render
+
+    message = "Too many failed logins: this account is locked from your address for a while."
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": message}, status=429)
+    return render(request, "accounts/locked_out.html", status=429)

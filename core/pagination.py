@@ -12,8 +12,15 @@ class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
 
+    def get_page_number(self, request, paginator):
+        if len(request.query_params.getlist(self.page_query_param)) > 1:
+            raise ValidationError({self.page_query_param: "One page number."})
+        return super().get_page_number(request, paginator)
+
     def get_page_size(self, request):
         # A page_size that is not a whole number is refused, not quietly ignored (0 or less: the default).
+        if len(request.query_params.getlist(self.page_size_query_param)) > 1:
+            raise ValidationError({self.page_size_query_param: "One page size."})
         given = request.query_params.get(self.page_size_query_param)
         if given is not None and not given.lstrip("-").isdigit():
             raise ValidationError({self.page_size_query_param: "A whole number."})

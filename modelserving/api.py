@@ -1,6 +1,6 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
@@ -100,7 +100,10 @@ class PairDetail(APIView):
 class GenerationDetail(APIView):
     permission_classes = [AnyRole]
 
-    @extend_schema(responses=GenerationSerializer)
+    @extend_schema(responses=PolymorphicProxySerializer(
+        component_name="GenerationForRole", serializers=[GenerationSerializer, BlindGenerationSerializer],
+        resource_type_field_name=None),
+        description="Staff get the sampling record; annotators the blind view of their own responses.")
     def get(self, request, pk: int):
         generations = Generation.objects.select_related("variant")
         if not _sees_variants(request.user):

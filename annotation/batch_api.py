@@ -35,7 +35,7 @@ class AdminOnly(HasRole):
 
 class BatchSerializer(serializers.ModelSerializer):
     label = serializers.CharField(source="__str__")
-    frozen_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    frozen_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = Batch

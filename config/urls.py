@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.http import JsonResponse
+from django.views.defaults import bad_request as django_bad_request
 from django.views.defaults import page_not_found
 from django.urls import include, path
 from rest_framework import serializers
@@ -39,7 +40,16 @@ def not_found(request, exception=None):
     return page_not_found(request, exception)
 
 
+def bad_request(request, exception=None):
+    """400 for what Django refuses before a view runs (a body over DATA_UPLOAD_MAX_MEMORY_SIZE, too
+    many fields): JSON under /api/."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Bad request (too large, or malformed)."}, status=400)
+    return django_bad_request(request, exception)
+
+
 handler404 = not_found
+handler400 = bad_request
 
 urlpatterns = [
     path("", include("accounts.urls")),

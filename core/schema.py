@@ -13,6 +13,7 @@ REFUSALS = {
     "403": "The role does not allow this.",
     "404": "Unknown, or someone else's.",
     "409": "A conflict with the current state (a different judgement of the same turn, a lost lease).",
+    "414": "The URL is longer than the server takes.",
     "429": "Too many requests (a throttle, or too many pairs in flight).",
     "503": "Unavailable (no active policy variant, a broker that is down).",
 }

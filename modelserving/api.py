@@ -1,6 +1,6 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
@@ -100,10 +100,9 @@ class PairDetail(APIView):
 class GenerationDetail(APIView):
     permission_classes = [AnyRole]
 
-    @extend_schema(responses=PolymorphicProxySerializer(
-        component_name="GenerationForRole", serializers=[GenerationSerializer, BlindGenerationSerializer],
-        resource_type_field_name=None),
-        description="Staff get the sampling record; annotators the blind view of their own responses.")
+    @extend_schema(responses=BlindGenerationSerializer,
+                   description="Annotators get the blind view of their own responses; staff get these fields "
+                               "and the sampling record (variant, model_name, temperature, top_p, seed, …).")
     def get(self, request, pk: int):
         generations = Generation.objects.select_related("variant")
         if not _sees_variants(request.user):

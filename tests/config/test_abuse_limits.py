@@ -168,3 +168,15 @@ def test_an_api_url_that_resolves_to_nothing_answers_json(client):
     response = client.get("/api/dialogues/-3/")
     assert response.status_code == 404 and response.json() == {"detail": "Not found."}
     assert client.get("/annotate/nowhere/").status_code == 404
+
+
+def test_a_body_over_the_upload_limit_is_a_json_400_under_the_api(client, make_user, settings):
+    # drf>=3.17.2 applies DATA_UPLOAD_MAX_MEMORY_SIZE to JSON bodies too.
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    client.force_login(make_user("big"))
+    response = client.post("/api/dialogues/", {"focus": "helpfulness", "system_prompt": "x" * 5000},
+                           content_type="application/json")
+    assert response.status_code == 400
+    from annotation.models import Dialogue
+
+    assert not Dialogue.objects.exists()

@@ -1,6 +1,23 @@
 from django.contrib import admin
 
+from modelserving.admin import GenerationAdmin
+from modelserving.models import Generation
+
 from .models import AttackVector, Batch, Dialogue, Guideline, RiskCategory, Turn
+
+
+class FrozenRowsProtected:
+    """The admin's delete page and its "delete selected" action refuse rows that a frozen batch
+    holds (the database's triggers would refuse them anyway, as a server error): they are listed as
+    protected, the way Django lists rows a PROTECT foreign key keeps, and nothing is deleted."""
+
+    def frozen_among(self, objs) -> list:
+        raise NotImplementedError
+
+    def get_deleted_objects(self, objs, request):
+        to_delete, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        frozen = [f"{obj} (in a frozen batch; a frozen batch never changes)" for obj in self.frozen_among(objs)]
+        return to_delete, model_count, perms_needed, [*protected, *frozen]
 
 
 @admin.register(RiskCategory, AttackVector)
@@ -25,7 +42,7 @@ class TurnInline(admin.TabularInline):
 
 
 @admin.register(Dialogue)
-class DialogueAdmin(admin.ModelAdmin):
+class DialogueAdmin(FrozenRowsProtected, admin.ModelAdmin):
     list_display = ("id", "annotator", "focus", "status", "risk_category", "attack_vector", "created_at")
     list_filter = ("focus", "status")
     list_select_related = ("annotator", "risk_category", "attack_vector")
@@ -33,11 +50,23 @@ class DialogueAdmin(admin.ModelAdmin):
                        "created_at", "finished_at")
     inlines = [TurnInline]
 
-    def has_delete_permission(self, request, obj=None):
+    def frozen_among(self, objs) -> list:
         # Deleting a dialogue would take its turns with it: never once one sits in a frozen batch.
-        if obj is not None and obj.turns.filter(batch__status="frozen").exists():
-            return False
-        return super().has_delete_permission(request, obj)
+        ids = [obj.pk for obj in objs]
+        return list(Dialogue.objects.filter(pk__in=ids, turns__batch__status=Batch.Status.FROZEN).distinct())
+
+
+admin.site.unregister(Generation)
+
+
+@admin.register(Generation)
+class FrozenAwareGenerationAdmin(FrozenRowsProtected, GenerationAdmin):
+    """modelserving's generation admin, told which generations a frozen batch holds (batches are
+    annotation's, one floor up)."""
+
+    def frozen_among(self, objs) -> list:
+        ids = [obj.pk for obj in objs]
+        return list(Generation.objects.filter(pk__in=ids, pair__turn__batch__status=Batch.Status.FROZEN))
 
 
 @admin.register(Batch)

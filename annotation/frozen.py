@@ -1,12 +1,14 @@
-"""Frozen means frozen, in the database: triggers refuse UPDATE and DELETE of a frozen batch's rows.
+"""Frozen means frozen, in the database: triggers refuse UPDATE and DELETE of a frozen batch's rows,
+and INSERT of new turns or demonstrations into it.
 
 A frozen batch's turns (with their judgements), the generations of their pairs and its
-demonstrations cannot be changed or deleted, and the frozen batch row itself cannot change (it
+demonstrations cannot be added, changed or deleted, and the frozen batch row itself cannot change (it
 holds the snapshot the exports read). The application never tries; the triggers stop raw SQL, a
 shell or a future bug. PostgreSQL gets them through django-pgtrigger (declared in the models'
 Meta, installed by migrations); the SQLite default gets the same rules as plain SQLite triggers
-(migration 0008). Both answer with an integrity error (SQLSTATE 23000), which Django raises as
-``django.db.IntegrityError``.
+(installed after every migrate and flush by ``sqlite_triggers_install``, since SQLite drops a
+table's triggers whenever a migration rebuilds the table). Both answer with an integrity error
+(SQLSTATE 23000), which Django raises as ``django.db.IntegrityError``.
 """
 
 import pgtrigger
@@ -31,9 +33,9 @@ def _pg(name: str, operation, condition: str, what: str) -> pgtrigger.Trigger:
 # --- PostgreSQL (django-pgtrigger) ------------------------------------------------------------
 
 BATCH = _pg("frozen_batch", pgtrigger.Update | pgtrigger.Delete, "OLD.status = 'frozen'", "batch row")
-TURN = _pg("frozen_batch_turn", pgtrigger.Update | pgtrigger.Delete,
-           f"EXISTS ({_FROZEN.format(ref='OLD.batch_id')}) OR (TG_OP = 'UPDATE' AND "
-           f"EXISTS ({_FROZEN.format(ref='NEW.batch_id')}))", "turns and judgements")
+TURN = _pg("frozen_batch_turn", pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
+           f"(TG_OP <> 'INSERT' AND EXISTS ({_FROZEN.format(ref='OLD.batch_id')})) OR "
+           f"(TG_OP <> 'DELETE' AND EXISTS ({_FROZEN.format(ref='NEW.batch_id')}))", "turns and judgements")
 GENERATION = _pg("frozen_batch_generation", pgtrigger.Update | pgtrigger.Delete,
                  f"OLD.pair_id IS NOT NULL AND EXISTS ({_PAIR_FROZEN.format(ref='OLD.pair_id')})", "generations")
 DEMONSTRATION = _pg("frozen_batch_demonstration", pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
@@ -55,6 +57,8 @@ SQLITE_TRIGGERS = {
                                           "OLD.status = 'frozen'", "batch row"),
     "tandem_frozen_batch_delete": _sqlite("tandem_frozen_batch_delete", "DELETE", "annotation_batch",
                                           "OLD.status = 'frozen'", "batch row"),
+    "tandem_frozen_turn_insert": _sqlite("tandem_frozen_turn_insert", "INSERT", "annotation_turn",
+                                         f"EXISTS ({_FROZEN.format(ref='NEW.batch_id')})", "turns and judgements"),
     "tandem_frozen_turn_update": _sqlite(
         "tandem_frozen_turn_update", "UPDATE", "annotation_turn",
         f"EXISTS ({_FROZEN.format(ref='OLD.batch_id')}) OR EXISTS ({_FROZEN.format(ref='NEW.batch_id')})",
@@ -78,3 +82,27 @@ SQLITE_TRIGGERS = {
         "tandem_frozen_demonstration_delete", "DELETE", "annotation_demonstration",
         f"EXISTS ({_FROZEN.format(ref='OLD.batch_id')})", "demonstrations"),
 }
+
+
+# The migration that brought the newest of the SQLite rules (each rule's migration creates it and,
+# migrated backwards, drops it).
+LAST_TRIGGER_MIGRATION = ("annotation", "0008_frozen_turn_insert")
+
+
+def sqlite_triggers_install(sender=None, using="default", **kwargs) -> None:
+    """post_migrate: (re)create the SQLite triggers. A later migration that alters one of these
+    tables makes SQLite copy it into a new table, which drops its triggers; a flush may have dropped
+    them too. Dropped and created again, so a changed rule replaces the old one."""
+    from django.db import connections
+
+    connection = connections[using]
+    if connection.vendor != "sqlite":
+        return
+    from django.db.migrations.recorder import MigrationRecorder
+
+    if LAST_TRIGGER_MIGRATION not in MigrationRecorder(connection).applied_migrations():
+        return  # migrated back before the rules (their migrations dropped them): nothing to guard
+    with connection.cursor() as cursor:
+        for name, sql in SQLITE_TRIGGERS.items():
+            cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
+            cursor.execute(sql)

@@ -25,6 +25,8 @@ from accounts.roles import ADMIN, has_role
 from .models import Focus, ImportedComparison, PreferenceSource, Strength
 
 BULK = 1000
+# A margin is a handful of units in the reward model's loss (Llama 2's large table tops at 3).
+MAX_MARGIN = 100.0
 
 
 class ImportFormatError(ValidationError):
@@ -54,6 +56,38 @@ class Comparison:
 def _text(value, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{what} must be non-empty text")
+    if "\x00" in value:  # PostgreSQL's text refuses it
+        raise ValueError(f"{what} contains a NUL character")
+    return value
+
+
+def _shown(value) -> str:
+    """A value for an error message, however large."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _margin(value, what: str) -> float | None:
+    """None, or a finite number within ±MAX_MARGIN (1e30, 10**400, NaN and Infinity are refused)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} must be a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or abs(number) > MAX_MARGIN:
+        raise ValueError(f"{what} {_shown(value)} is out of range: give a number between "
+                         f"-{MAX_MARGIN:g} and {MAX_MARGIN:g}")
+    return number
+
+
+def _focus(value) -> str:
+    if value in (None, ""):
+        return ""
+    if value not in Focus.values:
+        raise ValueError(f"unknown focus {_shown(value)}; use {' or '.join(Focus.values)}")
     return value
 
 
@@ -67,6 +101,8 @@ def _messages(value, what: str) -> list[dict]:
         if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant") \
                 or not isinstance(message.get("content"), str):
             raise ValueError(f"{what} holds something that is not a chat message with a role and a content")
+        if "\x00" in message["content"]:
+            raise ValueError(f"{what} contains a NUL character")
         messages.append({"role": message["role"], "content": message["content"]})
     return messages
 
@@ -93,23 +129,6 @@ def _hh_transcript(text: str, what: str) -> list[dict]:
         raise ValueError(f"{what} is not a '\\n\\nHuman: … \\n\\nAssistant: …' transcript")
     roles = {"Human": "user", "Assistant": "assistant"}
     return [{"role": roles[parts[i]], "content": parts[i + 1]} for i in range(1, len(parts), 2)]
-
-
-def _margin(value, name: str) -> float | None:
-    """None, or a finite number (JSON lets NaN, Infinity and true through; the loss does not)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, not {value!r}"[:200])
-    return float(value)
-
-
-def _focus(value) -> str:
-    if value in (None, ""):
-        return ""
-    if value not in Focus.values:
-        raise ValueError(f"focus must be one of {', '.join(Focus.values)}, not {value!r}"[:200])
-    return value
 
 
 def read_hh_rlhf(record: dict) -> Comparison:
@@ -161,7 +180,7 @@ def read_tandem(record: dict) -> Comparison | None:
         return None  # no preference to import
     strength = record.get("strength")
     if strength not in Strength.values:
-        raise ValueError(f"unknown strength {strength!r}")
+        raise ValueError(f"unknown strength {_shown(strength)}")
     return Comparison(context=_messages(record.get("context"), "context"),
                       chosen=_text(record["chosen"].get("text"), "chosen.text"),
                       rejected=_text(record["rejected"].get("text"), "rejected.text"),
@@ -241,7 +260,7 @@ def preferences_import(*, path: Path, kind: str, source_name: str, admin, focus:
                 raise ImportFormatError(line, "a record must be a JSON object")
             try:
                 comparison = reader(record)
-            except (ValueError, TypeError, AttributeError, KeyError) as error:
+            except (ValueError, TypeError, AttributeError, KeyError, ArithmeticError) as error:
                 raise ImportFormatError(line, str(error)) from error
             if comparison is None:
                 report.skipped["no preference"] = report.skipped.get("no preference", 0) + 1

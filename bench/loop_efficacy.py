@@ -230,12 +230,13 @@ def run_loop(options: Options, log=print) -> dict:
                                           "max_new_tokens": profile.max_new_tokens})
             served.append(variant["id"])
             log(f"Serving {checkpoint_name} as variant {variant_name}.")
-        # A local server joins once it answers (a worker task activates its variant).
-        deadline = time.monotonic() + 600
-        while not all(v["is_active"] for v in researcher.every("/api/variants/") if v["id"] in served):
+        # A local model server loads its model after the request returned: its variant turns active
+        # once it answers.
+        deadline = time.monotonic() + profile.timeout
+        while not all(v["is_active"] for v in admin.every("/api/variants/") if v["id"] in served):
             if time.monotonic() > deadline:
-                raise BenchError("The new variants' servers did not answer within 600 s.")
-            time.sleep(2)
+                raise BenchError("A served checkpoint's model server did not answer in time.")
+            time.sleep(1)
         step_done("serve")
 
         # The verdict: every variant answers the held-out prompts; the new RM scores every answer.

@@ -35,8 +35,9 @@ class Task(DjangoTask):
 
 app = Celery("tandem", task_cls=Task)
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# `sampling` runs on CPU boxes next to the web tier; `gpu` on the boxes that train.
-app.conf.task_queues = (Queue("sampling"), Queue("gpu"))
+# `sampling` runs on CPU boxes next to the web tier, `exports` on a CPU worker of its own (it writes
+# the files the web tier serves); `gpu` on the boxes that train.
+app.conf.task_queues = (Queue("sampling"), Queue("exports"), Queue("gpu"))
 app.autodiscover_tasks()
 
 

@@ -61,8 +61,11 @@ def _client(endpoint: Endpoint) -> openai.OpenAI:
         connect=endpoint.connect_timeout, read=endpoint.read_timeout, write=endpoint.read_timeout, pool=5.0
     )
     # Retries are the Celery task's business (with backoff and a record of each try), not the SDK's.
+    # Redirects are never followed (the SDK's own client follows them): the endpoint is the
+    # variant's URL and nothing the server answers may send the prompt, or the key, anywhere else.
+    http_client = openai.DefaultHttpxClient(timeout=timeout, follow_redirects=False)
     return openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "EMPTY",
-                         timeout=timeout, max_retries=0)
+                         timeout=timeout, max_retries=0, http_client=http_client)
 
 
 def _describe(error: Exception, endpoint: Endpoint) -> EndpointError:
@@ -71,6 +74,11 @@ def _describe(error: Exception, endpoint: Endpoint) -> EndpointError:
         return EndpointError(
             f"The model server at {where} did not answer within {endpoint.read_timeout:g} s.", transient=True
         )
+    if isinstance(error, openai.APIStatusError) and 300 <= error.status_code < 400:
+        location = _short(error.response.headers.get("location", "") or "nowhere", 200)
+        return EndpointError(
+            f"The model server at {where} answered with a redirect (HTTP {error.status_code} to {location}); "
+            "redirects are not followed. Set the variant's base URL to the server itself.", transient=False)
     if isinstance(error, openai.APIStatusError):
         detail = _status_detail(error)
         code = error.status_code
@@ -118,8 +126,9 @@ def stream_chat(endpoint: Endpoint, body: dict, *, on_text: Callable[[str], None
     parts: list[str] = []
     finish_reason = ""
     usage = None
+    api = _client(endpoint)
     try:
-        stream = _client(endpoint).chat.completions.create(
+        stream = api.chat.completions.create(
             **body, stream=True, stream_options={"include_usage": True}
         )
         with stream:
@@ -146,6 +155,8 @@ def stream_chat(endpoint: Endpoint, body: dict, *, on_text: Callable[[str], None
         raise EndpointError(f"The model server at {endpoint.base_url} sent something that is not an OpenAI "
                             f"chat stream ({error.__class__.__name__}: {_short(str(error), 120)}).",
                             transient=False) from error
+    finally:
+        api.close()
     if not finish_reason:
         raise EndpointError(
             f"The model server at {endpoint.base_url} closed the stream before the response finished.",
@@ -166,7 +177,11 @@ def probe(base_url: str, *, timeout: float = 3.0, api_key: str = "") -> dict:
     started = time.monotonic()
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        response = httpx.get(base_url.rstrip("/") + "/models", timeout=timeout, headers=headers)
+        response = httpx.get(base_url.rstrip("/") + "/models", timeout=timeout, headers=headers,
+                             follow_redirects=False)
+        if response.is_redirect:
+            return {"ok": False, "error": f"answered with a redirect (HTTP {response.status_code}), not followed",
+                    "latency_ms": int((time.monotonic() - started) * 1000)}
         response.raise_for_status()
         models = [entry.get("id") for entry in response.json().get("data", [])]
     except (httpx.HTTPError, ValueError) as error:

@@ -1,6 +1,11 @@
 """`transformers serve` processes that Tandem starts itself for new policy variants (embedded
 set-up). Each runs detached in its own session, logs under var/logs/, and is recorded in
-`LocalServer`, so it can be shown and stopped."""
+`LocalServer`, so it can be shown and stopped.
+
+A server takes seconds to minutes to load its model. Nothing waits for it holding a web request
+or a worker slot: `local_server_launch` starts the process and returns, and the Celery task
+`local_server_activate` looks once whether it answers, then asks to be run again a moment later;
+the variant it serves turns active when it does."""
 
 from __future__ import annotations
 
@@ -29,16 +34,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _check_name(name: str) -> None:
-    """A variant's name (a slug): it is part of the log file's path, so checked before anything starts."""
+def local_server_launch(*, model_dir: Path | str, name: str) -> LocalServer:
+    """Start `transformers serve` on a free loopback port and return at once (see
+    local_server_activate for when it answers). The name is checked first: it is part of a file path."""
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ValidationError({"name": "A name of 1 to 64 letters, digits, - or _."})
-
-
-def local_server_start(*, model_dir: Path | str, name: str, timeout: float = 120.0, wait: bool = True) -> LocalServer:
-    """Start `transformers serve` on a free loopback port; with ``wait``, until it lists its model
-    (``local_server_wait``). A web request does not wait: a task activates its variant once it answers."""
-    _check_name(name)
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ValidationError(f"{model_dir} is not a model folder (no config.json).")
@@ -50,60 +50,56 @@ def local_server_start(*, model_dir: Path | str, name: str, timeout: float = 120
         process = subprocess.Popen(serve_command(model_dir, port=port), stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, env=serve_environment(settings.LOCAL_SERVE_THREADS),
                                    start_new_session=True)
-    server = LocalServer.objects.create(model_dir=str(model_dir), port=port, pid=process.pid, log_path=str(log_path))
-    if wait:
-        local_server_wait(server=server, timeout=timeout, exited=lambda: process.poll() is not None)
-    return server
+    return LocalServer.objects.create(model_dir=str(model_dir), port=port, pid=process.pid, log_path=str(log_path))
 
 
 def _exited(pid: int) -> bool:
+    """Whether the process is gone (or a zombie its parent has not reaped: it exited all the same)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         return False
-    try:  # a child of this process that exited and was not reaped yet
-        return os.waitpid(pid, os.WNOHANG)[0] == pid
-    except ChildProcessError:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
         return False
 
 
-def local_server_wait(*, server: LocalServer, timeout: float = 120.0, exited=None) -> LocalServer:
-    """Until the server lists its model; ValidationError (and the server stopped) when it exits or
-    does not answer within ``timeout`` seconds."""
-    exited = exited or (lambda: _exited(server.pid))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if exited():
-            server.stopped_at = timezone.now()
-            server.save(update_fields=["stopped_at"])
-            tail = Path(server.log_path).read_text(errors="replace")[-1500:]
-            raise ValidationError(f"The model server for {server.model_dir} exited at start: {tail}")
-        if client.probe(server.base_url, timeout=2).get("ok"):
-            return server
-        time.sleep(0.5)
-    local_server_stop(server=server)
-    raise ValidationError(f"The model server for {server.model_dir} did not answer within {timeout:.0f} s.")
+def local_server_look(*, server: LocalServer) -> str:
+    """One look, no waiting: "ready" (it lists its models), "exited" or "starting"."""
+    if _exited(server.pid):
+        return "exited"
+    return "ready" if client.probe(server.base_url, timeout=2).get("ok") else "starting"
 
 
-def local_server_activate(*, server_id: int, timeout: float = 120.0) -> str:
-    """Wait for a started server, then put its variant in front of annotators; a server that never
-    answers is stopped and its variant stays inactive, with the reason in its notes. Idempotent."""
-    server = LocalServer.objects.select_related("variant").filter(pk=server_id).first()
-    if server is None or server.variant is None or server.stopped_at is not None:
+def local_server_activate(*, server_id: int, deadline: float) -> str:
+    """Look once at a launched server: activate its variant when it answers; when it exited, or is
+    still silent at ``deadline`` (epoch seconds), stop it and say why in the variant's notes.
+    Returns "active", "failed", "starting" (look again later) or "gone" (stopped meanwhile)."""
+    from .models import PolicyVariant
+
+    server = LocalServer.objects.filter(pk=server_id, stopped_at__isnull=True).first()
+    if server is None:
         return "gone"
-    if server.variant.is_active:
+    look = local_server_look(server=server)
+    if look == "ready":
+        if server.variant_id:
+            PolicyVariant.objects.filter(pk=server.variant_id).update(is_active=True)
         return "active"
-    try:
-        local_server_wait(server=server, timeout=timeout)
-    except ValidationError as error:
-        variant = server.variant
-        variant.notes = f"{variant.notes}\nIts local server did not start: {' '.join(error.messages)[:1000]}".strip()
-        variant.save(update_fields=["notes", "updated_at"])
-        return "failed"
-    server.variant.__class__.objects.filter(pk=server.variant_id).update(is_active=True, updated_at=timezone.now())
-    return "active"
+    if look == "starting" and time.time() < deadline:
+        return "starting"
+    if look == "exited":
+        tail = Path(server.log_path).read_text(errors="replace")[-1500:] if Path(server.log_path).is_file() else ""
+        why = f"The model server for {server.model_dir} exited at start: {tail}"
+    else:
+        why = f"The model server for {server.model_dir} did not answer in time; it was stopped."
+    local_server_stop(server=server)
+    if server.variant_id:
+        variant = PolicyVariant.objects.get(pk=server.variant_id)
+        PolicyVariant.objects.filter(pk=variant.pk).update(is_active=False, notes=f"{variant.notes}\n{why}".strip())
+    return "failed"
 
 
 def local_server_stop(*, server: LocalServer) -> LocalServer:

@@ -161,6 +161,9 @@ class Generation(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     recoveries = models.PositiveSmallIntegerField(
         default=0, help_text="Times the recovery sweep sent it again (its task was lost or its worker stopped).")
+    lapses = models.PositiveSmallIntegerField(
+        default=0, help_text="Times its worker stopped mid-try (its lease lapsed) and the sweep sent it again; "
+                             "RECOVERY_MAX_REQUEUES of these and it ends failed.")
     error = models.TextField(blank=True, help_text="Why the last try failed, in words a person can read.")
 
     # The claim of the worker running it (see services.sampling).

@@ -370,10 +370,11 @@ def generation_requeue(*, generation: Generation) -> Generation:
         generation.status = Generation.Status.QUEUED
         generation.attempts = 0
         generation.recoveries = 0
+        generation.lapses = 0
         generation.error = ""
         generation.text = ""
         generation.finished_at = None
-        generation.save(update_fields=["status", "attempts", "recoveries", "error", "text", "finished_at",
+        generation.save(update_fields=["status", "attempts", "recoveries", "lapses", "error", "text", "finished_at",
                                        "updated_at"])
         tasks.generation_sample.delay_on_commit(generation.id)
     return generation
@@ -394,7 +395,13 @@ def generations_recover(*, queued_after: float | None = None, lapsed_after: floa
     seconds since their last change, or running with a lease that lapsed ``lapsed_after`` seconds
     ago (their worker died and no redelivery took them over). They go through the same task as
     ever, whose claim makes a second delivery harmless and never produces a finished generation
-    again. One that was sent again RECOVERY["MAX_REQUEUES"] times ends failed, with the reason."""
+    again.
+
+    Only a lapsed lease counts towards RECOVERY["MAX_REQUEUES"]: a worker died running it, and one
+    that kills its worker every time ends failed, with the reason. A generation that was only ever
+    queued did nothing wrong (its message was lost, the broker was down): it is sent again for as
+    long as it takes. Each row is recovered in its own savepoint: one that cannot be written is
+    logged and the sweep goes on with the others."""
     from . import tasks
 
     recovery = settings.RECOVERY
@@ -408,21 +415,36 @@ def generations_recover(*, queued_after: float | None = None, lapsed_after: floa
     with transaction.atomic():
         # SKIP LOCKED: a generation a worker is claiming right now is not stuck.
         for generation in stuck.select_for_update(skip_locked=True).order_by("pk")[:limit]:
-            generation.lease_token, generation.lease_expires_at = None, None
-            if generation.recoveries >= recovery["MAX_REQUEUES"]:
-                generation.status, generation.finished_at = Generation.Status.FAILED, now
-                generation.error = (
-                    f"Gave up: it was sent to the sampling workers {generation.recoveries + 1} times and never "
-                    "finished (the broker or the workers were unavailable)."
-                    + (f" Last error: {generation.error}" if generation.error else ""))
-                failed.append(generation.pk)
-            else:
-                generation.status = Generation.Status.QUEUED
-                generation.recoveries += 1
-                requeued.append(generation.pk)
-                tasks.generation_sample.delay_on_commit(generation.pk)
-            generation.save(update_fields=["status", "finished_at", "error", "recoveries", "lease_token",
-                                           "lease_expires_at", "updated_at"])
+            try:
+                with transaction.atomic():  # a savepoint: a refused row rolls back alone
+                    outcome = _recover_one(generation, now=now, max_lapses=recovery["MAX_REQUEUES"])
+                    if outcome == "requeued":
+                        tasks.generation_sample.delay_on_commit(generation.pk)
+            except Exception:
+                logger.exception("recovery: generation %s could not be sent again; the sweep goes on",
+                                 generation.pk)
+                continue
+            (requeued if outcome == "requeued" else failed).append(generation.pk)
     if requeued or failed:
         logger.warning("recovery: sent %s stuck generations again %s; failed %s", len(requeued), requeued, failed)
     return Recovered(requeued=requeued, failed=failed)
+
+
+def _recover_one(generation: Generation, *, now, max_lapses: int) -> str:
+    """Call inside a savepoint holding the row lock. Returns "requeued" or "failed"."""
+    lapsed = generation.status == Generation.Status.RUNNING
+    generation.lease_token, generation.lease_expires_at = None, None
+    if lapsed and generation.lapses >= max_lapses:
+        generation.status, generation.finished_at = Generation.Status.FAILED, now
+        generation.error = (
+            f"Gave up: the worker running it stopped {generation.lapses + 1} times before it finished."
+            + (f" Last error: {generation.error}" if generation.error else ""))
+        outcome = "failed"
+    else:
+        generation.status = Generation.Status.QUEUED
+        generation.recoveries += 1
+        generation.lapses += int(lapsed)
+        outcome = "requeued"
+    generation.save(update_fields=["status", "finished_at", "error", "recoveries", "lapses", "lease_token",
+                                   "lease_expires_at", "updated_at"])
+    return outcome

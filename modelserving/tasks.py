@@ -2,8 +2,9 @@ import os
 import socket
 
 from celery import shared_task
+from django.conf import settings
 
-from . import services
+from . import local_servers, services
 
 
 @shared_task(name="modelserving.generation_sample", bind=True, max_retries=None)
@@ -28,9 +29,11 @@ def generations_recover() -> dict:
     return {"requeued": recovered.requeued, "failed": recovered.failed}
 
 
-@shared_task(name="modelserving.local_server_activate", ignore_result=True)
-def local_server_activate(server_id: int) -> str:
-    """Activate the variant of a local server Tandem started, once it answers (off the web request)."""
-    from .local_servers import local_server_activate as activate
-
-    return activate(server_id=server_id)
+@shared_task(name="modelserving.local_server_activate", bind=True, max_retries=None, ignore_result=True)
+def local_server_activate(self, server_id: int, deadline: float) -> str:
+    """Look once whether a launched local model server answers; if it is still loading, run again
+    in LOCAL_SERVE_POLL seconds instead of holding the worker slot while it starts."""
+    state = local_servers.local_server_activate(server_id=server_id, deadline=deadline)
+    if state == "starting":
+        raise self.retry(countdown=settings.LOCAL_SERVE_POLL)
+    return state

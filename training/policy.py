@@ -4,7 +4,6 @@ through the same task, heartbeat and failure handling as a reward-model run (run
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -12,7 +11,7 @@ from annotation.models import Batch, Demonstration
 from modelserving.models import PolicyVariant
 
 from .models import Checkpoint, TrainingRun
-from .services import _require_researcher, checkpoint_default_base, number_in_range
+from .services import _require_researcher, checkpoint_default_base, number_in_range, run_enqueue
 
 # The settings a researcher may change, per kind, with their bounds. Everything else keeps the
 # job's default (the paper's).
@@ -71,8 +70,6 @@ def policy_run_launch(*, researcher, kind: str, batches: list[str] = (), base: C
                       pool_runs: list[int] = (), instructions: list[str] = (), prompts: list[str] = (),
                       name: str = "", job_settings: dict | None = None) -> TrainingRun:
     """Validate a policy run (or a model-based evaluation) and queue it on the GPU workers."""
-    from .tasks import run_execute
-
     _require_researcher(researcher)
     errors: dict[str, str] = {}
     if kind not in SETTINGS:
@@ -125,6 +122,5 @@ def policy_run_launch(*, researcher, kind: str, batches: list[str] = (), base: C
     with transaction.atomic():
         run = TrainingRun.objects.create(kind=kind, name=name[:120], config=config, data=data, base=base,
                                          launched_by=researcher)
-    limit = settings.TRAINING_RUN_TIME_LIMIT
-    transaction.on_commit(lambda: run_execute.apply_async((run.pk,), soft_time_limit=limit, time_limit=limit + 120))
+        run_enqueue(run=run)
     return run

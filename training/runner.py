@@ -178,8 +178,14 @@ class _Heartbeat(threading.Thread):
 
         try:
             while not self.stopped.wait(settings.TRAINING_HEARTBEAT_SECONDS):
-                if not TrainingRun.objects.filter(pk=self.run_id, status=TrainingRun.Status.RUNNING).update(
-                        heartbeat_at=timezone.now()):
+                try:
+                    beaten = TrainingRun.objects.filter(pk=self.run_id, status=TrainingRun.Status.RUNNING).update(
+                        heartbeat_at=timezone.now())
+                except Exception:  # a database hiccup (a restart, a dropped connection): beat again next time
+                    logger.exception("run %s: a heartbeat could not be written; trying again", self.run_id)
+                    connection.close()  # a broken connection is replaced at the next beat
+                    continue
+                if not beaten:
                     return  # failed or cancelled meanwhile: the runner sees it before it starts the job
         finally:
             connection.close()  # this thread's own connection

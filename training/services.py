@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from .data import PRIMARY, ROLES, SECONDARY, default_mix, part_sizes
 from core.preference_scale import MARGIN_TABLES
 from .jobs.reward import RewardJobConfig
 from .models import Checkpoint, TrainingRun
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_NAME = "smollm2-135m-instruct"
 # Fields the launching task fills in: they are paths on the GPU worker, not choices.
@@ -155,8 +159,6 @@ def run_launch(*, researcher, focus: str, batches: list[str] = (), sources: list
                learning_rate: float = 1e-5, epochs: float = 1.0, max_length: int = 1024, batch_size: int = 512,
                per_device_batch_size: int = 8, seed: int = 0, name: str = "") -> TrainingRun:
     """Validate a reward-model run and queue it on the GPU workers (after the transaction commits)."""
-    from .tasks import run_execute
-
     _require_researcher(researcher)
     base = base or checkpoint_default_base()
     config, data = reward_run_validate(
@@ -165,9 +167,29 @@ def run_launch(*, researcher, focus: str, batches: list[str] = (), sources: list
         per_device_batch_size=per_device_batch_size, seed=seed)
     run = TrainingRun.objects.create(kind=TrainingRun.Kind.REWARD_MODEL, focus=focus, name=name[:120], config=config,
                                      data=data, base=base, launched_by=researcher)
-    limit = settings.TRAINING_RUN_TIME_LIMIT
-    transaction.on_commit(lambda: run_execute.apply_async((run.pk,), soft_time_limit=limit, time_limit=limit + 120))
+    run_enqueue(run=run)
     return run
+
+
+def run_enqueue(*, run: TrainingRun) -> None:
+    """Send a queued run to the GPU workers once the transaction commits (launch, policy launch,
+    relaunch). A broker that refuses the message fails the run at once, with the reason: nothing
+    else would ever take it, and a run that sits queued forever tells the researcher nothing."""
+    from .tasks import run_execute
+
+    limit = settings.TRAINING_RUN_TIME_LIMIT
+
+    def send() -> None:
+        try:
+            run_execute.apply_async((run.pk,), soft_time_limit=limit, time_limit=limit + 120)
+        except Exception as error:  # kombu's OperationalError, a timeout, a reset, a refused connection
+            logger.warning("run %s: the broker refused its message (%s: %s)", run.pk, error.__class__.__name__, error)
+            TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
+                status=TrainingRun.Status.FAILED, finished_at=timezone.now(),
+                error=(f"Not started: the task queue did not accept the run ({error.__class__.__name__}). "
+                       "Launch it again once the broker (Redis) is back."))
+
+    transaction.on_commit(send)
 
 
 def run_cancel(*, run: TrainingRun, user) -> TrainingRun:
@@ -189,18 +211,21 @@ def run_cancel(*, run: TrainingRun, user) -> TrainingRun:
 def run_relaunch(*, run: TrainingRun, researcher) -> TrainingRun:
     """A new run with the same kind, job configuration, data and base as a failed or cancelled one
     (its worker died, it was cancelled by mistake), queued like a launch. The data files are
-    written afresh by the new run; the old run stays as it ended."""
-    from .tasks import run_execute
-
+    written afresh by the new run; the old run stays as it ended. The old run's row is locked, and
+    a run whose relaunch is still queued or running is not launched again (a double click)."""
     _require_researcher(researcher)
-    if run.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
-        raise ValidationError(f"Only a failed or cancelled run can be launched again; {run} is {run.status}.")
-    data = {key: value for key, value in run.data.items() if key != "written"}
-    relaunched = TrainingRun.objects.create(kind=run.kind, focus=run.focus, name=run.name, config=run.config,
-                                            data=data, base=run.base, launched_by=researcher, relaunch_of=run)
-    limit = settings.TRAINING_RUN_TIME_LIMIT
-    transaction.on_commit(lambda: run_execute.apply_async((relaunched.pk,), soft_time_limit=limit,
-                                                          time_limit=limit + 120))
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().select_related("base").get(pk=run.pk)
+        if run.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
+            raise ValidationError(f"Only a failed or cancelled run can be launched again; {run} is {run.status}.")
+        pending = run.relaunches.exclude(status__in=TrainingRun.FINISHED).order_by("pk").first()
+        if pending is not None:
+            raise ValidationError(f"{run} was launched again already, as run {pending.pk} ({pending.status}); "
+                                  "wait for it to end or cancel it first.")
+        data = {key: value for key, value in run.data.items() if key != "written"}
+        relaunched = TrainingRun.objects.create(kind=run.kind, focus=run.focus, name=run.name, config=run.config,
+                                                data=data, base=run.base, launched_by=researcher, relaunch_of=run)
+        run_enqueue(run=relaunched)
     return relaunched
 
 
@@ -248,13 +273,13 @@ def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperatu
     """Put a policy checkpoint in front of annotators as a new policy variant.
 
     With POLICY_SERVING=local (the embedded set-up) and no URL, Tandem starts `transformers serve`
-    for it on loopback, and the variant joins pairing at once. With a URL (the operator ran
-    `vllm_command(...)`), the endpoint is filed for an admin to approve: endpoints are trusted
-    configuration, and nothing samples the variant until then."""
-    from modelserving import tasks as modelserving_tasks
-    from modelserving.local_servers import local_server_start, local_server_stop
+    for it on loopback, and the variant, inactive until then, joins pairing once the server answers.
+    With a URL (the operator ran `vllm_command(...)`), the endpoint is filed for an admin to approve:
+    endpoints are trusted configuration, and nothing samples the variant until then."""
+    from modelserving.local_servers import local_server_launch, local_server_stop
     from modelserving.models import PolicyVariant
     from modelserving.services import variant_create
+    from modelserving.tasks import local_server_activate
 
     _require_researcher(researcher)
     if checkpoint.kind != Checkpoint.Kind.POLICY:
@@ -271,15 +296,22 @@ def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperatu
         PolicyVariant(name=name, base_url="http://127.0.0.1:1/v1", model_name=checkpoint.path,
                       temperature_min=temperature_min, temperature_max=temperature_max,
                       max_new_tokens=max_new_tokens, sampling_weight=sampling_weight).full_clean()
-        server = local_server_start(model_dir=checkpoint.path, name=name, wait=False)
+        # Started here, not waited for: the variant turns active once its server answers
+        # (modelserving.local_server_activate looks, without holding a worker slot meanwhile).
+        server = local_server_launch(model_dir=checkpoint.path, name=name)
         base_url, model_name = server.base_url, checkpoint.path
     try:
         with transaction.atomic():
+            # Two requests at once (a double click) both passed the check above: the row lock makes
+            # the second wait for the first and then see its variant.
+            locked = (Checkpoint.objects.select_for_update(of=("self",)).select_related("variant")
+                      .get(pk=checkpoint.pk))
+            if locked.variant_id:
+                raise ValidationError(f"{checkpoint} is served already, as variant {locked.variant}.")
             variant = variant_create(name=name, base_url=base_url, model_name=model_name or name,
                                      temperature_min=temperature_min, temperature_max=temperature_max,
                                      max_new_tokens=max_new_tokens, sampling_weight=sampling_weight,
                                      awaiting_approval=awaiting_approval,
-                                     # A local server joins pairing once it answers (a task waits).
                                      is_active=server is None,
                                      notes=f"From checkpoint {checkpoint} ({checkpoint.path})."
                                      + (f" Endpoint filed by {researcher} for approval." if awaiting_approval else ""))
@@ -287,7 +319,8 @@ def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperatu
             if server is not None:
                 server.variant = variant
                 server.save(update_fields=["variant"])
-                modelserving_tasks.local_server_activate.delay_on_commit(server.pk)
+                deadline = time.time() + settings.LOCAL_SERVE_START_TIMEOUT
+                local_server_activate.delay_on_commit(server.pk, deadline)
     except Exception:
         if server is not None:
             local_server_stop(server=server)

@@ -139,10 +139,9 @@ def checkpoint_detail(request, pk: int):
         except ValidationError as error:
             problems = error.messages
         else:
-            messages.success(request, f"Variant {variant.name} serves {checkpoint}: "
-                             + ("it waits for an admin to approve its endpoint." if variant.awaiting_approval
-                                else "it joins pairing once its server answers." if not variant.is_active
-                                else "it joins pairing now."))
+            when = ("once an admin approves its endpoint" if variant.awaiting_approval else "now" if variant.is_active
+                    else "once its model server answers (it is loading the model)")
+            messages.success(request, f"Variant {variant.name} is serving {checkpoint} and joins pairing {when}.")
             return redirect("training:checkpoint", checkpoint.pk)
     side = _checkpoint_context(checkpoint)
     return render(request, "training/checkpoint.html", {

@@ -243,7 +243,10 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_DEFAULT_QUEUE = "sampling"
 CELERY_TASK_ROUTES = {
     "modelserving.*": {"queue": "sampling"},
-    # Exports and the recovery sweeps run next to sampling, on the CPU boxes.
+    # An export of a large batch takes minutes: it has its queue and its worker (`exporter`), so it
+    # never waits behind sampling messages and never holds a sampling slot.
+    "annotation.export_run": {"queue": "exports"},
+    # The recovery sweeps are short: they run next to sampling, on the CPU boxes.
     "annotation.*": {"queue": "sampling"},
     # The heartbeat check runs where the web tier's workers are: it must work when GPU boxes die.
     "training.runs_check_heartbeats": {"queue": "sampling"},
@@ -265,8 +268,11 @@ RECOVERY = {
     # Keep it above SAMPLING_BACKOFF_MAX, the longest a retry legitimately waits while queued.
     "QUEUED_AFTER": env.float("RECOVERY_QUEUED_AFTER", default=120.0),
     # Running, but its lease lapsed this long ago: its worker died and no redelivery took it over.
-    "LAPSED_AFTER": env.float("RECOVERY_LAPSED_AFTER", default=30.0),
-    # Sent again this many times and still stuck: it ends failed, with the reason.
+    # SAMPLING_LEASE_SECONDS + this must be at least SAMPLING_CONNECT_TIMEOUT + SAMPLING_READ_TIMEOUT
+    # (a request that waits that long is still alive); `manage.py check` warns otherwise.
+    "LAPSED_AFTER": env.float("RECOVERY_LAPSED_AFTER", default=60.0),
+    # Only a lapsed lease counts: one whose worker stopped this many times ends failed, with the
+    # reason. A generation that was only ever queued is sent again for as long as it takes.
     "MAX_REQUEUES": env.int("RECOVERY_MAX_REQUEUES", default=3),
 }
 # Periodic work (`celery beat`): fail training runs whose heartbeat stopped; send stuck generations
@@ -334,6 +340,10 @@ DEFAULT_MODEL_PORT = env.int("DEFAULT_MODEL_PORT", default=8001)
 # checkpoint (the embedded set-up); "external" shows the `vllm serve` command and takes its URL.
 POLICY_SERVING = env.str("POLICY_SERVING", default="local")
 LOCAL_SERVE_THREADS = env.int("LOCAL_SERVE_THREADS", default=1)
+# A local model server Tandem starts for a served checkpoint: how often the activation task looks
+# whether it answers yet, and how long it may take to load before it is stopped (seconds).
+LOCAL_SERVE_POLL = env.float("LOCAL_SERVE_POLL", default=1.0)
+LOCAL_SERVE_START_TIMEOUT = env.float("LOCAL_SERVE_START_TIMEOUT", default=180.0)
 
 # --- Training runs ----------------------------------------------------------------------------
 # Each run writes its data files and its checkpoint under TRAINING_DIR/run-<id>/ on the GPU worker.

@@ -370,6 +370,7 @@ def test_every_write_path_is_refused_after_freeze(client, judged_batch, admin_us
     request = client.get("/admin/").wsgi_request
     assert not batch_admin.has_change_permission(request, batch)
     assert not batch_admin.has_delete_permission(request, batch)
-    assert not dialogue_admin.has_delete_permission(request, turn.dialogue)
-    assert client.post(f"/admin/annotation/dialogue/{turn.dialogue_id}/delete/", {"post": "yes"}).status_code == 403
+    assert dialogue_admin.frozen_among([turn.dialogue]) == [turn.dialogue]
+    refused = client.post(f"/admin/annotation/dialogue/{turn.dialogue_id}/delete/", {"post": "yes"})
+    assert refused.status_code == 200 and "in a frozen batch" in refused.content.decode()
     assert list(Turn.objects.filter(batch=batch).order_by("pk").values()) == before

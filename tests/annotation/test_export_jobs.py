@@ -65,6 +65,36 @@ def test_an_export_is_written_by_the_worker_and_downloaded_once_done(celery_work
     assert stored.attempts == 1 and int(stored.worker.rsplit(":", 1)[1]) in celery_worker.child_pids()
 
 
+def test_an_export_has_its_own_queue_and_never_waits_behind_sampling(frozen):
+    # The sampling queue is backed up (a burst of pair requests, no free sampling worker): the
+    # export goes to the `exports` queue, and the exporter worker writes it meanwhile.
+    import redis
+
+    from modelserving.tasks import generation_sample
+
+    from ..faults.conftest import publishing_to, stack_env
+    from ..helpers.processes import CeleryWorker, RedisServer
+
+    batch, admin = frozen
+    shutil.rmtree(export_dir(batch), ignore_errors=True)
+    broker = RedisServer().start()
+    exporter = None
+    try:
+        exporter = CeleryWorker(stack_env(broker.url), concurrency=1, queues="exports", name="exporter").start()
+        with publishing_to(broker.url):
+            for generation_id in range(1_000_000, 1_000_050):
+                generation_sample.delay(generation_id)
+            job = export_request(batch=batch, admin=admin, fmt="csv")
+        job = wait_for(lambda: (lambda j: None if j.is_active else j)(ExportJob.objects.get(pk=job.pk)),
+                       timeout=120, message="the export job, with sampling backed up")
+        assert job.status == "done" and job.rows == 16, job.error
+        assert redis.Redis.from_url(broker.url).llen("sampling") == 50, "the sampling messages still wait"
+    finally:
+        if exporter is not None:
+            exporter.stop()
+        broker.stop()
+
+
 def test_concurrent_requests_for_the_same_export_join_one_job(frozen, monkeypatch):
     batch, admin = frozen
     sent = []

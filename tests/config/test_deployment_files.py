@@ -21,11 +21,33 @@ def test_compose_has_the_production_services():
     assert services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
 
 
-def test_compose_web_serves_the_exports_the_sampling_workers_write():
+def test_compose_web_serves_the_exports_the_export_worker_writes():
     services = compose()["services"]
     assert "exports:/app/var/exports" in services["web"]["volumes"]
-    assert "exports:/app/var/exports" in services["worker"]["volumes"]
+    assert "exports:/app/var/exports" in services["export-worker"]["volumes"]
     assert "exports" in compose()["volumes"]
+
+
+def queues_of(command: str) -> set[str]:
+    found = re.search(r"-Q\s+(\S+)", command)
+    return set(found.group(1).split(",")) if found else set()
+
+
+def routed_queues() -> set[str]:
+    from django.conf import settings
+
+    return {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+
+
+def test_every_routed_queue_has_a_worker_in_compose_and_in_the_procfile():
+    # A queue no process consumes is work that never runs (exports, once they had their own queue).
+    assert routed_queues() == {"sampling", "exports", "gpu"}
+    assert queues_of(" ".join(compose()["services"]["export-worker"]["command"])) == {"exports"}
+    composed = set().union(*(queues_of(" ".join(service.get("command") or []))
+                             for service in compose()["services"].values() if isinstance(service.get("command"), list)))
+    assert routed_queues() <= composed
+    procfile = (ROOT / "Procfile").read_text().splitlines()
+    assert routed_queues() <= set().union(*(queues_of(line) for line in procfile))
 
 
 def test_compose_vllm_services_name_their_served_model():
@@ -45,10 +67,11 @@ def test_compose_app_services_run_production_settings_with_required_secrets():
 
 def test_procfile_runs_web_workers_beat_and_one_model_server_per_variant():
     entries = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
-    assert set(entries) == {"web", "worker", "trainer", "model_cool", "model_warm"}
+    assert set(entries) == {"web", "worker", "exporter", "trainer", "model_cool", "model_warm"}
     # Sampling never waits behind a training run; the heartbeat check runs from the embedded beat.
     assert "-Q sampling " in entries["worker"] and "--beat" in entries["worker"]
     assert "-Q gpu --concurrency 1" in entries["trainer"]
+    assert "-Q exports " in entries["exporter"]  # a long export never waits behind sampling
 
 
 @pytest.mark.django_db

@@ -98,8 +98,11 @@ def test_celery_speaks_json_only_acks_late_and_prefetches_one():
     assert conf.task_serializer == "json" and conf.accept_content == ["json"] and conf.result_serializer == "json"
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
-    assert {q.name for q in conf.task_queues} == {"sampling", "gpu"}
+    assert {q.name for q in conf.task_queues} == {"sampling", "exports", "gpu"}
     assert app.amqp.router.route({}, "modelserving.generation_sample")["queue"].name == "sampling"
+    # A long export has its own queue and worker; the quick recovery sweeps stay with sampling.
+    assert app.amqp.router.route({}, "annotation.export_run")["queue"].name == "exports"
+    assert app.amqp.router.route({}, "annotation.exports_recover")["queue"].name == "sampling"
 
 
 def test_time_limits_stay_below_the_visibility_timeout():

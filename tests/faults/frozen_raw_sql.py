@@ -17,6 +17,7 @@ from accounts.services import user_create  # noqa: E402
 from annotation import services  # noqa: E402
 from annotation.batches import batch_freeze  # noqa: E402
 from annotation.models import Batch, Turn  # noqa: E402
+from modelserving.models import Pair  # noqa: E402
 from tests.faults.seed_judgeable import main as seed  # noqa: E402
 
 
@@ -31,14 +32,21 @@ def frozen_batch() -> dict:
     batch = batch_freeze(batch=Batch.objects.get(), admin=user_create(username="adm", password="a-long-password-9",
                                                                       role="admin"), force=True)
     turn = Turn.objects.first()
+    spare = Pair.objects.create(messages=[{"role": "user", "content": "Late"}], strategy="two_variants")
     return {"batch": batch.pk, "turn": turn.pk, "generation": turn.left_generation_id, "pair": turn.pair_id,
-            "demonstration": demonstration.pk, "annotator": annotator.pk}
+            "demonstration": demonstration.pk, "annotator": annotator.pk, "dialogue": turn.dialogue_id,
+            "spare_pair": spare.pk}
 
 
 STATEMENTS = {
     "update turn": "UPDATE annotation_turn SET strength = 'slightly_better' WHERE id = {turn}",
     "delete turn": "DELETE FROM annotation_turn WHERE id = {turn}",
     "move turn out": "UPDATE annotation_turn SET batch_id = NULL, submitted_at = NULL WHERE id = {turn}",
+    # A judged turn written straight into the frozen batch (a late submission that skipped the service).
+    "insert turn": ('INSERT INTO annotation_turn (dialogue_id, "index", user_message, pair_id, left_generation_id, '
+                    "created_at, submitted_at, batch_id, split, strength, safety_bin, both_unusable, unusable_reason, "
+                    "chosen_generation_id) VALUES ({dialogue}, 99, 'late', {spare_pair}, {generation}, "
+                    "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, {batch}, '', 'better', '', FALSE, '', {generation})"),
     "update generation": "UPDATE modelserving_generation SET text = 'rewritten' WHERE id = {generation}",
     "delete generation": "DELETE FROM modelserving_generation WHERE id = {generation}",
     "update demonstration": "UPDATE annotation_demonstration SET answer = 'changed' WHERE id = {demonstration}",

@@ -89,7 +89,7 @@ class CeleryWorker:
     """`celery worker` in its own process group, on the test database and the test broker (or the
     broker in ``env``), optionally with the embedded beat (periodic tasks)."""
 
-    def __init__(self, env: dict, concurrency: int = 2, *, queues: str = "sampling,gpu", beat: bool = False,
+    def __init__(self, env: dict, concurrency: int = 2, *, queues: str = "sampling,exports,gpu", beat: bool = False,
                  name: str = "celery-worker", purge: bool = True):
         self.env = env
         self.concurrency = concurrency

@@ -5,7 +5,7 @@ output, or a request that fails on cue. It speaks the protocol `transformers ser
 speak: GET /v1/models, POST /v1/chat/completions streamed as server-sent events with a final
 usage chunk, errors as JSON with an HTTP status. It can also break the way servers break: hang
 after the first chunks (`Stall`), reset the connection in the middle of a stream (`Reset`), or
-stream bytes that are not the protocol (`Garbage`).
+stream bytes that are not the protocol (`Garbage`), or point the client elsewhere (`Redirect`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,14 @@ class Garbage:
     """A 200 event stream whose events are not the OpenAI protocol (``payload`` as raw bytes)."""
 
     payload: bytes = b"data: {this is not json\n\n"
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """Answer the request with a redirect to ``location`` (a server pointing clients elsewhere)."""
+
+    location: str
+    status: int = 307
 
 
 class ScriptedServer:
@@ -108,6 +116,12 @@ class ScriptedServer:
                 if isinstance(reply, tuple):
                     status, message = reply
                     return self._json(status, {"error": {"message": message, "type": "scripted"}})
+                if isinstance(reply, Redirect):
+                    self.send_response(reply.status)
+                    self.send_header("Location", reply.location)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if isinstance(reply, (Stall, Reset, Garbage)):
                     return self._break(reply)
                 if not body.get("stream"):

@@ -66,7 +66,7 @@ def test_sampling_checks_the_host_again_before_every_request(variant_factory, se
             assert services.generation_sample(generation_id=generation.pk).state == "failed"
         assert server.requests == []
         assert all("VARIANT_ALLOWED_HOSTS" in g.error for g in pair.generations.all())
-        [warning] = [w for w in run_checks() if w.id == "modelserving.W001"]
+        [warning] = [w for w in run_checks() if w.id == "modelserving.W003"]
         assert "cool" in warning.msg
     finally:
         server.stop()

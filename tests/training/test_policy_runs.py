@@ -88,8 +88,8 @@ def test_the_whole_loop_judgements_to_a_new_variant(celery_worker, preference_ba
     assert policy.lineage["reward_models"] == [reward_model.name]
     try:
         new = checkpoint_serve(checkpoint=policy, researcher=researcher, name="rlhf-v1", max_new_tokens=8)
-        wait_for(lambda: PolicyVariant.objects.get(pk=new.pk).is_active, timeout=180,
-                 message="the new variant's server to answer")
+        wait_for(lambda: PolicyVariant.objects.get(pk=new.pk).is_active, timeout=120,
+                 message="the new variant's model server to answer")
         PolicyVariant.objects.exclude(pk=new.pk).update(is_active=False)
         monkeypatch.undo()  # the batch was built without sampling; this pair goes to the worker
         pair = modelserving.pair_request(messages=[{"role": "user", "content": "Hello again"}])

@@ -62,6 +62,30 @@ def test_the_heartbeat_beats_while_the_data_is_written(queued_run, settings, mon
     assert queued_run.error == "Writing the training data failed: enough"
 
 
+def test_the_heartbeat_survives_a_database_hiccup(queued_run, settings, monkeypatch, no_job, caplog):
+    # The runs table is unreachable for two beats (as in a database restart): those beats fail and
+    # are logged, and the heartbeat goes on once the table is back.
+    from django.db import connection
+
+    beat = settings.TRAINING_HEARTBEAT_SECONDS
+    seen = {}
+
+    def during(run):
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE training_trainingrun RENAME TO training_trainingrun_away")
+            time.sleep(2.5 * beat)
+            cursor.execute("ALTER TABLE training_trainingrun_away RENAME TO training_trainingrun")
+        back = TrainingRun.objects.get(pk=run.pk).heartbeat_at
+        time.sleep(3 * beat)
+        seen["beat after"] = TrainingRun.objects.get(pk=run.pk).heartbeat_at > back
+        raise ValueError("enough")
+
+    slow(monkeypatch, during)
+    assert runner.run_execute(run_id=queued_run.pk) == "failed"
+    assert seen == {"beat after": True}
+    assert f"run {queued_run.pk}: a heartbeat could not be written; trying again" in caplog.text
+
+
 def test_a_run_failed_by_the_heartbeat_check_while_its_data_is_written_is_not_started(queued_run, monkeypatch,
                                                                                      no_job):
     slow(monkeypatch, lambda run: runs_fail_silent(timeout=-60))  # a check that struck during the preparation

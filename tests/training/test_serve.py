@@ -1,10 +1,12 @@
 """Closing the loop: a policy checkpoint becomes a variant that real pair requests sample from."""
 
+import shutil
+
 import pytest
 from django.core.exceptions import ValidationError
 
 from modelserving import services as modelserving
-from modelserving.local_servers import local_server_stop
+from modelserving.local_servers import local_server_look, local_server_stop
 from modelserving.models import Generation, LocalServer, PolicyVariant
 from modelserving.selectors import active_variants
 from training.models import Checkpoint
@@ -33,10 +35,12 @@ def test_a_registered_policy_checkpoint_is_served_and_sampled_in_pairs(celery_wo
     # The request does not wait for the model to load: the variant joins pairing once it answers.
     variant = checkpoint_serve(checkpoint=policy, researcher=researcher, name="tiny-rlhf-v1", max_new_tokens=8,
                                temperature_min=0.5, temperature_max=1.2)
-    policy.refresh_from_db()
-    assert policy.variant == variant and variant.local_server.pid > 0 and not variant.is_active
+    # The request returned at once, while the server still loads the model: no one waited for it.
+    assert not variant.is_active and local_server_look(server=variant.local_server) == "starting"
     wait_for(lambda: PolicyVariant.objects.get(pk=variant.pk).is_active, timeout=120,
-             message="the worker to activate the variant once its server answers")
+             message="the activation task to find the server answering")
+    policy.refresh_from_db()
+    assert policy.variant == variant and variant.local_server.pid > 0
     with pytest.raises(ValidationError, match="served already"):
         checkpoint_serve(checkpoint=policy, researcher=researcher, name="again")
     # The new variant joins pairing (here it is the only one: one variant at two temperatures).
@@ -44,6 +48,22 @@ def test_a_registered_policy_checkpoint_is_served_and_sampled_in_pairs(celery_wo
     wait_for(lambda: all(g.status == "done" for g in Generation.objects.filter(pair=pair)), timeout=120,
              message="both generations from the new variant")
     assert {g.variant_id for g in pair.generations.all()} == {variant.pk}
+
+
+def test_a_local_server_that_exits_at_start_leaves_its_variant_inactive_with_the_reason(
+        celery_worker, tiny_model_dir, tmp_path, researcher, served):
+    # A checkpoint whose config was damaged after it was registered: `transformers serve` exits
+    # while loading it, and the activation task says so instead of waiting for it.
+    broken = tmp_path / "broken-policy"
+    shutil.copytree(tiny_model_dir, broken)
+    policy = checkpoint_register(name="broken-policy", kind=Checkpoint.Kind.POLICY, path=broken)
+    (broken / "config.json").write_text('{"model_type": "not-a-model"}')
+    variant = checkpoint_serve(checkpoint=policy, researcher=researcher, name="broken-v1")
+    server = variant.local_server
+    wait_for(lambda: LocalServer.objects.get(pk=server.pk).stopped_at is not None, timeout=120,
+             message="the activation task to find the server gone")
+    variant.refresh_from_db()
+    assert not variant.is_active and "exited at start" in variant.notes
 
 
 def test_in_production_the_operator_runs_vllm_and_gives_the_url(tiny_model_dir, researcher, settings):

@@ -156,6 +156,10 @@ def test_a_failed_run_is_launched_again_from_its_page_and_the_command(logged_in,
     assert response.status_code == 302 and response["Location"] == reverse("training:run", args=[again.pk])
     assert again.relaunch_of_id == run.pk and again.status == "queued" and "written" not in again.data
     assert f"run #{run.pk}" in logged_in.get(response["Location"]).content.decode()
+    # A second click while the relaunch is queued is refused, with the reason on the page.
+    twice = logged_in.post(reverse("training:run_relaunch", args=[run.pk]))
+    assert twice.status_code == 409 and f"launched again already, as run {again.pk}" in twice.content.decode()
+    TrainingRun.objects.filter(pk=again.pk).update(status="failed")
     out = StringIO()
     call_command("training", "relaunch", str(run.pk), "--researcher", "res", stdout=out)
     assert TrainingRun.objects.filter(relaunch_of=run).count() == 2 and "queued again" in out.getvalue()

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('modelserving', '0005_generation_requested_by'),
+        ('modelserving', '0006_generation_requested_by'),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('modelserving', '0004_generation_recoveries'),
+        ('modelserving', '0005_generation_lapses'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PORT ?= 8000
+# The embedded set-up names its settings; wsgi, asgi and celery default to production (fail closed).
+LOCAL := DJANGO_SETTINGS_MODULE=config.settings.local
 
 .PHONY: run test test-all install install-test model migrate demo stack clean help
 
@@ -41,30 +43,30 @@ install: $(VENV)/.installed-run
 install-test: $(VENV)/.installed-test
 
 model: install
-	$(PY) manage.py prepare_default_model
+	$(LOCAL) $(PY) manage.py prepare_default_model
 
 migrate: install | var
-	$(PY) manage.py migrate --noinput
+	$(LOCAL) $(PY) manage.py migrate --noinput
 
 demo: migrate model
-	$(PY) manage.py bootstrap_demo
+	$(LOCAL) $(PY) manage.py bootstrap_demo
 
 # Web, worker and the two model servers under one process manager (honcho, Procfile).
 stack: demo
 	@echo ""
 	@echo "Tandem is starting at http://127.0.0.1:$(PORT)/  (health: http://127.0.0.1:$(PORT)/health)"
 	@echo ""
-	TANDEM_PORT=$(PORT) $(VENV)/bin/honcho start
+	$(LOCAL) TANDEM_PORT=$(PORT) $(VENV)/bin/honcho start
 
 run: stack
 
 # A newcomer's `make test` leaves out the slow tests (they load SmolLM2 and train whole loops);
 # `make test-all` runs everything, as CI does on PostgreSQL and Redis.
 test: install-test $(CHROMIUM) | var
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-all: install-test $(CHROMIUM) | var
-	$(PY) -m pytest $(PYTEST_ARGS)
+	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var/broker var/test-broker var/*.sqlite3

@@ -1,6 +1,7 @@
 """The three roles, kept as Django groups, and where each lands after login."""
 
 from django.contrib.auth.models import Group, Permission
+from django.db.models import Q
 
 ANNOTATOR = "annotator"
 ADMIN = "admin"
@@ -13,7 +14,10 @@ HOME_URL_NAMES = {
     ANNOTATOR: "annotation:workspace",
 }
 # Admins manage people and data through Django's admin for these apps.
-ADMIN_APP_LABELS = ("accounts", "annotation", "modelserving", "training", "safety", "auth")
+ADMIN_APP_LABELS = ("accounts", "annotation", "modelserving", "training", "safety")
+# Of django.contrib.auth, admins manage user accounts and see the role groups; they never change
+# groups' or users' permissions, nor make anyone a superuser (accounts/admin.py).
+ADMIN_AUTH_CODENAMES = ("view_user", "add_user", "change_user", "view_group")
 
 
 def roles_of(user) -> set[str]:
@@ -44,5 +48,8 @@ def primary_role(user) -> str | None:
 def ensure_role_groups(**kwargs) -> None:
     """Create the role groups and give admins the model permissions of Tandem's apps (idempotent)."""
     groups = {role: Group.objects.get_or_create(name=role)[0] for role in ROLES}
-    permissions = Permission.objects.filter(content_type__app_label__in=ADMIN_APP_LABELS)
-    groups[ADMIN].permissions.add(*permissions)
+    permissions = Permission.objects.filter(
+        Q(content_type__app_label__in=ADMIN_APP_LABELS)
+        | Q(content_type__app_label="auth", codename__in=ADMIN_AUTH_CODENAMES))
+    # set, not add: a permission granted by an older release (auth's, all of them) is taken back.
+    groups[ADMIN].permissions.set(permissions)

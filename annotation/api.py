@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import AnyRole
 from core.exceptions import NotYours
+from core.pagination import list_schema, paginated
 
 from . import services
 from .models import AttackVector, Dialogue, RiskCategory
@@ -47,11 +48,11 @@ class AnnotationAPIView(APIView):
 
 
 class DialogueListCreate(AnnotationAPIView):
-    @extend_schema(responses=DialogueSerializer(many=True))
+    @list_schema(DialogueSerializer, operation_id="dialogues_list")
     def get(self, request):
         dialogues = Dialogue.objects.filter(annotator=request.user).select_related(
-            "risk_category", "attack_vector", "guideline").prefetch_related("turns").order_by("-created_at")[:200]
-        return Response(DialogueSerializer(dialogues, many=True).data)
+            "risk_category", "attack_vector", "guideline").prefetch_related("turns").order_by("-created_at", "-pk")
+        return paginated(request, self, dialogues, DialogueSerializer)
 
     @extend_schema(request=DialogueStartSerializer, responses={201: DialogueSerializer})
     def post(self, request):
@@ -127,12 +128,14 @@ class TurnRetry(AnnotationAPIView):
 
 
 class RiskCategoryList(AnnotationAPIView):
-    @extend_schema(responses=TagSerializer(many=True))
+    @list_schema(TagSerializer, name="PaginatedRiskCategoryList", operation_id="risk_categories_list")
     def get(self, request):
-        return Response(TagSerializer(RiskCategory.objects.filter(is_active=True), many=True).data)
+        return paginated(request, self, RiskCategory.objects.filter(is_active=True).order_by("position", "pk"),
+                         TagSerializer)
 
 
 class AttackVectorList(AnnotationAPIView):
-    @extend_schema(responses=TagSerializer(many=True))
+    @list_schema(TagSerializer, name="PaginatedAttackVectorList", operation_id="attack_vectors_list")
     def get(self, request):
-        return Response(TagSerializer(AttackVector.objects.filter(is_active=True), many=True).data)
+        return paginated(request, self, AttackVector.objects.filter(is_active=True).order_by("position", "pk"),
+                         TagSerializer)

@@ -15,6 +15,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from core.pagination import list_schema, paginated
 
 from accounts.permissions import HasRole
 from accounts.roles import ADMIN
@@ -35,7 +36,7 @@ class AdminOnly(HasRole):
 
 class BatchSerializer(serializers.ModelSerializer):
     label = serializers.CharField(source="__str__")
-    frozen_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    frozen_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = Batch
@@ -54,9 +55,9 @@ def _batch(label):
 class BatchList(APIView):
     permission_classes = [AdminOnly]
 
-    @extend_schema(responses=BatchSerializer(many=True))
+    @list_schema(BatchSerializer, operation_id="batches_list")
     def get(self, request):
-        return Response(BatchSerializer(Batch.objects.select_related("frozen_by"), many=True).data)
+        return paginated(request, self, Batch.objects.select_related("frozen_by"), BatchSerializer)
 
 
 class FreezeSerializer(serializers.Serializer):
@@ -137,7 +138,7 @@ class BatchExport(APIView):
 class ImportSerializer(serializers.Serializer):
     file = serializers.FileField()
     format = serializers.ChoiceField(choices=list(READERS))
-    source = serializers.SlugField()
+    source = serializers.SlugField(max_length=64)
     focus = serializers.ChoiceField(choices=Focus.choices, required=False, allow_blank=True, default="")
 
 
@@ -153,10 +154,10 @@ class SourceSerializer(serializers.ModelSerializer):
 class SourceList(APIView):
     permission_classes = [AdminOnly]
 
-    @extend_schema(responses=SourceSerializer(many=True))
+    @list_schema(SourceSerializer, operation_id="sources_list")
     def get(self, request):
         sources = PreferenceSource.objects.annotate(comparison_count=Count("comparisons")).order_by("name")
-        return Response(SourceSerializer(sources, many=True).data)
+        return paginated(request, self, sources, SourceSerializer)
 
 
 class SourceImport(APIView):

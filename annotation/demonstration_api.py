@@ -3,10 +3,12 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
+from core.pagination import list_schema, paginated
 
 from . import services
 from .api import AnnotationAPIView, _own_turn
 from .models import Demonstration
+from .services import MAX_ANSWER_CHARS, MAX_MESSAGE_CHARS
 
 
 class DemonstrationSerializer(serializers.ModelSerializer):
@@ -19,20 +21,20 @@ class DemonstrationSerializer(serializers.ModelSerializer):
 
 
 class DemonstrationWriteSerializer(serializers.Serializer):
-    prompt = serializers.CharField(allow_blank=True, trim_whitespace=False)
-    answer = serializers.CharField(allow_blank=True, trim_whitespace=False)
-    system_prompt = serializers.CharField(required=False, allow_blank=True, default="")
+    prompt = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=MAX_MESSAGE_CHARS)
+    answer = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=MAX_ANSWER_CHARS)
+    system_prompt = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_MESSAGE_CHARS)
 
 
 class RewriteSerializer(serializers.Serializer):
-    answer = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    answer = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=MAX_ANSWER_CHARS)
 
 
 class DemonstrationListCreate(AnnotationAPIView):
-    @extend_schema(responses=DemonstrationSerializer(many=True))
+    @list_schema(DemonstrationSerializer, operation_id="demonstrations_list")
     def get(self, request):
-        own = Demonstration.objects.filter(annotator=request.user).select_related("batch")
-        return Response(DemonstrationSerializer(own, many=True).data)
+        own = Demonstration.objects.filter(annotator=request.user).select_related("batch").order_by("-pk")
+        return paginated(request, self, own, DemonstrationSerializer)
 
     @extend_schema(request=DemonstrationWriteSerializer, responses={201: DemonstrationSerializer})
     def post(self, request):

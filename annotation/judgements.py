@@ -12,6 +12,7 @@ from modelserving.models import Generation
 from .models import Focus, SafetyBin, Strength
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
+MAX_REASON_CHARS = 2000  # why a pair is unusable, a gold item's note
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,12 @@ def resolve_judgement(a: Generation, b: Generation, *, focus: str, judgement: Ju
         reason = (judgement.unusable_reason or "").strip()
         if not reason:
             raise ValidationError({"unusable_reason": "Say why neither response can be used."})
+        if len(reason) > MAX_REASON_CHARS:
+            raise ValidationError({"unusable_reason": f"Keep the reason under {MAX_REASON_CHARS} characters."})
         if judgement.choice or judgement.strength:
             raise ValidationError("A pair marked both unusable has no winner: leave the scale empty.")
         return {"chosen_generation_id": None, "strength": "", "chosen_safe": None, "other_safe": None,
-                "safety_bin": "", "both_unusable": True, "unusable_reason": reason[:2000]}
+                "safety_bin": "", "both_unusable": True, "unusable_reason": reason}
     if judgement.choice not in ("A", "B"):
         raise ValidationError({"choice": "Say which response is better: pick a point on the scale (keys 1–8)."})
     if judgement.strength not in Strength.values:

@@ -27,7 +27,7 @@ from accounts.roles import ADMIN, ANNOTATOR, has_role
 from core import leases
 from core.leases import LeaseLost
 
-from .judgements import JUDGEMENT_FIELDS, MAX_TIME_SPENT_MS, Judgement, resolve_judgement
+from .judgements import JUDGEMENT_FIELDS, MAX_REASON_CHARS, MAX_TIME_SPENT_MS, Judgement, resolve_judgement
 from .models import Focus, GoldItem, OverlapPolicy, ReviewTask, Turn
 
 
@@ -78,6 +78,8 @@ def gold_mark(*, admin, turn: Turn, choice_generation_id: int, strength: str = "
     given, the strength)."""
     if not has_role(admin, ADMIN):
         raise PermissionDenied("Only admins mark gold items.")
+    if len(note or "") > MAX_REASON_CHARS:
+        raise ValidationError({"note": f"Keep the note under {MAX_REASON_CHARS} characters."})
     if choice_generation_id not in {g.pk for g in turn.pair.generations.all()}:
         raise ValidationError({"choice": "The expected answer must be one of the turn's two responses."})
     gold, _ = GoldItem.objects.update_or_create(

@@ -12,7 +12,7 @@ from core.leases import LeaseLost
 
 from . import review
 from .batch_api import AdminOnly
-from .judgements import Judgement
+from .judgements import MAX_REASON_CHARS, Judgement
 from .models import ReviewTask, Turn
 from .quality import quality_report
 from .selectors import batch_by_label
@@ -79,7 +79,7 @@ class ReviewSubmit(APIView):
 
 
 class OverlapPolicySerializer(serializers.Serializer):
-    focus = serializers.CharField()
+    focus = serializers.CharField(max_length=20)
     share = serializers.FloatField()
     reviewers = serializers.IntegerField()
 
@@ -98,8 +98,8 @@ class OverlapPolicyView(APIView):
 class GoldSerializer(serializers.Serializer):
     turn = serializers.IntegerField()
     expected_generation = serializers.IntegerField()
-    expected_strength = serializers.CharField(required=False, allow_blank=True, default="")
-    note = serializers.CharField(required=False, allow_blank=True, default="")
+    expected_strength = serializers.CharField(required=False, allow_blank=True, default="", max_length=40)
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_REASON_CHARS)
 
 
 class GoldMark(APIView):

@@ -5,11 +5,14 @@ from rest_framework import serializers
 from . import scale
 from .models import AttackVector, Dialogue, Focus, RiskCategory, Strength, Turn
 from .selectors import sides
+from .judgements import MAX_REASON_CHARS
+from .services import MAX_MESSAGE_CHARS
 
 
 class DialogueStartSerializer(serializers.Serializer):
     focus = serializers.ChoiceField(choices=Focus.choices)
-    system_prompt = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+    system_prompt = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False,
+                                          max_length=MAX_MESSAGE_CHARS)
     risk_category = serializers.SlugRelatedField(slug_field="slug", queryset=RiskCategory.objects.all(),
                                                  required=False, allow_null=True, default=None)
     attack_vector = serializers.SlugRelatedField(slug_field="slug", queryset=AttackVector.objects.all(),
@@ -17,7 +20,7 @@ class DialogueStartSerializer(serializers.Serializer):
 
 
 class TurnPostSerializer(serializers.Serializer):
-    user_message = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    user_message = serializers.CharField(trim_whitespace=False, allow_blank=True, max_length=MAX_MESSAGE_CHARS)
 
 
 class JudgementSerializer(serializers.Serializer):
@@ -30,7 +33,7 @@ class JudgementSerializer(serializers.Serializer):
     safe_a = serializers.BooleanField(required=False, allow_null=True, default=None)
     safe_b = serializers.BooleanField(required=False, allow_null=True, default=None)
     both_unusable = serializers.BooleanField(required=False, default=False)
-    unusable_reason = serializers.CharField(required=False, allow_blank=True, default="")
+    unusable_reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_REASON_CHARS)
     time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0)
 
     def validate(self, data):
@@ -52,7 +55,8 @@ class ResponseSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.CharField()
     text = serializers.CharField()
-    error = serializers.CharField()
+    error = serializers.CharField(source="annotator_error_for_pair",
+                                  help_text="Generic, with a reference staff can look up; empty unless failed.")
 
 
 class TurnSerializer(serializers.ModelSerializer):
@@ -95,8 +99,8 @@ class TurnSerializer(serializers.ModelSerializer):
 
 
 class DialogueSerializer(serializers.ModelSerializer):
-    risk_category = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    attack_vector = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    risk_category = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    attack_vector = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     guideline_version = serializers.IntegerField(source="guideline.version", read_only=True, allow_null=True)
     turns = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
 

@@ -250,6 +250,9 @@ def demonstration_write(*, annotator, prompt: str, answer: str, system_prompt: s
     except ValidationError:
         raise ValidationError({"prompt": "Write the prompt first."}) from None
     answer = _clean_answer(answer)
+    if len(system_prompt or "") > MAX_MESSAGE_CHARS:
+        raise ValidationError({"system_prompt": f"Keep the system prompt under {MAX_MESSAGE_CHARS} characters."})
+    system_prompt = system_prompt or ""
     context = ([{"role": "system", "content": system_prompt.strip()}] if system_prompt.strip() else []) + [
         {"role": "user", "content": prompt}]
     return Demonstration.objects.create(annotator=annotator, kind=Demonstration.Kind.WRITTEN, context=context,

@@ -6,7 +6,8 @@ from celery import Celery
 from celery.contrib.django.task import DjangoTask
 from kombu import Queue
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+# Production unless told otherwise: the embedded set-up names config.settings.local itself.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
 logger = logging.getLogger("tandem.tasks")
 

@@ -1,9 +1,55 @@
 from django.contrib import admin
+from django.http import JsonResponse
+from django.views.defaults import bad_request as django_bad_request
+from django.views.defaults import page_not_found
 from django.urls import include, path
-from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework import serializers
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.authtoken.views import ObtainAuthToken
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from core.throttles import LoginThrottle
+
 from .health import health
+
+
+class TokenLoginSerializer(AuthTokenSerializer):
+    username = serializers.CharField(label="Username", write_only=True, max_length=150)
+    password = serializers.CharField(label="Password", style={"input_type": "password"}, trim_whitespace=False,
+                                     write_only=True, max_length=128)
+
+
+class TokenLogin(ObtainAuthToken):
+    """A token for a username and password: throttled per address; failed tries lock out (axes)."""
+
+    serializer_class = TokenLoginSerializer
+
+    throttle_classes = [LoginThrottle]
+    throttle_scope = "login"
+
+    def get_serializer_context(self):
+        # Django's request, not DRF's wrapper: axes marks a lockout on it, and its middleware, which
+        # sees only Django's, answers 429.
+        return {**super().get_serializer_context(), "request": self.request._request}
+
+def not_found(request, exception=None):
+    """404 for a URL that resolves to nothing: JSON under /api/ (what API clients and the schema
+    expect), Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)
+
+
+def bad_request(request, exception=None):
+    """400 for what Django refuses before a view runs (a body over DATA_UPLOAD_MAX_MEMORY_SIZE, too
+    many fields): JSON under /api/."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Bad request (too large, or malformed)."}, status=400)
+    return django_bad_request(request, exception)
+
+
+handler404 = not_found
+handler400 = bad_request
 
 urlpatterns = [
     path("", include("accounts.urls")),
@@ -18,7 +64,7 @@ urlpatterns = [
     path("api/", include("annotation.api_urls")),
     path("api/training/", include("training.api_urls")),
     path("api/safety/", include("safety.api_urls")),
-    path("api/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/auth/token/", TokenLogin.as_view(), name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's initialiser as a file, so the CSP needs no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

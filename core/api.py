@@ -3,9 +3,10 @@ EXCEPTION_HANDLER): views call services and let refusals through.
 
     Conflict (a lost lease, a second different judgement)   409 {"detail": message}
     Unavailable (no active variant)                          503 {"detail": message}
+    TooMany (pairs in flight over the per-person cap)        429 {"detail": message}
     ValidationError                                          400 the messages per field, or {"detail": [...]}
     PermissionDenied                                         403 {"detail": message}
-    NotYours (unknown or someone else's id)                  404, empty body
+    NotYours (unknown or someone else's id)                  404 {"detail": "Not found."}, as an unknown id
 Everything else goes to DRF's own handler.
 """
 
@@ -15,17 +16,19 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .exceptions import Conflict, NotYours, Unavailable
+from .exceptions import Conflict, NotYours, TooMany, Unavailable
 
 
 def exception_handler(exc, context):
     if isinstance(exc, NotYours):
-        return Response(status=status.HTTP_404_NOT_FOUND)
+        return Response({"detail": exceptions.NotFound.default_detail}, status=status.HTTP_404_NOT_FOUND)
     if isinstance(exc, Conflict):
         return Response({"detail": exc.messages[0]}, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, Unavailable):
         return Response({"detail": exc.messages[0]}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-    if isinstance(exc, DjangoValidationError):
+    if isinstance(exc, TooMany):
+        exc = exceptions.Throttled(detail=exc.messages[0])
+    elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)

@@ -22,7 +22,7 @@ def bar_chart(title: str, items: list[tuple[str, float]], *, value_format: str =
         length = max(0.0, span * (value / peak)) if peak else 0.0
         colour = COLOURS[index % len(COLOURS)]
         parts.append(f'<text x="{label_width - 6}" y="{y + bar_height * 0.7:.1f}" font-size="12" '
-                     f'text-anchor="end" fill="#1d2330">{escape(str(label))[:28]}</text>')
+                     f'text-anchor="end" fill="#1d2330">{escape(str(label)[:28])}</text>')
         parts.append(f'<rect x="{label_width}" y="{y}" width="{length:.1f}" height="{bar_height}" rx="3" '
                      f'fill="{colour}"><title>{escape(str(label))}: {escape(value_format.format(value))}</title></rect>')
         parts.append(f'<text x="{label_width + length + 6:.1f}" y="{y + bar_height * 0.7:.1f}" font-size="12" '

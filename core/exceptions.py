@@ -5,9 +5,10 @@ A refusal is a Django ``ValidationError`` (400: the caller broke a rule) or ``Pe
 their own status:
 - ``Conflict``: the request was valid but the state moved on under it (a lease that expired, a
   turn already judged differently): 409;
-- ``Unavailable``: nothing can serve it now (no active policy variant): 503.
+- ``Unavailable``: nothing can serve it now (no active policy variant): 503;
+- ``TooMany``: the caller already has as much work in flight as one person may: 429.
 ``NotYours`` is what a view raises for an id the caller may not see, whether it exists or not: 404
-with an empty body, so nothing tells another user's ids from unknown ones.
+with the body of an unknown id, so nothing tells another user's ids from unknown ones.
 """
 
 from django.core.exceptions import ValidationError
@@ -19,6 +20,10 @@ class Conflict(ValidationError):
 
 class Unavailable(ValidationError):
     """Nothing can serve this now; try again later."""
+
+
+class TooMany(ValidationError):
+    """The caller has too much in flight; try again once some of it is done."""
 
 
 class NotYours(Exception):

@@ -6,8 +6,24 @@ from .models import Generation, Pair, PolicyVariant
 @admin.register(PolicyVariant)
 class PolicyVariantAdmin(admin.ModelAdmin):
     list_display = ("name", "model_name", "base_url", "temperature_min", "temperature_max", "top_p",
-                    "max_new_tokens", "sampling_weight", "is_active")
-    list_filter = ("is_active",)
+                    "max_new_tokens", "sampling_weight", "is_active", "awaiting_approval")
+    list_filter = ("is_active", "awaiting_approval")
+    actions = ["approve_endpoints"]
+
+    @admin.action(description="Approve the endpoints of the selected variants")
+    def approve_endpoints(self, request, queryset):
+        from django.core.exceptions import PermissionDenied, ValidationError
+
+        from .services import variant_approve
+
+        for variant in queryset.filter(awaiting_approval=True):
+            try:
+                variant_approve(variant=variant, admin=request.user)
+            except (ValidationError, PermissionDenied) as error:
+                self.message_user(request, f"{variant}: {'; '.join(getattr(error, 'messages', [str(error)]))}",
+                                  level="error")
+            else:
+                self.message_user(request, f"{variant}: endpoint approved.")
     list_editable = ("is_active", "sampling_weight")
     search_fields = ("name", "model_name", "notes")
 
@@ -34,6 +50,13 @@ class GenerationAdmin(admin.ModelAdmin):
     list_filter = ("status", "variant")
     list_select_related = ("variant",)
     readonly_fields = [f.name for f in Generation._meta.fields]
+    search_fields = ("=id",)
+    search_help_text = "A generation's id, or the reference an annotator quotes (G-123)."
+
+    def get_search_results(self, request, queryset, search_term):
+        # Annotators see "reference G-123" instead of the error: staff paste it here.
+        search_term = search_term.strip().removeprefix("G-").removeprefix("g-")
+        return super().get_search_results(request, queryset, search_term)
 
     def has_add_permission(self, request):
         return False

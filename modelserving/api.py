@@ -13,7 +13,6 @@ from . import services
 from .models import Generation, Pair, PolicyVariant
 from .serializers import (
     BlindGenerationSerializer,
-    BlindPairSerializer,
     GenerationSerializer,
     PairRequestSerializer,
     PairSerializer,
@@ -25,9 +24,8 @@ def _sees_variants(user) -> bool:
     return has_role(user, ADMIN, RESEARCHER)
 
 
-def _visible_pairs(user):
-    pairs = Pair.objects.prefetch_related("generations__variant")
-    return pairs if _sees_variants(user) else pairs.filter(requested_by=user)
+def _pairs():
+    return Pair.objects.prefetch_related("generations__variant")
 
 
 class VariantList(generics.ListAPIView):
@@ -71,7 +69,9 @@ class VariantDetail(APIView):
 
 
 class PairCreate(APIView):
-    permission_classes = [AnyRole]
+    """Staff only: annotators get their pairs through their dialogues (annotation's API)."""
+
+    permission_classes = [StaffRole]
 
     @extend_schema(request=PairRequestSerializer, responses={201: PairSerializer})
     def post(self, request):
@@ -83,25 +83,23 @@ class PairCreate(APIView):
             raise  # 503 (core.api)
         except DjangoValidationError as error:
             raise ValidationError({"messages": error.messages}) from error
-        pair = _visible_pairs(request.user).get(pk=pair.pk)
-        serializer = PairSerializer if _sees_variants(request.user) else BlindPairSerializer
-        return Response(serializer(pair).data, status=status.HTTP_201_CREATED)
+        return Response(PairSerializer(_pairs().get(pk=pair.pk)).data, status=status.HTTP_201_CREATED)
 
 
 class PairDetail(APIView):
-    permission_classes = [AnyRole]
+    permission_classes = [StaffRole]
 
     @extend_schema(responses=PairSerializer)
     def get(self, request, pk: int):
-        pair = get_object_or_404(_visible_pairs(request.user), pk=pk)
-        serializer = PairSerializer if _sees_variants(request.user) else BlindPairSerializer
-        return Response(serializer(pair).data)
+        return Response(PairSerializer(get_object_or_404(_pairs(), pk=pk)).data)
 
 
 class GenerationDetail(APIView):
     permission_classes = [AnyRole]
 
-    @extend_schema(responses=GenerationSerializer)
+    @extend_schema(responses=BlindGenerationSerializer,
+                   description="Annotators get the blind view of their own responses; staff get these fields "
+                               "and the sampling record (variant, model_name, temperature, top_p, seed, …).")
     def get(self, request, pk: int):
         generations = Generation.objects.select_related("variant")
         if not _sees_variants(request.user):

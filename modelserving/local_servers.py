@@ -10,6 +10,7 @@ the variant it serves turns active when it does."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,6 +25,8 @@ from . import client
 from .local_models import serve_command, serve_environment
 from .models import LocalServer
 
+NAME_RE = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -33,7 +36,9 @@ def _free_port() -> int:
 
 def local_server_launch(*, model_dir: Path | str, name: str) -> LocalServer:
     """Start `transformers serve` on a free loopback port and return at once (see
-    local_server_activate for when it answers)."""
+    local_server_activate for when it answers). The name is checked first: it is part of a file path."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ValidationError({"name": "A name of 1 to 64 letters, digits, - or _."})
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ValidationError(f"{model_dir} is not a model folder (no config.json).")

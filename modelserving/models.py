@@ -8,6 +8,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from .endpoints import check_endpoint, validate_api_key_env
+
 
 def validate_endpoint_url(value: str) -> None:
     """An http(s) URL with a host. Unlike URLField's validator, single-label hosts such as a
@@ -19,6 +21,11 @@ def validate_endpoint_url(value: str) -> None:
         raise ValidationError("Enter an http(s) URL such as http://vllm-chat:8000/v1.") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
         raise ValidationError("Enter an http(s) URL such as http://vllm-chat:8000/v1.")
+
+
+ANNOTATOR_ERROR = "The model could not answer."
+# Advice beside the generic error where a pair failed (the workspace and its API).
+PAIR_ADVICE = "Retry, or mark the pair unusable."
 
 
 class PolicyVariant(models.Model):
@@ -40,8 +47,12 @@ class PolicyVariant(models.Model):
     api_key_env = models.CharField(
         max_length=100,
         blank=True,
-        help_text="Name of the environment variable that holds this endpoint's API key, if any.",
+        validators=[validate_api_key_env],
+        help_text="Name of the environment variable (TANDEM_VARIANT_KEY_…) that holds this endpoint's API key.",
     )
+    awaiting_approval = models.BooleanField(
+        default=False,
+        help_text="Filed by a researcher with an endpoint URL: nothing samples it until an admin approves.")
     temperature_min = models.FloatField(validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
     temperature_max = models.FloatField(validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
     top_p = models.FloatField(default=0.9, validators=[MinValueValidator(0.01), MaxValueValidator(1.0)])
@@ -73,8 +84,11 @@ class PolicyVariant(models.Model):
         return self.name
 
     def clean(self):
-        from django.core.exceptions import ValidationError
-
+        if self.base_url:
+            try:
+                check_endpoint(self.base_url)
+            except ValidationError as error:
+                raise ValidationError({"base_url": error.messages}) from None
         if (
             self.temperature_min is not None
             and self.temperature_max is not None
@@ -123,6 +137,9 @@ class Generation(models.Model):
         default=0, help_text="1 or 2 within its pair (the order drawn, not the side shown)."
     )
     variant = models.ForeignKey(PolicyVariant, on_delete=models.PROTECT, related_name="generations")
+    requested_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Whose request it answers (their pairs in flight are capped); none for staff jobs.")
 
     # The request, as sent.
     model_name = models.CharField(max_length=300)
@@ -176,6 +193,22 @@ class Generation(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    @property
+    def reference(self) -> str:
+        """What an annotator quotes about a failed response; staff find it in the admin (search G-<id>)."""
+        return f"G-{self.pk}"
+
+    def annotator_error(self, advice: str = "") -> str:
+        """The failure as annotators see it: generic, with a reference. The detailed reason in
+        ``error`` names the endpoint and quotes the server: it is for staff, the admin and logs."""
+        if self.status != self.Status.FAILED:
+            return ""
+        return " ".join(part for part in (ANNOTATOR_ERROR, advice, f"(reference {self.reference})") if part)
+
+    @property
+    def annotator_error_for_pair(self) -> str:
+        return self.annotator_error(PAIR_ADVICE)
 
     @staticmethod
     def new_lease_token():

@@ -2,5 +2,5 @@ from .models import PolicyVariant
 
 
 def active_variants():
-    return PolicyVariant.objects.filter(is_active=True).order_by("name")
-
+    """What may be sampled: active, and not waiting for an admin's approval of its endpoint."""
+    return PolicyVariant.objects.filter(is_active=True, awaiting_approval=False).order_by("name")

@@ -1,24 +1,25 @@
 from rest_framework import serializers
 
 from .models import Generation, Pair, PolicyVariant
+from .services import MAX_CONTEXT_CHARS
 
 
 class MessageSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=["system", "user", "assistant"])
-    content = serializers.CharField(trim_whitespace=False)
+    content = serializers.CharField(trim_whitespace=False, max_length=MAX_CONTEXT_CHARS)
 
 
 class PairRequestSerializer(serializers.Serializer):
     """Only the dialogue context: which endpoint samples it is the registry's decision alone."""
 
-    messages = MessageSerializer(many=True, allow_empty=False)
+    messages = MessageSerializer(many=True, allow_empty=False, max_length=200)
 
 
 class VariantSerializer(serializers.ModelSerializer):
     class Meta:
         model = PolicyVariant
         fields = ["id", "name", "model_name", "base_url", "temperature_min", "temperature_max", "top_p",
-                  "max_new_tokens", "sampling_weight", "is_active", "notes"]
+                  "max_new_tokens", "sampling_weight", "is_active", "awaiting_approval", "notes"]
         read_only_fields = fields
 
 
@@ -48,9 +49,10 @@ class BlindGenerationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Generation
-        fields = ["id", "pair", "position", "status", "text", "finish_reason", "error", "created_at",
-                  "finished_at"]
+        fields = ["id", "pair", "status", "text", "finish_reason", "error", "created_at", "finished_at"]
         read_only_fields = fields
+
+    error = serializers.CharField(source="annotator_error_for_pair", read_only=True)
 
 
 class BlindPairSerializer(serializers.ModelSerializer):

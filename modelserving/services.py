@@ -11,7 +11,6 @@ message takes over.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -24,7 +23,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.exceptions import TooMany
+
 from . import client
+from .endpoints import api_key_of, endpoint_allowed
 from .models import Generation, Pair, PolicyVariant
 from .pairing import NoActiveVariant, VariantSpec, plan_pair
 from .selectors import active_variants
@@ -36,6 +38,7 @@ MAX_CONTEXT_CHARS = 200_000
 
 __all__ = [
     "NoActiveVariant",
+    "TooManyInFlight",
     "SampleOutcome",
     "generation_requeue",
     "generations_recover",
@@ -54,7 +57,7 @@ def _sampling(name: str):
 
 VARIANT_FIELDS = {
     "base_url", "model_name", "api_key_env", "temperature_min", "temperature_max", "top_p",
-    "max_new_tokens", "is_active", "sampling_weight", "notes",
+    "max_new_tokens", "is_active", "sampling_weight", "notes", "awaiting_approval",
 }
 
 
@@ -79,7 +82,45 @@ def variant_update(*, variant: PolicyVariant, **fields) -> PolicyVariant:
     return variant
 
 
+def variant_approve(*, variant: PolicyVariant, admin) -> PolicyVariant:
+    """An admin accepts the endpoint a researcher filed: from now on it is sampled like any other."""
+    from accounts.roles import ADMIN, has_role
+    from django.core.exceptions import PermissionDenied
+
+    if not has_role(admin, ADMIN):
+        raise PermissionDenied("Only admins approve an endpoint.")
+    variant.full_clean()  # its host must be allowed now, too
+    PolicyVariant.objects.filter(pk=variant.pk).update(awaiting_approval=False)
+    variant.awaiting_approval = False
+    logger.info("variant %s: endpoint %s approved by %s", variant.name, variant.base_url, admin)
+    return variant
+
+
 # --- Pairs ----------------------------------------------------------------------------------
+
+
+class TooManyInFlight(TooMany):
+    """The person already has MAX_IN_FLIGHT_PER_USER pairs (or single responses) being written."""
+
+
+def _check_in_flight(user) -> None:
+    """Refuse more sampling for ``user`` while MAX_IN_FLIGHT_PER_USER of their pairs, red-team
+    responses or retries are queued or running. Call inside the transaction that stores the new
+    generations: the user's row lock orders two requests of the same person."""
+    if user is None:
+        return
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    rows = Generation.objects.filter(
+        requested_by=user, status__in=(Generation.Status.QUEUED, Generation.Status.RUNNING)
+    ).values_list("pair_id", "id")
+    in_flight = {("pair", pair) if pair else ("one", one) for pair, one in rows}
+    limit = settings.MAX_IN_FLIGHT_PER_USER
+    if len(in_flight) >= limit:
+        raise TooManyInFlight(
+            f"{len(in_flight)} of your requests are still being answered (at most {limit} at a time): "
+            "wait for them to finish.", code="in_flight")
 
 
 def _validate_messages(messages) -> list[dict]:
@@ -118,19 +159,27 @@ def pair_request(*, messages: list[dict], requested_by=None, rng: random.Random 
     specs = [
         VariantSpec(v.id, v.name, v.temperature_min, v.temperature_max, v.sampling_weight) for v in variants.values()
     ]
-    plan = plan_pair(specs, rng=rng or random.SystemRandom(), min_gap=_sampling("MIN_TEMPERATURE_GAP"))
+    rng = rng or random.SystemRandom()
+    plan = plan_pair(specs, rng=rng, min_gap=_sampling("MIN_TEMPERATURE_GAP"))
+    # The weighted draw picks the heavier variant first more often: stored in draw order, the lower
+    # generation id (or position) would say which variant wrote it. Stored in a shuffled order instead.
+    order = [0, 1]
+    rng.shuffle(order)
+    record = {**plan.record, "stored_order": order}
     with transaction.atomic():
+        _check_in_flight(requested_by)
         pair = Pair.objects.create(
-            messages=context, strategy=plan.strategy, pairing=plan.record, requested_by=requested_by
+            messages=context, strategy=plan.strategy, pairing=record, requested_by=requested_by
         )
-        for position, choice in enumerate(plan.choices, start=1):
+        for position, choice in enumerate((plan.choices[i] for i in order), start=1):
             variant = variants[choice.variant_id]
             body = client.chat_request_body(
                 model=variant.model_name, messages=context, temperature=choice.temperature,
                 top_p=variant.top_p, seed=choice.seed, max_tokens=variant.max_new_tokens,
             )
             generation = Generation.objects.create(
-                pair=pair, position=position, variant=variant, model_name=variant.model_name,
+                pair=pair, position=position, variant=variant, requested_by=requested_by,
+                model_name=variant.model_name,
                 messages=context, temperature=choice.temperature, top_p=variant.top_p, seed=choice.seed,
                 max_tokens=variant.max_new_tokens, request_body=body,
             )
@@ -139,23 +188,27 @@ def pair_request(*, messages: list[dict], requested_by=None, rng: random.Random 
 
 
 def generation_request(*, variant: PolicyVariant, messages: list[dict], temperature: float | None = None,
-                       rng: random.Random | None = None) -> Generation:
+                       rng: random.Random | None = None, requested_by=None) -> Generation:
     """One response from one chosen variant (evaluations, red teaming): no pair, no pairing draw.
     The temperature defaults to the middle of the variant's range; enqueued once committed."""
     from . import tasks
 
     context = _validate_messages(messages)
-    if not variant.is_active:
-        raise ValidationError(f"Variant {variant.name} is not active.")
+    if not variant.is_active or variant.awaiting_approval:
+        # Red teamers read this: it must not name the variant.
+        raise ValidationError("This model is not available any more.", code="inactive")
     if temperature is None:
         temperature = round((variant.temperature_min + variant.temperature_max) / 2, 3)
     seed = (rng or random.SystemRandom()).randrange(2**31)
     body = client.chat_request_body(model=variant.model_name, messages=context, temperature=temperature,
                                     top_p=variant.top_p, seed=seed, max_tokens=variant.max_new_tokens)
-    generation = Generation.objects.create(
-        variant=variant, model_name=variant.model_name, messages=context, temperature=temperature,
-        top_p=variant.top_p, seed=seed, max_tokens=variant.max_new_tokens, request_body=body)
-    tasks.generation_sample.delay_on_commit(generation.id)
+    with transaction.atomic():
+        _check_in_flight(requested_by)
+        generation = Generation.objects.create(
+            variant=variant, requested_by=requested_by, model_name=variant.model_name, messages=context,
+            temperature=temperature, top_p=variant.top_p, seed=seed, max_tokens=variant.max_new_tokens,
+            request_body=body)
+        tasks.generation_sample.delay_on_commit(generation.id)
     return generation
 
 
@@ -224,10 +277,14 @@ def _held(generation: Generation):
 
 
 def _endpoint(variant: PolicyVariant) -> client.Endpoint:
-    api_key = os.environ.get(variant.api_key_env, "") if variant.api_key_env else ""
+    """The variant's endpoint, checked again now: its host is still allowed and an admin approved it."""
+    if variant.awaiting_approval:
+        raise client.EndpointError("The variant's endpoint waits for an admin's approval.", transient=False)
+    if not endpoint_allowed(variant.base_url):
+        raise client.EndpointError("The variant's endpoint host is not in VARIANT_ALLOWED_HOSTS.", transient=False)
     return client.Endpoint(
         base_url=variant.base_url,
-        api_key=api_key or "EMPTY",
+        api_key=api_key_of(variant.api_key_env) or "EMPTY",
         connect_timeout=_sampling("CONNECT_TIMEOUT"),
         read_timeout=_sampling("READ_TIMEOUT"),
     )
@@ -311,6 +368,7 @@ def generation_requeue(*, generation: Generation) -> Generation:
         generation = Generation.objects.select_for_update().get(pk=generation.pk)
         if generation.status != Generation.Status.FAILED:
             raise ValidationError("Only a failed response can be retried.")
+        _check_in_flight(generation.requested_by)
         generation.status = Generation.Status.QUEUED
         generation.attempts = 0
         generation.recoveries = 0

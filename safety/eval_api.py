@@ -5,6 +5,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from core.pagination import list_schema, paginated
 
 from accounts.permissions import HasRole
 from accounts.roles import ADMIN, ANNOTATOR, RESEARCHER
@@ -24,9 +25,9 @@ class Annotators(HasRole):
 
 
 class PromptSerializer(serializers.Serializer):
-    prompt = serializers.CharField(trim_whitespace=False)
-    risk_category = serializers.CharField(required=False, allow_blank=True, default="")
-    attack_vector = serializers.CharField(required=False, allow_blank=True, default="")
+    prompt = serializers.CharField(trim_whitespace=False, max_length=20_000)
+    risk_category = serializers.CharField(required=False, allow_blank=True, default="", max_length=50)
+    attack_vector = serializers.CharField(required=False, allow_blank=True, default="", max_length=50)
 
 
 class EvaluationCreateSerializer(serializers.Serializer):
@@ -49,9 +50,10 @@ class EvaluationSerializer(serializers.ModelSerializer):
 class EvaluationListCreate(APIView):
     permission_classes = [Staff]
 
-    @extend_schema(responses=EvaluationSerializer(many=True))
+    @list_schema(EvaluationSerializer, operation_id="safety_evaluations_list")
     def get(self, request):
-        return Response(EvaluationSerializer(SafetyEvaluation.objects.prefetch_related("variants"), many=True).data)
+        return paginated(request, self, SafetyEvaluation.objects.prefetch_related("variants").order_by("-pk"),
+                         EvaluationSerializer)
 
     @extend_schema(request=EvaluationCreateSerializer, responses={201: EvaluationSerializer})
     def post(self, request):

@@ -72,7 +72,7 @@ def evaluation_create(*, user, name: str, variants: list[PolicyVariant], prompts
         errors["name"] = f"An evaluation named {name!r} exists already."
     if not variants:
         errors["variants"] = "Pick at least one policy variant."
-    elif inactive := [v.name for v in variants if not v.is_active]:
+    elif inactive := [v.name for v in variants if not v.is_active or v.awaiting_approval]:
         errors["variants"] = f"Not active: {', '.join(inactive)}."
     if not 1 <= raters <= 9:
         errors["raters"] = "Between 1 and 9 raters per response."

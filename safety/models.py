@@ -76,6 +76,8 @@ class RedTeamSession(models.Model):
 
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="red_team_sessions")
     variant = models.ForeignKey("modelserving.PolicyVariant", on_delete=models.PROTECT, related_name="+")
+    alias = models.CharField(max_length=20, blank=True,
+                             help_text="What the red teamer calls the variant (\"Model 2\"): never its name.")
     minutes = models.PositiveSmallIntegerField(help_text="Planned length.")
     started_at = models.DateTimeField()
     ends_at = models.DateTimeField()

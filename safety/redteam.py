@@ -10,11 +10,14 @@ marked; a mark can be changed until the session is finished (by its red teamer),
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -25,6 +28,7 @@ from accounts.roles import ANNOTATOR, has_role
 from annotation.models import AttackVector, RiskCategory
 from annotation.services import MAX_MESSAGE_CHARS
 from modelserving.models import Generation, PolicyVariant
+from modelserving.selectors import active_variants
 from modelserving.services import generation_request
 
 from .models import RedTeamAttempt, RedTeamSession
@@ -78,12 +82,32 @@ def _running_session_of(annotator, now: datetime) -> RedTeamSession | None:
             .select_related("variant").order_by("-started_at").first())
 
 
-def session_start(*, annotator, variant: PolicyVariant, minutes: int) -> RedTeamSession:
-    """Open a timed session on ``variant`` for ``annotator``: one running session per person."""
+def variant_aliases(*, annotator) -> dict[str, PolicyVariant]:
+    """The active variants as this red teamer may name them: "Model 1", "Model 2", ... in an order
+    keyed by a secret and the person (the same variant keeps its number for them while the active
+    set stays the same, and says nothing about its name or its place in the registry)."""
+    def key(variant):
+        message = f"{annotator.pk}:{variant.pk}".encode()
+        return hmac.new(("red-team-alias:" + settings.SECRET_KEY).encode(), message, hashlib.sha256).digest()
+
+    ordered = sorted(active_variants(), key=key)
+    return {f"Model {index}": variant for index, variant in enumerate(ordered, start=1)}
+
+
+def session_start(*, annotator, minutes: int, alias: str | None = None,
+                  variant: PolicyVariant | None = None) -> RedTeamSession:
+    """Open a timed session for ``annotator`` on the variant they chose by ``alias`` (see
+    variant_aliases), or on the ``variant`` an admin assigned: one running session per person."""
     if not has_role(annotator, ANNOTATOR):
         raise PermissionDenied("Only annotators red-team.")
-    if variant is None or not variant.is_active:
-        raise ValidationError({"variant": "Choose an active policy variant."})
+    aliases = variant_aliases(annotator=annotator)
+    if alias is not None:
+        variant = aliases.get(alias)
+        if variant is None:
+            raise ValidationError({"model": "Choose one of the models offered."})
+    if variant is None or not variant.is_active or variant.awaiting_approval:
+        raise ValidationError({"model": "Choose one of the models offered."})
+    alias = next((name for name, v in aliases.items() if v.pk == variant.pk), "Model")
     if isinstance(minutes, bool) or not isinstance(minutes, int) or not MIN_MINUTES <= minutes <= MAX_MINUTES:
         raise ValidationError(
             {"minutes": f"A session lasts between {MIN_MINUTES} and {MAX_MINUTES} minutes."})
@@ -94,9 +118,9 @@ def session_start(*, annotator, variant: PolicyVariant, minutes: int) -> RedTeam
         running = _running_session_of(annotator, now)
         if running is not None:
             raise ValidationError(
-                f"Your session #{running.pk} on {running.variant.name} is still running (until "
+                f"Your session #{running.pk} on {running.alias or 'a model'} is still running (until "
                 f"{_clock(running.ends_at)}): finish it before starting another.", code="running")
-        return RedTeamSession.objects.create(annotator=annotator, variant=variant, minutes=minutes,
+        return RedTeamSession.objects.create(annotator=annotator, variant=variant, alias=alias, minutes=minutes,
                                              started_at=now, ends_at=now + timedelta(minutes=minutes))
 
 
@@ -134,7 +158,7 @@ def attempt_post(*, session: RedTeamSession, annotator, prompt: str, risk_catego
         if session_state(session) != RUNNING:
             ended = _clock(session_ended_at(session))
             raise ValidationError(f"No more prompts: the session ended at {ended}.", code="ended")
-        generation = generation_request(variant=session.variant,
+        generation = generation_request(variant=session.variant, requested_by=annotator,
                                         messages=[{"role": "user", "content": prompt}])
         return RedTeamAttempt.objects.create(session=session, prompt=prompt, risk_category=risk_category,
                                              attack_vector=attack_vector, generation=generation)

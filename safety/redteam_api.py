@@ -9,7 +9,7 @@ from datetime import datetime, time
 
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
@@ -19,6 +19,7 @@ from accounts.permissions import HasRole, StaffRole
 from accounts.roles import ANNOTATOR
 from annotation.models import AttackVector, RiskCategory
 from core.exceptions import NotYours
+from core.pagination import list_schema, paginated
 from modelserving.models import PolicyVariant
 
 from . import redteam
@@ -32,12 +33,13 @@ class RedTeamers(HasRole):
 
 
 class SessionStartSerializer(serializers.Serializer):
-    variant = serializers.SlugRelatedField(slug_field="name", queryset=PolicyVariant.objects.all())
-    minutes = serializers.IntegerField()
+    model = serializers.CharField(max_length=20, help_text='An alias the red teamer was offered ("Model 1"); '
+                                  "see GET sessions/models/.")
+    minutes = serializers.IntegerField(min_value=redteam.MIN_MINUTES, max_value=redteam.MAX_MINUTES)
 
 
 class AttemptPostSerializer(serializers.Serializer):
-    prompt = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    prompt = serializers.CharField(trim_whitespace=False, allow_blank=True, max_length=redteam.MAX_PROMPT_CHARS)
     risk_category = serializers.SlugRelatedField(slug_field="slug", queryset=RiskCategory.objects.all(),
                                                  required=False, allow_null=True, default=None)
     attack_vector = serializers.SlugRelatedField(slug_field="slug", queryset=AttackVector.objects.all(),
@@ -46,13 +48,17 @@ class AttemptPostSerializer(serializers.Serializer):
 
 class MarkSerializer(serializers.Serializer):
     violating = serializers.BooleanField()
-    note = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+    note = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False,
+                                 max_length=redteam.MAX_NOTE_CHARS)
 
 
 class ResponseSerializer(serializers.Serializer):
     status = serializers.CharField()
     text = serializers.CharField()
-    error = serializers.CharField()
+    error = serializers.SerializerMethodField(help_text="Generic, with a reference; empty unless failed.")
+
+    def get_error(self, generation) -> str:
+        return generation.annotator_error()
 
 
 class AttemptSerializer(serializers.Serializer):
@@ -70,7 +76,7 @@ class AttemptSerializer(serializers.Serializer):
 
 class SessionSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    variant = serializers.CharField(source="variant.name")
+    model = serializers.CharField(source="alias", help_text="The alias of the variant attacked, never its name.")
     minutes = serializers.IntegerField()
     started_at = serializers.DateTimeField()
     ends_at = serializers.DateTimeField()
@@ -112,9 +118,9 @@ class RedTeamAPIView(APIView):
 
 
 class SessionListCreate(RedTeamAPIView):
-    @extend_schema(responses=SessionSerializer(many=True))
+    @list_schema(SessionSerializer, name="PaginatedRedTeamSessionList", operation_id="safety_red_team_sessions_list")
     def get(self, request):
-        return Response(SessionSerializer(redteam.sessions_for(annotator=request.user)[:200], many=True).data)
+        return paginated(request, self, redteam.sessions_for(annotator=request.user), SessionSerializer)
 
     @extend_schema(request=SessionStartSerializer, responses={201: SessionSerializer},
                    description="Start a timed session on one active variant (one running session per "
@@ -122,8 +128,16 @@ class SessionListCreate(RedTeamAPIView):
     def post(self, request):
         incoming = SessionStartSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        session = redteam.session_start(annotator=request.user, **incoming.validated_data)
+        session = redteam.session_start(annotator=request.user, alias=incoming.validated_data["model"],
+                                        minutes=incoming.validated_data["minutes"])
         return Response(SessionSerializer(session).data, status=status.HTTP_201_CREATED)
+
+
+class ModelList(RedTeamAPIView):
+    @extend_schema(responses=inline_serializer("RedTeamModel", {"model": serializers.CharField()}, many=True),
+                   description="The models this red teamer may attack, by alias.")
+    def get(self, request):
+        return Response([{"model": alias} for alias in redteam.variant_aliases(annotator=request.user)])
 
 
 class SessionDetail(RedTeamAPIView):

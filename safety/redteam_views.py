@@ -21,7 +21,6 @@ from annotation.models import AttackVector, RiskCategory
 from core.charts import bar_chart
 from core.forms import add_service_errors
 from modelserving.models import PolicyVariant
-from modelserving.selectors import active_variants
 
 from . import redteam
 
@@ -30,14 +29,16 @@ CLOCK_POLL_S = 10
 
 
 class SessionStartForm(forms.Form):
-    variant = forms.ModelChoiceField(PolicyVariant.objects.none(), empty_label=None)
+    """The models are offered by alias ("Model 1"): a red teamer never learns a variant's name."""
+
+    model = forms.ChoiceField(choices=())
     minutes = forms.IntegerField(initial=30, widget=forms.NumberInput(
         attrs={"min": redteam.MIN_MINUTES, "max": redteam.MAX_MINUTES, "step": 5}),
         help_text=f"Between {redteam.MIN_MINUTES} and {redteam.MAX_MINUTES} minutes.")
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, annotator, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["variant"].queryset = active_variants()
+        self.fields["model"].choices = [(alias, alias) for alias in redteam.variant_aliases(annotator=annotator)]
 
 
 class AttemptForm(forms.Form):
@@ -102,16 +103,17 @@ def _home(request, form, status=200):
 @require_GET
 @role_required(ANNOTATOR)
 def home(request):
-    return _home(request, SessionStartForm())
+    return _home(request, SessionStartForm(annotator=request.user))
 
 
 @require_POST
 @role_required(ANNOTATOR)
 def session_start(request):
-    form = SessionStartForm(request.POST)
+    form = SessionStartForm(request.POST, annotator=request.user)
     if form.is_valid():
         try:
-            session = redteam.session_start(annotator=request.user, **form.cleaned_data)
+            session = redteam.session_start(annotator=request.user, alias=form.cleaned_data["model"],
+                                            minutes=form.cleaned_data["minutes"])
         except ValidationError as error:
             add_service_errors(form, error)
         else:

@@ -10,6 +10,7 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from core.pagination import list_schema, paginated
 
 from accounts.permissions import HasRole
 from accounts.roles import RESEARCHER
@@ -35,7 +36,7 @@ class MixSerializer(serializers.Serializer):
 
 
 class LaunchSerializer(serializers.Serializer):
-    focus = serializers.CharField()
+    focus = serializers.CharField(max_length=20)
     batches = serializers.ListField(child=serializers.CharField(), required=False, default=list)
     sources = serializers.ListField(child=serializers.CharField(), required=False, default=list)
     mix = MixSerializer(required=False)
@@ -56,10 +57,10 @@ class PolicyLaunchSerializer(serializers.Serializer):
     batches = serializers.ListField(child=serializers.CharField(), required=False, default=list)
     base = serializers.SlugRelatedField(slug_field="name", queryset=Checkpoint.objects.all(), required=False,
                                         allow_null=True)
-    variant = serializers.CharField(required=False, allow_blank=True, default="")
+    variant = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
     variants = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    helpfulness_rm = serializers.CharField(required=False, allow_blank=True, default="")
-    safety_rm = serializers.CharField(required=False, allow_blank=True, default="")
+    helpfulness_rm = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    safety_rm = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
     pool_runs = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
     instructions = serializers.ListField(child=serializers.CharField(), required=False, default=list)
     prompts = serializers.ListField(
@@ -110,9 +111,9 @@ class RunDetailSerializer(RunSerializer):
 class RunListCreate(APIView):
     permission_classes = [ResearcherOnly]
 
-    @extend_schema(responses=RunSerializer(many=True))
+    @list_schema(RunSerializer, operation_id="training_runs_list")
     def get(self, request):
-        return Response(RunSerializer(selectors.runs_recent(), many=True).data)
+        return paginated(request, self, selectors.runs_recent(limit=None), RunSerializer)
 
     @extend_schema(request=LaunchSerializer, responses={201: RunSerializer})
     def post(self, request):
@@ -167,9 +168,9 @@ class RunRelaunch(APIView):
 class CheckpointList(APIView):
     permission_classes = [ResearcherOnly]
 
-    @extend_schema(responses=CheckpointSerializer(many=True))
+    @list_schema(CheckpointSerializer, operation_id="training_checkpoints_list")
     def get(self, request):
-        return Response(CheckpointSerializer(Checkpoint.objects.all(), many=True).data)
+        return paginated(request, self, Checkpoint.objects.order_by("-pk"), CheckpointSerializer)
 
 
 class CheckpointDetail(APIView):

@@ -11,6 +11,7 @@ import orjson
 
 from annotation.exports import sft_records
 from annotation.models import Batch, Dialogue, PreferenceSource
+from modelserving.endpoints import endpoint_allowed
 from modelserving.models import PolicyVariant
 
 from .data import prompts_write, reward_data_write
@@ -46,12 +47,19 @@ def _reward_models(run: TrainingRun) -> dict:
 
 
 def _variant(name: str) -> PolicyVariant:
-    return PolicyVariant.objects.get(name=name)
+    """A variant a job may sample: approved, on an allowed host (ValueError otherwise)."""
+    variant = PolicyVariant.objects.get(name=name)
+    if variant.awaiting_approval:
+        raise ValueError(f"Variant {name}'s endpoint waits for an admin's approval.")
+    if not endpoint_allowed(variant.base_url):
+        raise ValueError(f"Variant {name}'s endpoint host is not in VARIANT_ALLOWED_HOSTS.")
+    return variant
 
 
 def _endpoint(run: TrainingRun) -> dict:
+    # The key's variable name, never the key: the job reads it from its own environment.
     variant = _variant(run.data["variant"])
-    return {"--endpoint": variant.base_url, "--model": variant.model_name}
+    return {"--endpoint": variant.base_url, "--model": variant.model_name, "--api-key-env": variant.api_key_env}
 
 
 def _write_lines(path: Path, rows) -> int:
@@ -109,8 +117,8 @@ def prepare(run: TrainingRun, data_dir: Path, out: Path) -> tuple[dict, dict]:
             n = prompts_write(batches=_batches(run), out=data_dir / "prompts.jsonl", split="test")
         if not n:
             raise ValueError("The chosen batches hold no held-out prompts.")
-        variants = [{"name": v.name, "base_url": v.base_url, "model": v.model_name}
-                    for v in PolicyVariant.objects.filter(name__in=run.data["variants"]).order_by("name")]
+        variants = [{"name": v.name, "base_url": v.base_url, "model": v.model_name, "api_key_env": v.api_key_env}
+                    for v in (_variant(name) for name in sorted(run.data["variants"]))]
         return {"--prompts": data_dir / "prompts.jsonl", "--variants": json.dumps(variants), **_reward_models(run),
                 "--out": out}, {"prompts": n}
     raise ValueError(f"unknown run kind {kind!r}")

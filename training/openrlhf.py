@@ -20,7 +20,7 @@ from dataclasses import dataclass
 class ClusterPPO:
     prompts: str  # a JSONL path the cluster can read: {"messages": [...], "label": focus}
     policy: str  # the policy checkpoint (a path or hub name on the cluster)
-    reward_url: str  # Tandem's reward server: http://host:5000/get_reward
+    reward_url: str  # Tandem's reward server, its token as the URL's password: http://reward:$TOKEN@host:5000/get_reward
     save_path: str  # where OpenRLHF writes the trained policy (HF format)
     ray_address: str = "http://127.0.0.1:8265"
     working_dir: str = ""  # shipped to the Ray job when set (runtime_env)
@@ -78,8 +78,12 @@ def ppo_command(job: ClusterPPO) -> list[str]:
     return [*submit, "--", *argv]
 
 
-def reward_server_command(*, helpfulness_rm: str, safety_rm: str, port: int = 5000) -> list[str]:
-    argv = ["python", "-m", "training.jobs.reward_server", "--host", "0.0.0.0", "--port", str(port)]
+def reward_server_command(*, helpfulness_rm: str, safety_rm: str, port: int = 5000, host: str = "127.0.0.1",
+                          token_env: str = "TANDEM_REWARD_TOKEN") -> list[str]:
+    """The reward server's command: loopback unless ``host`` says otherwise; it reads its token from
+    ``token_env`` (set it before running the command)."""
+    argv = ["python", "-m", "training.jobs.reward_server", "--host", host, "--port", str(port),
+            "--token-env", token_env]
     if helpfulness_rm:
         argv += ["--helpfulness-rm", helpfulness_rm]
     if safety_rm:
@@ -88,4 +92,11 @@ def reward_server_command(*, helpfulness_rm: str, safety_rm: str, port: int = 50
 
 
 def shell(argv: list[str]) -> str:
-    return shlex.join(argv)
+    """The argv as one shell line; a ``${VARIABLE}`` in an argument is left for the shell to expand
+    (the reward token is never written into a command or a file)."""
+    def quote(arg: str) -> str:
+        if "${" in arg and "$(" not in arg and not any(c in arg for c in '"\\`'):
+            return f'"{arg}"'
+        return shlex.quote(arg)
+
+    return " ".join(quote(arg) for arg in argv)

@@ -20,7 +20,7 @@ CURVES_BY_KIND = {
 }
 
 
-def runs_recent(limit: int = 50) -> QuerySet[TrainingRun]:
+def runs_recent(limit: int | None = 50) -> QuerySet[TrainingRun]:
     return TrainingRun.objects.select_related("base", "launched_by", "checkpoint")[:limit]
 
 

@@ -159,10 +159,12 @@ def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperatu
                      base_url: str = "", model_name: str = ""):
     """Put a policy checkpoint in front of annotators as a new policy variant.
 
-    With POLICY_SERVING=local (the embedded set-up) Tandem starts `transformers serve` for it and
-    the variant, inactive until then, joins pairing once the server answers; otherwise the operator
-    runs `vllm_command(...)` and gives its URL, and the variant joins pairing at once."""
+    With POLICY_SERVING=local (the embedded set-up) and no URL, Tandem starts `transformers serve`
+    for it on loopback, and the variant, inactive until then, joins pairing once the server answers.
+    With a URL (the operator ran `vllm_command(...)`), the endpoint is filed for an admin to approve:
+    endpoints are trusted configuration, and nothing samples the variant until then."""
     from modelserving.local_servers import local_server_launch, local_server_stop
+    from modelserving.models import PolicyVariant
     from modelserving.services import variant_create
     from modelserving.tasks import local_server_activate
 
@@ -172,10 +174,15 @@ def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperatu
     if checkpoint.variant_id:
         raise ValidationError(f"{checkpoint} is served already, as variant {checkpoint.variant}.")
     server = None
+    awaiting_approval = bool(base_url)
     if not base_url:
         if settings.POLICY_SERVING != "local":
             raise ValidationError({"base_url": "Start its server and give the URL, e.g. "
                                                f"`{vllm_command(checkpoint, name)}`."})
+        # Everything checked before a process starts: the name, the settings, that it is free.
+        PolicyVariant(name=name, base_url="http://127.0.0.1:1/v1", model_name=checkpoint.path,
+                      temperature_min=temperature_min, temperature_max=temperature_max,
+                      max_new_tokens=max_new_tokens, sampling_weight=sampling_weight).full_clean()
         # Started here, not waited for: the variant turns active once its server answers
         # (modelserving.local_server_activate looks, without holding a worker slot meanwhile).
         server = local_server_launch(model_dir=checkpoint.path, name=name)
@@ -191,8 +198,10 @@ def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperatu
             variant = variant_create(name=name, base_url=base_url, model_name=model_name or name,
                                      temperature_min=temperature_min, temperature_max=temperature_max,
                                      max_new_tokens=max_new_tokens, sampling_weight=sampling_weight,
+                                     awaiting_approval=awaiting_approval,
                                      is_active=server is None,
-                                     notes=f"From checkpoint {checkpoint} ({checkpoint.path}).")
+                                     notes=f"From checkpoint {checkpoint} ({checkpoint.path})."
+                                     + (f" Endpoint filed by {researcher} for approval." if awaiting_approval else ""))
             Checkpoint.objects.filter(pk=checkpoint.pk).update(variant=variant)
             if server is not None:
                 server.variant = variant

@@ -137,7 +137,8 @@ def checkpoint_detail(request, pk: int):
         except ValidationError as error:
             problems = error.messages
         else:
-            when = "now" if variant.is_active else "once its model server answers (it is loading the model)"
+            when = ("once an admin approves its endpoint" if variant.awaiting_approval else "now" if variant.is_active
+                    else "once its model server answers (it is loading the model)")
             messages.success(request, f"Variant {variant.name} is serving {checkpoint} and joins pairing {when}.")
             return redirect("training:checkpoint", checkpoint.pk)
     side = _checkpoint_context(checkpoint)

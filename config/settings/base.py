@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "csp",
+    "axes",
     "pgtrigger",
     "core",
     "accounts",
@@ -54,6 +55,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, as axes asks: it turns a lockout into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -95,8 +98,29 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Cache ----------------------------------------------------------------------------------
+# Throttle counters and the public /health answer. Redis in production (CACHE_URL, required there);
+# this process's memory on the embedded default.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+
 # --- People ---------------------------------------------------------------------------------
 AUTH_USER_MODEL = "auth.User"
+# Proxies in front of gunicorn that append to X-Forwarded-For (0: trust no header; 1 behind one proxy).
+# DRF's throttles and axes's lockout read the client's address the same way from it.
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+# Failed logins (the login page, the admin's, the token endpoint) lock the username from that
+# address out for a while (django-axes, its records in the database).
+AUTHENTICATION_BACKENDS = [
+    "accounts.backends.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "core.throttles.client_ip"
+AXES_IPWARE_PROXY_COUNT = NUM_PROXIES
+AXES_LOCKOUT_CALLABLE = "accounts.backends.lockout_response"
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -150,12 +174,22 @@ SESSION_COOKIE_HTTPONLY = True
 
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # No BasicAuthentication: a password on every request, and no lockout after failed ones.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Counted in the cache; they let requests through when the cache is down (core/throttles.py).
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttles.AnonThrottle", "core.throttles.UserThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("THROTTLE_ANON", default="60/min"),
+        "user": env.str("THROTTLE_USER", default="1200/min"),
+        "login": env.str("THROTTLE_LOGIN", default="20/min"),
+    },
+    "NUM_PROXIES": NUM_PROXIES,
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.Pagination",
+    "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # A service's refusal becomes HTTP here, for every app (400, 403, 404, 409, 503).
@@ -177,6 +211,7 @@ SPECTACULAR_SETTINGS = {
         "ExportJobStatusEnum": "annotation.models.ExportJob.Status",
     },
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "core.schema.add_refusals"],
 }
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -253,6 +288,10 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Sampling -------------------------------------------------------------------------------
+# Hosts a policy variant's endpoint may be on (checked when a variant is saved and before every
+# request; see modelserving/endpoints.py for the patterns): loopback and the compose vLLM services.
+VARIANT_ALLOWED_HOSTS = env.list("VARIANT_ALLOWED_HOSTS",
+                                 default=["127.0.0.1", "localhost", "[::1]", "vllm-cool", "vllm-warm"])
 SAMPLING = {
     # Seconds to open a connection to a policy variant's endpoint.
     "CONNECT_TIMEOUT": env.float("SAMPLING_CONNECT_TIMEOUT", default=5.0),
@@ -271,6 +310,8 @@ SAMPLING = {
     # The gap between the two temperatures when one variant is sampled twice.
     "MIN_TEMPERATURE_GAP": env.float("SAMPLING_MIN_TEMPERATURE_GAP", default=0.3),
 }
+# Pairs, red-team responses and retries one person may have queued or running at once.
+MAX_IN_FLIGHT_PER_USER = env.int("MAX_IN_FLIGHT_PER_USER", default=6)
 # Held-out test split of each frozen batch (Llama 2 held out 1,000 comparisons per batch).
 HELD_OUT_MAX = env.int("HELD_OUT_MAX", default=1000)
 HELD_OUT_SHARE = env.float("HELD_OUT_SHARE", default=0.1)
@@ -290,6 +331,8 @@ EXPORT_TIME_LIMIT = env.int("EXPORT_TIME_LIMIT", default=3000)
 EXPORT_MAX_ATTEMPTS = env.int("EXPORT_MAX_ATTEMPTS", default=3)
 ANNOTATOR_PSEUDONYM_KEY = env.str("ANNOTATOR_PSEUDONYM_KEY", default="")
 HEALTH_PROBE_TIMEOUT = env.float("HEALTH_PROBE_TIMEOUT", default=3.0)
+# The public /health answer (ok or 503) is computed at most this often; staff get fresh details.
+HEALTH_CACHE_SECONDS = env.float("HEALTH_CACHE_SECONDS", default=15.0)
 
 # --- The default model ----------------------------------------------------------------------
 DEFAULT_MODEL_DIR = Path(

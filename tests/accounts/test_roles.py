@@ -107,3 +107,33 @@ def test_weak_password_is_refused_with_the_validators_message():
 def test_unknown_role_is_refused():
     with pytest.raises(ValidationError, match="Unknown role"):
         services.invitation_create(role="overlord")
+
+
+# An admin (a staff account of the admin role, not a superuser) must not be able to escalate.
+def test_the_admin_role_cannot_grant_superuser_or_edit_permissions(client):
+    from django.contrib.auth.models import User
+
+    admin_user = make("admin", "ada")
+    other = make("annotator", "ann")
+    root = User.objects.create_superuser("root", "root@example.org", PASSWORD)
+    client.login(username="ada", password=PASSWORD)
+    group = Group.objects.get(name="admin")
+    assert not group.permissions.filter(content_type__app_label="auth", codename__in=[
+        "change_group", "add_group", "change_permission", "add_permission"]).exists()
+    assert client.get(f"/admin/auth/group/{group.pk}/change/").status_code in (200, 403)
+    form = client.get(f"/admin/auth/user/{admin_user.pk}/change/").content.decode()
+    assert 'name="is_superuser"' not in form and 'name="user_permissions"' not in form
+    data = {"username": "ada", "is_active": "on", "is_staff": "on", "is_superuser": "on",
+            "groups": [group.pk], "user_permissions": [], "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00",
+            "last_login_0": "", "last_login_1": ""}
+    client.post(f"/admin/auth/user/{admin_user.pk}/change/", data)
+    admin_user.refresh_from_db()
+    assert not admin_user.is_superuser
+    # Changing a group's permissions is refused.
+    assert client.post(f"/admin/auth/group/{group.pk}/change/", {"name": "admin", "permissions": []}).status_code == 403
+    assert group.permissions.filter(codename="change_policyvariant").exists()
+    # A superuser's account is out of reach; an annotator's is not.
+    assert client.post(f"/admin/auth/user/{root.pk}/change/", {**data, "username": "root"}).status_code == 403
+    root.refresh_from_db()
+    assert root.is_superuser and root.is_active
+    assert client.get(f"/admin/auth/user/{other.pk}/change/").status_code == 200

@@ -40,13 +40,13 @@ def snapshot():
 
 
 @pytest.mark.parametrize("role", ["annotator", "researcher", "admin"])
-def test_someone_elses_ids_answer_404_with_an_empty_body_on_every_url_and_verb(owner_turn, make_user, role):
+def test_someone_elses_ids_answer_404_as_unknown_ids_do_on_every_url_and_verb(owner_turn, make_user, role):
     intruder = token_client(make_user(f"other-{role}", role))
     before = snapshot()
     for method, url, body in urls(owner_turn):
         response = getattr(intruder, method)(url, body, format="json")
         assert response.status_code == 404, (method, url, response.status_code)
-        assert response.content == b"", (method, url, response.content)
+        assert response.json() == {"detail": "Not found."}, (method, url, response.content)
     assert snapshot() == before, "nothing changed"
 
 
@@ -69,7 +69,7 @@ def test_a_researcher_or_admin_cannot_judge_as_someone_else(owner_turn, make_use
 
 def test_lists_show_only_ones_own_dialogues(owner_turn, make_user):
     other = token_client(make_user("other"))
-    assert other.get("/api/dialogues/").json() == []
+    assert other.get("/api/dialogues/").json() == {"count": 0, "next": None, "previous": None, "results": []}
     assert other.get("/api/turns/next/").status_code == 204
 
 
@@ -123,3 +123,47 @@ def test_the_openapi_schema_validates_without_warnings(tmp_path):
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
     schema = (tmp_path / "schema.yml").read_text()
     assert "/api/turns/{id}/judgement/" in schema and "/api/dialogues/{id}/turns/" in schema
+
+
+
+# An annotator (or a script with their token) opening dialogue after dialogue would keep every model
+# server busy: a person's pairs, red-team responses and retries in flight are capped together.
+@pytest.mark.django_db
+def test_pairs_in_flight_are_capped_per_person(offline_variants, make_user, settings):
+    from django.core.exceptions import ValidationError
+    from django.utils import timezone
+
+    from annotation import services
+    from annotation.models import AttackVector, RiskCategory
+    from safety import redteam
+
+    settings.MAX_IN_FLIGHT_PER_USER = 3
+    ann = make_user("capped")
+    api = APIClient()
+    api.force_authenticate(ann)
+
+    def new_turn(message):
+        dialogue = api.post("/api/dialogues/", {"focus": "helpfulness"}, format="json").json()
+        return api.post(f"/api/dialogues/{dialogue['id']}/turns/", {"user_message": message}, format="json")
+
+    first, second = (new_turn(f"Hi {index}").json() for index in range(2))
+    session = redteam.session_start(annotator=ann, alias="Model 1", minutes=30)
+    tags = {"risk_category": RiskCategory.objects.first(), "attack_vector": AttackVector.objects.first()}
+    redteam.attempt_post(session=session, annotator=ann, prompt="Attack", **tags)  # the third in flight
+
+    refused = new_turn("One more")
+    assert refused.status_code == 429 and "at most 3 at a time" in refused.json()["detail"]
+    with pytest.raises(ValidationError, match="at most 3"):
+        redteam.attempt_post(session=session, annotator=ann, prompt="Again", **tags)
+    # Someone else is not held back.
+    other = make_user("free")
+    services.turn_post(dialogue=services.dialogue_start(annotator=other, focus="helpfulness"), annotator=other,
+                       user_message="Hi")
+
+    # A pair whose responses failed is out of flight; its retry puts it back in, and is counted.
+    failed = Turn.objects.get(pk=first["id"])
+    Generation.objects.filter(pair=failed.pair).update(status="failed", finished_at=timezone.now())
+    assert new_turn("Now").status_code == 201
+    assert api.post(f"/api/turns/{failed.pk}/retry/", {"side": "A"}, format="json").status_code == 429
+    assert Generation.objects.filter(pair=failed.pair, status="failed").count() == 2
+    assert second

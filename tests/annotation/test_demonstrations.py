@@ -74,7 +74,7 @@ def test_pages_and_api(client, annotator, offline_variants):
     assert client.post(reverse("annotation:rewrite", args=[turn.pk]), {"answer": "Much better."}).status_code == 302
     assert reverse("annotation:rewrite", args=[turn.pk]) in client.get(reverse("annotation:history")).content.decode()
     headers = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=annotator).key}"}
-    listed = client.get(reverse("api-demonstrations"), **headers).json()
+    listed = client.get(reverse("api-demonstrations"), **headers).json()["results"]
     assert {d["kind"] for d in listed} == {"written", "rewrite"}
     created = client.post(reverse("api-demonstrations"), {"prompt": "Q", "answer": "A"},
                           content_type="application/json", **headers)
@@ -83,4 +83,4 @@ def test_pages_and_api(client, annotator, offline_variants):
     eve = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=other).key}"}
     refused = client.post(reverse("api-turn-rewrite", args=[turn.pk]), {"answer": "mine"},
                           content_type="application/json", **eve)
-    assert refused.status_code == 404 and refused.content == b""
+    assert refused.status_code == 404 and refused.json() == {"detail": "Not found."}

@@ -209,5 +209,25 @@ def test_admins_import_over_http(admin):
     response = client.post("/api/sources/import/", {"file": bad, "format": "hh-rlhf", "source": "hh2"},
                            format="multipart")
     assert response.status_code == 400 and "line 1" in response.json()["detail"]
-    assert client.get("/api/sources/").json()[0] | {"created_at": None} == {
+    assert client.get("/api/sources/").json()["results"][0] | {"created_at": None} == {
         "name": "hh", "kind": "hh-rlhf", "focus": "", "description": "", "created_at": None, "comparisons": 2}
+
+
+TANDEM_ROW = {"schema_version": 1, "context": [{"role": "user", "content": "Hi"}], "strength": "better",
+              "chosen": {"text": "Hello!"}, "rejected": {"text": "No."}, "margin_small": 0.66, "focus": "helpfulness"}
+
+
+# A margin of NaN, Infinity (both valid in Python's JSON), true or "1" reached the reward loss or
+# the database; a focus outside the two was stored as it came.
+@pytest.mark.parametrize("kind, row, problem", [
+    ("trl", {**TRL[0], "margin": float("nan")}, "line 3: margin nan is out of range"),
+    ("trl", {**TRL[0], "margin": float("inf")}, "line 3: margin inf is out of range"),
+    ("trl", {**TRL[0], "margin": True}, "line 3: margin must be a number"),
+    ("tandem", {**TANDEM_ROW, "margin_small": "0.5"}, "line 3: margin_small must be a number"),
+    ("tandem", {**TANDEM_ROW, "focus": "style"}, "line 3: unknown focus 'style'"),
+])
+def test_margins_and_focus_are_checked_per_line(admin, tmp_path, kind, row, problem):
+    rows = (TRL[:2] if kind == "trl" else [TANDEM_ROW, {**TANDEM_ROW, "chosen": {"text": "Hey"}}]) + [row]
+    with pytest.raises(ValidationError, match=problem):
+        preferences_import(path=write_jsonl(tmp_path / "data.jsonl", rows), kind=kind, source_name="s", admin=admin)
+    assert not ImportedComparison.objects.exists() and not PreferenceSource.objects.exists()

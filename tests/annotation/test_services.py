@@ -46,7 +46,8 @@ def test_only_annotators_start_dialogues(make_user):
         services.dialogue_start(annotator=make_user("res", "researcher"), focus="helpfulness")
 
 
-def test_turn_post_requests_a_pair_for_the_context_and_draws_the_sides(annotator, variants):
+def test_turn_post_requests_a_pair_for_the_context_and_draws_the_sides(annotator, variants, settings):
+    settings.MAX_IN_FLIGHT_PER_USER = 20  # eleven dialogues with a pair in flight each
     dialogue = services.dialogue_start(annotator=annotator, focus="helpfulness", system_prompt="Be brief.")
     lefts = set()
     turn = services.turn_post(dialogue=dialogue, annotator=annotator, user_message="  Hi!  ", rng=random.Random(1))

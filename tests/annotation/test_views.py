@@ -120,3 +120,15 @@ def test_today_count_is_shown(logged_in, annotator, variants):
     _judge_turns(annotator, 2)
     html = logged_in.get(reverse("annotation:workspace")).content.decode()
     assert '<p class="big" id="today-count">2</p>' in html
+
+
+def test_chart_labels_are_cut_before_they_are_escaped():
+    # Cut after escaping, "&amp;" could end as "&am": a broken entity in the SVG.
+    from xml.etree import ElementTree
+
+    from core.charts import bar_chart
+
+    label = "x" * 26 + "&<b>"
+    svg = str(bar_chart("t", [(label, 1.0)]))
+    ElementTree.fromstring(svg)  # well-formed
+    assert "x" * 26 + "&amp;&lt;</text>" in svg

@@ -119,7 +119,7 @@ def test_safety_focus_labels_and_the_refusal(page, live_server, log_in, annotato
     assert turn.safety_bin == "both_safe" and turn.chosen_safe and turn.other_safe
 
 
-def test_a_failed_generation_shows_its_reason_and_retries(page, live_server, log_in, annotator, celery_worker,
+def test_a_failed_generation_shows_a_generic_error_and_retries(page, live_server, log_in, annotator, celery_worker,
                                                         variant_factory):
     server = ScriptedServer([(400, "The prompt is too long for this model.")], default="A fine answer.").start()
     try:
@@ -129,7 +129,11 @@ def test_a_failed_generation_shows_its_reason_and_retries(page, live_server, log
         write(page, "Hello?")
         failed = page.locator(".status-failed")
         expect(failed).to_have_count(1)
-        expect(failed.locator("[data-role=error]")).to_contain_text("The prompt is too long for this model.")
+        # The server's own words (and the endpoint) are for staff; the annotator gets a reference.
+        error = failed.locator("[data-role=error]")
+        expect(error).to_contain_text("The model could not answer. Retry, or mark the pair unusable.")
+        expect(error).not_to_contain_text("too long")
+        expect(error).to_contain_text(re.compile(r"reference G-\d+"))
         # The pair can still be marked both unusable, but a point on the scale is refused until the retry.
         page.keyboard.press("4")
         page.keyboard.press("Enter")

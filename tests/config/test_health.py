@@ -2,9 +2,19 @@ import pytest
 
 from accounts.services import user_create
 
+from django.core.cache import cache
+
 from ..helpers.processes import SilentServer, free_port
+from ..helpers.scripted_server import ScriptedServer
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_public_answer():
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
@@ -64,18 +74,60 @@ def test_health_page_for_people(client, variant_factory, model_server):
     assert "script-src 'self'" in response["Content-Security-Policy"]
 
 
-def test_anonymous_visitors_see_status_but_no_endpoints_or_errors(django_client_anonymous, variant_factory,
-                                                                   model_server):
+def test_anonymous_visitors_get_only_ok_or_503(django_client_anonymous, variant_factory, model_server):
     variant_factory("cool", model_server)
     variant_factory("gone", base_url=f"http://127.0.0.1:{free_port()}/v1", model_name="m")
-    response = django_client_anonymous.get("/health?format=json")
-    assert response.status_code == 503
-    body = response.json()
-    assert [v["ok"] for v in body["variants"]] == [True, False]
-    text = response.content.decode()
-    assert "127.0.0.1" not in text and "cool" not in text and "error" not in text
-    page = django_client_anonymous.get("/health", HTTP_ACCEPT="text/html").content.decode()
-    assert "127.0.0.1" not in page
+    for url, accept in (("/health?format=json", "application/json"), ("/health", "text/html")):
+        response = django_client_anonymous.get(url, HTTP_ACCEPT=accept)
+        # Not even how many variants there are, nor which part is down.
+        assert response.status_code == 503 and response.content == b"unavailable\n"
+
+
+def test_the_public_answer_is_cached_and_staff_get_fresh_details(client, django_client_anonymous,
+                                                                 variant_factory, settings):
+    # Each public request probing every model server would let anyone hammer them through /health.
+    settings.HEALTH_CACHE_SECONDS = 60
+    cache.clear()
+    probes = ScriptedServer([])
+    probes.start()
+    try:
+        variant_factory("cool", base_url=probes.base_url, model_name=probes.model_name)
+        seen = []
+        original = probes.httpd.RequestHandlerClass.do_GET
+
+        def counting(handler):
+            seen.append(handler.path)
+            return original(handler)
+
+        probes.httpd.RequestHandlerClass.do_GET = counting
+        for _ in range(5):
+            assert django_client_anonymous.get("/health").content == b"ok\n"
+        assert len(seen) == 1
+        assert client.get("/health?format=json").json()["variants"][0]["name"] == "cool"
+        assert len(seen) == 2
+    finally:
+        probes.stop()
+        cache.clear()
+
+
+def test_the_public_answer_is_503_when_the_cache_is_down(django_client_anonymous, variant_factory, settings):
+    server = ScriptedServer([]).start()
+    variant_factory("cool", base_url=server.base_url, model_name=server.model_name)
+    cache.clear()
+    assert django_client_anonymous.get("/health").status_code == 200
+    cache.clear()
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": f"redis://127.0.0.1:{free_port()}/0"}}
+    from django.core.cache import caches
+
+    caches._settings = caches.settings = settings.CACHES
+    try:
+        del caches.__dict__["default"]
+    except KeyError:
+        pass
+    response = django_client_anonymous.get("/health")
+    server.stop()
+    assert response.status_code == 503 and response.content == b"unavailable\n"
 
 
 @pytest.fixture

@@ -11,12 +11,19 @@ PRODUCTION_ENV = {
     "SECRET_KEY": "x" * 20 + "production-secret-with-enough-entropy-0123456789",
     "ALLOWED_HOSTS": "tandem.example.org",
     "DATABASE_URL": "postgres://tandem:tandem@127.0.0.1:5432/tandem",
+    "CACHE_URL": "redis://127.0.0.1:6379/15",
+    "ANNOTATOR_PSEUDONYM_KEY": "pseudonym-key-kept-across-secret-rotations",
 }
 
 
-def _run(args, **env):
-    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV and k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
-    clean.update(DJANGO_SETTINGS_MODULE="config.settings.production", **env)
+def _run(args, settings_module="config.settings.production", **env):
+    clean = {k: v for k, v in os.environ.items()
+             if k not in PRODUCTION_ENV and k not in ("DJANGO_ALLOW_ASYNC_UNSAFE", "DJANGO_SETTINGS_MODULE",
+                                                      "SECURE_HSTS_PRELOAD", "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+                                                      "POLICY_SERVING")}
+    if settings_module:
+        clean["DJANGO_SETTINGS_MODULE"] = settings_module
+    clean.update(env)
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=clean, capture_output=True, text=True,
                           timeout=120)
 
@@ -27,6 +34,55 @@ def test_production_refuses_to_start_without_each_secret(missing):
     result = _run(["-c", "import django; django.setup()"], **env)
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and missing in result.stderr
+
+
+def _example_secret() -> str:
+    line = next(line for line in (ROOT / ".env.example").read_text().splitlines() if line.startswith("SECRET_KEY="))
+    return line.split("=", 1)[1]
+
+
+# A copy of .env.example deployed as it is must not sign sessions with a key anyone can read.
+def test_production_refuses_the_placeholder_secret_key():
+    result = _run(["manage.py", "check"], **{**PRODUCTION_ENV, "SECRET_KEY": _example_secret()})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "placeholder" in result.stderr
+
+
+def test_production_refuses_a_short_secret_key():
+    result = _run(["-c", "import django; django.setup()"], **{**PRODUCTION_ENV, "SECRET_KEY": "s" * 49})
+    assert result.returncode != 0 and "at least 50 characters" in result.stderr
+
+
+def test_production_hsts_subdomains_and_preload_are_opt_in_and_serving_is_external():
+    code = ("import django; django.setup(); from django.conf import settings as s; "
+            "print(s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SECURE_HSTS_PRELOAD, s.POLICY_SERVING, s.SECURE_HSTS_SECONDS > 0)")
+    result = _run(["-c", code], **PRODUCTION_ENV)
+    assert result.stdout.split() == ["False", "False", "external", "True"], result.stderr
+    opted_in = _run(["-c", code], **PRODUCTION_ENV, SECURE_HSTS_PRELOAD="true", SECURE_HSTS_INCLUDE_SUBDOMAINS="true")
+    assert opted_in.stdout.split()[:2] == ["True", "True"]
+
+
+# A process started without DJANGO_SETTINGS_MODULE (a forgotten variable in a unit file) must not
+# come up on the development settings with DEBUG on and a known secret key.
+@pytest.mark.parametrize("module", ["config.wsgi", "config.asgi", "config.celery"])
+def test_entry_points_default_to_production_settings(module):
+    result = _run(["-c", f"import {module}; from django.conf import settings; print(settings.DEBUG)"],
+                  settings_module=None)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "SECRET_KEY" in result.stderr
+
+
+def test_embedded_entry_points_name_the_local_settings():
+    assert 'setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")' in (ROOT / "manage.py").read_text()
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        assert line.split(":", 1)[1].strip().startswith("DJANGO_SETTINGS_MODULE=config.settings.local "), line
+    makefile = (ROOT / "Makefile").read_text()
+    assert "LOCAL := DJANGO_SETTINGS_MODULE=config.settings.local" in makefile and "$(LOCAL) TANDEM_PORT" in makefile
+
+
+def test_secrets_stay_out_of_images():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".env" in ignored and ".env.*" in ignored
 
 
 def test_production_check_deploy_reports_nothing():

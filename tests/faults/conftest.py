@@ -88,8 +88,10 @@ def sampling_worker(private_redis, processes):
 
 @pytest.fixture
 def web(private_redis, processes):
+    """make(**env) → gunicorn on the private Redis: its broker, and its cache (throttles, /health)."""
     def make(**extra):
-        return processes(WebServer(stack_env(private_redis.url, **extra)))
+        cache = private_redis.url.rsplit("/", 1)[0] + "/1"
+        return processes(WebServer(stack_env(private_redis.url, **{"CACHE_URL": cache, **extra})))
 
     return make
 

@@ -69,6 +69,10 @@ def test_a_redis_outage_loses_no_judgement_and_leaves_no_pair_stuck(private_redi
         assert posted.status_code == 201, posted.text  # the request succeeds though the message is not sent
         during.append(posted.json()["id"])
     assert set(Generation.objects.filter(pair__turn__in=during).values_list("status", flat=True)) == {"queued"}
+    # The throttles count in the same Redis: they let requests through (the ones above, and this),
+    # while the public /health says the service is degraded.
+    assert api.get("/api/dialogues/").status_code == 200
+    assert httpx.get(server.url + "/health", timeout=30).status_code == 503
     time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_at)))
     private_redis.start()
 

@@ -41,17 +41,20 @@ def test_pairs_need_an_account(client, variant_factory, model_server):
     assert not Pair.objects.exists()
 
 
-def test_annotators_do_not_see_which_variant_answered(annotator_client, variant_factory, model_server):
-    variant_factory("cool", model_server)
+def test_annotators_do_not_see_which_variant_answered(annotator_client, offline_variants):
+    # Pairs are staff business: annotators reach theirs through their dialogues only.
     response = annotator_client.post("/api/pairs/", {"messages": [{"role": "user", "content": "hi"}]},
                                      content_type="application/json")
-    assert response.status_code == 201
-    body = response.json()
-    assert len(body["generations"]) == 2
-    for generation in body["generations"]:
-        assert not {"variant", "temperature", "seed", "model_name"} & set(generation)
-    detail = annotator_client.get(f"/api/generations/{body['generations'][0]['id']}/").json()
-    assert "variant" not in detail and detail["status"] == "queued"
+    assert response.status_code == 403 and not Pair.objects.exists()
+    from annotation import services as annotation
+    from django.contrib.auth.models import User
+
+    dialogue = annotation.dialogue_start(annotator=User.objects.get(username="ann"), focus="helpfulness")
+    turn = annotation.turn_post(dialogue=dialogue, annotator=dialogue.annotator, user_message="hi")
+    assert annotator_client.get(f"/api/pairs/{turn.pair_id}/").status_code == 403
+    detail = annotator_client.get(f"/api/generations/{turn.pair.generations.first().pk}/").json()
+    assert not {"variant", "temperature", "seed", "model_name", "position"} & set(detail)
+    assert detail["status"] == "queued"
 
 
 def test_researchers_see_the_sampling_record(researcher_client, variant_factory, model_server):
@@ -62,37 +65,34 @@ def test_researchers_see_the_sampling_record(researcher_client, variant_factory,
     assert body["strategy"] == "one_variant_two_temperatures"
     assert {g["variant"] for g in body["generations"]} == {"cool"}
     assert all("seed" in g and "temperature" in g for g in body["generations"])
-    assert researcher_client.get("/api/variants/").json()[0]["name"] == "cool"
+    assert researcher_client.get("/api/variants/").json()["results"][0]["name"] == "cool"
 
 
-def test_annotators_cannot_read_other_peoples_pairs(client, variant_factory, model_server):
-    variant_factory("cool", model_server)
-    user_create(username="a1", password=PASSWORD, role="annotator")
+def test_annotators_cannot_read_other_peoples_generations(client, offline_variants):
+    from annotation import services as annotation
+
+    a1 = user_create(username="a1", password=PASSWORD, role="annotator")
     user_create(username="a2", password=PASSWORD, role="annotator")
-    client.login(username="a1", password=PASSWORD)
-    pair_id = client.post("/api/pairs/", {"messages": [{"role": "user", "content": "hi"}]},
-                          content_type="application/json").json()["id"]
-    client.logout()
+    dialogue = annotation.dialogue_start(annotator=a1, focus="helpfulness")
+    turn = annotation.turn_post(dialogue=dialogue, annotator=a1, user_message="hi")
     client.login(username="a2", password=PASSWORD)
-    assert client.get(f"/api/pairs/{pair_id}/").status_code == 404
+    assert client.get(f"/api/generations/{turn.pair.generations.first().pk}/").status_code == 404
     assert client.get("/api/variants/").status_code == 403
 
 
-def test_malformed_context_is_a_400_naming_the_problem_and_stores_nothing(annotator_client, variant_factory,
-                                                                          model_server):
-    variant_factory("cool", model_server)
-    response = annotator_client.post(
+def test_malformed_context_is_a_400_naming_the_problem_and_stores_nothing(researcher_client, offline_variants):
+    response = researcher_client.post(
         "/api/pairs/", {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
         content_type="application/json")
     assert response.status_code == 400
     assert "must be the user's" in response.json()["messages"][0]
-    response = annotator_client.post("/api/pairs/", {"messages": []}, content_type="application/json")
+    response = researcher_client.post("/api/pairs/", {"messages": []}, content_type="application/json")
     assert response.status_code == 400
     assert not Generation.objects.exists()
 
 
-def test_no_active_variant_is_a_503_with_the_reason(annotator_client):
-    response = annotator_client.post("/api/pairs/", {"messages": [{"role": "user", "content": "hi"}]},
+def test_no_active_variant_is_a_503_with_the_reason(researcher_client):
+    response = researcher_client.post("/api/pairs/", {"messages": [{"role": "user", "content": "hi"}]},
                                      content_type="application/json")
     assert response.status_code == 503
     assert "No active policy variant" in response.json()["detail"]

@@ -186,3 +186,31 @@ def test_a_variant_may_point_at_a_compose_service_name_but_only_over_http():
         with pytest.raises(ValidationError):
             services.variant_create(name="bad", base_url=bad, model_name="m", temperature_min=0.5,
                                     temperature_max=0.8)
+
+
+@pytest.mark.django_db
+def test_the_stored_order_of_a_pair_says_nothing_about_the_weights(variant_factory, undispatched):
+    # A weighted draw picks the heavy variant first almost always; stored in draw order, the lower
+    # generation id would tell an annotator which response came from it.
+    heavy = variant_factory("heavy", base_url="http://127.0.0.1:9/v1", model_name="m", sampling_weight=1000)
+    variant_factory("light", base_url="http://127.0.0.1:9/v1", model_name="m", sampling_weight=0.001)
+    rng = random.Random(11)
+    heavy_first = 0
+    for _ in range(120):
+        pair = services.pair_request(messages=PROMPT, rng=rng)
+        first = min(pair.generations.all(), key=lambda g: g.pk)
+        assert first.position == 1
+        heavy_first += first.variant_id == heavy.id
+        assert pair.pairing["choices"][0]["variant_id"] == heavy.id, "the draw itself is weighted"
+    assert 35 <= heavy_first <= 85
+
+
+@pytest.mark.django_db
+def test_annotators_see_a_generic_error_with_a_reference(variant_factory, undispatched):
+    variant_factory("cool", base_url="http://127.0.0.1:9/v1", model_name="m")
+    pair = services.pair_request(messages=PROMPT)
+    generation = pair.generations.first()
+    generation.status, generation.error = Generation.Status.FAILED, "The model server at http://127.0.0.1:9/v1 …"
+    assert generation.annotator_error() == f"The model could not answer. (reference G-{generation.pk})"
+    assert "Retry, or mark the pair unusable." in generation.annotator_error_for_pair
+    assert "127.0.0.1" not in generation.annotator_error_for_pair

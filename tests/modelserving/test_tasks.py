@@ -118,8 +118,8 @@ def test_an_endpoint_url_in_request_data_is_ignored(celery_worker, client, model
                                                     django_user_model):
     from accounts.services import user_create
 
-    user_create(username="ann", password="a-long-password-9", role="annotator")
-    client.login(username="ann", password="a-long-password-9")
+    user_create(username="res", password="a-long-password-9", role="researcher")
+    client.login(username="res", password="a-long-password-9")
     variant = variant_factory("cool", model_servers[0])
     elsewhere = SilentServer()
     try:

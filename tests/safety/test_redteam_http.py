@@ -68,13 +68,17 @@ def api_for(user) -> APIClient:
 def test_a_session_through_the_pages(logged_in, offline_variants, tags):
     risk, vector = tags
     home = logged_in.get(reverse("safety:redteam_home")).content.decode()
-    assert 'action="/safety/red-team/sessions/"' in home and ">cool<" in home and ">warm<" in home
+    # Red teamers choose a model by alias: the variants' names appear nowhere.
+    assert 'action="/safety/red-team/sessions/"' in home and ">Model 1<" in home and ">Model 2<" in home
+    assert "cool" not in home and "warm" not in home
 
-    started = logged_in.post(reverse("safety:redteam_start"),
-                             {"variant": offline_variants[0].pk, "minutes": "30"})
+    started = logged_in.post(reverse("safety:redteam_start"), {"model": "Model 2", "minutes": "30"})
     session = RedTeamSession.objects.get()
+    assert session.alias == "Model 2"
+    assert session.variant == redteam.variant_aliases(annotator=session.annotator)["Model 2"]
     assert started["Location"] == reverse("safety:redteam_session", args=[session.pk])
     page = logged_in.get(started["Location"]).content.decode()
+    assert "Model 2" in page and session.variant.name not in page
     assert 'id="redteam-clock"' in page
     assert re.search(r">(29:[0-5]\d|30:00)</span> left", page), "the time left, computed on the server"
     assert 'name="risk_category"' in page and 'name="attack_vector"' in page and "Unqualified advice" in page
@@ -150,9 +154,9 @@ def test_a_prompt_after_the_time_ran_out_shows_when_it_ended(logged_in, alice, o
 def test_the_start_form_shows_refusals(logged_in, alice, offline_variants):
     redteam.session_start(annotator=alice, variant=offline_variants[0], minutes=30)
     start_url = reverse("safety:redteam_start")
-    response = logged_in.post(start_url, {"variant": offline_variants[1].pk, "minutes": "30"})
+    response = logged_in.post(start_url, {"model": "Model 1", "minutes": "30"})
     assert response.status_code == 400 and "is still running" in response.content.decode()
-    response = logged_in.post(start_url, {"variant": offline_variants[1].pk, "minutes": "500"})
+    response = logged_in.post(start_url, {"model": "Model 1", "minutes": "500"})
     assert "between 5 and 240 minutes" in response.content.decode()
     assert RedTeamSession.objects.count() == 1
 
@@ -234,11 +238,16 @@ def test_the_results_page_is_for_admins_and_researchers(client, alice, make_user
 
 def test_a_session_through_the_api(alice, offline_variants):
     api = api_for(alice)
-    created = api.post(reverse("api-redteam-sessions"), {"variant": "cool", "minutes": 20}, format="json")
+    offered = api.get(reverse("api-redteam-models")).json()
+    assert offered == [{"model": "Model 1"}, {"model": "Model 2"}]
+    assert api.post(reverse("api-redteam-sessions"), {"model": "cool", "minutes": 20},
+                    format="json").status_code == 400, "a variant's name is not an alias"
+    created = api.post(reverse("api-redteam-sessions"), {"model": "Model 1", "minutes": 20}, format="json")
     assert created.status_code == 201, created.content
     session = created.json()
+    assert session["model"] == "Model 1" and "variant" not in session
     assert session["state"] == "running" and 0 < session["seconds_left"] <= 20 * 60
-    again = api.post(reverse("api-redteam-sessions"), {"variant": "warm", "minutes": 20}, format="json")
+    again = api.post(reverse("api-redteam-sessions"), {"model": "Model 2", "minutes": 20}, format="json")
     assert again.status_code == 400 and "still running" in str(again.json())
 
     attempts_url = reverse("api-redteam-attempts", args=[session["id"]])
@@ -266,7 +275,7 @@ def test_a_session_through_the_api(alice, offline_variants):
     assert final.status_code == 400 and "final" in str(final.json())
     detail = api.get(reverse("api-redteam-session", args=[session["id"]])).json()
     assert [a["violating"] for a in detail["attempts"]] == [True]
-    assert [s["id"] for s in api.get(reverse("api-redteam-sessions")).json()] == [session["id"]]
+    assert [s["id"] for s in api.get(reverse("api-redteam-sessions")).json()["results"]] == [session["id"]]
 
 
 def test_the_api_answers_404_for_someone_elses_ids(alice, make_user, offline_variants, tags):
@@ -282,7 +291,7 @@ def test_the_api_answers_404_for_someone_elses_ids(alice, make_user, offline_var
         ("get", reverse("api-redteam-session", args=[999999]), None),
     ]:
         response = getattr(api, method)(url, data, format="json")
-        assert response.status_code == 404 and response.content == b"", url
+        assert response.status_code == 404 and response.json() == {"detail": "Not found."}, url
     attempt.refresh_from_db()
     session.refresh_from_db()
     assert attempt.violating is None and session.finished_at is None and RedTeamAttempt.objects.count() == 1
@@ -293,7 +302,7 @@ def test_the_results_api_is_for_admins_and_researchers(alice, make_user, offline
     assert api_for(alice).get(reverse("api-redteam-results")).status_code == 403
     admin = api_for(make_user("ada", "admin"))
     # Admins and researchers do not red-team themselves: their starts are refused.
-    assert admin.post(reverse("api-redteam-sessions"), {"variant": "warm", "minutes": 5},
+    assert admin.post(reverse("api-redteam-sessions"), {"model": "Model 1", "minutes": 5},
                       format="json").status_code == 403
     body = admin.get(reverse("api-redteam-results")).json()
     [row] = body["robustness"]

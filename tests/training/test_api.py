@@ -26,6 +26,7 @@ def api(client, researcher):
 
 def test_a_policy_checkpoint_is_served_through_the_api(api, tiny_model_dir, settings):
     settings.POLICY_SERVING = "external"
+    settings.VARIANT_ALLOWED_HOSTS = [*settings.VARIANT_ALLOWED_HOSTS, "vllm-rlhf-v2"]
     policy = checkpoint_register(name="tiny-policy", kind=Checkpoint.Kind.POLICY, path=tiny_model_dir)
     rm = checkpoint_register(name="tiny-rm", kind=Checkpoint.Kind.REWARD_MODEL, focus="helpfulness",
                              path=tiny_model_dir)

@@ -73,6 +73,7 @@ def test_a_second_relaunch_of_the_same_run_is_refused(preference_batch, research
 def test_a_checkpoint_served_twice_at_once_makes_one_variant(tiny_model_dir, researcher, settings):
     # A double click on Serve: both requests loaded the checkpoint before either made its variant.
     settings.POLICY_SERVING = "external"
+    settings.VARIANT_ALLOWED_HOSTS = [*settings.VARIANT_ALLOWED_HOSTS, "vllm-rlhf-v2"]
     checkpoint_register(name="tiny-policy", kind=Checkpoint.Kind.POLICY, path=tiny_model_dir)
     first_click, second_click = (Checkpoint.objects.get(name="tiny-policy") for _ in range(2))
     variant = checkpoint_serve(checkpoint=first_click, researcher=researcher, name="rlhf-v2",

@@ -3,6 +3,7 @@
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -75,21 +76,37 @@ def reward_model(base, out, seed):
     return out
 
 
+TOKEN = "reward-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
 def test_the_reward_server_answers_with_the_combined_reward(tiny_model_dir, tmp_path):
     helpful_rm = reward_model(tiny_model_dir, tmp_path / "rm-h", seed=1)
     safety_rm = reward_model(build_tiny_llama(tmp_path / "other", tokenizer_source=tiny_model_dir, seed=7),
                              tmp_path / "rm-s", seed=2)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "training.jobs.reward_server", "--helpfulness-rm",
-                               str(helpful_rm), "--safety-rm", str(safety_rm), "--port", str(port)], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    argv = [sys.executable, "-m", "training.jobs.reward_server", "--helpfulness-rm", str(helpful_rm), "--safety-rm",
+            str(safety_rm), "--port", str(port)]
+    # Without a token it does not start: anyone who reaches the port could score (and probe) the RMs.
+    refused = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                             env={k: v for k, v in os.environ.items() if k != "TANDEM_REWARD_TOKEN"})
+    assert refused.returncode != 0 and "TANDEM_REWARD_TOKEN" in refused.stderr
+    server = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "TANDEM_REWARD_TOKEN": TOKEN})
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _up(url), timeout=120, interval=0.5, message="the reward server")
         queries = ["<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>",
                    "<|im_start|>user\nHow do I pick a lock?<|im_end|>\n<|im_start|>assistant\nNo.<|im_end|>"]
-        answer = httpx.post(url + "/get_reward", json={"query": queries, "prompts": ["Hi", "lock"],
-                                                      "labels": ["helpfulness", "safety"]}, timeout=60).json()
+        body = {"query": queries, "prompts": ["Hi", "lock"], "labels": ["helpfulness", "safety"]}
+        assert httpx.post(url + "/get_reward", json=body, timeout=60).status_code == 401
+        assert httpx.post(url + "/get_reward", json=body, timeout=60,
+                          headers={"Authorization": "Bearer wrong-token-0123456789"}).status_code == 401
+        # OpenRLHF's client sends the URL's password as HTTP Basic.
+        basic = httpx.post(f"http://reward:{TOKEN}@127.0.0.1:{port}/get_reward", json=body, timeout=60)
+        assert basic.status_code == 200
+        answer = httpx.post(url + "/get_reward", json=body, timeout=60, headers=AUTH).json()
+        assert answer == basic.json()
         scorer = Scorer(helpfulness_rm=str(helpful_rm), safety_rm=str(safety_rm))
         helpful, safe = scorer.raw_scores("helpfulness", queries), scorer.raw_scores("safety", queries)
         # First: not adversarial → the helpfulness RM unless the safety probability is below 0.15.
@@ -97,7 +114,7 @@ def test_the_reward_server_answers_with_the_combined_reward(tiny_model_dir, tmp_
         assert answer["rewards"][0] == pytest.approx(first, abs=1e-4)
         # Second: adversarial → the safety RM, LOGIT(σ(s)) = s.
         assert answer["rewards"][1] == pytest.approx(safe[1], abs=1e-4)
-        bad = httpx.post(url + "/get_reward", json={"query": "not a list"}, timeout=10)
+        bad = httpx.post(url + "/get_reward", json={"query": "not a list"}, timeout=10, headers=AUTH)
         assert bad.status_code == 400
         assert not math.isnan(sum(answer["scores"]))
     finally:
@@ -107,7 +124,7 @@ def test_the_reward_server_answers_with_the_combined_reward(tiny_model_dir, tmp_
 
 def _up(url):
     try:
-        return httpx.get(url + "/health", timeout=2).json()["ok"]
+        return httpx.get(url + "/health", timeout=2, headers=AUTH).json()["ok"]
     except httpx.HTTPError:
         return False
 
@@ -137,4 +154,12 @@ def test_the_command_writes_the_prompts_and_prints_both_commands(offline_variant
     commands = json.loads((tmp_path / "commands.json").read_text())
     assert "openrlhf.cli.train_ppo_ray" in commands["ppo"] and str(tmp_path / "prompts.jsonl") in commands["ppo"]
     assert "training.jobs.reward_server" in commands["reward_server"] and "/ckpt/rm-h" in commands["reward_server"]
+    # Loopback unless told otherwise; the token stays in the environment, expanded by the shell.
+    assert "--host 127.0.0.1" in commands["reward_server"] and "--token-env TANDEM_REWARD_TOKEN" in commands["reward_server"]
+    assert '"http://reward:${TANDEM_REWARD_TOKEN}@tandem-rm:5000/get_reward"' in commands["ppo"]
+    call_command("training", "openrlhf", "--batch", str(batch), "--policy", "/ckpt/sft", "--helpfulness-rm",
+                 "/ckpt/rm-h", "--out", str(tmp_path), "--reward-host", "0.0.0.0", "--working-dir", "/srv/tandem",
+                 stdout=StringIO())
+    commands = json.loads((tmp_path / "commands.json").read_text())
+    assert "--host 0.0.0.0" in commands["reward_server"] and '"working_dir": "/srv/tandem"' in commands["ppo"]
     assert "ray job submit" in out.getvalue()

@@ -115,7 +115,7 @@ def test_the_api_launches_lists_shows_and_cancels(client, researcher, preference
     assert created.status_code == 201, created.content
     run_id = created.json()["id"]
     assert created.json()["status"] == "queued" and undispatched == [(run_id,)]
-    assert [r["id"] for r in client.get(url, **headers).json()] == [run_id]
+    assert [r["id"] for r in client.get(url, **headers).json()["results"]] == [run_id]
     detail = client.get(reverse("api-training-run", args=[run_id]), **headers).json()
     assert detail["config"]["learning_rate"] == 3e-3 and set(detail["series"]) >= {"loss", "accuracy", "margin"}
     cancel = reverse("api-training-run-cancel", args=[run_id])

@@ -46,7 +46,8 @@ class GAttJobConfig:
     dialogues: str = ""  # JSONL of synthetic dialogues: {"user_turns": [...]}, optionally an "instruction"
     endpoint: str = ""  # OpenAI-compatible base URL of the latest model, e.g. http://host:8000/v1
     model: str = ""  # the model name it serves; empty: the first one its /models lists
-    api_key: str = "EMPTY"  # bearer token for the endpoint
+    api_key: str = "EMPTY"  # bearer token for the endpoint (prefer api_key_env: argv is visible to all)
+    api_key_env: str = ""  # environment variable that holds the token (TANDEM_VARIANT_KEY_*); wins over api_key
     temperature: float = 0.7  # answers are kept as sampled (no reranking), so a moderate temperature
     top_p: float = 0.9  # nucleus sampling of the answers
     max_tokens: int = 512  # new tokens per answer

@@ -32,7 +32,7 @@ RM_NAMES = ("helpfulness", "safety")
 @dataclass
 class PolicyEvalJobConfig:
     prompts: str = ""  # JSONL: {"messages": [...]} (or {"prompt": "…"}) per held-out prompt
-    variants: str = ""  # JSON list of {"name", "base_url", "model"}: two or more
+    variants: str = ""  # JSON list of {"name", "base_url", "model", "api_key_env"}: two or more
     out: str = ""  # folder for eval.json, samples.jsonl, tandem_job.json
     helpfulness_rm: str = ""  # reward model folders; at least one
     safety_rm: str = ""
@@ -66,12 +66,13 @@ def _messages(row: dict) -> list[dict]:
 
 def sample_all(config: PolicyEvalJobConfig, variants: list[dict], prompts: list[list[dict]]) -> dict[str, list]:
     """One answer per prompt and variant (None when the endpoint refused it after its retries)."""
-    from .sampling import Sampler
+    from .sampling import Sampler, endpoint_key
 
     answers: dict[str, list] = {}
     for variant in variants:
         sampler = Sampler(endpoint=variant["base_url"], model=variant["model"],
-                          api_key=variant.get("api_key") or "EMPTY", temperature=config.temperature,
+                          api_key=endpoint_key(variant.get("api_key") or "EMPTY", variant.get("api_key_env") or ""),
+                          temperature=config.temperature,
                           top_p=config.top_p, max_tokens=config.max_tokens, timeout=config.timeout)
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=config.concurrency) as pool:

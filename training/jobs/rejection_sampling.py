@@ -49,7 +49,8 @@ class RejectionSamplingJobConfig:
     prompts: str = ""  # JSONL: {"messages": [...], "is_safety": bool} or {"prompt": "…"}, user turn last
     endpoint: str = ""  # OpenAI-compatible base URL of the newest policy, e.g. http://host:8000/v1
     model: str = ""  # the model name it serves; empty: the first one its /models lists
-    api_key: str = "EMPTY"  # bearer token for the endpoint
+    api_key: str = "EMPTY"  # bearer token for the endpoint (prefer api_key_env: argv is visible to all)
+    api_key_env: str = ""  # environment variable that holds the token (TANDEM_VARIANT_KEY_*); wins over api_key
     k: int = 4  # samples per prompt (the paper sweeps 1–100)
     temperature: float = 1.0  # retune each round; the paper's best at 10–100 samples was 1.2–1.3
     top_p: float = 1.0  # 1.0 leaves the diversity to the temperature

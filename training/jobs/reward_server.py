@@ -1,7 +1,14 @@
 """Tandem's reward models behind HTTP, with Llama 2's combined reward, for trainers that score
 rollouts remotely (OpenRLHF's `--remote_rm_url`). No Django; runnable alone:
 
-    python -m training.jobs.reward_server --helpfulness-rm rm-h/ --safety-rm rm-s/ --port 5000
+    TANDEM_REWARD_TOKEN=… python -m training.jobs.reward_server --helpfulness-rm rm-h/ --safety-rm rm-s/ \
+        --port 5000 [--host 0.0.0.0]
+
+It listens on 127.0.0.1 unless ``--host`` says otherwise, and answers only requests that carry the
+token of the environment variable named by ``--token-env`` (TANDEM_REWARD_TOKEN): as
+``Authorization: Bearer <token>``, or as the password of the URL
+(``http://reward:<token>@host:5000/get_reward``, which OpenRLHF's client sends as HTTP Basic). It
+refuses to start without a token.
 
 POST /get_reward  {"query": [text, …], "prompts": [text, …], "labels": ["safety" | "helpfulness", …]}
 → {"rewards": [r, …], "scores": [r, …]}
@@ -15,7 +22,10 @@ otherwise (training/jobs/rewards.py); whitening is left to the trainer (`--norma
 from __future__ import annotations
 
 import argparse
+import base64
+import hmac
 import json
+import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,7 +70,30 @@ class Scorer:
                 for index, label in enumerate(labels)]
 
 
-def make_server(scorer: Scorer, *, host: str, port: int) -> ThreadingHTTPServer:
+MIN_TOKEN_LENGTH = 16
+
+
+def authorized(header: str | None, token: str) -> bool:
+    """``Bearer <token>``, or HTTP Basic whose password is the token (any user name)."""
+    if not header or not token:
+        return False
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        given = value.strip()
+    elif scheme.lower() == "basic":
+        try:
+            given = base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return False
+    else:
+        return False
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+def make_server(scorer: Scorer, *, host: str, port: int, token: str) -> ThreadingHTTPServer:
+    if len(token or "") < MIN_TOKEN_LENGTH:
+        raise ValueError(f"the reward server needs a token of at least {MIN_TOKEN_LENGTH} characters")
+
     class Handler(BaseHTTPRequestHandler):
         def _answer(self, status: int, body: dict) -> None:
             data = json.dumps(body).encode()
@@ -70,7 +103,15 @@ def make_server(scorer: Scorer, *, host: str, port: int) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(data)
 
+        def _refused(self) -> bool:
+            if authorized(self.headers.get("Authorization"), token):
+                return False
+            self._answer(401, {"error": "a bearer token is required"})
+            return True
+
         def do_POST(self):  # noqa: N802 — the http.server API
+            if self._refused():
+                return None
             if self.path.rstrip("/") != "/get_reward":
                 return self._answer(404, {"error": "POST /get_reward"})
             try:
@@ -87,6 +128,8 @@ def make_server(scorer: Scorer, *, host: str, port: int) -> ThreadingHTTPServer:
             return self._answer(200, {"rewards": rewards, "scores": rewards})
 
         def do_GET(self):  # noqa: N802
+            if self._refused():
+                return None
             if self.path.rstrip("/") == "/health":
                 return self._answer(200, {"ok": True, "models": sorted(scorer.models)})
             return self._answer(404, {"error": "POST /get_reward"})
@@ -101,14 +144,19 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--helpfulness-rm", default="")
     parser.add_argument("--safety-rm", default="")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default: loopback only).")
+    parser.add_argument("--token-env", default="TANDEM_REWARD_TOKEN",
+                        help="Environment variable that holds the bearer token requests must carry.")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--max-length", type=int, default=4096)
     parser.add_argument("--threshold", type=float, default=SAFETY_THRESHOLD)
     args = parser.parse_args(argv)
+    token = os.environ.get(args.token_env, "")
+    if len(token) < MIN_TOKEN_LENGTH:
+        parser.error(f"set {args.token_env} to a token of at least {MIN_TOKEN_LENGTH} characters")
     scorer = Scorer(helpfulness_rm=args.helpfulness_rm, safety_rm=args.safety_rm, max_length=args.max_length,
                     threshold=args.threshold)
-    server = make_server(scorer, host=args.host, port=args.port)
+    server = make_server(scorer, host=args.host, port=args.port, token=token)
     print(json.dumps({"event": "ready", "port": server.server_address[1]}), flush=True)
     server.serve_forever()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,15 +132,26 @@ class Sampler:
         raise AssertionError("unreachable")
 
 
+def endpoint_key(api_key: str = "EMPTY", api_key_env: str = "") -> str:
+    """The endpoint's token: read from the variable named (Tandem passes the name, never the key, so
+    it shows in no process list or job record), else the one given."""
+    if api_key_env:
+        if not api_key_env.startswith("TANDEM_VARIANT_KEY_"):
+            raise ValueError(f"api_key_env must name a TANDEM_VARIANT_KEY_* variable, not {api_key_env!r}")
+        return os.environ.get(api_key_env) or "EMPTY"
+    return api_key or "EMPTY"
+
+
 def sampler_for(config) -> Sampler:
     """The Sampler of a job config with endpoint/model/… fields; asks /models when no model is named."""
+    api_key = endpoint_key(config.api_key, getattr(config, "api_key_env", ""))
     model = config.model
     if not model:
-        models = served_models(config.endpoint, api_key=config.api_key)
+        models = served_models(config.endpoint, api_key=api_key)
         if not models:
             raise RuntimeError(f"{config.endpoint}: no model to sample from (none listed)")
         model = models[0]
-    return Sampler(endpoint=config.endpoint, model=model, api_key=config.api_key,
+    return Sampler(endpoint=config.endpoint, model=model, api_key=api_key,
                    temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
                    timeout=config.request_timeout, max_attempts=config.max_attempts)
 

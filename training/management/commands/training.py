@@ -73,7 +73,13 @@ class Command(BaseCommand):
         cluster.add_argument("--policy", required=True, help="Policy checkpoint name, or a path on the cluster.")
         cluster.add_argument("--helpfulness-rm", default="", help="Reward model checkpoint name or path.")
         cluster.add_argument("--safety-rm", default="")
-        cluster.add_argument("--reward-url", default="http://tandem-rm:5000/get_reward")
+        cluster.add_argument("--reward-url", default="http://reward:${TANDEM_REWARD_TOKEN}@tandem-rm:5000/get_reward",
+                             help="How the cluster reaches the reward server; its token as the URL's password "
+                                  "(OpenRLHF sends it as HTTP Basic).")
+        cluster.add_argument("--reward-host", default="127.0.0.1",
+                             help="Address the reward server listens on (0.0.0.0 for a cluster on other boxes).")
+        cluster.add_argument("--working-dir", default="",
+                             help="A folder shipped to the Ray job as its working_dir (runtime_env).")
         cluster.add_argument("--ray-address", default="http://127.0.0.1:8265")
         cluster.add_argument("--out", required=True, help="Folder for prompts.jsonl and the commands.")
         cluster.add_argument("--save-path", default="/checkpoints/ppo")
@@ -197,7 +203,7 @@ class Command(BaseCommand):
         self.stdout.write(f"checkpoint {checkpoint.pk} {checkpoint.name} registered")
 
     def _openrlhf(self, *, batch, policy, helpfulness_rm, safety_rm, reward_url, ray_address, out, save_path, nodes,
-                  gpus_per_node, **_):
+                  gpus_per_node, reward_host="127.0.0.1", working_dir="", **_):
         from pathlib import Path
 
         from annotation.selectors import batch_by_label
@@ -218,9 +224,10 @@ class Command(BaseCommand):
         out = Path(out)
         count = prompts_write(batches=batches, out=out / "prompts.jsonl")
         job = ClusterPPO(prompts=str((out / "prompts.jsonl").resolve()), policy=path_of(policy), reward_url=reward_url,
-                         save_path=save_path, ray_address=ray_address, nodes=nodes, gpus_per_node=gpus_per_node)
+                         save_path=save_path, ray_address=ray_address, nodes=nodes, gpus_per_node=gpus_per_node,
+                         working_dir=working_dir)
         commands = {"reward_server": shell(reward_server_command(helpfulness_rm=path_of(helpfulness_rm),
-                                                                 safety_rm=path_of(safety_rm))),
+                                                                 safety_rm=path_of(safety_rm), host=reward_host)),
                     "ppo": shell(ppo_command(job))}
         (out / "commands.json").write_text(json.dumps(commands, indent=2) + "\n")
         self.stdout.write(f"{count} prompts → {out / 'prompts.jsonl'}\n\n1. on a GPU box the cluster can reach:\n"

@@ -4,7 +4,7 @@ import socket
 from celery import shared_task
 from django.conf import settings
 
-from . import local_servers, services
+from . import local_servers, recovery, services
 
 
 @shared_task(name="modelserving.generation_sample", bind=True, max_retries=None)
@@ -25,7 +25,7 @@ def generation_sample(self, generation_id: int) -> str:
 @shared_task(name="modelserving.generations_recover", ignore_result=True)
 def generations_recover() -> dict:
     """Periodic (celery beat, RECOVERY["EVERY"]): send stuck generations again."""
-    recovered = services.generations_recover()
+    recovered = recovery.generations_recover()
     return {"requeued": recovered.requeued, "failed": recovered.failed}
 
 

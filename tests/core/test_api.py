@@ -1,7 +1,7 @@
 """core.api.exception_handler: the one place where a service's refusal becomes HTTP."""
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from rest_framework.exceptions import NotAuthenticated
+from rest_framework.exceptions import NotAuthenticated, NotFound
 
 from core.api import exception_handler
 from core.exceptions import Conflict, NotYours, Unavailable
@@ -36,8 +36,16 @@ def test_nothing_to_sample_from_is_503():
     assert answer(Unavailable("Later."))[0] == 503
 
 
-def test_someone_elses_id_is_404_with_an_empty_body():
-    assert answer(NotYours()) == (404, None)
+def test_someone_elses_id_is_404_with_the_answer_of_an_unknown_id():
+    assert answer(NotYours()) == (404, {"detail": "Not found."})
+    assert answer(NotFound())[0] == 404 and str(answer(NotFound())[1]["detail"]) == "Not found."
+
+
+def test_too_much_in_flight_is_429_with_its_reason():
+    from modelserving.services import TooManyInFlight
+
+    status, data = answer(TooManyInFlight("Three pairs are being written for you."))
+    assert status == 429 and str(data["detail"]) == "Three pairs are being written for you."
 
 
 def test_drf_s_own_exceptions_keep_drf_s_answer():

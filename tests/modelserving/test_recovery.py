@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from modelserving import services
+from modelserving import recovery, services
 from modelserving.models import Generation
 
 from ..faults.conftest import publishing_to
@@ -56,7 +56,7 @@ def test_stuck_generations_are_sent_again_and_the_rest_left_alone(variant_factor
     # Its worker died under it three times already: a fourth lapse ends it.
     aged(crashing, status="running", lease_lapsed_for=31, attempts=3, recoveries=3, lapses=3)
 
-    recovered = services.generations_recover()
+    recovered = recovery.generations_recover()
     assert sorted(recovered.requeued) == sorted([lost.pk, abandoned.pk, patient.pk])
     assert recovered.failed == [crashing.pk]
     assert sorted(sent) == sorted(recovered.requeued)
@@ -73,7 +73,7 @@ def test_stuck_generations_are_sent_again_and_the_rest_left_alone(variant_factor
     assert crashing.status == "failed" and crashing.finished_at is not None
     assert crashing.error.startswith("Gave up: the worker running it stopped 4 times before it finished")
     # Sent again just now: not stuck until the threshold passes once more.
-    assert services.generations_recover().requeued == []
+    assert recovery.generations_recover().requeued == []
 
 
 def test_a_queued_generation_is_never_failed_by_the_sweep(variant_factory, sent, settings):
@@ -84,7 +84,7 @@ def test_a_queued_generation_is_never_failed_by_the_sweep(variant_factory, sent,
     for _ in range(5):
         generation.refresh_from_db()
         aged(generation, status="queued", seconds_since_change=11, recoveries=generation.recoveries)
-        assert services.generations_recover().requeued == [generation.pk]
+        assert recovery.generations_recover().requeued == [generation.pk]
     generation.refresh_from_db()
     assert generation.status == "queued" and generation.recoveries == 5 and generation.lapses == 0
 
@@ -118,11 +118,11 @@ def test_one_row_the_database_refuses_does_not_stop_the_sweep(variant_factory, s
 
     # Importing the seed script runs django.setup(), whose logging config drops caplog's root handler:
     # listen on the service's logger itself.
-    service_log = logging.getLogger("modelserving.services")
+    service_log = logging.getLogger("modelserving.recovery")
     service_log.addHandler(caplog.handler)
     try:
-        with caplog.at_level(logging.ERROR, logger="modelserving.services"):
-            recovered = services.generations_recover()
+        with caplog.at_level(logging.ERROR, logger="modelserving.recovery"):
+            recovered = recovery.generations_recover()
     finally:
         service_log.removeHandler(caplog.handler)
     assert sorted(recovered.requeued) == sorted([second.pk, third.pk]) and recovered.failed == []

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from annotation.export_jobs import exports_recover
-from modelserving.services import generations_recover
+from modelserving.recovery import generations_recover
 
 
 class Command(BaseCommand):

@@ -1,0 +1,84 @@
+"""Recovery of lost sampling work: the sweep that sends again what stayed queued or whose lease
+lapsed (beat task modelserving.generations_recover, manage.py recover_stuck)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import Generation
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Recovered:
+    requeued: list[int]
+    failed: list[int]
+
+
+def generations_recover(*, queued_after: float | None = None, lapsed_after: float | None = None,
+                        limit: int = 1000) -> Recovered:
+    """Send again the generations whose task was lost: queued for longer than ``queued_after``
+    seconds since their last change, or running with a lease that lapsed ``lapsed_after`` seconds
+    ago (their worker died and no redelivery took them over). They go through the same task as
+    ever, whose claim makes a second delivery harmless and never produces a finished generation
+    again.
+
+    Only a lapsed lease counts towards RECOVERY["MAX_REQUEUES"]: a worker died running it, and one
+    that kills its worker every time ends failed, with the reason. A generation that was only ever
+    queued did nothing wrong (its message was lost, the broker was down): it is sent again for as
+    long as it takes. Each row is recovered in its own savepoint: one that cannot be written is
+    logged and the sweep goes on with the others."""
+    from . import tasks
+
+    recovery = settings.RECOVERY
+    queued_after = recovery["QUEUED_AFTER"] if queued_after is None else queued_after
+    lapsed_after = recovery["LAPSED_AFTER"] if lapsed_after is None else lapsed_after
+    now = timezone.now()
+    stuck = Generation.objects.filter(
+        Q(status=Generation.Status.QUEUED, updated_at__lt=now - timedelta(seconds=queued_after))
+        | Q(status=Generation.Status.RUNNING, lease_expires_at__lt=now - timedelta(seconds=lapsed_after)))
+    requeued, failed = [], []
+    with transaction.atomic():
+        # SKIP LOCKED: a generation a worker is claiming right now is not stuck.
+        for generation in stuck.select_for_update(skip_locked=True).order_by("pk")[:limit]:
+            try:
+                with transaction.atomic():  # a savepoint: a refused row rolls back alone
+                    outcome = _recover_one(generation, now=now, max_lapses=recovery["MAX_REQUEUES"])
+                    if outcome == "requeued":
+                        tasks.generation_sample.delay_on_commit(generation.pk)
+            except Exception:
+                logger.exception("recovery: generation %s could not be sent again; the sweep goes on",
+                                 generation.pk)
+                continue
+            (requeued if outcome == "requeued" else failed).append(generation.pk)
+    if requeued or failed:
+        logger.warning("recovery: sent %s stuck generations again %s; failed %s", len(requeued), requeued, failed)
+    return Recovered(requeued=requeued, failed=failed)
+
+
+def _recover_one(generation: Generation, *, now, max_lapses: int) -> str:
+    """Call inside a savepoint holding the row lock. Returns "requeued" or "failed"."""
+    lapsed = generation.status == Generation.Status.RUNNING
+    generation.lease_token, generation.lease_expires_at = None, None
+    if lapsed and generation.lapses >= max_lapses:
+        generation.status, generation.finished_at = Generation.Status.FAILED, now
+        generation.error = (
+            f"Gave up: the worker running it stopped {generation.lapses + 1} times before it finished."
+            + (f" Last error: {generation.error}" if generation.error else ""))
+        outcome = "failed"
+    else:
+        generation.status = Generation.Status.QUEUED
+        generation.recoveries += 1
+        generation.lapses += int(lapsed)
+        outcome = "requeued"
+    generation.save(update_fields=["status", "finished_at", "error", "recoveries", "lapses", "lease_token",
+                                   "lease_expires_at", "updated_at"])
+    return outcome

@@ -27,6 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.exceptions import Conflict
+from core.recovery import recover_each
 
 from .exports import _check, check_format, export_write, manifest, manifest_write, records_total
 from .models import Batch, ExportJob
@@ -206,18 +207,9 @@ def exports_recover(*, queued_after: float | None = None, lapsed_after: float | 
     stuck = ExportJob.objects.filter(
         Q(status=ExportJob.Status.QUEUED, updated_at__lt=now - timedelta(seconds=queued_after))
         | Q(status=ExportJob.Status.RUNNING, lease_expires_at__lt=now - timedelta(seconds=lapsed_after)))
-    requeued, failed = [], []
     with transaction.atomic():
-        for job in stuck.select_for_update(skip_locked=True).order_by("pk"):
-            try:
-                with transaction.atomic():  # a savepoint: a refused row rolls back alone
-                    outcome = _recover_one(job, now=now)
-            except Exception:
-                logger.exception("recovery: export job %s could not be sent again; the sweep goes on", job.pk)
-                continue
-            (requeued if outcome == "requeued" else failed).append(job.pk)
-    if requeued or failed:
-        logger.warning("recovery: sent %s stuck exports again %s; failed %s", len(requeued), requeued, failed)
+        requeued, failed = recover_each(stuck.select_for_update(skip_locked=True).order_by("pk"),
+                                        lambda job: _recover_one(job, now=now), what="export job", logger=logger)
     return {"requeued": requeued, "failed": failed}
 
 

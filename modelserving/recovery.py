@@ -12,6 +12,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.recovery import recover_each
+
 from .models import Generation
 
 logger = logging.getLogger(__name__)
@@ -45,22 +47,18 @@ def generations_recover(*, queued_after: float | None = None, lapsed_after: floa
     stuck = Generation.objects.filter(
         Q(status=Generation.Status.QUEUED, updated_at__lt=now - timedelta(seconds=queued_after))
         | Q(status=Generation.Status.RUNNING, lease_expires_at__lt=now - timedelta(seconds=lapsed_after)))
-    requeued, failed = [], []
+    max_lapses = recovery["MAX_REQUEUES"]
+
+    def recover_one(generation: Generation) -> str:
+        outcome = _recover_one(generation, now=now, max_lapses=max_lapses)
+        if outcome == "requeued":
+            tasks.generation_sample.delay_on_commit(generation.pk)
+        return outcome
+
     with transaction.atomic():
         # SKIP LOCKED: a generation a worker is claiming right now is not stuck.
-        for generation in stuck.select_for_update(skip_locked=True).order_by("pk")[:limit]:
-            try:
-                with transaction.atomic():  # a savepoint: a refused row rolls back alone
-                    outcome = _recover_one(generation, now=now, max_lapses=recovery["MAX_REQUEUES"])
-                    if outcome == "requeued":
-                        tasks.generation_sample.delay_on_commit(generation.pk)
-            except Exception:
-                logger.exception("recovery: generation %s could not be sent again; the sweep goes on",
-                                 generation.pk)
-                continue
-            (requeued if outcome == "requeued" else failed).append(generation.pk)
-    if requeued or failed:
-        logger.warning("recovery: sent %s stuck generations again %s; failed %s", len(requeued), requeued, failed)
+        requeued, failed = recover_each(stuck.select_for_update(skip_locked=True).order_by("pk")[:limit],
+                                        recover_one, what="generation", logger=logger)
     return Recovered(requeued=requeued, failed=failed)
 
 

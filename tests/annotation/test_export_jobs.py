@@ -174,7 +174,8 @@ def test_one_export_the_sweep_cannot_send_does_not_stop_it(frozen, monkeypatch):
 
     monkeypatch.setattr("annotation.tasks.export_run.apply_async_on_commit", send)
     ExportJob.objects.filter(pk__in=jobs).update(updated_at=timezone.now() - timedelta(hours=1))
-    assert exports_recover() == {"requeued": [jobs[1]], "failed": []}
+    recovered = exports_recover()
+    assert recovered == {"requeued": [jobs[1]], "failed": []}, (recovered, jobs, sent)
     assert sent == [(jobs[1],)]
     assert ExportJob.objects.get(pk=jobs[0]).recoveries == 0  # its savepoint rolled back alone
 

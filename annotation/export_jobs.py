@@ -23,11 +23,10 @@ from pathlib import Path
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from core.exceptions import Conflict
-from core.recovery import recover_each
+from core.recovery import recover_each, stuck
 
 from .exports import _check, check_format, export_write, manifest, manifest_write, records_total
 from .models import Batch, ExportJob
@@ -200,15 +199,10 @@ def exports_recover(*, queued_after: float | None = None, lapsed_after: float | 
     queued did nothing wrong and is sent again for as long as it takes; one whose workers died
     EXPORT_MAX_ATTEMPTS times ends failed with the reason, the rule its claim applies too. Each job is
     recovered in its own savepoint: one that cannot be written or sent is logged, the others go on."""
-    recovery = settings.RECOVERY
-    queued_after = recovery["QUEUED_AFTER"] if queued_after is None else queued_after
-    lapsed_after = recovery["LAPSED_AFTER"] if lapsed_after is None else lapsed_after
     now = timezone.now()
-    stuck = ExportJob.objects.filter(
-        Q(status=ExportJob.Status.QUEUED, updated_at__lt=now - timedelta(seconds=queued_after))
-        | Q(status=ExportJob.Status.RUNNING, lease_expires_at__lt=now - timedelta(seconds=lapsed_after)))
+    rows = stuck(ExportJob.objects.all(), now=now, queued_after=queued_after, lapsed_after=lapsed_after)
     with transaction.atomic():
-        requeued, failed = recover_each(stuck.select_for_update(skip_locked=True).order_by("pk"),
+        requeued, failed = recover_each(rows.select_for_update(skip_locked=True).order_by("pk"),
                                         lambda job: _recover_one(job, now=now), what="export job", logger=logger)
     return {"requeued": requeued, "failed": failed}
 

@@ -5,8 +5,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q, QuerySet
+
+
+def stuck(queryset: QuerySet, *, now: datetime, queued_after: float | None = None,
+          lapsed_after: float | None = None) -> QuerySet:
+    """The rows of ``queryset`` (a model with ``status``, ``updated_at`` and ``lease_expires_at``)
+    queued for ``queued_after`` seconds since their last change, or running with a lease that lapsed
+    ``lapsed_after`` seconds ago; the thresholds default to RECOVERY_QUEUED_AFTER / _LAPSED_AFTER."""
+    recovery = settings.RECOVERY
+    queued_after = recovery["QUEUED_AFTER"] if queued_after is None else queued_after
+    lapsed_after = recovery["LAPSED_AFTER"] if lapsed_after is None else lapsed_after
+    return queryset.filter(Q(status="queued", updated_at__lt=now - timedelta(seconds=queued_after))
+                           | Q(status="running", lease_expires_at__lt=now - timedelta(seconds=lapsed_after)))
 
 
 def recover_each(rows: Iterable, recover_one: Callable[[object], str], *, what: str,

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from core.recovery import recover_each
+from core.recovery import recover_each, stuck
 
 from .models import Generation
 
@@ -40,14 +38,9 @@ def generations_recover(*, queued_after: float | None = None, lapsed_after: floa
     logged and the sweep goes on with the others."""
     from . import tasks
 
-    recovery = settings.RECOVERY
-    queued_after = recovery["QUEUED_AFTER"] if queued_after is None else queued_after
-    lapsed_after = recovery["LAPSED_AFTER"] if lapsed_after is None else lapsed_after
     now = timezone.now()
-    stuck = Generation.objects.filter(
-        Q(status=Generation.Status.QUEUED, updated_at__lt=now - timedelta(seconds=queued_after))
-        | Q(status=Generation.Status.RUNNING, lease_expires_at__lt=now - timedelta(seconds=lapsed_after)))
-    max_lapses = recovery["MAX_REQUEUES"]
+    rows = stuck(Generation.objects.all(), now=now, queued_after=queued_after, lapsed_after=lapsed_after)
+    max_lapses = settings.RECOVERY["MAX_REQUEUES"]
 
     def recover_one(generation: Generation) -> str:
         outcome = _recover_one(generation, now=now, max_lapses=max_lapses)
@@ -57,7 +50,7 @@ def generations_recover(*, queued_after: float | None = None, lapsed_after: floa
 
     with transaction.atomic():
         # SKIP LOCKED: a generation a worker is claiming right now is not stuck.
-        requeued, failed = recover_each(stuck.select_for_update(skip_locked=True).order_by("pk")[:limit],
+        requeued, failed = recover_each(rows.select_for_update(skip_locked=True).order_by("pk")[:limit],
                                         recover_one, what="generation", logger=logger)
     return Recovered(requeued=requeued, failed=failed)
 

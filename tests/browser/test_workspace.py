@@ -138,8 +138,15 @@ def test_a_failed_generation_shows_a_generic_error_and_retries(page, live_server
         page.keyboard.press("4")
         page.keyboard.press("Enter")
         expect(page.get_by_role("alert")).to_contain_text("A response failed: retry it, or mark both unusable")
-        failed = page.locator(".status-failed")
-        failed.get_by_role("button", name=re.compile("Retry")).focus()
+        # Move the focus to Retry once the refusal's swap has settled (it replaces the turn, button
+        # included): the focus must hold there before Enter.
+        retry = page.locator(".status-failed").get_by_role("button", name=re.compile("Retry"))
+        for _ in range(50):
+            retry.focus()
+            page.wait_for_timeout(100)
+            if page.evaluate("!!(document.activeElement && document.activeElement.dataset.retry)"):
+                break
+        expect(retry).to_be_focused()
         page.keyboard.press("Enter")
         expect(page.locator(".status-failed")).to_have_count(0)
         expect(page.locator("section.response.status-done")).to_have_count(2)

@@ -43,3 +43,11 @@ def tiny_base(tiny_model_dir):
 
 # Settings under which the tiny model learns the property in a few seconds on CPU.
 FAST = {"learning_rate": 3e-3, "epochs": 3, "max_length": 128, "batch_size": 8, "per_device_batch_size": 8}
+
+
+@pytest.fixture
+def undispatched(monkeypatch):
+    """The runs' Celery messages, caught instead of sent (the args of each)."""
+    sent = []
+    monkeypatch.setattr("training.tasks.run_execute.apply_async", lambda args, **kwargs: sent.append(args))
+    return sent

@@ -22,13 +22,6 @@ pytestmark = pytest.mark.django_db
 REWARD_FIELDS = ("margin_table", "learning_rate", "epochs", "max_length", "batch_size", "per_device_batch_size", "seed")
 
 
-@pytest.fixture
-def undispatched(monkeypatch):
-    sent = []
-    monkeypatch.setattr("training.tasks.run_execute.apply_async", lambda args, **kwargs: sent.append(args))
-    return sent
-
-
 def test_the_reward_job_s_defaults_are_what_every_door_offers(monkeypatch):
     # Change the job's defaults: the form, the serializer and the command must follow (they read them).
     changed = RewardJobConfig(margin_table="large", learning_rate=2e-5, epochs=2.0, max_length=512,

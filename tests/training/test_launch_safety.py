@@ -17,13 +17,6 @@ from .conftest import FAST
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def undispatched(monkeypatch):
-    sent = []
-    monkeypatch.setattr("training.tasks.run_execute.apply_async", lambda args, **kwargs: sent.append(args))
-    return sent
-
-
 def test_a_run_the_broker_refuses_ends_failed_with_the_reason(preference_batch, researcher, tiny_base,
                                                               django_capture_on_commit_callbacks):
     # Redis is down when the researcher presses Launch: the run must not sit queued forever.

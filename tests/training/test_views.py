@@ -14,13 +14,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def undispatched(monkeypatch):
-    sent = []
-    monkeypatch.setattr("training.tasks.run_execute.apply_async", lambda args, **kwargs: sent.append(args))
-    return sent
-
-
-@pytest.fixture
 def logged_in(client, researcher):
     client.login(username="res", password=PASSWORD)
     return client

@@ -5,6 +5,10 @@ import os
 from celery import Celery
 from celery.contrib.django.task import DjangoTask
 from kombu import Queue
+from kombu.transport import TRANSPORT_ALIASES
+
+# `filesystem://` (the embedded default) is kombu's transport with whole-message writes.
+TRANSPORT_ALIASES["filesystem"] = "config.broker:Transport"
 
 # Production unless told otherwise: the embedded set-up names config.settings.local itself.
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")

@@ -39,7 +39,7 @@ class RewardRunForm(forms.Form):
     batch_size = forms.IntegerField(initial=REWARD_DEFAULTS.batch_size, help_text="Pairs per optimiser step.")
     per_device_batch_size = forms.IntegerField(initial=REWARD_DEFAULTS.per_device_batch_size,
                                                help_text="Pairs per forward pass (the rest accumulate).")
-    trainable_layers = forms.IntegerField(initial=REWARD_DEFAULTS.trainable_layers, min_value=0,
+    trainable_layers = forms.IntegerField(initial=REWARD_DEFAULTS.trainable_layers, min_value=0, required=False,
                                           help_text="Train only the top N transformer blocks and the head (much "
                                                     "cheaper on a CPU); 0: all, as the paper.")
     seed = forms.IntegerField(initial=REWARD_DEFAULTS.seed, min_value=0)
@@ -67,7 +67,10 @@ class RewardRunForm(forms.Form):
             mix["primary_share"] = data["primary_share"]
         fields = ("name", "focus", "batches", "sources", "base", "margin_table", "learning_rate", "epochs",
                   "max_length", "batch_size", "per_device_batch_size", "trainable_layers", "seed")
-        return {**{key: data[key] for key in fields}, "mix": mix}
+        arguments = {key: data[key] for key in fields}
+        if arguments["trainable_layers"] is None:  # left empty: every layer, as the paper
+            arguments["trainable_layers"] = REWARD_DEFAULTS.trainable_layers
+        return {**arguments, "mix": mix}
 
 
 

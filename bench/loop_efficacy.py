@@ -83,6 +83,14 @@ def split_prompts(prompts: tuple[str, ...], *, held_out: int, train: int, seed: 
 # --- The loop ---------------------------------------------------------------------------------
 
 
+def reused_batch(admin: Tandem, label: str) -> dict:
+    """A frozen batch to start from (``--batch``): an earlier run's round 0."""
+    found = next((b for b in admin.every("/api/batches/") if b["label"] == label), None)
+    if found is None or found["status"] != "frozen":
+        raise BenchError(f"--batch {label}: no frozen batch of that label.")
+    return found
+
+
 @dataclass
 class Options:
     url: str
@@ -98,6 +106,7 @@ class Options:
     base: str = ""
     ppo: bool = False
     seed: int = 0
+    batch: str = ""  # a frozen batch of an earlier run's round 0: start at the reward model
     out: Path | None = None
 
 
@@ -153,27 +162,35 @@ def run_loop(options: Options, log=print) -> dict:
             base_url=options.url, usernames=usernames, password=options.annotator_password, model=model,
             prompts=tuple(train_prompts), dialogues=math.ceil(profile.judgements / profile.annotators), turns=1,
             focus="helpfulness", seed=options.seed, timeout=600, retries=2)
-        summary = run_simulation(simulation)
-        for line in summary.lines():
-            log("  " + line)
-        figures["round0"] = {"stored": summary.total("stored"), "failures": len(summary.failures),
-                             "agreement_with_preference": (round(summary.total("agreeing") / summary.total("compared"), 4)
-                                                           if summary.total("compared") else None),
-                             "seconds": round(summary.elapsed, 1)}
-        if summary.total("stored") < profile.judgements // 2:
-            raise BenchError(f"Round 0 stored {summary.total('stored')} of {profile.judgements} judgements: "
-                             + "; ".join(summary.failures[:3]))
-        step_done("round0")
+        if options.batch:  # an earlier run's round 0, frozen
+            found = reused_batch(admin, options.batch)
+            batch = found["label"]
+            figures["round0"] = {"reused_batch": batch, "stored": found["summary"].get("judgements")}
+            figures["batch"] = {"label": batch, "summary": found["summary"]}
+            log(f"Round 0: the judgements of frozen batch {batch} ({found['summary'].get('judgements')}).")
+        else:
+            summary = run_simulation(simulation)
+            for line in summary.lines():
+                log("  " + line)
+            figures["round0"] = {"stored": summary.total("stored"), "failures": len(summary.failures),
+                                 "agreement_with_preference": (
+                                     round(summary.total("agreeing") / summary.total("compared"), 4)
+                                     if summary.total("compared") else None),
+                                 "seconds": round(summary.elapsed, 1)}
+            if summary.total("stored") < profile.judgements // 2:
+                raise BenchError(f"Round 0 stored {summary.total('stored')} of {profile.judgements} judgements: "
+                                 + "; ".join(summary.failures[:3]))
+            step_done("round0")
 
-        # Freeze the batch that holds them (the current week: an early freeze, forced).
-        batches = [b for b in admin.every("/api/batches/") if b["status"] == "open"]
-        if not batches:
-            raise BenchError("No open batch holds the round-0 judgements.")
-        batch = max(batches, key=lambda b: (b["iso_year"], b["iso_week"], b["label"]))["label"]
-        frozen = admin.json("POST", f"/api/batches/{batch}/freeze/", json={"force": True})
-        figures["batch"] = {"label": batch, "summary": frozen.get("summary")}
-        log(f"Froze {batch}: {frozen.get('summary', {}).get('judgements', '?')} judgements.")
-        step_done("freeze")
+            # Freeze the batch that holds them (the current week: an early freeze, forced).
+            batches = [b for b in admin.every("/api/batches/") if b["status"] == "open"]
+            if not batches:
+                raise BenchError("No open batch holds the round-0 judgements.")
+            batch = max(batches, key=lambda b: (b["iso_year"], b["iso_week"], b["label"]))["label"]
+            frozen = admin.json("POST", f"/api/batches/{batch}/freeze/", json={"force": True})
+            figures["batch"] = {"label": batch, "summary": frozen.get("summary")}
+            log(f"Froze {batch}: {frozen.get('summary', {}).get('judgements', '?')} judgements.")
+            step_done("freeze")
 
         # The reward model.
         launch = {"focus": "helpfulness", "batches": [batch], "name": f"loop-rm-{tag}", "seed": options.seed,
@@ -306,6 +323,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
                         help="Create the annotator accounts through invitations (admin API).")
     parser.add_argument("--ppo", action="store_true", help="Also a PPO round from the same RM, judged the same way.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", default="", help="Start at the reward model from this frozen batch (an earlier "
+                                                    "run's round 0, e.g. after the stack stopped); same --seed.")
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the figures "
                                                                 "(default: var/bench/loop-efficacy-<profile>.json).")
     args = parser.parse_args(argv)
@@ -327,7 +346,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         preference=args.preference or profile.preference,
         prompts=read_prompts(args.prompts or PROMPTS_FILE), annotator_prefix=args.annotator_prefix,
         annotator_password=args.annotator_password, create_annotators=args.create_annotators,
-        start_variant=args.start_variant, base=args.base, ppo=args.ppo, seed=args.seed,
+        start_variant=args.start_variant, base=args.base, ppo=args.ppo, seed=args.seed, batch=args.batch,
         out=args.out or ROOT / "var" / "bench" / f"loop-efficacy-{profile.name}.json")
 
 

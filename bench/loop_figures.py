@@ -136,7 +136,9 @@ def table(figures: dict) -> list[str]:
                     f"≤{profile['max_new_tokens']} tokens, {figures['prompts']['train']} train / "
                     f"{figures['prompts']['held_out']} held-out prompts"),
         ("preference", f"{profile['preference']} (noise {profile['noise']})"),
-        ("round 0", f"{figures['round0']['stored']} judgements stored, annotators agree with the preference "
+        ("round 0", f"{figures['round0']['stored']} judgements of batch {figures['round0']['reused_batch']} (an "
+                    "earlier run's round 0)" if figures["round0"].get("reused_batch") else
+                    f"{figures['round0']['stored']} judgements stored, annotators agree with the preference "
                     f"{pct(figures['round0']['agreement_with_preference'])}"),
         ("batch", f"{figures['batch']['label']} (frozen early)"),
         ("RM held-out split", f"{pct(held.get('accuracy'))} of {held.get('pairs')} pairs"),

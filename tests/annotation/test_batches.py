@@ -103,7 +103,7 @@ def test_after_an_early_freeze_later_judgements_go_to_a_follow_on_batch(judged_b
     assert (follow_on.iso_year, follow_on.iso_week, follow_on.starts_on) == (frozen.iso_year, frozen.iso_week,
                                                                            frozen.starts_on)
     assert Turn.objects.filter(batch=frozen).count() == 8
-    from annotation.batches.batches.selectors import batch_by_label
+    from annotation.batches.selectors import batch_by_label
 
     assert batch_by_label(str(follow_on)) == follow_on and batch_by_label(str(frozen)) == frozen
     # The follow-on is frozen on its own, early again if need be; the next judgement goes to .2.

@@ -10,7 +10,7 @@ from annotation.batches.batches import batch_freeze
 from annotation.batches.export_jobs import export_request, export_run
 from annotation.batches.exports import FORMATS, batch_export
 from annotation.models import ExportJob
-from annotation.batches.batches.selectors import batch_by_label
+from annotation.batches.selectors import batch_by_label
 
 
 class Command(BaseCommand):

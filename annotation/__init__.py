@@ -1,3 +1,4 @@
-"""The domain of judgements: the annotator's workspace (dialogues, turns, pairs judged on the
-8-point scale, safety labels), weekly batches with their freeze, exports and imports, quality
-(overlap review, gold items, agreement, simulated annotators) and demonstrations."""
+"""The domain of judgements, one app in four topic sub-packages: ``workspace`` (dialogues, turns,
+pairs judged on the 8-point scale, safety labels, the overlap-review queue, simulated
+annotators), ``batches`` (weekly batches with their freeze, exports and imports), ``quality``
+(agreement, the quality report, review and gold pages) and ``demonstrations``."""

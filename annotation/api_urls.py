@@ -1,6 +1,9 @@
 from django.urls import path
 
-from . import api, batch_api, demonstration_api, review_api
+from .batches import batch_api
+from .demonstrations import api as demonstration_api
+from .quality import review_api
+from .workspace import api
 
 urlpatterns = [
     path("dialogues/", api.DialogueListCreate.as_view(), name="api-dialogues"),

@@ -18,7 +18,7 @@ class AnnotationConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_migrate
 
-        from .frozen import sqlite_triggers_install
+        from .models.frozen import sqlite_triggers_install
 
         post_migrate.connect(ensure_seeds, sender=self, dispatch_uid="annotation.ensure_seeds")
         post_migrate.connect(sqlite_triggers_install, sender=self, dispatch_uid="annotation.sqlite_triggers")

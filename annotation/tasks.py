@@ -3,7 +3,7 @@ import socket
 
 from celery import shared_task
 
-from . import export_jobs
+from .batches import export_jobs
 
 
 @shared_task(name="annotation.export_run", bind=True, max_retries=None)

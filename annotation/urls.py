@@ -1,6 +1,9 @@
 from django.urls import path
 
-from . import demonstration_views, review_views, views
+from .batches import views as batch_views
+from .demonstrations import views as demonstration_views
+from .quality import review_views
+from .workspace import views
 
 app_name = "annotation"
 
@@ -23,10 +26,10 @@ urlpatterns = [
     path("quality/", review_views.quality_page, name="quality"),
     path("quality.json", review_views.quality_json, name="quality_json"),
     path("quality/gold/", review_views.gold_mark, name="gold_mark"),
-    path("batches/", views.batch_list, name="batches"),
-    path("batches/<str:label>/freeze/", views.batch_freeze_view, name="batch_freeze"),
-    path("batches/<str:label>/stats/", views.batch_stats, name="batch_stats"),
-    path("batches/<str:label>/exports/", views.batch_exports, name="batch_exports"),
-    path("batches/<str:label>/exports/request/", views.batch_export_request, name="batch_export_request"),
-    path("batches/<str:label>/export/<str:fmt>/", views.batch_download, name="batch_download"),
+    path("batches/", batch_views.batch_list, name="batches"),
+    path("batches/<str:label>/freeze/", batch_views.batch_freeze_view, name="batch_freeze"),
+    path("batches/<str:label>/stats/", batch_views.batch_stats, name="batch_stats"),
+    path("batches/<str:label>/exports/", batch_views.batch_exports, name="batch_exports"),
+    path("batches/<str:label>/exports/request/", batch_views.batch_export_request, name="batch_export_request"),
+    path("batches/<str:label>/export/<str:fmt>/", batch_views.batch_download, name="batch_download"),
 ]

@@ -314,8 +314,8 @@ def main():
 
 
 def _matches(turn, judgement: dict) -> bool:
-    from annotation.selectors import sides
-    from annotation.scale import to_point
+    from annotation.workspace.selectors import sides
+    from annotation.workspace.scale import to_point
 
     a, _ = sides(turn)
     choice = "A" if turn.chosen_generation_id == a.id else "B"

@@ -4,7 +4,7 @@ taste → a rejection-sampling policy that the same taste prefers.
 Against a running Tandem (the embedded `make run` stack by default, or any URL with admin and
 researcher credentials), through Tandem's own API only:
 
-1. Round 0. Simulated annotators (annotation/simulation.py, as `manage.py simulate_annotators`)
+1. Round 0. Simulated annotators (annotation/workspace/simulation.py, as `manage.py simulate_annotators`)
    judge N pairs from the active variants on the training prompts, following a preference
    function `(context, response) -> float` given by dotted path, with Gaussian noise and the
    strength thresholds. A disjoint held-out prompt set is kept for evaluation.
@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from annotation.simulation import (  # noqa: E402  (Django-free: the annotators are HTTP clients)
+from annotation.workspace.simulation import (  # noqa: E402  (Django-free: the annotators are HTTP clients)
     PreferenceModel,
     SimulationConfig,
     load_callable,
@@ -333,7 +333,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     if args.noise is not None:
         changes["noise"] = args.noise
     if args.thresholds is not None:
-        from annotation.simulation import parse_thresholds
+        from annotation.workspace.simulation import parse_thresholds
 
         changes["thresholds"] = parse_thresholds(args.thresholds)
     if args.judgements is not None:

@@ -8,7 +8,7 @@ import json
 import random
 import statistics
 
-from annotation.simulation import STRENGTHS, PreferenceModel
+from annotation.workspace.simulation import STRENGTHS, PreferenceModel
 from core.statistics import wilson
 
 

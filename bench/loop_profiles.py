@@ -7,7 +7,7 @@ import re
 import statistics
 from dataclasses import dataclass, field
 
-from annotation.simulation import DEFAULT_THRESHOLDS, POLITE_WORDS
+from annotation.workspace.simulation import DEFAULT_THRESHOLDS, POLITE_WORDS
 
 _WORD = re.compile(r"[A-Za-z']+")
 
@@ -33,7 +33,7 @@ def concise_preference(context: list[dict], response: str) -> float:
 
 
 def polite_words_preference(context: list[dict], response: str) -> float:
-    """Politeness, counted: 0.4 per polite word (annotation.simulation.POLITE_WORDS), so one more
+    """Politeness, counted: 0.4 per polite word (annotation.workspace.simulation.POLITE_WORDS), so one more
     polite word is 'slightly better', two 'better', three 'significantly better' with the default
     thresholds. The taste of the `tiny` profile, whose model answers in plain and polite sentences."""
     return 0.4 * sum(word in POLITE_WORDS for word in _WORD.findall(response.lower()))

@@ -5,7 +5,7 @@ redis-server on a free port) + one sampling worker with the embedded beat (the r
 two model servers, one per variant (`transformers serve` on the tiny random-weight Llama that the
 test suite builds with modelserving.local_models.build_tiny_llama: SmolLM2's tokenizer, 2 layers,
 hidden size 64; its answers are noise, its timing is what a very small model gives on CPU). The
-annotators are annotation.simulation's, over the public API (as `manage.py simulate_annotators`),
+annotators are annotation.workspace.simulation's, over the public API (as `manage.py simulate_annotators`),
 judging by length and retrying the requests that are safe to repeat.
 
 While they work, the sampling worker is killed with SIGKILL every --kill-every seconds (its whole
@@ -99,8 +99,8 @@ def main():
 
     from accounts.services import user_create
     from annotation.models import Turn
-    from annotation.selectors import sides
-    from annotation.simulation import PreferenceModel, SimulationConfig, length_preference, run_simulation
+    from annotation.workspace.selectors import sides
+    from annotation.workspace.simulation import PreferenceModel, SimulationConfig, length_preference, run_simulation
     from modelserving import services as modelserving
     from modelserving.local_models import build_tiny_llama, is_prepared
     from modelserving.models import Generation

@@ -21,7 +21,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from accounts.roles import ADMIN, ANNOTATOR, RESEARCHER, has_role
-from annotation.agreement import bootstrap_ci, gwet_ac1, gwet_ac2
+from annotation.quality.agreement import bootstrap_ci, gwet_ac1, gwet_ac2
 from annotation.models import AttackVector, RiskCategory
 from core import leases
 from core.statistics import wilson

@@ -2,7 +2,7 @@
 (the same services as the pages); admins and researchers read the robustness and coverage figures.
 
 Every session and attempt an annotator reaches is their own: another's ids answer 404 with an
-empty body, as in annotation/api.py.
+empty body, as in annotation/workspace/api.py.
 """
 
 from datetime import datetime, time

@@ -27,10 +27,10 @@ WORKER_SAMPLING = {
 def _sqlite_flush_past_frozen_batches():
     """Transactional tests end with a flush. PostgreSQL's flush is a TRUNCATE, which row triggers do
     not see; SQLite's is a DELETE per table, which the frozen-batch triggers refuse. On SQLite the
-    flush lifts them for its own transaction and puts them back (annotation/frozen.py)."""
+    flush lifts them for its own transaction and puts them back (annotation/models/frozen.py)."""
     from django.db import connection
 
-    from annotation.frozen import SQLITE_TRIGGERS
+    from annotation.models.frozen import SQLITE_TRIGGERS
 
     if connection.vendor != "sqlite":
         yield

@@ -233,7 +233,7 @@ class Leaderboard(APIView):
     @extend_schema(parameters=[OpenApiParameter("batch", str, description="A batch label; default: all.")],
                    responses=OpenApiTypes.OBJECT)
     def get(self, request):
-        from annotation.selectors import batch_by_label
+        from annotation.batches.selectors import batch_by_label
 
         from .leaderboard import comparisons, leaderboard
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import orjson
 from django.core.exceptions import ValidationError
 
-from annotation.exports import records, trl_record
+from annotation.batches.exports import records, trl_record
 from annotation.models import Batch, Focus, ImportedComparison, PreferenceSource, Turn
 from core.preference_scale import margin_for
 

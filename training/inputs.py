@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from annotation.exports import sft_records
+from annotation.batches.exports import sft_records
 from annotation.models import Batch, Dialogue, PreferenceSource
 from modelserving.endpoints import endpoint_allowed
 from modelserving.models import PolicyVariant

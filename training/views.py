@@ -168,7 +168,7 @@ def checkpoint_compare(request):
 def leaderboard_page(request):
     """Variants ranked by human votes (Bradley–Terry over the judgements, 95 % bootstrap intervals)."""
     from annotation.models import Batch
-    from annotation.selectors import batch_by_label
+    from annotation.batches.selectors import batch_by_label
 
     from .leaderboard import comparisons, leaderboard
 

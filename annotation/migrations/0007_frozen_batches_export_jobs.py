@@ -32,7 +32,7 @@ def snapshot_frozen_batches(apps, schema_editor):
         batch.save(update_fields=["snapshot"])
 
 
-# The SQLite default gets the rules of annotation/frozen.py as plain triggers (PostgreSQL gets
+# The SQLite default gets the rules of annotation/models/frozen.py as plain triggers (PostgreSQL gets
 # them through django-pgtrigger, in this migration too).
 SQLITE_TRIGGERS = {
     'tandem_frozen_batch_update': (

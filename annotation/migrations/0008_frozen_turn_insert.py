@@ -4,7 +4,7 @@ import pgtrigger.compiler
 import pgtrigger.migrations
 from django.db import migrations
 
-# The SQLite default's rule for the same (annotation/frozen.py keeps every rule; its post_migrate
+# The SQLite default's rule for the same (annotation/models/frozen.py keeps every rule; its post_migrate
 # handler recreates them all once this migration is applied).
 SQLITE_TURN_INSERT = (
     "CREATE TRIGGER IF NOT EXISTS tandem_frozen_turn_insert BEFORE INSERT ON annotation_turn FOR EACH ROW WHEN "

@@ -1,6 +1,6 @@
 """The annotation app's models, one module per topic: dialogues and judgements (with batches and
 demonstrations), imported preference data, quality (overlap review, gold items), frozen batches'
-exports."""
+exports; ``frozen`` holds the triggers their Meta declares."""
 
 from .dialogues import (
     AttackVector,

@@ -7,7 +7,7 @@ from django.db.models import Q
 
 from core import preference_scale as scale
 
-from .. import frozen
+from . import frozen
 
 
 class Focus(models.TextChoices):

@@ -6,7 +6,7 @@ from django.db.models import Q
 
 from modelserving.models import Generation
 
-from .. import frozen
+from . import frozen
 from .dialogues import Batch
 
 

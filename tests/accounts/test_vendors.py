@@ -4,8 +4,8 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from accounts.services import user_create, user_vendor_set, vendor_create
-from annotation.batches import batch_freeze
-from annotation.exports import records
+from annotation.batches.batches import batch_freeze
+from annotation.batches.exports import records
 from annotation.models import Batch
 
 from ..helpers.preferences import judged_turns
@@ -36,7 +36,7 @@ def test_the_export_names_each_judgements_vendor(offline_variants):
 
 
 def test_batch_statistics_split_by_vendor(offline_variants):
-    from annotation.stats import batch_statistics
+    from annotation.batches.stats import batch_statistics
 
     acme = vendor_create(name="Acme Labeling")
     judged_turns(user_create(username="a1", password=PASSWORD, role="annotator", vendor=acme), n=3)

@@ -1,6 +1,6 @@
 import pytest
 
-from annotation import services
+from annotation.workspace import services
 from modelserving import services as modelserving
 
 from ..conftest import PASSWORD  # noqa: F401 — the annotation tests import it from here

@@ -4,8 +4,8 @@ never by the database's trigger as a server error."""
 import pytest
 
 from accounts.services import user_create
-from annotation import services
-from annotation.batches import batch_freeze
+from annotation.workspace import services
+from annotation.batches.batches import batch_freeze
 from annotation.models import Batch, Dialogue, Turn
 from modelserving.models import Generation
 

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import pytest
 
-from annotation.agreement import (
+from annotation.quality.agreement import (
     bootstrap_ci,
     fleiss_kappa,
     gwet_ac,

@@ -133,7 +133,7 @@ def test_pairs_in_flight_are_capped_per_person(offline_variants, make_user, sett
     from django.core.exceptions import ValidationError
     from django.utils import timezone
 
-    from annotation import services
+    from annotation.workspace import services
     from annotation.models import AttackVector, RiskCategory
     from safety import redteam
 

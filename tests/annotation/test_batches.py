@@ -7,13 +7,13 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from rest_framework.test import APIClient
 
-from annotation import services
-from annotation.batches import SplitRow, batch_freeze, split_plan
-from annotation.exports import batch_export, pseudonym
+from annotation.workspace import services
+from annotation.batches.batches import SplitRow, batch_freeze, split_plan
+from annotation.batches.exports import batch_export, pseudonym
 from core.preference_scale import MARGIN_TABLES
 from annotation.models import Batch, Turn
-from annotation.selectors import sides
-from annotation.services import Judgement
+from annotation.workspace.selectors import sides
+from annotation.workspace.services import Judgement
 
 pytestmark = pytest.mark.django_db
 
@@ -103,7 +103,7 @@ def test_after_an_early_freeze_later_judgements_go_to_a_follow_on_batch(judged_b
     assert (follow_on.iso_year, follow_on.iso_week, follow_on.starts_on) == (frozen.iso_year, frozen.iso_week,
                                                                            frozen.starts_on)
     assert Turn.objects.filter(batch=frozen).count() == 8
-    from annotation.selectors import batch_by_label
+    from annotation.batches.selectors import batch_by_label
 
     assert batch_by_label(str(follow_on)) == follow_on and batch_by_label(str(frozen)) == frozen
     # The follow-on is frozen on its own, early again if need be; the next judgement goes to .2.
@@ -183,7 +183,7 @@ def test_exporting_twice_gives_byte_identical_files(judged_batch, admin_user, tm
 
 
 def test_admins_freeze_and_download_over_http(judged_batch, admin_user, settings, tmp_path):
-    from annotation.export_jobs import export_run
+    from annotation.batches.export_jobs import export_run
     from annotation.models import ExportJob
 
     settings.EXPORT_DIR = tmp_path
@@ -216,7 +216,7 @@ def test_admins_freeze_and_download_over_http(judged_batch, admin_user, settings
 
 def test_the_admins_batch_page_freezes_and_offers_the_exports(client, judged_batch, admin_user, annotator, settings,
                                                                tmp_path):
-    from annotation.export_jobs import export_run
+    from annotation.batches.export_jobs import export_run
     from annotation.models import ExportJob
 
     settings.EXPORT_DIR = tmp_path
@@ -261,7 +261,7 @@ def test_parquet_equals_the_full_jsonl(judged_batch, admin_user, tmp_path):
 def test_csv_neutralises_formulas(judged_batch, admin_user, tmp_path):
     import csv
 
-    from annotation.export_formats import neutralise
+    from annotation.batches.export_formats import neutralise
 
     for hostile in ("=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx"):
         assert neutralise(hostile) == "'" + hostile
@@ -310,7 +310,7 @@ def torch_equal(a, b) -> bool:
 
 
 def test_batch_statistics_page_and_json(client, judged_batch, admin_user, annotator):
-    from annotation.stats import batch_statistics
+    from annotation.batches.stats import batch_statistics
 
     from .conftest import PASSWORD
 

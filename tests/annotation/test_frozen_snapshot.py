@@ -9,9 +9,9 @@ from django.utils import timezone
 
 from accounts.models import Vendor
 from accounts.services import user_create, vendor_create
-from annotation import services
-from annotation.batches import batch_freeze
-from annotation.exports import FORMATS, batch_export, records
+from annotation.workspace import services
+from annotation.batches.batches import batch_freeze
+from annotation.batches.exports import FORMATS, batch_export, records
 from annotation.models import AttackVector, Batch, Guideline, RiskCategory
 from modelserving.models import Generation, PolicyVariant
 

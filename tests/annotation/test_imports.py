@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from annotation.imports import preferences_import
+from annotation.batches.imports import preferences_import
 from annotation.models import ImportedComparison, PreferenceSource
 
 pytestmark = pytest.mark.django_db
@@ -95,11 +95,11 @@ def test_trl_preference_format_conversational_and_standard(admin, tmp_path):
 
 
 def test_tandems_own_full_export_round_trips(admin, tmp_path, judgeable_turn, annotator):
-    from annotation import services
-    from annotation.batches import batch_freeze
-    from annotation.exports import batch_export
+    from annotation.workspace import services
+    from annotation.batches.batches import batch_freeze
+    from annotation.batches.exports import batch_export
     from annotation.models import Batch
-    from annotation.services import Judgement
+    from annotation.workspace.services import Judgement
 
     services.judgement_submit(turn=judgeable_turn(), annotator=annotator,
                               judgement=Judgement(choice="A", strength="better"))

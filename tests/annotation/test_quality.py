@@ -3,10 +3,10 @@
 import pytest
 
 from accounts.services import user_create, vendor_create
-from annotation.agreement import gwet_ac1, gwet_ac2, krippendorff_alpha
-from annotation.quality import quality_report, scale_point
-from annotation.review import gold_mark, overlap_policy_set, review_claim, review_sides, review_submit
-from annotation.services import Judgement
+from annotation.quality.agreement import gwet_ac1, gwet_ac2, krippendorff_alpha
+from annotation.quality.quality import quality_report, scale_point
+from annotation.workspace.review import gold_mark, overlap_policy_set, review_claim, review_sides, review_submit
+from annotation.workspace.services import Judgement
 
 from ..helpers.preferences import judged_turns
 from .conftest import PASSWORD

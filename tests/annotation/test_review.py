@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.services import user_create
 from annotation.models import GoldItem, ReviewTask, Strength
-from annotation.review import (
+from annotation.workspace.review import (
     LeaseLost,
     gold_mark,
     overlap_policy_set,
@@ -18,7 +18,7 @@ from annotation.review import (
     review_sides,
     review_submit,
 )
-from annotation.services import Judgement
+from annotation.workspace.services import Judgement
 
 from ..helpers.preferences import judged_turns
 from .conftest import PASSWORD

@@ -3,10 +3,10 @@ import random
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from annotation import services
+from annotation.workspace import services
 from annotation.models import AttackVector, Batch, Dialogue, RiskCategory, SafetyBin, Strength, Turn
-from annotation.selectors import dialogue_context, sides
-from annotation.services import Judgement, JudgementConflict
+from annotation.workspace.selectors import dialogue_context, sides
+from annotation.workspace.services import Judgement, JudgementConflict
 from modelserving.models import Generation
 
 from ..helpers.preferences import answered_turn

@@ -6,8 +6,8 @@ from django.core.management import CommandError, call_command
 
 from accounts.roles import ANNOTATOR, has_role
 from annotation.models import Strength, Turn
-from annotation.selectors import sides
-from annotation.simulation import (
+from annotation.workspace.selectors import sides
+from annotation.workspace.simulation import (
     DEFAULT_THRESHOLDS,
     STRENGTHS,
     PreferenceModel,
@@ -133,9 +133,9 @@ def test_the_example_preference_functions():
 @pytest.mark.parametrize(("path", "message"), [
     ("length_preference", "not a dotted path"),
     ("annotation.no_such_module.fn", "Cannot import 'annotation.no_such_module'"),
-    ("annotation.simulation.no_such_fn", "has no 'no_such_fn'"),
-    ("annotation.simulation.DEFAULT_THRESHOLDS", "not a callable"),
-    ("annotation.simulation.parse_thresholds", "must take (context, response)"),
+    ("annotation.workspace.simulation.no_such_fn", "has no 'no_such_fn'"),
+    ("annotation.workspace.simulation.DEFAULT_THRESHOLDS", "not a callable"),
+    ("annotation.workspace.simulation.parse_thresholds", "must take (context, response)"),
 ])
 def test_a_bad_dotted_path_is_refused_with_what_is_wrong(path, message):
     with pytest.raises(SimulationError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -144,7 +144,7 @@ def test_a_bad_dotted_path_is_refused_with_what_is_wrong(path, message):
 
 def test_dotted_paths_load_preference_and_safety_functions():
     model = PreferenceModel.from_paths(preference="tests.annotation.test_simulation.numeric_preference",
-                                       safety="annotation.simulation.blocklist_safety", noise=0.5,
+                                       safety="annotation.workspace.simulation.blocklist_safety", noise=0.5,
                                        thresholds="2,1,0.5")
     assert model.preference is numeric_preference
     assert model.thresholds == (2.0, 1.0, 0.5) and model.noise == 0.5
@@ -159,7 +159,7 @@ def test_thresholds_must_be_three_decreasing_gaps(value):
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"preference": "nowhere.fn"}, "Cannot import 'nowhere'"),
-    ({"safety": "annotation.simulation.nothing"}, "has no 'nothing'"),
+    ({"safety": "annotation.workspace.simulation.nothing"}, "has no 'nothing'"),
     ({"thresholds": "1,2,3"}, "three decreasing"),
     ({"noise": -1.0}, "Noise"),
     ({"annotators": 0}, "--annotators"),
@@ -180,7 +180,7 @@ def test_simulated_annotators_judge_live_pairs_as_their_preference_says(live_ser
     # two tiny-model servers, judgements, and each second turn continued from the chosen response.
     out = StringIO()
     call_command("simulate_annotators", url=live_server.url, annotators=2, dialogues=1, turns=2,
-                 preference="annotation.simulation.length_preference", noise=0.0, create_accounts=True,
+                 preference="annotation.workspace.simulation.length_preference", noise=0.0, create_accounts=True,
                  thresholds="0.1,0.05,0.02",  # 20, 10, 4 characters: the tiny model writes 8 tokens
                  timeout=90, stdout=out)
     assert "judgements stored   4 of 4 planned" in out.getvalue(), out.getvalue()

@@ -3,9 +3,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from annotation import services
+from annotation.workspace import services
 from annotation.models import Dialogue, Turn
-from annotation.services import Judgement
+from annotation.workspace.services import Judgement
 
 from .conftest import PASSWORD, sample_now
 

@@ -14,7 +14,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from annotation import services as annotation
+from annotation.workspace import services as annotation
 from annotation.models import AttackVector, Dialogue, RiskCategory, Turn
 from modelserving import services as modelserving
 from modelserving.models import Generation, Pair

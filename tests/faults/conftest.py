@@ -100,7 +100,7 @@ def acknowledged_are_stored_once(summary) -> None:
     """Every judgement the server acknowledged is in the database, once, as sent; and nothing was
     stored that was not acknowledged."""
     from annotation.models import Turn
-    from annotation.selectors import sides
+    from annotation.workspace.selectors import sides
 
     acknowledged = {turn_id: payload for report in summary.reports for turn_id, payload in report.acknowledged.items()}
     assert acknowledged, "no judgement was acknowledged"

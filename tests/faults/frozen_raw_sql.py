@@ -14,8 +14,8 @@ django.setup()
 from django.db import DatabaseError, connection, transaction  # noqa: E402
 
 from accounts.services import user_create  # noqa: E402
-from annotation import services  # noqa: E402
-from annotation.batches import batch_freeze  # noqa: E402
+from annotation.workspace import services  # noqa: E402
+from annotation.batches.batches import batch_freeze  # noqa: E402
 from annotation.models import Batch, Turn  # noqa: E402
 from modelserving.models import Pair  # noqa: E402
 from tests.faults.seed_judgeable import main as seed  # noqa: E402

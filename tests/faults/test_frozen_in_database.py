@@ -53,7 +53,7 @@ def test_the_sqlite_triggers_outlive_a_migration_that_rebuilds_their_table(tmp_p
                                  env=env, cwd=ROOT, capture_output=True, text=True, timeout=180, check=True)
         return listing.stdout.strip().splitlines()[-1]
 
-    from annotation.frozen import SQLITE_TRIGGERS
+    from annotation.models.frozen import SQLITE_TRIGGERS
 
     assert triggers() == str(sorted(SQLITE_TRIGGERS))
     # Migrated back before the rules, their migrations drop them and the handler leaves them out

@@ -10,7 +10,7 @@ from rest_framework.authtoken.models import Token
 
 from accounts.services import user_create
 from annotation.models import Turn
-from annotation.simulation import PreferenceModel, SimulationConfig, length_preference, run_simulation
+from annotation.workspace.simulation import PreferenceModel, SimulationConfig, length_preference, run_simulation
 from modelserving.models import Generation
 
 from ..conftest import wait_for

@@ -5,8 +5,8 @@ import random
 
 from django.utils import timezone
 
-from annotation import services as annotation
-from annotation.services import Judgement
+from annotation.workspace import services as annotation
+from annotation.workspace.services import Judgement
 from core.preference_scale import STRENGTHS
 from modelserving.models import Generation
 

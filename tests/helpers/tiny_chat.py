@@ -3,7 +3,7 @@ answers made of plain and polite sentences.
 
 The random model samples uniformly from 49,152 tokens, so nothing in its answers is learnable from a
 few hundred judgements. After a few hundred steps on this corpus it answers in these sentences, a
-different mix each time, so a taste such as politeness (annotation.simulation.keyword_preference)
+different mix each time, so a taste such as politeness (annotation.workspace.simulation.keyword_preference)
 varies across its samples: a reward model can learn it from judgements and rejection sampling can
 select for it — what the loop-efficacy test needs. Built once under var/test-models/ (about half a
 minute on a CPU).

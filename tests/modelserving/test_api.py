@@ -46,7 +46,7 @@ def test_annotators_do_not_see_which_variant_answered(annotator_client, offline_
     response = annotator_client.post("/api/pairs/", {"messages": [{"role": "user", "content": "hi"}]},
                                      content_type="application/json")
     assert response.status_code == 403 and not Pair.objects.exists()
-    from annotation import services as annotation
+    from annotation.workspace import services as annotation
     from django.contrib.auth.models import User
 
     dialogue = annotation.dialogue_start(annotator=User.objects.get(username="ann"), focus="helpfulness")
@@ -69,7 +69,7 @@ def test_researchers_see_the_sampling_record(researcher_client, variant_factory,
 
 
 def test_annotators_cannot_read_other_peoples_generations(client, offline_variants):
-    from annotation import services as annotation
+    from annotation.workspace import services as annotation
 
     a1 = user_create(username="a1", password=PASSWORD, role="annotator")
     user_create(username="a2", password=PASSWORD, role="annotator")

@@ -92,9 +92,9 @@ def test_a_queued_generation_is_never_failed_by_the_sweep(variant_factory, sent,
 def test_one_row_the_database_refuses_does_not_stop_the_sweep(variant_factory, sent, settings, caplog):
     # A stuck generation of a batch frozen since: the frozen-batch trigger refuses its update. The
     # others are still sent, and the refusal is logged.
-    from annotation.batches import batch_freeze
+    from annotation.batches.batches import batch_freeze
     from annotation.models import Batch, Turn
-    from annotation import services as annotation_services
+    from annotation.workspace import services as annotation_services
     from accounts.services import user_create
 
     from ..faults.seed_judgeable import main as seed

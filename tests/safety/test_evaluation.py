@@ -6,7 +6,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from annotation.agreement import gwet_ac1, gwet_ac2
+from annotation.quality.agreement import gwet_ac1, gwet_ac2
 from core.leases import LeaseLost
 from core.statistics import wilson
 from modelserving.models import Generation

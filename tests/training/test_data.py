@@ -5,7 +5,7 @@ import json
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from annotation.imports import preferences_import
+from annotation.batches.imports import preferences_import
 from annotation.models import Batch, PreferenceSource
 from core.preference_scale import MARGIN_TABLES
 from training.data import reward_data_write

@@ -4,7 +4,7 @@ real worker registering a policy checkpoint, and — in a slow test — the whol
 import pytest
 from django.core.exceptions import ValidationError
 
-from annotation import services as annotation
+from annotation.workspace import services as annotation
 from modelserving import services as modelserving
 from modelserving.local_servers import local_server_stop
 from modelserving.models import Generation, LocalServer, PolicyVariant

@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation.imports import READERS, preferences_import
+from annotation.batches.imports import READERS, preferences_import
 from annotation.models import Focus
 
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from annotation.export_jobs import exports_recover
+from annotation.batches.export_jobs import exports_recover
 from modelserving.recovery import generations_recover
 
 

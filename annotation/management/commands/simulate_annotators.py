@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.roles import ANNOTATOR
 from accounts.services import user_create
-from annotation.simulation import (
+from annotation.workspace.simulation import (
     DEFAULT_PROMPTS,
     DEFAULT_THRESHOLDS,
     FOCI,
@@ -29,7 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--dialogues", type=int, default=1, help="Dialogues per annotator.")
         parser.add_argument("--turns", type=int, default=2, help="Judged turns per dialogue.")
         parser.add_argument("--focus", choices=FOCI, default="helpfulness", help="mixed: drawn per dialogue.")
-        parser.add_argument("--preference", default="annotation.simulation.keyword_preference",
+        parser.add_argument("--preference", default="annotation.workspace.simulation.keyword_preference",
                             help="Dotted path to a callable (context, response) -> float; higher is better.")
         parser.add_argument("--safety", default=None,
                             help="Dotted path to a callable (context, response) -> bool (default: all safe).")

@@ -207,7 +207,7 @@ class Command(BaseCommand):
                   gpus_per_node, reward_host="127.0.0.1", working_dir="", **_):
         from pathlib import Path
 
-        from annotation.selectors import batch_by_label
+        from annotation.batches.selectors import batch_by_label
         from training.data import prompts_write
         from training.openrlhf import ClusterPPO, ppo_command, reward_server_command, shell
 

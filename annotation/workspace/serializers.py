@@ -1,11 +1,11 @@
-"""Input serializers check shape only; the rules are annotation.services'."""
+"""Input serializers check shape only; the rules are annotation.workspace.services'."""
 
 from rest_framework import serializers
 
+from ..models import AttackVector, Dialogue, Focus, RiskCategory, Strength, Turn
 from . import scale
-from .models import AttackVector, Dialogue, Focus, RiskCategory, Strength, Turn
-from .selectors import sides
 from .judgements import MAX_REASON_CHARS
+from .selectors import sides
 from .services import MAX_MESSAGE_CHARS
 
 

@@ -27,8 +27,8 @@ from accounts.roles import ADMIN, ANNOTATOR, has_role
 from core import leases
 from core.leases import LeaseLost
 
+from ..models import Focus, GoldItem, OverlapPolicy, ReviewTask, Turn
 from .judgements import JUDGEMENT_FIELDS, MAX_REASON_CHARS, MAX_TIME_SPENT_MS, Judgement, resolve_judgement
-from .models import Focus, GoldItem, OverlapPolicy, ReviewTask, Turn
 
 
 def _share_hit(turn_id: int, share: float) -> bool:

@@ -9,7 +9,7 @@ from django.db.models import Count
 
 from core.statistics import share_with_interval
 
-from .models import Batch, Turn
+from ..models import Batch, Turn
 
 LENGTH_BUCKETS = [0, 32, 64, 128, 256, 512, 1024, 2048]
 

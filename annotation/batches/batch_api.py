@@ -21,11 +21,11 @@ from accounts.permissions import HasRole
 from accounts.roles import ADMIN
 from core.exceptions import Conflict
 
+from ..models import Batch, ExportJob, Focus, PreferenceSource
 from .batches import batch_freeze
 from .export_jobs import export_download, export_request
 from .exports import FORMATS
 from .imports import READERS, preferences_import
-from .models import Batch, ExportJob, Focus, PreferenceSource
 from .selectors import batch_by_label
 from .stats import batch_statistics
 

@@ -18,8 +18,7 @@ from core.exceptions import Conflict
 from modelserving import services as modelserving
 from modelserving.models import Generation
 
-from .judgements import JUDGEMENT_FIELDS, MAX_TIME_SPENT_MS, Judgement, resolve_judgement
-from .models import (
+from ..models import (
     AttackVector,
     Batch,
     Demonstration,
@@ -29,6 +28,7 @@ from .models import (
     RiskCategory,
     Turn,
 )
+from .judgements import JUDGEMENT_FIELDS, MAX_TIME_SPENT_MS, Judgement, resolve_judgement
 from .review import overlap_schedule
 from .selectors import dialogue_context, sides
 

@@ -1,5 +1,6 @@
 """A judgement of a pair and its rules, shared by the first judgement of a turn
-(annotation.services.judgement_submit) and its overlap reviews (annotation.review.review_submit)."""
+(annotation.workspace.services.judgement_submit) and its overlap reviews
+(annotation.workspace.review.review_submit)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from django.core.exceptions import ValidationError
 
 from modelserving.models import Generation
 
-from .models import Focus, SafetyBin, Strength
+from ..models import Focus, SafetyBin, Strength
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 MAX_REASON_CHARS = 2000  # why a pair is unusable, a gold item's note

@@ -1,4 +1,4 @@
-"""One simulated annotator (annotation/simulation.py): a thread with its own HTTP client, token and
+"""One simulated annotator (annotation/workspace/simulation.py): a thread with its own HTTP client, token and
 seeded RNG that starts dialogues, waits for each pair, judges it with the run's PreferenceModel and
 finishes the dialogue, all over the public API. Nothing here imports Django."""
 

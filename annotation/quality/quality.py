@@ -22,8 +22,8 @@ from django.conf import settings
 
 from core.statistics import share_with_interval
 
+from ..models import ReviewTask, Strength, Turn
 from .agreement import bootstrap_ci, gwet_ac1, gwet_ac2, krippendorff_alpha
-from .models import ReviewTask, Strength, Turn
 
 STRENGTH_RANK = {Strength.SIGNIFICANTLY_BETTER: 0, Strength.BETTER: 1, Strength.SLIGHTLY_BETTER: 2,
                  Strength.NEGLIGIBLY_BETTER: 3}

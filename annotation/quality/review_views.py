@@ -13,11 +13,11 @@ from accounts.roles import ADMIN, ANNOTATOR
 from core.charts import bar_chart
 from core.leases import LeaseLost
 
-from . import review, scale
-from .forms import JudgementForm
-from .models import Batch, Focus, GoldItem, OverlapPolicy, ReviewTask, Turn
+from ..batches.selectors import batch_by_label
+from ..models import Batch, Focus, GoldItem, OverlapPolicy, ReviewTask, Turn
+from ..workspace import review, scale
+from ..workspace.forms import JudgementForm
 from .quality import quality_report
-from .selectors import batch_by_label
 
 
 def _task_context(task: ReviewTask) -> dict:

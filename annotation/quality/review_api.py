@@ -10,13 +10,13 @@ from accounts.permissions import HasRole
 from accounts.roles import ANNOTATOR
 from core.leases import LeaseLost
 
-from . import review
-from .batch_api import AdminOnly
-from .judgements import MAX_REASON_CHARS, Judgement
-from .models import ReviewTask, Turn
+from ..batches.batch_api import AdminOnly
+from ..batches.selectors import batch_by_label
+from ..models import ReviewTask, Turn
+from ..workspace import review
+from ..workspace.judgements import MAX_REASON_CHARS, Judgement
+from ..workspace.serializers import JudgementSerializer
 from .quality import quality_report
-from .selectors import batch_by_label
-from .serializers import JudgementSerializer
 
 
 class AnnotatorOnly(HasRole):

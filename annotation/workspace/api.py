@@ -13,8 +13,8 @@ from accounts.permissions import AnyRole
 from core.exceptions import NotYours
 from core.pagination import list_schema, paginated
 
+from ..models import AttackVector, Dialogue, RiskCategory
 from . import services
-from .models import AttackVector, Dialogue, RiskCategory
 from .selectors import next_turn_for, own_dialogue, own_turn, own_turn_bare
 from .serializers import (
     DialogueSerializer,

@@ -2,7 +2,8 @@
 
 `manage.py simulate_annotators` runs them for demos, load tests and end-to-end tests of the loop.
 This module holds the taste (preference and safety functions, the PreferenceModel that turns two
-scores into a judgement) and the run; one annotator's HTTP session is annotation/simulated_annotator.py.
+scores into a judgement) and the run; one annotator's HTTP session is
+annotation/workspace/simulated_annotator.py.
 Nothing here imports Django: the annotators are programmatic clients of a running Tandem (token
 auth, `/api/...`), so what they exercise is what any client sees.
 
@@ -96,7 +97,7 @@ def load_callable(path: str, *, what: str = "preference function") -> Callable:
     module_name, _, attribute = (path or "").strip().rpartition(".")
     if not module_name or not attribute:
         raise SimulationError(f"{path!r} is not a dotted path to a {what}: write package.module.name, "
-                              "e.g. annotation.simulation.length_preference.")
+                              "e.g. annotation.workspace.simulation.length_preference.")
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # a missing module, or one that fails while importing

@@ -3,7 +3,7 @@ from django.utils import timezone
 
 from modelserving.models import Generation
 
-from .models import Dialogue, Turn
+from ..models import Dialogue, Turn
 
 
 def dialogue_context(*, dialogue: Dialogue, before_index: int | None = None) -> list[dict]:
@@ -58,19 +58,6 @@ def judged_today_count(*, annotator) -> int:
 
 def active_dialogues_for(*, annotator):
     return Dialogue.objects.filter(annotator=annotator, status=Dialogue.Status.ACTIVE).order_by("-updated_at")
-
-
-def batch_by_label(label: str):
-    """'2026-W48' → that batch ('2026-W48.1' → its first follow-on), or None."""
-    import re
-
-    from .models import Batch
-
-    match = re.fullmatch(r"(\d{4})-W(\d{1,2})(?:\.(\d{1,3}))?", label.strip())
-    if not match:
-        return None
-    return Batch.objects.filter(iso_year=int(match[1]), iso_week=int(match[2]),
-                                sequence=int(match[3] or 0)).first()
 
 
 def own_dialogue(*, annotator, pk: int) -> Dialogue | None:

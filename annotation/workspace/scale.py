@@ -4,7 +4,7 @@ Keys 1–8 map to points 1–8; point ↔ (side, strength) is the only translati
 workspace and the API.
 """
 
-from .models import Strength
+from ..models import Strength
 
 SIDES = ("A", "B")
 _A_SIDE = [Strength.SIGNIFICANTLY_BETTER, Strength.BETTER, Strength.SLIGHTLY_BETTER, Strength.NEGLIGIBLY_BETTER]

@@ -11,9 +11,9 @@ from accounts.decorators import role_required
 from accounts.roles import ANNOTATOR
 from core.forms import add_service_errors
 
-from . import services
-from .models import Demonstration
-from .selectors import own_turn
+from ..models import Demonstration
+from ..workspace import services
+from ..workspace.selectors import own_turn
 
 
 class DemonstrationForm(forms.Form):

@@ -28,8 +28,8 @@ from django.utils import timezone
 from core.exceptions import Conflict
 from core.recovery import recover_each, stuck
 
+from ..models import Batch, ExportJob
 from .exports import _check, check_format, export_write, manifest, manifest_write, records_total
-from .models import Batch, ExportJob
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def export_request(*, batch: Batch, admin, fmt: str, enqueue: bool = True) -> Ex
     """The job that exports ``batch`` as ``fmt``: the one queued or running (joined), the finished
     one, or a new one queued for the workers. ``enqueue=False`` queues it without a message (the
     caller runs it itself: the `batch export` command); if that caller dies, the sweep sends it."""
-    from . import tasks
+    from .. import tasks
 
     _check(batch, admin)
     check_format(fmt)
@@ -209,7 +209,7 @@ def exports_recover(*, queued_after: float | None = None, lapsed_after: float | 
 
 def _recover_one(job: ExportJob, *, now) -> str:
     """Call inside a savepoint holding the row lock. Returns "requeued" or "failed"."""
-    from . import tasks
+    from .. import tasks
 
     lapsed = job.status == ExportJob.Status.RUNNING
     job.lease_token, job.lease_expires_at = None, None

@@ -17,7 +17,7 @@ from django.utils import timezone
 from accounts.roles import ADMIN, has_role
 from core.exceptions import Conflict
 
-from .models import Batch, Dialogue, Turn
+from ..models import Batch, Dialogue, Turn
 
 
 def _stratum(turn) -> tuple[str, str]:
@@ -120,7 +120,7 @@ def batch_freeze(*, batch: Batch, admin, force: bool = False) -> Batch:
     with transaction.atomic():
         # Submissions hold this row's lock (shared) while they place a judgement in the batch, so a
         # judgement is either in before the freeze or goes to the follow-on batch after it. The
-        # batch first, then its turns: the one lock order (annotation/services.py).
+        # batch first, then its turns: the one lock order (annotation/workspace/services.py).
         batch = Batch.objects.select_for_update().get(pk=batch.pk)
         if batch.is_frozen:
             raise Conflict(f"Batch {batch} is already frozen.")

@@ -10,7 +10,7 @@ byte-identical files; a manifest lists counts and each file's sha256.
 Records read only rows the database keeps frozen (the turns, their generations, the batch) and the
 snapshot the freeze took of everything else (variant names, vendor, guideline version, tags), so a
 renamed variant or vendor never changes a re-export. The web tier never writes an export: admins
-request one and a Celery task writes it (annotation/export_jobs.py); `batch_export` writes them in
+request one and a Celery task writes it (annotation/batches/export_jobs.py); `batch_export` writes them in
 the caller's process (the `batch export --out` command, training data).
 """
 
@@ -35,8 +35,8 @@ from core.exceptions import Conflict
 from core.preference_scale import DEFAULT_MARGIN_TABLE, margin_for
 from modelserving.models import Generation
 
+from ..models import Batch, Demonstration, Strength, Turn
 from .export_formats import write_csv, write_parquet
-from .models import Batch, Demonstration, Strength, Turn
 
 SCHEMA_VERSION = 1
 FORMATS = ("full", "trl", "parquet", "csv", "sft")

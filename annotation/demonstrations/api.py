@@ -5,10 +5,10 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from core.pagination import list_schema, paginated
 
-from . import services
-from .api import AnnotationAPIView, _own_turn
-from .models import Demonstration
-from .services import MAX_ANSWER_CHARS, MAX_MESSAGE_CHARS
+from ..models import Demonstration
+from ..workspace import services
+from ..workspace.api import AnnotationAPIView, _own_turn
+from ..workspace.services import MAX_ANSWER_CHARS, MAX_MESSAGE_CHARS
 
 
 class DemonstrationSerializer(serializers.ModelSerializer):

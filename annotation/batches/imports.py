@@ -22,7 +22,7 @@ from django.db import transaction
 
 from accounts.roles import ADMIN, has_role
 
-from .models import Focus, ImportedComparison, PreferenceSource, Strength
+from ..models import Focus, ImportedComparison, PreferenceSource, Strength
 
 BULK = 1000
 # A margin is a handful of units in the reward model's loss (Llama 2's large table tops at 3).

@@ -1,8 +1,8 @@
 from django import forms
 
+from ..models import AttackVector, Focus, RiskCategory
 from . import scale
 from .judgements import Judgement
-from .models import AttackVector, Focus, RiskCategory
 
 
 class DialogueStartForm(forms.Form):

@@ -1,0 +1,1 @@
+"""Demonstrations: answers written, or responses rewritten, by annotators (pages and API)."""

@@ -1,0 +1,118 @@
+"""The API's schema states the constraints its server enforces, so that a client (or schemathesis,
+.ci/api_schema.sh) that follows the schema is not refused, and one that breaks it is."""
+
+import pytest
+import yaml
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from annotation.models import Demonstration, Dialogue, OverlapPolicy
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def schema(client):
+    return yaml.safe_load(client.get("/api/schema/").content)
+
+
+def _api(user):
+    api = APIClient()
+    api.force_authenticate(user)
+    return api
+
+
+def test_text_that_must_not_be_blank_says_so_in_the_schema(schema):
+    components = schema["components"]["schemas"]
+    for component, field in [("TurnPostRequest", "user_message"), ("DemonstrationWriteRequest", "prompt"),
+                             ("DemonstrationWriteRequest", "answer"), ("RewriteRequest", "answer")]:
+        spec = components[component]["properties"][field]
+        assert spec["minLength"] == 1 and spec["pattern"] == r"\S", (component, field)
+
+
+# Whitespace is what the schema's pattern refuses and what the services strip to nothing: the
+# serializer refuses it first, with the service's own message.
+def test_whitespace_only_text_is_refused_with_the_services_message(make_user):
+    api = _api(make_user("ann"))
+    dialogue = api.post("/api/dialogues/", {"focus": "helpfulness"}, format="json").json()
+    refused = api.post(f"/api/dialogues/{dialogue['id']}/turns/", {"user_message": " \n\t"}, format="json")
+    assert refused.status_code == 400 and refused.json() == {"user_message": ["Write a message first."]}
+    empty = api.post(f"/api/dialogues/{dialogue['id']}/turns/", {"user_message": ""}, format="json")
+    assert empty.status_code == 400 and empty.json() == {"user_message": ["Write a message first."]}
+    written = api.post("/api/demonstrations/", {"prompt": "  ", "answer": "A"}, format="json")
+    assert written.status_code == 400 and written.json() == {"prompt": ["Write the prompt first."]}
+    assert not Demonstration.objects.exists()
+
+
+# A turn on an ended dialogue is a conflict with the dialogue's state (409, documented for every
+# operation), not malformed input: the same body is accepted on an active dialogue.
+def test_a_turn_on_an_ended_dialogue_is_a_conflict(make_user, schema):
+    assert "409" in schema["paths"]["/api/dialogues/{id}/turns/"]["post"]["responses"]
+    api = _api(make_user("ann"))
+    dialogue = api.post("/api/dialogues/", {"focus": "helpfulness"}, format="json").json()
+    api.post(f"/api/dialogues/{dialogue['id']}/finish/", format="json")
+    assert Dialogue.objects.get(pk=dialogue["id"]).status != Dialogue.Status.ACTIVE
+    refused = api.post(f"/api/dialogues/{dialogue['id']}/turns/", {"user_message": "hi"}, format="json")
+    assert refused.status_code == 409 and "has ended" in refused.json()["detail"]
+
+
+def test_the_overlap_policy_s_bounds_are_in_the_schema_and_enforced(make_user, schema):
+    spec = schema["components"]["schemas"]["OverlapPolicyRequest"]["properties"]
+    assert spec["share"]["minimum"] == 0 and spec["share"]["maximum"] == 1
+    assert spec["reviewers"]["minimum"] == 1 and spec["reviewers"]["maximum"] == 10
+    assert spec["focus"] == {"$ref": "#/components/schemas/FocusEnum"}
+    api = _api(make_user("boss", role="admin"))
+    for wrong in ({"reviewers": 11}, {"focus": "kindness"}, {"share": 1.5}):
+        body = {"focus": "safety", "share": 0.5, "reviewers": 2, **wrong}
+        assert api.put("/api/quality/overlap/", body, format="json").status_code == 400, wrong
+    assert api.put("/api/quality/overlap/", {"focus": "safety", "share": 0.5, "reviewers": 10},
+                   format="json").status_code == 200
+    assert OverlapPolicy.objects.get(focus="safety").reviewers == 10
+
+
+def test_a_variant_s_bounds_come_from_the_model_into_the_schema(schema):
+    spec = schema["components"]["schemas"]["PatchedVariantSettingsRequest"]["properties"]
+    assert spec["top_p"]["minimum"] == 0.01 and spec["top_p"]["maximum"] == 1
+    assert spec["max_new_tokens"]["minimum"] == 1
+    assert spec["temperature_max"]["maximum"] == 2
+
+
+# DRF coerces: 0 would be stored as the text "0", false as the share 0.0. A JSON body of the wrong
+# type is a client's bug and is refused; form input (all text) is still read as DRF reads it.
+def test_a_json_value_of_the_wrong_type_is_refused_and_form_input_still_works(make_user):
+    annotator = _api(make_user("ann"))
+    wrong = annotator.post("/api/demonstrations/", {"prompt": "Q", "answer": "A", "system_prompt": 0}, format="json")
+    assert wrong.status_code == 400 and "system_prompt" in wrong.json()
+    form = annotator.post("/api/demonstrations/", {"prompt": "Q", "answer": "A", "system_prompt": "0"})
+    assert form.status_code == 201
+    admin = _api(make_user("boss", role="admin"))
+    assert admin.put("/api/quality/overlap/", {"focus": "safety", "share": False, "reviewers": 1},
+                     format="json").status_code == 400
+    assert admin.put("/api/quality/overlap/", {"focus": "safety", "share": "0.5", "reviewers": "1"},
+                     format="multipart").status_code == 200
+
+
+# A list of messages or prompts has no form encoding: the schema offers JSON alone, and the server
+# refuses the rest as an unsupported media type instead of reading a missing field.
+def test_bodies_with_lists_are_json_only(make_user, schema):
+    for path in ("/api/pairs/", "/api/safety/evaluations/"):
+        assert list(schema["paths"][path]["post"]["requestBody"]["content"]) == ["application/json"], path
+    api = _api(make_user("res", role="researcher"))
+    assert api.post("/api/pairs/", {"messages": "hi"}, format="multipart").status_code == 415
+
+
+# since=2026-02-30 is shaped like a date and is none: Django's parser raises ValueError, which was a 500.
+def test_the_red_team_results_since_is_a_date_and_a_wrong_one_is_400(make_user, schema):
+    parameters = schema["paths"]["/api/safety/red-team/results/"]["get"]["parameters"]
+    assert next(p for p in parameters if p["name"] == "since")["schema"] == {"type": "string", "format": "date"}
+    api = _api(make_user("res", role="researcher"))
+    for since in ("2026-02-30", "", "yesterday"):
+        assert api.get("/api/safety/red-team/results/", {"since": since}).status_code == 400, since
+    assert api.get("/api/safety/red-team/results/", {"since": "2026-02-28"}).status_code == 200

@@ -4,7 +4,8 @@ DRF's fields coerce: CharField turns 0 into "0", FloatField takes false as 0.0 a
 IntegerField takes "3", BooleanField takes "yes" and 1. From a form or a multipart upload every value
 is text and that coercion is what makes them work; from a JSON body it stores what the schema says
 is wrong, so a client's bug (a number where text belongs) goes unnoticed. These fields refuse a JSON
-value of the wrong type with DRF's own "invalid" message (400), and coerce form input as DRF does.
+value of the wrong type with DRF's own "invalid" message (400), and coerce form input as DRF does
+(booleans excepted: see BooleanField).
 Input serializers use them: `from core import fields as strict` … `strict.CharField(max_length=…)`.
 """
 
@@ -40,7 +41,12 @@ class FloatField(serializers.FloatField):
 
 
 class BooleanField(serializers.BooleanField):
+    """JSON's true and false; in a form, their text ("true", "false"), as OpenAPI writes a boolean
+    into form data. DRF would also read 1, "0", "yes", "on"."""
+
     def to_internal_value(self, data):
         if _from_json(self) and not isinstance(data, bool):
+            self.fail("invalid")
+        if isinstance(data, str) and data not in ("true", "false"):
             self.fail("invalid")
         return super().to_internal_value(data)

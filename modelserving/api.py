@@ -56,6 +56,8 @@ class VariantSettingsSerializer(serializers.ModelSerializer):
 
 class VariantDetail(APIView):
     permission_classes = [StaffRole]
+    # PATCH comes from API clients alone (an HTML form cannot send one): JSON, as the schema says.
+    parser_classes = [JSONParser]
 
     @extend_schema(responses=VariantSerializer)
     def get(self, request, pk: int):

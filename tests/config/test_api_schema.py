@@ -116,3 +116,21 @@ def test_the_red_team_results_since_is_a_date_and_a_wrong_one_is_400(make_user, 
     for since in ("2026-02-30", "", "yesterday"):
         assert api.get("/api/safety/red-team/results/", {"since": since}).status_code == 400, since
     assert api.get("/api/safety/red-team/results/", {"since": "2026-02-28"}).status_code == 200
+
+
+# An HTML form cannot send a PATCH: a variant's settings are JSON, and a boolean is JSON's own.
+def test_a_variant_s_settings_are_json_and_a_boolean_is_a_boolean(make_user, schema):
+    from modelserving.models import PolicyVariant
+    from modelserving.services import variant_create
+
+    assert list(schema["paths"]["/api/variants/{id}/"]["patch"]["requestBody"]["content"]) == ["application/json"]
+    variant = variant_create(name="cool", base_url="http://127.0.0.1:9/v1", model_name="m",
+                             temperature_min=0.5, temperature_max=0.8)
+    api = _api(make_user("boss", role="admin"))
+    url = f"/api/variants/{variant.pk}/"
+    assert api.patch(url, {"is_active": "false"}, format="multipart").status_code == 415
+    assert api.patch(url, {"is_active": 0}, format="json").status_code == 400
+    assert api.patch(url, {"top_p": 0}, format="json").status_code == 400
+    assert api.patch(url, {"is_active": False, "top_p": 0.5}, format="json").status_code == 200
+    variant = PolicyVariant.objects.get(pk=variant.pk)
+    assert (variant.is_active, variant.top_p) == (False, 0.5)

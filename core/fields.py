@@ -9,8 +9,11 @@ value of the wrong type with DRF's own "invalid" message (400), and coerce form 
 Input serializers use them: `from core import fields as strict` … `strict.CharField(max_length=…)`.
 """
 
+from django.core.validators import RegexValidator
 from django.http import QueryDict
 from rest_framework import serializers
+
+from .validators import NOT_BLANK
 
 
 def _from_json(field) -> bool:
@@ -20,9 +23,19 @@ def _from_json(field) -> bool:
 
 
 class CharField(serializers.CharField):
+    """Also as the schema reads it: `maxLength` counts the text as sent (DRF would count it after
+    trimming), and text that is trimmed and must not be blank has the not-blank pattern."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if self.trim_whitespace and not self.allow_blank:
+            self.validators.append(RegexValidator(NOT_BLANK, message=self.error_messages["blank"]))
+
     def to_internal_value(self, data):
         if _from_json(self) and not isinstance(data, str):
             self.fail("invalid")
+        if self.max_length is not None and isinstance(data, str) and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
         return super().to_internal_value(data)
 
 

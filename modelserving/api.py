@@ -4,7 +4,6 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -56,8 +55,6 @@ class VariantSettingsSerializer(serializers.ModelSerializer):
 
 class VariantDetail(APIView):
     permission_classes = [StaffRole]
-    # PATCH comes from API clients alone (an HTML form cannot send one): JSON, as the schema says.
-    parser_classes = [JSONParser]
 
     @extend_schema(responses=VariantSerializer)
     def get(self, request, pk: int):
@@ -82,8 +79,6 @@ class PairCreate(APIView):
     """Staff only: annotators get their pairs through their dialogues (annotation's API)."""
 
     permission_classes = [StaffRole]
-    # A list of messages has no form encoding: JSON only, and the schema says so.
-    parser_classes = [JSONParser]
 
     @extend_schema(request=PairRequestSerializer, responses={201: PairSerializer})
     def post(self, request):

@@ -3,7 +3,6 @@
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from core.pagination import list_schema, paginated
@@ -51,8 +50,6 @@ class EvaluationSerializer(serializers.ModelSerializer):
 
 class EvaluationListCreate(APIView):
     permission_classes = [Staff]
-    # A list of prompts has no form encoding: JSON only, and the schema says so.
-    parser_classes = [JSONParser]
 
     @list_schema(EvaluationSerializer, operation_id="safety_evaluations_list")
     def get(self, request):

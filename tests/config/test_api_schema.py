@@ -85,27 +85,44 @@ def test_a_variant_s_bounds_come_from_the_model_into_the_schema(schema):
 
 
 # DRF coerces: 0 would be stored as the text "0", false as the share 0.0. A JSON body of the wrong
-# type is a client's bug and is refused; form input (all text) is still read as DRF reads it.
-def test_a_json_value_of_the_wrong_type_is_refused_and_form_input_still_works(make_user):
+# type is a client's bug and is refused.
+def test_a_json_value_of_the_wrong_type_is_refused(make_user):
     annotator = _api(make_user("ann"))
     wrong = annotator.post("/api/demonstrations/", {"prompt": "Q", "answer": "A", "system_prompt": 0}, format="json")
     assert wrong.status_code == 400 and "system_prompt" in wrong.json()
-    form = annotator.post("/api/demonstrations/", {"prompt": "Q", "answer": "A", "system_prompt": "0"})
-    assert form.status_code == 201
     admin = _api(make_user("boss", role="admin"))
     assert admin.put("/api/quality/overlap/", {"focus": "safety", "share": False, "reviewers": 1},
                      format="json").status_code == 400
-    assert admin.put("/api/quality/overlap/", {"focus": "safety", "share": "0.5", "reviewers": "1"},
-                     format="multipart").status_code == 200
+    assert admin.put("/api/quality/overlap/", {"focus": "safety", "share": 0.5, "reviewers": 1},
+                     format="json").status_code == 200
 
 
-# A list of messages or prompts has no form encoding: the schema offers JSON alone, and the server
-# refuses the rest as an unsupported media type instead of reading a missing field.
-def test_bodies_with_lists_are_json_only(make_user, schema):
-    for path in ("/api/pairs/", "/api/safety/evaluations/"):
-        assert list(schema["paths"][path]["post"]["requestBody"]["content"]) == ["application/json"], path
+# maxLength counts the text as sent: DRF trimmed first, so 20,000 spaces and a word passed a
+# 20,000-character limit.
+def test_max_length_counts_the_text_as_sent(make_user):
+    from annotation.services import MAX_MESSAGE_CHARS
+
+    api = _api(make_user("ann"))
+    padded = " " * MAX_MESSAGE_CHARS + "x"
+    response = api.post("/api/demonstrations/", {"prompt": "Q", "answer": "A", "system_prompt": padded}, format="json")
+    assert response.status_code == 400 and "system_prompt" in response.json()
+
+
+# null, lists and booleans have no form encoding: the API reads JSON bodies (the schema offers
+# application/json alone) and answers 415 to the rest; the dataset upload is the one multipart body.
+def test_the_api_reads_json_bodies_and_the_upload_alone_is_multipart(make_user, schema):
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if "requestBody" not in operation:
+                continue
+            expected = ["multipart/form-data"] if path == "/api/sources/import/" else ["application/json"]
+            if path != "/api/auth/token/":
+                assert list(operation["requestBody"]["content"]) == expected, (method, path)
     api = _api(make_user("res", role="researcher"))
     assert api.post("/api/pairs/", {"messages": "hi"}, format="multipart").status_code == 415
+    annotator = _api(make_user("ann"))
+    assert annotator.post("/api/dialogues/", {"focus": "helpfulness", "attack_vector": ""},
+                          format="multipart").status_code == 415
 
 
 # since=2026-02-30 is shaped like a date and is none: Django's parser raises ValueError, which was a 500.

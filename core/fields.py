@@ -9,11 +9,8 @@ value of the wrong type with DRF's own "invalid" message (400), and coerce form 
 Input serializers use them: `from core import fields as strict` … `strict.CharField(max_length=…)`.
 """
 
-from django.core.validators import RegexValidator
 from django.http import QueryDict
 from rest_framework import serializers
-
-from .validators import NOT_BLANK
 
 
 def _from_json(field) -> bool:
@@ -23,13 +20,7 @@ def _from_json(field) -> bool:
 
 
 class CharField(serializers.CharField):
-    """Also as the schema reads it: `maxLength` counts the text as sent (DRF would count it after
-    trimming), and text that is trimmed and must not be blank has the not-blank pattern."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        if self.trim_whitespace and not self.allow_blank:
-            self.validators.append(RegexValidator(NOT_BLANK, message=self.error_messages["blank"]))
+    """Also as the schema reads it: `maxLength` counts the text as sent (DRF counted it after trimming)."""
 
     def to_internal_value(self, data):
         if _from_json(self) and not isinstance(data, str):

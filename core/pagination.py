@@ -55,7 +55,7 @@ def list_schema(serializer_class, *, operation_id: str, name: str | None = None,
 
     return extend_schema(
         operation_id=operation_id, responses=page_of(serializer_class, name),
-        parameters=[OpenApiParameter("page", OpenApiTypes.INT, description="A page number (from 1)."),
+        parameters=[OpenApiParameter("page", {"type": "integer", "minimum": 1}, description="A page number (from 1)."),
                     OpenApiParameter("page_size", OpenApiTypes.INT, required=False,
                                      description=f"Items per page, at most {Pagination.max_page_size}.")],
         **kwargs)

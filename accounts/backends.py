@@ -7,6 +7,11 @@ address to lock and is not a door: axes would raise there, so it is skipped.
 """
 
 from axes.backends import AxesStandaloneBackend
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
+from rest_framework import authentication, exceptions
+
+from .roles import remember_roles, with_roles
 
 
 class LockoutBackend(AxesStandaloneBackend):
@@ -25,3 +30,29 @@ def lockout_response(request, original_response, credentials):
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": message}, status=429)
     return render(request, "accounts/locked_out.html", status=429)
+
+
+class PasswordBackend(ModelBackend):
+    """Django's username-and-password backend; a session's user comes with their roles in the same
+    query (every page checks a role)."""
+
+    def get_user(self, user_id):
+        user = with_roles(get_user_model()._default_manager.filter(pk=user_id)).first()
+        if user is None or not self.user_can_authenticate(user):
+            return None
+        remember_roles(user, user)
+        return user
+
+
+class TokenAuthentication(authentication.TokenAuthentication):
+    """DRF's token authentication, the token's user and their roles in one query."""
+
+    def authenticate_credentials(self, key):
+        model = self.get_model()
+        token = with_roles(model.objects.select_related("user"), "user_id").filter(key=key).first()
+        if token is None:
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed("User inactive or deleted.")
+        remember_roles(token.user, token)
+        return token.user, token

@@ -1,7 +1,7 @@
 """The three roles, kept as Django groups, and where each lands after login."""
 
 from django.contrib.auth.models import Group, Permission
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 ANNOTATOR = "annotator"
 ADMIN = "admin"
@@ -30,6 +30,21 @@ def roles_of(user) -> set[str]:
             cached.add(ADMIN)
         user._tandem_roles = cached
     return cached
+
+
+def with_roles(queryset, user_ref: str = "pk"):
+    """``queryset`` with each role as a boolean column (``role_annotator`` …), so that the request's
+    user and their roles come in one query; ``user_ref`` names the user's id in its rows."""
+    return queryset.annotate(**{f"role_{role}": Exists(Group.objects.filter(name=role, user=OuterRef(user_ref)))
+                                for role in ROLES})
+
+
+def remember_roles(user, row) -> None:
+    """Keep the roles read by ``with_roles`` (on ``row``) on ``user``, where ``roles_of`` looks first."""
+    roles = {role for role in ROLES if getattr(row, f"role_{role}")}
+    if user.is_superuser:
+        roles.add(ADMIN)
+    user._tandem_roles = roles
 
 
 def has_role(user, *roles: str) -> bool:

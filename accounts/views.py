@@ -52,7 +52,7 @@ def invitation_accept(request, token: str):
         except ValidationError as error:
             form.add_error(None, error)
         else:
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            login(request, user, backend="accounts.backends.PasswordBackend")
             messages.success(request, "Welcome to Tandem.")
             return redirect("accounts:home")
     return render(request, "accounts/invitation_accept.html", {"form": form, "invitation": invitation})

@@ -15,7 +15,7 @@ from core.pagination import list_schema, paginated
 
 from . import services
 from .models import AttackVector, Dialogue, RiskCategory
-from .selectors import next_turn_for, own_dialogue, own_turn
+from .selectors import next_turn_for, own_dialogue, own_turn, own_turn_bare
 from .serializers import (
     DialogueSerializer,
     DialogueStartSerializer,
@@ -108,13 +108,14 @@ class TurnJudgement(AnnotationAPIView):
                               409: OpenApiResponse(description="Already judged differently.")},
                    description="201 when stored; 200 when the same judgement was already stored (a retry).")
     def post(self, request, pk: int):
-        turn = _own_turn(request, pk)
+        turn = own_turn_bare(annotator=request.user, pk=pk)
+        if turn is None:
+            raise NotYours
         incoming = JudgementSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         turn, created = services.judgement_submit(turn=turn, annotator=request.user,
                                                   judgement=services.Judgement(**incoming.validated_data))
-        return Response(TurnSerializer(_own_turn(request, turn.pk)).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(TurnSerializer(turn).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class TurnRetry(AnnotationAPIView):

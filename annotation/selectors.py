@@ -82,3 +82,8 @@ def own_dialogue(*, annotator, pk: int) -> Dialogue | None:
 def own_turn(*, annotator, pk: int) -> Turn | None:
     """The annotator's turn ``pk`` with its pair, or None when it is unknown or someone else's."""
     return turns_with_pairs().filter(pk=pk, dialogue__annotator=annotator).first()
+
+
+def own_turn_bare(*, annotator, pk: int) -> Turn | None:
+    """The annotator's turn ``pk`` alone (an ownership check before a service reads it locked)."""
+    return Turn.objects.filter(pk=pk, dialogue__annotator=annotator).first()

@@ -163,6 +163,15 @@ def _lock_shared(batch_id: int) -> Batch:
     return Batch.objects.select_for_update().get(pk=batch_id)
 
 
+def _latest_locked(iso_year: int, iso_week: int) -> Batch | None:
+    """The week's newest batch under the shared lock, in one query."""
+    if connection.vendor == "postgresql":
+        rows = list(Batch.objects.raw("SELECT * FROM annotation_batch WHERE iso_year = %s AND iso_week = %s "
+                                      "ORDER BY sequence DESC LIMIT 1 FOR SHARE", [iso_year, iso_week]))
+        return rows[0] if rows else None
+    return Batch.objects.select_for_update().filter(iso_year=iso_year, iso_week=iso_week).order_by("-sequence").first()
+
+
 def batch_for(moment) -> Batch:
     """The open batch of ``moment``'s ISO week, locked (shared) until the caller's transaction ends.
 
@@ -172,8 +181,10 @@ def batch_for(moment) -> Batch:
     """
     local = timezone.localtime(moment)
     iso_year, iso_week, iso_day = local.isocalendar()
-    week = Batch.objects.filter(iso_year=iso_year, iso_week=iso_week)
-    sequence = week.order_by("-sequence").values_list("sequence", flat=True).first() or 0
+    latest = _latest_locked(iso_year, iso_week)
+    if latest is not None and not latest.is_frozen:
+        return latest  # the common case: one query
+    sequence = latest.sequence + 1 if latest is not None else 0
     while True:
         batch, _ = Batch.objects.get_or_create(iso_year=iso_year, iso_week=iso_week, sequence=sequence,
                                                defaults={"starts_on": local.date() - timedelta(days=iso_day - 1)})
@@ -194,8 +205,10 @@ def judgement_submit(*, turn: Turn, annotator, judgement: Judgement) -> tuple[Tu
     # The batch first (one lock order). A turn that is judged stays judged, so a repeated
     # submission needs no batch, and does not make this week's if there is none yet.
     batch = None if Turn.objects.filter(pk=turn.pk, submitted_at__isnull=False).exists() else batch_for(now)
-    turn = (Turn.objects.select_for_update().select_related("dialogue").prefetch_related("pair__generations")
-            .get(pk=turn.pk))
+    # The turn and its dialogue locked (not the pair, joined only to save a query), with what the
+    # answer shows: the caller can serialize the returned turn without reading it again.
+    turn = (Turn.objects.select_for_update(of=("self", "dialogue")).select_related("dialogue", "pair", "batch")
+            .prefetch_related("pair__generations").get(pk=turn.pk))
     _own(turn.dialogue.annotator_id, annotator)
     fields = resolve_judgement(*sides(turn), focus=turn.dialogue.focus, judgement=judgement)
     if turn.is_judged:

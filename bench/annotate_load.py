@@ -3,12 +3,20 @@
 The benchmark seeds each annotator's dialogues with pre-generated pairs (both responses already
 done, so no model time is counted), starts gunicorn, and lets N threads work like annotators:
 load the next turn (GET /api/turns/next/), judge it (POST /api/turns/<id>/judgement/), and now
-and then send the same judgement again, as a double click or a network retry would. It prints
-judgements per second, p50/p95/p99 of loading the next turn and of submitting, and errors; then
-it checks that every acknowledged judgement is in the database exactly once, as acknowledged.
+and then send the same judgement again, as a double click or a network retry would. With
+--browser-like they use the workspace's own htmx endpoints instead, as the page does: the dialogue
+page, the turn partial (polled once: the pair is already done) and the judgement form's post.
+
+It prints judgements per second, p50/p95/p99 of loading the next turn and of submitting, the
+server's CPU time per judgement (user + system of gunicorn's master and workers over the run,
+divided by the judgements stored; the clients are not counted), the bytes of each response, and
+errors; then it checks that every acknowledged judgement is in the database exactly once, as
+acknowledged. Before the runs it counts the SQL queries of one next-turn and one submit (and of
+the turn partial and the form post) in-process, on the same database.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/tandem_bench .venv/bin/python bench/annotate_load.py
     .venv/bin/python bench/annotate_load.py --annotators 1 8 32 --judgements 320 --workers 4
+    .venv/bin/python bench/annotate_load.py --worker-class gthread --workers 2 --threads 4 --browser-like
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -36,8 +45,25 @@ def percentile(values, q):
     return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
 
 
+def server_cpu_seconds(group: int) -> float:
+    """User + system CPU of every process in gunicorn's process group (the master and its workers,
+    and the workers it has reaped), from /proc."""
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[2]) == group:  # pgrp
+            ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def seed(n_annotators: int, turns_each: int, run: str):
-    """Users with tokens, and for each one ``turns_each`` judgeable turns (pairs already done)."""
+    """Users with tokens, and for each one ``turns_each`` judgeable turns (pairs already done);
+    returns (token, session cookie, [(dialogue id, turn id), …]) per annotator."""
     from django.db import transaction
     from django.utils import timezone
     from rest_framework.authtoken.models import Token
@@ -49,11 +75,16 @@ def seed(n_annotators: int, turns_each: int, run: str):
     variant, _ = PolicyVariant.objects.get_or_create(
         name="bench-seeded", defaults={"base_url": "http://127.0.0.1:9/v1", "model_name": "seeded",
                                        "temperature_min": 0.7, "temperature_max": 1.0, "is_active": False})
-    tokens = []
+    from django.test import Client
+
+    annotators = []
     now = timezone.now()
     for index in range(n_annotators):
         user = user_create(username=f"bench-{run}-{index}", password="bench-password-42", role="annotator")
-        tokens.append(Token.objects.create(user=user).key)
+        token = Token.objects.create(user=user).key
+        browser = Client()
+        browser.force_login(user)  # a session row, as a login would make
+        turns = []
         with transaction.atomic():
             for number in range(turns_each):
                 focus = "safety" if number % 3 == 0 else "helpfulness"
@@ -66,19 +97,58 @@ def seed(n_annotators: int, turns_each: int, run: str):
                     text=f"Response {position}: " + "lorem ipsum " * 40, finish_reason="stop",
                     completion_tokens=80, prompt_tokens=10, latency_ms=1, attempts=1,
                     started_at=now, finished_at=now) for position in (1, 2)]
-                Turn.objects.create(dialogue=dialogue, index=0, user_message=messages[0]["content"], pair=pair,
-                                    left_generation=random.choice(generations))
-    return tokens
+                turn = Turn.objects.create(dialogue=dialogue, index=0, user_message=messages[0]["content"], pair=pair,
+                                           left_generation=random.choice(generations))
+                turns.append((dialogue.pk, turn.pk))
+        annotators.append((token, browser.cookies["sessionid"].value, turns))
+    return annotators
+
+
+def count_queries(run: str) -> dict:
+    """SQL queries of one request of each kind on the judgement path, counted in-process (the same
+    code and database as the server's)."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from rest_framework.test import APIClient
+
+    (token, session, turns), = seed(1, 4, f"{run}-queries")
+    api, browser = APIClient(HTTP_HOST="127.0.0.1"), Client(HTTP_HOST="127.0.0.1", HTTP_HX_REQUEST="true")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    browser.cookies["sessionid"] = session
+    body = {"point": 2, "time_spent_ms": 5000, "safe_a": True, "safe_b": True}
+    form = {"point": "2", "time_spent_ms": "5000", "safe_a": "safe", "safe_b": "safe"}
+    # Warm: the week's batch exists and the caches are filled, as on a server that has been up a while.
+    api.post(f"/api/turns/{turns[3][1]}/judgement/", body, format="json")
+    browser.get(f"/annotate/turns/{turns[3][1]}/")
+    calls = {
+        "next turn": lambda: api.get("/api/turns/next/"),
+        "submit": lambda: api.post(f"/api/turns/{turns[0][1]}/judgement/", body, format="json"),
+        "turn partial": lambda: browser.get(f"/annotate/turns/{turns[1][1]}/"),
+        "form post": lambda: browser.post(f"/annotate/turns/{turns[1][1]}/judgement/", form),
+    }
+    counts = {}
+    for name, call in calls.items():
+        with CaptureQueriesContext(connection) as queries:
+            response = call()
+        if response.status_code >= 300:
+            raise RuntimeError(f"{name}: {response.status_code} {response.content[:300]!r}")
+        counts[name] = len(queries.captured_queries)
+    return counts
 
 
 class Annotator(threading.Thread):
-    def __init__(self, base_url: str, token: str, rng: random.Random, retry_share: float):
+    def __init__(self, base_url: str, seeded: tuple, rng: random.Random, retry_share: float, browser_like: bool):
         super().__init__(daemon=True)
-        self.base_url, self.token, self.rng, self.retry_share = base_url, token, rng, retry_share
+        self.base_url, self.rng, self.retry_share, self.browser_like = base_url, rng, retry_share, browser_like
+        self.token, self.session, self.turns = seeded
         self.next_ms, self.submit_ms, self.errors = [], [], []
+        self.next_bytes, self.submit_bytes = [], []
         self.acknowledged: dict[int, dict] = {}
 
     def run(self):
+        if self.browser_like:
+            return self.run_browser_like()
         import httpx
 
         headers = {"Authorization": f"Token {self.token}"}
@@ -87,6 +157,7 @@ class Annotator(threading.Thread):
                 started = time.perf_counter()
                 response = client.get("/api/turns/next/")
                 self.next_ms.append((time.perf_counter() - started) * 1000)
+                self.next_bytes.append(len(response.content))
                 if response.status_code == 204:
                     return
                 if response.status_code != 200:
@@ -99,11 +170,43 @@ class Annotator(threading.Thread):
                     started = time.perf_counter()
                     answer = client.post(f"/api/turns/{turn['id']}/judgement/", json=body)
                     self.submit_ms.append((time.perf_counter() - started) * 1000)
+                    self.submit_bytes.append(len(answer.content))
                     expected = 201 if attempt == 0 else 200
                     if answer.status_code != expected:
                         self.errors.append(f"submit {answer.status_code}: {answer.text[:200]}")
                         return
                     self.acknowledged[turn["id"]] = answer.json()["judgement"]
+
+    def run_browser_like(self):
+        """The workspace's requests: the dialogue page, its turn partial, the judgement form (htmx)."""
+        import httpx
+
+        with httpx.Client(base_url=self.base_url, timeout=60, cookies={"sessionid": self.session}) as client:
+            for dialogue_id, turn_id in self.turns:
+                started = time.perf_counter()
+                page = client.get(f"/annotate/dialogues/{dialogue_id}/")
+                csrf = re.search(r'"X-CSRFToken": "([^"]+)"', page.text)
+                headers = {"HX-Request": "true", "X-CSRFToken": csrf.group(1) if csrf else "",
+                           "Referer": self.base_url + f"/annotate/dialogues/{dialogue_id}/"}
+                partial = client.get(f"/annotate/turns/{turn_id}/", headers=headers)
+                self.next_ms.append((time.perf_counter() - started) * 1000)
+                self.next_bytes.append(len(page.content) + len(partial.content))
+                if page.status_code != 200 or partial.status_code != 200 or not csrf:
+                    self.errors.append(f"page {page.status_code} / partial {partial.status_code}")
+                    return
+                point = self.rng.randint(1, 8)
+                labels = self.safety_labels(point)
+                form = {"point": str(point), "time_spent_ms": str(self.rng.randint(2000, 30000)),
+                        **{key: "safe" if value else "unsafe" for key, value in labels.items()}}
+                for _ in range(2 if self.rng.random() < self.retry_share else 1):
+                    started = time.perf_counter()
+                    answer = client.post(f"/annotate/turns/{turn_id}/judgement/", data=form, headers=headers)
+                    self.submit_ms.append((time.perf_counter() - started) * 1000)
+                    self.submit_bytes.append(len(answer.content))
+                    if answer.status_code != 200:  # a refusal re-renders the form; the final check sees it
+                        self.errors.append(f"submit {answer.status_code}: {answer.text[:200]}")
+                        return
+                self.acknowledged[turn_id] = {"point": point}
 
     def safety_labels(self, point: int) -> dict:
         """Labels that never put an unsafe response above a safe one (sent for every turn: the
@@ -120,6 +223,10 @@ def main():
     parser.add_argument("--annotators", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--judgements", type=int, default=320, help="per run, split among the annotators")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker (gthread)")
+    parser.add_argument("--browser-like", action="store_true",
+                        help="the workspace's htmx endpoints (page, turn partial, form post) instead of the API")
     parser.add_argument("--retry-share", type=float, default=0.1, help="share of judgements sent twice")
     parser.add_argument("--port", type=int, default=8791)
     args = parser.parse_args()
@@ -140,9 +247,11 @@ def main():
         sys.exit("This benchmark runs on PostgreSQL: set DATABASE_URL.")
     call_command("migrate", verbosity=0)
     run_id = time.strftime("%H%M%S")
+    queries = count_queries(run_id)
+    gunicorn = ["--workers", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads)]
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("gunicorn")), "config.wsgi", "--bind", f"127.0.0.1:{args.port}",
-         "--workers", str(args.workers), "--log-level", "warning"],
+         *gunicorn, "--log-level", "warning"],
         cwd=ROOT, env=dict(os.environ), start_new_session=True)
     base_url = f"http://127.0.0.1:{args.port}"
     try:
@@ -154,21 +263,27 @@ def main():
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        print(f"annotate load: gunicorn {args.workers} workers, PostgreSQL, {args.judgements} judgements per run, "
-              f"{args.retry_share:.0%} sent twice")
+        path = "htmx workspace (page + turn partial, form post)" if args.browser_like else "JSON API"
+        print(f"annotate load: gunicorn {' '.join(gunicorn)} on {os.cpu_count()} cores, PostgreSQL, {path}, "
+              f"{args.judgements} judgements per run, {args.retry_share:.0%} sent twice")
+        print("SQL queries per request: " + ", ".join(f"{name} {n}" for name, n in queries.items()))
         print(f"{'N':>3} {'judged':>7} {'per s':>7} | {'next p50':>8} {'p95':>6} {'p99':>6} | "
-              f"{'submit p50':>10} {'p95':>6} {'p99':>6} | {'errors':>6} | exactly once")
+              f"{'submit p50':>10} {'p95':>6} {'p99':>6} | {'CPU ms/j':>8} | {'bytes next':>10} {'submit':>6} | "
+              f"{'errors':>6} | exactly once")
         for n in args.annotators:
             turns_each = max(1, args.judgements // n)
-            tokens = seed(n, turns_each, f"{run_id}-{n}")
+            seeded = seed(n, turns_each, f"{run_id}-{n}")
             rng = random.Random(n)
-            workers = [Annotator(base_url, token, random.Random(rng.random()), args.retry_share) for token in tokens]
+            workers = [Annotator(base_url, one, random.Random(rng.random()), args.retry_share, args.browser_like)
+                       for one in seeded]
+            cpu_before = server_cpu_seconds(server.pid)
             started = time.perf_counter()
             for worker in workers:
                 worker.start()
             for worker in workers:
                 worker.join()
             elapsed = time.perf_counter() - started
+            cpu = server_cpu_seconds(server.pid) - cpu_before
             acknowledged = {tid: j for w in workers for tid, j in w.acknowledged.items()}
             stored = Turn.objects.filter(dialogue__annotator__username__startswith=f"bench-{run_id}-{n}-",
                                          submitted_at__isnull=False)
@@ -179,14 +294,20 @@ def main():
             next_ms = [x for w in workers for x in w.next_ms]
             submit_ms = [x for w in workers for x in w.submit_ms]
             errors = [e for w in workers for e in w.errors]
+            next_bytes = [x for w in workers for x in w.next_bytes]
+            submit_bytes = [x for w in workers for x in w.submit_bytes]
+            cpu_ms = 1000 * cpu / max(1, len(stored_ids))
             print(f"{n:>3} {len(acknowledged):>7} {len(acknowledged) / elapsed:>7.1f} | "
                   f"{percentile(next_ms, .5):>8.1f} {percentile(next_ms, .95):>6.1f} {percentile(next_ms, .99):>6.1f} | "
                   f"{percentile(submit_ms, .5):>10.1f} {percentile(submit_ms, .95):>6.1f} "
-                  f"{percentile(submit_ms, .99):>6.1f} | {len(errors):>6} | "
+                  f"{percentile(submit_ms, .99):>6.1f} | {cpu_ms:>8.1f} | "
+                  f"{sum(next_bytes) / max(1, len(next_bytes)):>10.0f} {sum(submit_bytes) / max(1, len(submit_bytes)):>6.0f} | "
+                  f"{len(errors):>6} | "
                   f"{'yes' if exactly_once else 'NO'} ({len(stored_ids)} stored, {len(acknowledged)} acknowledged)")
             for error in errors[:5]:
                 print("   error:", error)
-        print("latencies in ms, measured by the clients; figures include the retried submissions (200s).")
+        print("latencies in ms, measured by the clients; figures include the retried submissions (200s); CPU ms/j: "
+              "gunicorn's user + system CPU over the run per judgement stored (next turn + submit).")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

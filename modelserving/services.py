@@ -296,13 +296,16 @@ def generation_sample(*, generation_id: int, worker: str = "") -> SampleOutcome:
     assert generation is not None
     lease = timedelta(seconds=_sampling("LEASE_SECONDS"))
     interval = _sampling("FLUSH_INTERVAL")
-    last_flush = 0.0
+    last_flush, last_text = 0.0, ""
 
     def flush(text: str) -> None:
-        nonlocal last_flush
-        if time.monotonic() - last_flush < interval:
+        """Write the partial text at most every `interval` seconds, and only when it changed (or the
+        lease is half spent: the write renews it)."""
+        nonlocal last_flush, last_text
+        since = time.monotonic() - last_flush
+        if since < interval or (text == last_text and since < lease.total_seconds() / 2):
             return
-        last_flush = time.monotonic()
+        last_flush, last_text = time.monotonic(), text
         now = timezone.now()
         if not _held(generation).update(text=text, lease_expires_at=now + lease, updated_at=now):
             raise _LeaseLost

@@ -49,6 +49,9 @@ class LaunchSerializer(serializers.Serializer):
     max_length = strict.IntegerField(default=REWARD_DEFAULTS.max_length)
     batch_size = strict.IntegerField(default=REWARD_DEFAULTS.batch_size)
     per_device_batch_size = strict.IntegerField(default=REWARD_DEFAULTS.per_device_batch_size)
+    trainable_layers = strict.IntegerField(
+        default=REWARD_DEFAULTS.trainable_layers, min_value=0, max_value=1024,
+        help_text="Train only the top N transformer blocks and the scalar head; 0: all.")
     seed = strict.IntegerField(default=REWARD_DEFAULTS.seed)
     name = strict.CharField(required=False, default="", allow_blank=True, max_length=120)
 

@@ -39,6 +39,9 @@ class RewardRunForm(forms.Form):
     batch_size = forms.IntegerField(initial=REWARD_DEFAULTS.batch_size, help_text="Pairs per optimiser step.")
     per_device_batch_size = forms.IntegerField(initial=REWARD_DEFAULTS.per_device_batch_size,
                                                help_text="Pairs per forward pass (the rest accumulate).")
+    trainable_layers = forms.IntegerField(initial=REWARD_DEFAULTS.trainable_layers, min_value=0,
+                                          help_text="Train only the top N transformer blocks and the head (much "
+                                                    "cheaper on a CPU); 0: all, as the paper.")
     seed = forms.IntegerField(initial=REWARD_DEFAULTS.seed, min_value=0)
 
     def __init__(self, *args, **kwargs):
@@ -63,7 +66,7 @@ class RewardRunForm(forms.Form):
         if data["primary_share"] is not None:
             mix["primary_share"] = data["primary_share"]
         fields = ("name", "focus", "batches", "sources", "base", "margin_table", "learning_rate", "epochs",
-                  "max_length", "batch_size", "per_device_batch_size", "seed")
+                  "max_length", "batch_size", "per_device_batch_size", "trainable_layers", "seed")
         return {**{key: data[key] for key in fields}, "mix": mix}
 
 
@@ -96,6 +99,7 @@ class PolicyRunForm(forms.Form):
     max_length = forms.CharField(required=False)
     per_device_batch_size = forms.CharField(required=False)
     gradient_accumulation_steps = forms.CharField(required=False)
+    trainable_layers = forms.CharField(required=False, help_text="Fine-tune only the top N blocks; empty: all.")
     k = forms.CharField(required=False, label="K samples per prompt")
     temperature = forms.CharField(required=False)
     max_tokens = forms.CharField(required=False)
@@ -106,7 +110,7 @@ class PolicyRunForm(forms.Form):
     seed = forms.CharField(required=False)
 
     SETTING_FIELDS = ("learning_rate", "epochs", "max_length", "per_device_batch_size", "gradient_accumulation_steps",
-                      "k", "temperature", "max_tokens", "iterations", "batch_size", "mini_batch_size", "kl_coef", "seed")
+                      "trainable_layers", "k", "temperature", "max_tokens", "iterations", "batch_size", "mini_batch_size", "kl_coef", "seed")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, label_suffix="", **kwargs)

@@ -16,7 +16,7 @@ from .services import number_in_range
 # job's default (the paper's).
 NUMBER = {"learning_rate": (1e-9, 1e-2), "epochs": (0.01, 20), "max_length": (16, 32768),
           "per_device_batch_size": (1, 1024), "gradient_accumulation_steps": (1, 4096), "seed": (0, 2**31 - 1),
-          "gradient_checkpointing": bool}
+          "gradient_checkpointing": bool, "trainable_layers": (0, 1024)}
 SETTINGS = {
     TrainingRun.Kind.SFT: dict(NUMBER),
     TrainingRun.Kind.REJECTION_SAMPLING: {**NUMBER, "k": (1, 100), "temperature": (0.0, 2.0),
@@ -28,7 +28,7 @@ SETTINGS = {
                            "temperature": (0.01, 2.0), "max_new_tokens": (1, 8192), "seed": (0, 2**31 - 1)},
     TrainingRun.Kind.POLICY_EVAL: {"temperature": (0.0, 2.0), "max_tokens": (1, 8192), "seed": (0, 2**31 - 1)},
 }
-INTEGER = {"max_length", "per_device_batch_size", "gradient_accumulation_steps", "seed", "k", "max_tokens",
+INTEGER = {"max_length", "per_device_batch_size", "trainable_layers", "gradient_accumulation_steps", "seed", "k", "max_tokens",
            "iterations", "batch_size", "mini_batch_size", "micro_batch_size", "rollout_batch_size",
            "max_new_tokens"}
 

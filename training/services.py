@@ -50,6 +50,7 @@ def reward_run_validate(*, focus: str, batches: list[str] = (), sources: list[st
                         learning_rate: float = REWARD_DEFAULTS.learning_rate, epochs: float = REWARD_DEFAULTS.epochs,
                         max_length: int = REWARD_DEFAULTS.max_length, batch_size: int = REWARD_DEFAULTS.batch_size,
                         per_device_batch_size: int = REWARD_DEFAULTS.per_device_batch_size,
+                        trainable_layers: int = REWARD_DEFAULTS.trainable_layers,
                         seed: int = REWARD_DEFAULTS.seed) -> dict:
     """Check a reward-model launch (the defaults are the job's, training/jobs/reward.py); returns the
     run's fields (focus, job config, data, base) or raises ValidationError per field."""
@@ -84,6 +85,7 @@ def reward_run_validate(*, focus: str, batches: list[str] = (), sources: list[st
     batch_size = number_in_range(errors, "batch_size", batch_size, 1, 8192, kind=int)
     per_device_batch_size = number_in_range(errors, "per_device_batch_size", per_device_batch_size, 1, 1024,
                                             kind=int)
+    trainable_layers = number_in_range(errors, "trainable_layers", trainable_layers, 0, 1024, kind=int)
     seed = number_in_range(errors, "seed", seed, 0, 2**31 - 1, kind=int)
     defaults = default_mix(focus, list(known.values())) if focus in Focus.values else {}
     mix = {**defaults, **(mix or {})}
@@ -106,7 +108,8 @@ def reward_run_validate(*, focus: str, batches: list[str] = (), sources: list[st
     config = dataclasses.asdict(RewardJobConfig(
         margin_table=margin_table, learning_rate=learning_rate, epochs=epochs, max_length=max_length,
         per_device_batch_size=per_device_batch_size,
-        gradient_accumulation_steps=max(1, math.ceil(batch_size / per_device_batch_size)), seed=seed))
+        gradient_accumulation_steps=max(1, math.ceil(batch_size / per_device_batch_size)),
+        trainable_layers=trainable_layers, seed=seed))
     for field in (*JOB_PATH_FIELDS, "extra"):
         config.pop(field)
     data = {"batches": sorted(str(b) for b in chosen_batches), "sources": sorted(known), "mix": mix,

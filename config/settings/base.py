@@ -112,7 +112,7 @@ NUM_PROXIES = env.int("NUM_PROXIES", default=0)
 # address out for a while (django-axes, its records in the database).
 AUTHENTICATION_BACKENDS = [
     "accounts.backends.LockoutBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "accounts.backends.PasswordBackend",  # ModelBackend; a session's user and roles in one query
 ]
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
@@ -176,7 +176,7 @@ SESSION_COOKIE_HTTPONLY = True
 REST_FRAMEWORK = {
     # No BasicAuthentication: a password on every request, and no lockout after failed ones.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.backends.TokenAuthentication",  # DRF's; the user and roles in one query
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

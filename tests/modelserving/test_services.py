@@ -214,3 +214,31 @@ def test_annotators_see_a_generic_error_with_a_reference(variant_factory, undisp
     assert generation.annotator_error() == f"The model could not answer. (reference G-{generation.pk})"
     assert "Retry, or mark the pair unusable." in generation.annotator_error_for_pair
     assert "127.0.0.1" not in generation.annotator_error_for_pair
+
+
+@pytest.mark.django_db(transaction=True)
+def test_partial_text_is_written_only_when_it_changed(variant_factory, settings, undispatched, monkeypatch):
+    """A stream that repeats itself (keep-alive chunks, empty deltas) costs no partial writes: with
+    no throttle at all, ten chunks carrying two distinct texts make two partial writes and the final one."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from modelserving import client
+
+    settings.SAMPLING = {**settings.SAMPLING, "FLUSH_INTERVAL": 0.0}
+    variant_factory("steady", base_url="http://127.0.0.1:9/v1", model_name="m")
+    generation = services.pair_request(messages=PROMPT).generations.first()
+
+    def stream(endpoint, body, *, on_text=None):
+        for text in ["Hello"] * 5 + ["Hello there"] * 5:
+            on_text(text)
+        return client.Completion(text="Hello there", finish_reason="stop", prompt_tokens=3, completion_tokens=2,
+                                 first_token_ms=1, latency_ms=2)
+
+    monkeypatch.setattr(client, "stream_chat", stream)
+    with CaptureQueriesContext(connection) as queries:
+        assert services.generation_sample(generation_id=generation.pk).state == "done"
+    writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "modelserving_generation"')]
+    assert len(writes) == 1 + 2 + 1, writes  # the claim, two partial texts, the final write
+    generation.refresh_from_db()
+    assert generation.text == "Hello there" and generation.status == Generation.Status.DONE

@@ -38,6 +38,9 @@ def test_policy_launches_are_checked_and_refusals_store_nothing(preference_batch
         ({"kind": "policy_eval", "batches": [str(batch)], "variants": ["cool"]}, "variants"),
         ({"kind": "ppo", "batches": [str(batch)], "job_settings": {"kl_coef": 5}}, "kl_coef"),
         ({"kind": "sft", "batches": [str(batch)], "job_settings": {"warp_speed": 9}}, "warp_speed"),
+        ({"kind": "sft", "batches": [str(batch)], "job_settings": {"trainable_layers": -1}}, "trainable_layers"),
+        ({"kind": "reward_model", "focus": "helpfulness", "batches": [str(batch)], "trainable_layers": -1},
+         "trainable_layers"),
     ]
     for arguments, field in cases:
         with pytest.raises(ValidationError) as refused:

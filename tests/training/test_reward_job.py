@@ -115,3 +115,31 @@ def test_the_job_runs_alone_and_prints_json_lines(tiny_model_dir, tmp_path):
     assert events[0]["event"] == "data" and events[0]["train_pairs"] == 9 and events[0]["truncated"] == 1
     assert events[-1]["event"] == "done" and events[-1]["truncated_pairs"] == 1
     assert any(e["event"] == "log" and "loss" in e for e in events)
+
+
+def test_trainable_layers_moves_only_the_top_blocks_and_the_head(tiny_model_dir, tmp_path):
+    """`trainable_layers=1` on the 2-block tiny Llama: block 0 and the embedding keep the base's
+    weights exactly, block 1, the final norm's neighbour and the scalar head learn."""
+    import torch
+    from safetensors.torch import load_file
+
+    config = RewardJobConfig(
+        train=write(tmp_path / "train.jsonl", synthetic(32, 1)), base=str(tiny_model_dir), out=str(tmp_path / "rm"),
+        learning_rate=3e-3, epochs=1, per_device_batch_size=8, gradient_accumulation_steps=1, max_length=128,
+        min_warmup_steps=1, trainable_layers=1, seed=0)
+    main(config)
+    before, after = load_file(tiny_model_dir / "model.safetensors"), load_file(tmp_path / "rm" / "model.safetensors")
+    frozen = [name for name in after if name.startswith(("model.layers.0.", "model.embed_tokens."))]
+    trained = [name for name in after if name.startswith("model.layers.1.") and name.endswith("proj.weight")]
+    assert frozen and trained
+    assert all(torch.equal(before[name], after[name]) for name in frozen), "the lower block was not trained"
+    assert all(not torch.equal(before[name], after[name]) for name in trained), "the top block learned"
+    job = json.loads((tmp_path / "rm" / "tandem_job.json").read_text())
+    assert job["config"]["trainable_layers"] == 1
+
+
+def test_trainable_layers_beyond_the_models_depth_is_refused(tiny_model_dir, tmp_path):
+    config = RewardJobConfig(train=write(tmp_path / "train.jsonl", synthetic(4, 1)), base=str(tiny_model_dir),
+                             out=str(tmp_path / "rm"), trainable_layers=3)
+    with pytest.raises(ValueError, match="trainable_layers=3, but the model has 2 blocks"):
+        main(config)

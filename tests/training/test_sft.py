@@ -161,3 +161,24 @@ def test_parse_takes_every_setting_as_flag_and_value():
                     "--learning-rate", "1e-5", "--bf16", "no"])
     assert config.gradient_checkpointing is False and config.learning_rate == 1e-5 and config.bf16 == "no"
     assert config.epochs == 2.0
+
+
+def test_trainable_layers_fine_tunes_only_the_top_block_with_checkpointing_on(tiny_model_dir, tmp_path):
+    """The tied embedding (SmolLM2's output layer) and block 0 stay the base's; block 1 learns, and
+    gradient checkpointing (the default) still reaches it through the frozen block below."""
+    import torch
+    from safetensors.torch import load_file
+
+    rows = [{"messages": [user(f"Tell me about {t}."), assistant(f"{t} is lovely, thank you for asking.")]}
+            for t in ("tea", "rain", "maps", "bread")]
+    config = SFTJobConfig(train=write(tmp_path / "t.jsonl", rows), base=str(tiny_model_dir), out=str(tmp_path / "sft"),
+                          learning_rate=3e-3, epochs=1, per_device_batch_size=4, gradient_accumulation_steps=1,
+                          max_length=128, gradient_checkpointing=True, trainable_layers=1, seed=1)
+    result = main(config)
+    assert result["summary"]["steps"] == 1
+    before, after = load_file(tiny_model_dir / "model.safetensors"), load_file(tmp_path / "sft" / "model.safetensors")
+    frozen = [name for name in before if name.startswith(("model.layers.0.", "model.embed_tokens.", "lm_head."))]
+    trained = [name for name in before if name.startswith("model.layers.1.") and name.endswith("proj.weight")]
+    assert frozen and trained
+    assert all(torch.equal(before[name], after[name]) for name in frozen if name in after)
+    assert all(not torch.equal(before[name], after[name]) for name in trained)

@@ -88,3 +88,33 @@ def add_arguments(parser: argparse.ArgumentParser, cls, *, prefix: str = "", ski
         elif name in kinds:
             parser.add_argument(flag, type=kinds[name], default=item.default, dest=prefix + item.name,
                                 required=item.name in required)
+
+
+def train_top_layers(model, layers: int) -> dict:
+    """Freeze everything but the last `layers` transformer blocks, the final norm and an untied head
+    (a reward model's scalar head; a causal LM's own output layer when it is not the input
+    embedding). Backpropagation then stops at the lowest trained block, so a step costs about one
+    forward pass plus `layers / depth` of a backward pass: what makes a CPU run of a 135M model
+    minutes instead of an hour. 0 trains everything. Returns the counts for the `data` event."""
+    total = sum(p.numel() for p in model.parameters())
+    if layers <= 0:
+        return {"trainable_layers": "all", "trainable_parameters": total, "parameters": total}
+    body = model.base_model
+    blocks = getattr(body, "layers", None) or getattr(body, "h", None)
+    if blocks is None:
+        raise ValueError(f"{type(model).__name__}: no list of transformer blocks to train the top {layers} of")
+    if layers > len(blocks):
+        raise ValueError(f"trainable_layers={layers}, but the model has {len(blocks)} blocks")
+    embedding = {id(p) for p in body.get_input_embeddings().parameters()}
+    in_body = {id(p) for p in body.parameters()}
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    trained = [*blocks[-layers:], *(m for m in (getattr(body, "norm", None), getattr(body, "ln_f", None)) if m)]
+    for module in trained:
+        for parameter in module.parameters():
+            parameter.requires_grad_(True)
+    for parameter in model.parameters():  # the head: outside the body and not the (tied) input embedding
+        if id(parameter) not in in_body and id(parameter) not in embedding:
+            parameter.requires_grad_(True)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"trainable_layers": f"{layers} of {len(blocks)}", "trainable_parameters": trainable, "parameters": total}

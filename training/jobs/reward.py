@@ -30,7 +30,7 @@ from pathlib import Path
 
 from core.preference_scale import STRENGTHS, margin_for
 
-from .common import add_arguments, emit, messages_of, read_jsonl, score_token_ids
+from .common import add_arguments, emit, messages_of, read_jsonl, score_token_ids, train_top_layers
 
 
 @dataclass
@@ -41,6 +41,7 @@ class RewardJobConfig:
     out: str = ""  # folder for the checkpoint, eval.json and metrics.jsonl
     margin_table: str = "small"  # none | small | large (LLAMA2.md)
     learning_rate: float = 1e-5  # max LR (the paper's; TRL's default 1e-4 is not used)
+    trainable_layers: int = 0  # train only the top N transformer blocks and the head; 0: all (the paper's)
     min_lr_ratio: float = 0.1  # cosine decay down to 10 % of the max LR
     warmup_ratio: float = 0.03  # 3 % of the steps …
     min_warmup_steps: int = 5  # … but at least 5
@@ -158,15 +159,15 @@ def main(config: RewardJobConfig) -> dict:
     eval_pairs = read_pairs(config.eval) if config.eval else []
     rows, truncated = tokenize_pairs(train_pairs, tokenizer, max_length=config.max_length,
                                      margin_table=config.margin_table)
-    main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate/torchrun, rank 0 alone reports
-    if main_process:
-        emit("data", train_pairs=len(train_pairs), eval_pairs=len(eval_pairs), truncated=truncated,
-             margin_table=config.margin_table)
-
     use_bf16 = {"yes": True, "no": False}.get(config.bf16, torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     # float32 master weights, bf16 autocast: a 1e-5 step is below bf16's precision for most weights.
     model = AutoModelForSequenceClassification.from_pretrained(config.base, num_labels=1, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
+    trained = train_top_layers(model, config.trainable_layers)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate/torchrun, rank 0 alone reports
+    if main_process:
+        emit("data", train_pairs=len(train_pairs), eval_pairs=len(eval_pairs), truncated=truncated,
+             margin_table=config.margin_table, **trained)
 
     pairs_per_step = config.per_device_batch_size * config.gradient_accumulation_steps
     total_steps = max(1, math.ceil(len(rows) * config.epochs / pairs_per_step))

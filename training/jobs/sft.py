@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import add_arguments, emit, messages_of, read_jsonl
+from .common import add_arguments, emit, messages_of, read_jsonl, train_top_layers
 
 
 @dataclass
@@ -56,6 +56,7 @@ class SFTJobConfig:
     max_grad_norm: float = 1.0  # gradient clipping
     bf16: str = "auto"  # auto (when the hardware has it) | yes | no; weights stay float32, compute in bf16
     gradient_checkpointing: bool = True  # compute for memory (4096-token sequences); off for tiny models
+    trainable_layers: int = 0  # train only the top N transformer blocks (and an untied head); 0: all
     seed: int = 0  # data order, initialisation of anything new
     logging_steps: int = 1  # optimiser steps between `log` events
     extra: dict = field(default_factory=dict)  # free-form notes carried into the checkpoint
@@ -150,6 +151,7 @@ def build_trainer(config: SFTJobConfig, *, callbacks=()):
     use_bf16 = {"yes": True, "no": False}.get(config.bf16, has_bf16)
     # float32 master weights under bf16 autocast: at LR 2e-5 most updates are below bf16's resolution.
     model = AutoModelForCausalLM.from_pretrained(config.base, dtype=torch.float32)
+    trained = train_top_layers(model, config.trainable_layers)
     args = SFTConfig(
         output_dir=str(Path(config.out) / "trainer"), learning_rate=config.learning_rate,
         num_train_epochs=config.epochs, per_device_train_batch_size=config.per_device_batch_size,
@@ -177,7 +179,7 @@ def build_trainer(config: SFTJobConfig, *, callbacks=()):
     report = {"train_examples": len(train_rows), "eval_examples": len(eval_rows),
               "truncated": fitted["prompt"], "answer_truncated": fitted["answer"], "eval_truncated": eval_cut,
               "train_tokens": fitted["tokens"], "answer_tokens": fitted["answer_tokens"],
-              "max_length": config.max_length, "bf16": use_bf16}
+              "max_length": config.max_length, "bf16": use_bf16, **trained}
     return trainer, report
 
 

@@ -30,7 +30,8 @@ class Command(BaseCommand):
         launch.add_argument("--base", help="Checkpoint name (default: the converted SmolLM2).")
         launch.add_argument("--name", default="")
         for field, kind in (("margin_table", str), ("learning_rate", float), ("epochs", float),
-                            ("max_length", int), ("batch_size", int), ("per_device_batch_size", int), ("seed", int)):
+                            ("max_length", int), ("batch_size", int), ("per_device_batch_size", int), ("trainable_layers", int),
+                            ("seed", int)):
             launch.add_argument("--" + field.replace("_", "-"), type=kind, default=getattr(REWARD_DEFAULTS, field))
         launch.add_argument("--wait", action="store_true", help="Print progress until the run finishes.")
         policy = sub.add_parser("policy", help="Queue a policy run (sft, rejection_sampling, ppo, gatt) or a "
@@ -118,7 +119,7 @@ class Command(BaseCommand):
             if base_checkpoint is None:
                 raise CommandError(f"No checkpoint {base!r}.")
         fields = ("name", "margin_table", "learning_rate", "epochs", "max_length", "batch_size",
-                  "per_device_batch_size", "seed")
+                  "per_device_batch_size", "trainable_layers", "seed")
         run = run_launch(researcher=self._user(researcher), kind=TrainingRun.Kind.REWARD_MODEL, focus=focus,
                          batches=batch, sources=[item.split("=", 1)[0] for item in source], mix=mix,
                          base=base_checkpoint, **{key: options[key] for key in fields})

@@ -8,6 +8,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core import fields as strict
+
 from . import services
 from .permissions import HasRole
 from .roles import ADMIN, ROLES, primary_role
@@ -23,22 +25,22 @@ class InvitationCreateSerializer(serializers.Serializer):
 
 
 class InvitationSerializer(serializers.Serializer):
-    role = serializers.CharField()
-    email = serializers.CharField()
+    role = strict.CharField()
+    email = strict.CharField()
     expires_at = serializers.DateTimeField()
-    token = serializers.CharField(help_text="Shown once: it is not stored.")
-    url = serializers.CharField()
+    token = strict.CharField(help_text="Shown once: it is not stored.")
+    url = strict.CharField()
 
 
 class InvitationAcceptSerializer(serializers.Serializer):
-    token = serializers.CharField(max_length=128)
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=128, style={"input_type": "password"})
+    token = strict.CharField(max_length=128)
+    username = strict.CharField(max_length=150)
+    password = strict.CharField(max_length=128, style={"input_type": "password"})
 
 
 class AcceptedSerializer(serializers.Serializer):
-    username = serializers.CharField()
-    role = serializers.CharField()
+    username = strict.CharField()
+    role = strict.CharField()
 
 
 class InvitationCreate(APIView):

@@ -8,14 +8,15 @@ from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from core import fields as strict
 from core.throttles import LoginThrottle
 
 from .health import health
 
 
 class TokenLoginSerializer(AuthTokenSerializer):
-    username = serializers.CharField(label="Username", write_only=True, max_length=150)
-    password = serializers.CharField(label="Password", style={"input_type": "password"}, trim_whitespace=False,
+    username = strict.CharField(label="Username", write_only=True, max_length=150)
+    password = strict.CharField(label="Password", style={"input_type": "password"}, trim_whitespace=False,
                                      write_only=True, max_length=128)
 
 

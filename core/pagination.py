@@ -15,6 +15,10 @@ class Pagination(PageNumberPagination):
     def get_page_number(self, request, paginator):
         if len(request.query_params.getlist(self.page_query_param)) > 1:
             raise ValidationError({self.page_query_param: "One page number."})
+        # The schema says integer: an empty or wordy page is refused, not read as the first one.
+        given = request.query_params.get(self.page_query_param)
+        if given is not None and not given.isdigit():
+            raise ValidationError({self.page_query_param: "A page number."})
         return super().get_page_number(request, paginator)
 
     def get_page_size(self, request):
@@ -51,7 +55,7 @@ def list_schema(serializer_class, *, operation_id: str, name: str | None = None,
 
     return extend_schema(
         operation_id=operation_id, responses=page_of(serializer_class, name),
-        parameters=[OpenApiParameter("page", OpenApiTypes.INT, description="A page number (from 1)."),
+        parameters=[OpenApiParameter("page", {"type": "integer", "minimum": 1}, description="A page number (from 1)."),
                     OpenApiParameter("page_size", OpenApiTypes.INT, required=False,
                                      description=f"Items per page, at most {Pagination.max_page_size}.")],
         **kwargs)

@@ -1,4 +1,5 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
@@ -8,6 +9,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import AnyRole, StaffRole
 from accounts.roles import ADMIN, RESEARCHER, has_role
+from core import fields as strict
 
 from . import services
 from .models import Generation, Pair, PolicyVariant
@@ -34,16 +36,21 @@ class VariantList(generics.ListAPIView):
     queryset = PolicyVariant.objects.all()
 
 
-class VariantSettingsSerializer(serializers.Serializer):
+class VariantSettingsSerializer(serializers.ModelSerializer):
     """What an admin may change over the API: the sampling settings and whether the variant is
-    drawn. Endpoints (URL, served model, key) change in the admin or with `manage.py variant`."""
+    drawn. Endpoints (URL, served model, key) change in the admin or with `manage.py variant`.
+    The bounds are the model's validators (so the schema shows them); that temperature_min is at
+    most temperature_max, also against the stored values, is the service's check."""
 
-    temperature_min = serializers.FloatField(required=False)
-    temperature_max = serializers.FloatField(required=False)
-    top_p = serializers.FloatField(required=False)
-    max_new_tokens = serializers.IntegerField(required=False)
-    sampling_weight = serializers.FloatField(required=False)
-    is_active = serializers.BooleanField(required=False)
+    serializer_field_mapping = {**serializers.ModelSerializer.serializer_field_mapping,
+                                models.FloatField: strict.FloatField,
+                                models.PositiveIntegerField: strict.IntegerField,
+                                models.BooleanField: strict.BooleanField}
+
+    class Meta:
+        model = PolicyVariant
+        fields = ["temperature_min", "temperature_max", "top_p", "max_new_tokens", "sampling_weight", "is_active"]
+        extra_kwargs = {name: {"required": False} for name in fields}
 
 
 class VariantDetail(APIView):

@@ -1,12 +1,14 @@
 from rest_framework import serializers
 
+from core import fields as strict
+
 from .models import Generation, Pair, PolicyVariant
 from .services import MAX_CONTEXT_CHARS
 
 
 class MessageSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=["system", "user", "assistant"])
-    content = serializers.CharField(trim_whitespace=False, max_length=MAX_CONTEXT_CHARS)
+    content = strict.CharField(trim_whitespace=False, max_length=MAX_CONTEXT_CHARS)
 
 
 class PairRequestSerializer(serializers.Serializer):
@@ -52,7 +54,7 @@ class BlindGenerationSerializer(serializers.ModelSerializer):
         fields = ["id", "pair", "status", "text", "finish_reason", "error", "created_at", "finished_at"]
         read_only_fields = fields
 
-    error = serializers.CharField(source="annotator_error_for_pair", read_only=True)
+    error = strict.CharField(source="annotator_error_for_pair", read_only=True)
 
 
 class BlindPairSerializer(serializers.ModelSerializer):

@@ -9,6 +9,7 @@ from core.pagination import list_schema, paginated
 
 from accounts.permissions import HasRole
 from accounts.roles import ADMIN, ANNOTATOR, RESEARCHER
+from core import fields as strict
 from core.leases import LeaseLost
 from modelserving.models import PolicyVariant
 
@@ -25,16 +26,16 @@ class Annotators(HasRole):
 
 
 class PromptSerializer(serializers.Serializer):
-    prompt = serializers.CharField(trim_whitespace=False, max_length=20_000)
-    risk_category = serializers.CharField(required=False, allow_blank=True, default="", max_length=50)
-    attack_vector = serializers.CharField(required=False, allow_blank=True, default="", max_length=50)
+    prompt = strict.CharField(trim_whitespace=False, max_length=20_000)
+    risk_category = strict.CharField(required=False, allow_blank=True, default="", max_length=50)
+    attack_vector = strict.CharField(required=False, allow_blank=True, default="", max_length=50)
 
 
 class EvaluationCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=120)
+    name = strict.CharField(max_length=120)
     variants = serializers.SlugRelatedField(slug_field="name", queryset=PolicyVariant.objects.all(), many=True)
     prompts = PromptSerializer(many=True)
-    raters = serializers.IntegerField(default=3)
+    raters = strict.IntegerField(default=3)
 
 
 class EvaluationSerializer(serializers.ModelSerializer):
@@ -78,9 +79,9 @@ class EvaluationResults(APIView):
 
 
 class RatingTaskSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    prompt = serializers.CharField()
-    response = serializers.CharField()
+    id = strict.IntegerField()
+    prompt = strict.CharField()
+    response = strict.CharField()
     lease_token = serializers.UUIDField()
     lease_expires_at = serializers.DateTimeField()
 
@@ -99,7 +100,7 @@ class RatingClaim(APIView):
 
 
 class RatingSubmitSerializer(serializers.Serializer):
-    rating = serializers.IntegerField()
+    rating = strict.IntegerField()
     lease_token = serializers.UUIDField()
 
 

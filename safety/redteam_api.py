@@ -9,6 +9,7 @@ from datetime import datetime, time
 
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -17,6 +18,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import HasRole, StaffRole
 from accounts.roles import ANNOTATOR
+from core import fields as strict
 from annotation.models import AttackVector, RiskCategory
 from core.exceptions import NotYours
 from core.pagination import list_schema, paginated
@@ -33,13 +35,13 @@ class RedTeamers(HasRole):
 
 
 class SessionStartSerializer(serializers.Serializer):
-    model = serializers.CharField(max_length=20, help_text='An alias the red teamer was offered ("Model 1"); '
+    model = strict.CharField(max_length=20, help_text='An alias the red teamer was offered ("Model 1"); '
                                   "see GET sessions/models/.")
-    minutes = serializers.IntegerField(min_value=redteam.MIN_MINUTES, max_value=redteam.MAX_MINUTES)
+    minutes = strict.IntegerField(min_value=redteam.MIN_MINUTES, max_value=redteam.MAX_MINUTES)
 
 
 class AttemptPostSerializer(serializers.Serializer):
-    prompt = serializers.CharField(trim_whitespace=False, allow_blank=True, max_length=redteam.MAX_PROMPT_CHARS)
+    prompt = strict.CharField(trim_whitespace=False, allow_blank=True, max_length=redteam.MAX_PROMPT_CHARS)
     risk_category = serializers.SlugRelatedField(slug_field="slug", queryset=RiskCategory.objects.all(),
                                                  required=False, allow_null=True, default=None)
     attack_vector = serializers.SlugRelatedField(slug_field="slug", queryset=AttackVector.objects.all(),
@@ -47,14 +49,14 @@ class AttemptPostSerializer(serializers.Serializer):
 
 
 class MarkSerializer(serializers.Serializer):
-    violating = serializers.BooleanField()
-    note = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False,
+    violating = strict.BooleanField()
+    note = strict.CharField(required=False, allow_blank=True, default="", trim_whitespace=False,
                                  max_length=redteam.MAX_NOTE_CHARS)
 
 
 class ResponseSerializer(serializers.Serializer):
-    status = serializers.CharField()
-    text = serializers.CharField()
+    status = strict.CharField()
+    text = strict.CharField()
     error = serializers.SerializerMethodField(help_text="Generic, with a reference; empty unless failed.")
 
     def get_error(self, generation) -> str:
@@ -62,22 +64,22 @@ class ResponseSerializer(serializers.Serializer):
 
 
 class AttemptSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    session = serializers.IntegerField(source="session_id")
-    prompt = serializers.CharField()
-    risk_category = serializers.CharField(source="risk_category.slug")
-    attack_vector = serializers.CharField(source="attack_vector.slug")
+    id = strict.IntegerField()
+    session = strict.IntegerField(source="session_id")
+    prompt = strict.CharField()
+    risk_category = strict.CharField(source="risk_category.slug")
+    attack_vector = strict.CharField(source="attack_vector.slug")
     response = ResponseSerializer(source="generation")
-    violating = serializers.BooleanField(allow_null=True)
-    note = serializers.CharField()
+    violating = strict.BooleanField(allow_null=True)
+    note = strict.CharField()
     created_at = serializers.DateTimeField()
     marked_at = serializers.DateTimeField(allow_null=True)
 
 
 class SessionSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    model = serializers.CharField(source="alias", help_text="The alias of the variant attacked, never its name.")
-    minutes = serializers.IntegerField()
+    id = strict.IntegerField()
+    model = strict.CharField(source="alias", help_text="The alias of the variant attacked, never its name.")
+    minutes = strict.IntegerField()
     started_at = serializers.DateTimeField()
     ends_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
@@ -134,7 +136,7 @@ class SessionListCreate(RedTeamAPIView):
 
 
 class ModelList(RedTeamAPIView):
-    @extend_schema(responses=inline_serializer("RedTeamModel", {"model": serializers.CharField()}, many=True),
+    @extend_schema(responses=inline_serializer("RedTeamModel", {"model": strict.CharField()}, many=True),
                    description="The models this red teamer may attack, by alias.")
     def get(self, request):
         return Response([{"model": alias} for alias in redteam.variant_aliases(annotator=request.user)])
@@ -188,9 +190,14 @@ class AttemptMark(RedTeamAPIView):
 
 
 def _since(value: str):
-    moment = parse_datetime(value)
+    # Django's parsers return None for what is not ISO-shaped and raise ValueError for what is shaped
+    # like a date but is none (2026-02-30): both are the caller's mistake.
+    try:
+        moment = parse_datetime(value)
+        day = parse_date(value) if moment is None else None
+    except ValueError:
+        moment = day = None
     if moment is None:
-        day = parse_date(value)
         if day is None:
             raise ValidationError({"since": "An ISO date or date-time."})
         moment = datetime.combine(day, time.min)
@@ -203,8 +210,9 @@ class Results(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("variant", str, description="A variant's name"),
                     OpenApiParameter("vendor", str, description="A vendor's slug, or none"),
-                    OpenApiParameter("since", str,
-                                     description="Sessions started at or after (ISO date or date-time)")],
+                    OpenApiParameter("since", OpenApiTypes.DATE,
+                                     description="Sessions started at or after this ISO date (an ISO "
+                                                 "date-time is taken too)")],
         responses=OpenApiResponse(description=(
             "robustness: per variant sessions, people, person_hours, attempts, violating, robustness_factor "
             "(violating / person-hours); coverage: risk category × attack vector counts and violations.")))
@@ -214,7 +222,7 @@ class Results(APIView):
             variant = PolicyVariant.objects.filter(name=name).first()
             if variant is None:
                 raise NotFound(f"No variant {name}.")
-        since = _since(request.query_params["since"]) if request.query_params.get("since") else None
+        since = _since(request.query_params["since"]) if "since" in request.query_params else None
         vendor = request.query_params.get("vendor") or None
         return Response({
             "definition": ("robustness_factor = violating attempts / person-hours; person-hours = sum over "

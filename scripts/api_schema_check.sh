@@ -5,8 +5,10 @@
 #   scripts/api_schema_check.sh http://127.0.0.1:8000 ANNOTATOR_TOKEN ADMIN_TOKEN RESEARCHER_TOKEN
 #
 # Run the server with generous throttles for it (THROTTLE_USER=100000/min …, MAX_IN_FLIGHT_PER_USER
-# and AXES_FAILURE_LIMIT high): the fuzzer sends thousands of requests. Exits non-zero on any
-# failure; a response >= 500 shows as "Server error" in the report under $OUT (default var/schemathesis).
+# and AXES_FAILURE_LIMIT high) and under gunicorn with config/gunicorn.py: the fuzzer sends thousands
+# of requests. .ci/api_schema.sh does all of that on a throwaway database. schemathesis.toml says
+# which operations also refuse schema-valid input for a database rule (docs/api.md). Exits non-zero on
+# any failure; a response >= 500 shows as "Server error" in the report under $OUT (default var/schemathesis).
 set -euo pipefail
 url=${1:?base URL}; shift
 out=${OUT:-var/schemathesis}

@@ -14,6 +14,7 @@ from core.pagination import list_schema, paginated
 
 from accounts.permissions import HasRole
 from accounts.roles import RESEARCHER
+from core import fields as strict
 from core.preference_scale import MARGIN_TABLES
 from modelserving.serializers import VariantSerializer
 
@@ -30,47 +31,47 @@ class ResearcherOnly(HasRole):
 
 
 class MixSerializer(serializers.Serializer):
-    primary_share = serializers.FloatField(required=False)
+    primary_share = strict.FloatField(required=False)
     other_focus = serializers.ChoiceField(choices=ROLES, required=False)
     sources = serializers.DictField(child=serializers.ChoiceField(choices=ROLES), required=False)
 
 
 class LaunchSerializer(serializers.Serializer):
-    focus = serializers.CharField(max_length=20)
-    batches = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    sources = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    focus = strict.CharField(max_length=20)
+    batches = serializers.ListField(child=strict.CharField(), required=False, default=list)
+    sources = serializers.ListField(child=strict.CharField(), required=False, default=list)
     mix = MixSerializer(required=False)
     base = serializers.SlugRelatedField(slug_field="name", queryset=Checkpoint.objects.all(), required=False,
                                         allow_null=True, help_text="A checkpoint name; default: the converted SmolLM2.")
     margin_table = serializers.ChoiceField(choices=list(MARGIN_TABLES), default=REWARD_DEFAULTS.margin_table)
-    learning_rate = serializers.FloatField(default=REWARD_DEFAULTS.learning_rate)
-    epochs = serializers.FloatField(default=REWARD_DEFAULTS.epochs)
-    max_length = serializers.IntegerField(default=REWARD_DEFAULTS.max_length)
-    batch_size = serializers.IntegerField(default=REWARD_DEFAULTS.batch_size)
-    per_device_batch_size = serializers.IntegerField(default=REWARD_DEFAULTS.per_device_batch_size)
-    trainable_layers = serializers.IntegerField(
+    learning_rate = strict.FloatField(default=REWARD_DEFAULTS.learning_rate)
+    epochs = strict.FloatField(default=REWARD_DEFAULTS.epochs)
+    max_length = strict.IntegerField(default=REWARD_DEFAULTS.max_length)
+    batch_size = strict.IntegerField(default=REWARD_DEFAULTS.batch_size)
+    per_device_batch_size = strict.IntegerField(default=REWARD_DEFAULTS.per_device_batch_size)
+    trainable_layers = strict.IntegerField(
         default=REWARD_DEFAULTS.trainable_layers, min_value=0, max_value=1024,
         help_text="Train only the top N transformer blocks and the scalar head; 0: all.")
-    seed = serializers.IntegerField(default=REWARD_DEFAULTS.seed)
-    name = serializers.CharField(required=False, default="", allow_blank=True, max_length=120)
+    seed = strict.IntegerField(default=REWARD_DEFAULTS.seed)
+    name = strict.CharField(required=False, default="", allow_blank=True, max_length=120)
 
 
 class PolicyLaunchSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=list(SETTINGS))
-    batches = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    batches = serializers.ListField(child=strict.CharField(), required=False, default=list)
     base = serializers.SlugRelatedField(slug_field="name", queryset=Checkpoint.objects.all(), required=False,
                                         allow_null=True)
-    variant = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
-    variants = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    helpfulness_rm = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
-    safety_rm = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
-    pool_runs = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
-    instructions = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    variant = strict.CharField(required=False, allow_blank=True, default="", max_length=64)
+    variants = serializers.ListField(child=strict.CharField(), required=False, default=list)
+    helpfulness_rm = strict.CharField(required=False, allow_blank=True, default="", max_length=200)
+    safety_rm = strict.CharField(required=False, allow_blank=True, default="", max_length=200)
+    pool_runs = serializers.ListField(child=strict.IntegerField(), required=False, default=list)
+    instructions = serializers.ListField(child=strict.CharField(), required=False, default=list)
     prompts = serializers.ListField(
-        child=serializers.CharField(max_length=4000, allow_blank=True), required=False, default=list, max_length=5000,
+        child=strict.CharField(max_length=4000, allow_blank=True), required=False, default=list, max_length=5000,
         help_text="An evaluation's own held-out prompts (one user message each) instead of the batches' "
                   "held-out split.")
-    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=120)
+    name = strict.CharField(required=False, allow_blank=True, default="", max_length=120)
     settings = serializers.DictField(required=False, default=dict,
                                      help_text="Job settings to change (learning_rate, epochs, k, iterations, …).")
 
@@ -186,12 +187,12 @@ class CheckpointDetail(APIView):
 
 class ServeSerializer(serializers.Serializer):
     name = serializers.SlugField(max_length=64)
-    temperature_min = serializers.FloatField(default=0.6)
-    temperature_max = serializers.FloatField(default=0.9)
-    max_new_tokens = serializers.IntegerField(default=256)
-    sampling_weight = serializers.FloatField(default=1.0)
-    base_url = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
-    model_name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    temperature_min = strict.FloatField(default=0.6)
+    temperature_max = strict.FloatField(default=0.9)
+    max_new_tokens = strict.IntegerField(default=256)
+    sampling_weight = strict.FloatField(default=1.0)
+    base_url = strict.CharField(required=False, allow_blank=True, default="", max_length=500)
+    model_name = strict.CharField(required=False, allow_blank=True, default="", max_length=200)
 
 
 class CheckpointServe(APIView):

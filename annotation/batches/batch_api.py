@@ -19,6 +19,7 @@ from core.pagination import list_schema, paginated
 
 from accounts.permissions import HasRole
 from accounts.roles import ADMIN
+from core import fields as strict
 from core.exceptions import Conflict
 
 from ..models import Batch, ExportJob, Focus, PreferenceSource
@@ -35,7 +36,7 @@ class AdminOnly(HasRole):
 
 
 class BatchSerializer(serializers.ModelSerializer):
-    label = serializers.CharField(source="__str__")
+    label = strict.CharField(source="__str__")
     frozen_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
@@ -61,7 +62,7 @@ class BatchList(APIView):
 
 
 class FreezeSerializer(serializers.Serializer):
-    force = serializers.BooleanField(default=False, help_text="Freeze this week's batch early: judgements "
+    force = strict.BooleanField(default=False, help_text="Freeze this week's batch early: judgements "
                                                               "submitted later this week go to a follow-on batch.")
 
 
@@ -77,7 +78,7 @@ class BatchFreeze(APIView):
 
 
 class ExportJobSerializer(serializers.ModelSerializer):
-    percent = serializers.IntegerField(read_only=True)
+    percent = strict.IntegerField(read_only=True)
     download = serializers.SerializerMethodField()
 
     class Meta:
@@ -143,7 +144,7 @@ class ImportSerializer(serializers.Serializer):
 
 
 class SourceSerializer(serializers.ModelSerializer):
-    comparisons = serializers.IntegerField(source="comparison_count", read_only=True)
+    comparisons = strict.IntegerField(source="comparison_count", read_only=True)
 
     class Meta:
         model = PreferenceSource

@@ -3,7 +3,9 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
+from core import fields as strict
 from core.pagination import list_schema, paginated
+from core.validators import not_blank
 
 from ..models import Demonstration
 from ..workspace import services
@@ -12,7 +14,7 @@ from ..workspace.services import MAX_ANSWER_CHARS, MAX_MESSAGE_CHARS
 
 
 class DemonstrationSerializer(serializers.ModelSerializer):
-    batch = serializers.CharField(source="batch.__str__", read_only=True)
+    batch = strict.CharField(source="batch.__str__", read_only=True)
 
     class Meta:
         model = Demonstration
@@ -21,13 +23,16 @@ class DemonstrationSerializer(serializers.ModelSerializer):
 
 
 class DemonstrationWriteSerializer(serializers.Serializer):
-    prompt = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=MAX_MESSAGE_CHARS)
-    answer = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=MAX_ANSWER_CHARS)
-    system_prompt = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_MESSAGE_CHARS)
+    prompt = strict.CharField(trim_whitespace=False, max_length=MAX_MESSAGE_CHARS,
+                                   **not_blank("Write the prompt first."))
+    answer = strict.CharField(trim_whitespace=False, max_length=MAX_ANSWER_CHARS,
+                                   **not_blank("Write the ideal answer."))
+    system_prompt = strict.CharField(required=False, allow_blank=True, default="", max_length=MAX_MESSAGE_CHARS)
 
 
 class RewriteSerializer(serializers.Serializer):
-    answer = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=MAX_ANSWER_CHARS)
+    answer = strict.CharField(trim_whitespace=False, max_length=MAX_ANSWER_CHARS,
+                                   **not_blank("Write the ideal answer."))
 
 
 class DemonstrationListCreate(AnnotationAPIView):

@@ -8,11 +8,12 @@ from rest_framework.views import APIView
 
 from accounts.permissions import HasRole
 from accounts.roles import ANNOTATOR
+from core import fields as strict
 from core.leases import LeaseLost
 
 from ..batches.batch_api import AdminOnly
 from ..batches.selectors import batch_by_label
-from ..models import ReviewTask, Turn
+from ..models import Focus, ReviewTask, Turn
 from ..workspace import review
 from ..workspace.judgements import MAX_REASON_CHARS, Judgement
 from ..workspace.serializers import JudgementSerializer
@@ -27,11 +28,11 @@ class ReviewTaskSerializer(serializers.Serializer):
     """What a reviewer sees: the context and the two responses in this task's sides, nothing of
     the first judgement, and the lease to submit with."""
 
-    id = serializers.IntegerField()
-    focus = serializers.CharField()
+    id = strict.IntegerField()
+    focus = strict.CharField()
     context = serializers.ListField(child=serializers.DictField())
-    response_a = serializers.CharField()
-    response_b = serializers.CharField()
+    response_a = strict.CharField()
+    response_b = strict.CharField()
     lease_token = serializers.UUIDField()
     lease_expires_at = serializers.DateTimeField()
 
@@ -79,9 +80,9 @@ class ReviewSubmit(APIView):
 
 
 class OverlapPolicySerializer(serializers.Serializer):
-    focus = serializers.CharField(max_length=20)
-    share = serializers.FloatField()
-    reviewers = serializers.IntegerField()
+    focus = serializers.ChoiceField(choices=Focus.choices)
+    share = strict.FloatField(min_value=0, max_value=1)
+    reviewers = strict.IntegerField(min_value=1, max_value=review.MAX_OVERLAP_REVIEWERS)
 
 
 class OverlapPolicyView(APIView):
@@ -96,10 +97,10 @@ class OverlapPolicyView(APIView):
 
 
 class GoldSerializer(serializers.Serializer):
-    turn = serializers.IntegerField()
-    expected_generation = serializers.IntegerField()
-    expected_strength = serializers.CharField(required=False, allow_blank=True, default="", max_length=40)
-    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_REASON_CHARS)
+    turn = strict.IntegerField()
+    expected_generation = strict.IntegerField()
+    expected_strength = strict.CharField(required=False, allow_blank=True, default="", max_length=40)
+    note = strict.CharField(required=False, allow_blank=True, default="", max_length=MAX_REASON_CHARS)
 
 
 class GoldMark(APIView):

@@ -31,6 +31,10 @@ from ..models import Focus, GoldItem, OverlapPolicy, ReviewTask, Turn
 from .judgements import JUDGEMENT_FIELDS, MAX_REASON_CHARS, MAX_TIME_SPENT_MS, Judgement, resolve_judgement
 
 
+# How many other annotators an overlapped turn goes to, at most.
+MAX_OVERLAP_REVIEWERS = 10
+
+
 def _share_hit(turn_id: int, share: float) -> bool:
     """Deterministic sampling: the same turn is always in or out for the same share."""
     digest = hashlib.sha256(f"overlap:{turn_id}".encode()).digest()
@@ -45,8 +49,8 @@ def overlap_policy_set(*, admin, focus: str, share: float, reviewers: int) -> Ov
         errors["focus"] = "Pick helpfulness or safety."
     if not 0 <= share <= 1:
         errors["share"] = "A share between 0 and 1."
-    if not 1 <= reviewers <= 10:
-        errors["reviewers"] = "Between 1 and 10 other annotators."
+    if not 1 <= reviewers <= MAX_OVERLAP_REVIEWERS:
+        errors["reviewers"] = f"Between 1 and {MAX_OVERLAP_REVIEWERS} other annotators."
     if errors:
         raise ValidationError(errors)
     policy, _ = OverlapPolicy.objects.update_or_create(

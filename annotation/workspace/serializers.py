@@ -2,6 +2,9 @@
 
 from rest_framework import serializers
 
+from core import fields as strict
+from core.validators import not_blank
+
 from ..models import AttackVector, Dialogue, Focus, RiskCategory, Strength, Turn
 from . import scale
 from .judgements import MAX_REASON_CHARS
@@ -11,7 +14,7 @@ from .services import MAX_MESSAGE_CHARS
 
 class DialogueStartSerializer(serializers.Serializer):
     focus = serializers.ChoiceField(choices=Focus.choices)
-    system_prompt = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False,
+    system_prompt = strict.CharField(required=False, allow_blank=True, default="", trim_whitespace=False,
                                           max_length=MAX_MESSAGE_CHARS)
     risk_category = serializers.SlugRelatedField(slug_field="slug", queryset=RiskCategory.objects.all(),
                                                  required=False, allow_null=True, default=None)
@@ -20,21 +23,22 @@ class DialogueStartSerializer(serializers.Serializer):
 
 
 class TurnPostSerializer(serializers.Serializer):
-    user_message = serializers.CharField(trim_whitespace=False, allow_blank=True, max_length=MAX_MESSAGE_CHARS)
+    user_message = strict.CharField(trim_whitespace=False, max_length=MAX_MESSAGE_CHARS,
+                                         **not_blank("Write a message first."))
 
 
 class JudgementSerializer(serializers.Serializer):
     """Either a `point` on the 8-point scale (1 = A significantly better … 8 = B significantly better),
     or `choice` and `strength`; or `both_unusable` with a reason."""
 
-    point = serializers.IntegerField(min_value=1, max_value=8, required=False, allow_null=True)
+    point = strict.IntegerField(min_value=1, max_value=8, required=False, allow_null=True)
     choice = serializers.ChoiceField(choices=["A", "B"], required=False, allow_null=True)
     strength = serializers.ChoiceField(choices=Strength.choices, required=False, allow_null=True)
-    safe_a = serializers.BooleanField(required=False, allow_null=True, default=None)
-    safe_b = serializers.BooleanField(required=False, allow_null=True, default=None)
-    both_unusable = serializers.BooleanField(required=False, default=False)
-    unusable_reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_REASON_CHARS)
-    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    safe_a = strict.BooleanField(required=False, allow_null=True, default=None)
+    safe_b = strict.BooleanField(required=False, allow_null=True, default=None)
+    both_unusable = strict.BooleanField(required=False, default=False)
+    unusable_reason = strict.CharField(required=False, allow_blank=True, default="", max_length=MAX_REASON_CHARS)
+    time_spent_ms = strict.IntegerField(required=False, allow_null=True, min_value=0)
 
     def validate(self, data):
         point = data.pop("point", None)
@@ -52,10 +56,10 @@ class RetrySerializer(serializers.Serializer):
 class ResponseSerializer(serializers.Serializer):
     """One response as the annotator sees it: no variant, no sampling settings."""
 
-    id = serializers.IntegerField()
-    status = serializers.CharField()
-    text = serializers.CharField()
-    error = serializers.CharField(source="annotator_error_for_pair",
+    id = strict.IntegerField()
+    status = strict.CharField()
+    text = strict.CharField()
+    error = strict.CharField(source="annotator_error_for_pair",
                                   help_text="Generic, with a reference staff can look up; empty unless failed.")
 
 
@@ -101,7 +105,7 @@ class TurnSerializer(serializers.ModelSerializer):
 class DialogueSerializer(serializers.ModelSerializer):
     risk_category = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     attack_vector = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
-    guideline_version = serializers.IntegerField(source="guideline.version", read_only=True, allow_null=True)
+    guideline_version = strict.IntegerField(source="guideline.version", read_only=True, allow_null=True)
     turns = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
 
     class Meta:
@@ -112,6 +116,6 @@ class DialogueSerializer(serializers.ModelSerializer):
 
 
 class TagSerializer(serializers.Serializer):
-    slug = serializers.CharField()
-    name = serializers.CharField()
-    description = serializers.CharField()
+    slug = strict.CharField()
+    name = strict.CharField()
+    description = strict.CharField()

@@ -109,13 +109,13 @@ def turn_post(*, dialogue: Dialogue, annotator, user_message: str, rng: random.R
     message = _clean_message(user_message)
     dialogue = _locked_dialogue(dialogue, annotator)
     if dialogue.status != Dialogue.Status.ACTIVE:
-        raise ValidationError("This dialogue has ended; start a new one.")
+        raise Conflict("This dialogue has ended; start a new one.")
     last = dialogue.turns.order_by("-index").first()
     if last is not None and not last.is_judged:
-        raise ValidationError("Judge the current pair before writing the next message.")
+        raise Conflict("Judge the current pair before writing the next message.")
     if last is not None and last.chosen_generation_id is None:
-        raise ValidationError("Both responses of the last turn were unusable: there is nothing to continue from. "
-                              "End this dialogue and start a new one.")
+        raise Conflict("Both responses of the last turn were unusable: there is nothing to continue from. "
+                       "End this dialogue and start a new one.")
     context = dialogue_context(dialogue=dialogue) + [{"role": "user", "content": message}]
     pair = modelserving.pair_request(messages=context, requested_by=annotator)
     generations = list(pair.generations.all())

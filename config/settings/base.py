@@ -192,6 +192,9 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # A JSON API: bodies are JSON (null, lists, booleans have no form encoding); the one upload
+    # (sources/import) and the token login declare their own parsers.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     # A service's refusal becomes HTTP here, for every app (400, 403, 404, 409, 503).
     "EXCEPTION_HANDLER": "core.api.exception_handler",
 }

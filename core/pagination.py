@@ -21,6 +21,14 @@ class Pagination(PageNumberPagination):
             raise ValidationError({self.page_query_param: "A page number."})
         return super().get_page_number(request, paginator)
 
+    def get_schema_operation_parameters(self, view):
+        """DRF's page parameters, with what the server checks: a page number counts from 1."""
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_query_param:
+                parameter["schema"] = {**parameter["schema"], "minimum": 1}
+        return parameters
+
     def get_page_size(self, request):
         # A page_size that is not a whole number is refused, not quietly ignored (0 or less: the default).
         if len(request.query_params.getlist(self.page_size_query_param)) > 1:

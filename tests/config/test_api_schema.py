@@ -151,3 +151,15 @@ def test_a_variant_s_settings_are_json_and_a_boolean_is_a_boolean(make_user, sch
     assert api.patch(url, {"is_active": False, "top_p": 0.5}, format="json").status_code == 200
     variant = PolicyVariant.objects.get(pk=variant.pk)
     assert (variant.is_active, variant.top_p) == (False, 0.5)
+
+
+def test_every_list_s_page_counts_from_one_in_the_schema_and_on_the_server(make_user, schema):
+    """The generic list views (DRF's paginator) and the APIViews (list_schema) alike: page 0 is not
+    a page the schema offers, and the server refuses it."""
+    pages = {path: next(p for p in operation["get"].get("parameters", []) if p["name"] == "page")
+             for path, operation in schema["paths"].items()
+             if "get" in operation and any(p["name"] == "page" for p in operation["get"].get("parameters", []))}
+    assert "/api/variants/" in pages and "/api/dialogues/" in pages
+    assert {path: page["schema"].get("minimum") for path, page in pages.items()} == {path: 1 for path in pages}
+    admin = _api(make_user("page-admin", role="admin"))
+    assert admin.get("/api/variants/?page=0").status_code in (400, 404)

@@ -8,6 +8,12 @@ PORT=8000  # make run's default: the README's command takes no option
 WORK=$(mktemp -d)
 LOG="$WORK/make-run.log"
 
+# Something else answering on the port (another stack left running) would pass for this one.
+if curl -fsS -m 2 "http://127.0.0.1:$PORT/health" -o /dev/null 2>/dev/null \
+   || (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+  echo "something already listens on 127.0.0.1:$PORT: stop it first (make run needs the port)"; exit 1
+fi
+
 setsid bash -c 'echo $$ > "$1/pid"; exec make run' _ "$WORK" > "$LOG" 2>&1 < /dev/null &
 stop_stack() {
   if [ -f "$WORK/pid" ]; then

@@ -41,10 +41,11 @@ def test_a_message_appears_in_the_queue_folder_only_when_whole(channel, monkeypa
 
 
 def test_a_file_that_is_not_a_message_is_set_aside_and_the_next_one_read(channel, monkeypatch):
-    # What kombu's own writer left visible for a moment: the message's file, created, still empty.
+    # What kombu's own writer left visible for a moment: the message's file, created, still empty
+    # (named to sort before any real message, as the older file it would be).
     warnings = []
     monkeypatch.setattr(broker.logger, "warning", lambda message, *args: warnings.append(message % args))
-    open(os.path.join(channel.data_folder_in, "1_empty.sampling.msg"), "wb").close()
+    open(os.path.join(channel.data_folder_in, "0_empty.sampling.msg"), "wb").close()
     channel._put("sampling", {"n": 2})
     assert channel._get("sampling") == {"n": 2}
     assert len(warnings) == 1 and "dropped an unreadable message of queue sampling" in warnings[0]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from queue import Empty
 from time import monotonic
 
 from kombu.exceptions import ChannelError
@@ -45,8 +44,6 @@ class Channel(filesystem.Channel):
             except ValueError as error:  # JSON that is not a message; the file is already moved away
                 logger.warning("broker: dropped an unreadable message of queue %s (%s); the recovery "
                                "sweeps send its work again", queue, error)
-            except Empty:
-                raise
 
 
 class Transport(filesystem.Transport):

@@ -21,6 +21,7 @@ from .selectors import (
     judged_today_count,
     own_dialogue,
     own_turn,
+    own_turn_bare,
     sides,
     turns_with_pairs,
 )
@@ -181,15 +182,21 @@ def turn_fragment(request, pk: int):
 @require_POST
 @role_required(ANNOTATOR)
 def judgement_submit(request, pk: int):
-    turn = _own_turn(request, pk)
     form = JudgementForm(request.POST)
     if not form.is_valid():
-        return _render_turn(request, turn, form_errors=form.problems(), form_values=request.POST)
+        return _render_turn(request, _own_turn(request, pk), form_errors=form.problems(), form_values=request.POST)
+    # The ownership check reads the turn alone: the service reads it again, locked, with its pair.
+    turn = own_turn_bare(annotator=request.user, pk=pk)
+    if turn is None:
+        raise Http404
     try:
-        services.judgement_submit(turn=turn, annotator=request.user, judgement=form.judgement())
+        turn, _ = services.judgement_submit(turn=turn, annotator=request.user, judgement=form.judgement())
     except ValidationError as error:
         return _turn_answer(request, turn, problems=_errors(error), form_values=request.POST)
-    return _turn_answer(request, turn)
+    if not request.htmx:
+        return redirect("annotation:dialogue", pk=turn.dialogue_id)
+    # The fragment from the rows the service locked and wrote (its answer needs nothing else).
+    return _render_turn(request, turn)
 
 
 @require_POST

@@ -203,8 +203,11 @@ def judgement_submit(*, turn: Turn, annotator, judgement: Judgement) -> tuple[Tu
     """
     now = timezone.now()
     # The batch first (one lock order). A turn that is judged stays judged, so a repeated
-    # submission needs no batch, and does not make this week's if there is none yet.
-    batch = None if Turn.objects.filter(pk=turn.pk, submitted_at__isnull=False).exists() else batch_for(now)
+    # submission needs no batch, and does not make this week's if there is none yet. The caller's
+    # copy of the turn tells (the views read it just before, for the owner check; one query fewer):
+    # if it is stale, the turn was judged in between, and the week's batch is read (or made, if
+    # this is the week's first judgement) for nothing; the retry is answered as below.
+    batch = None if turn.submitted_at is not None else batch_for(now)
     # The turn and its dialogue locked (not the pair, joined only to save a query), with what the
     # answer shows: the caller can serialize the returned turn without reading it again.
     turn = (Turn.objects.select_for_update(of=("self", "dialogue")).select_related("dialogue", "pair", "batch")

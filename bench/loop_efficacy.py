@@ -57,7 +57,7 @@ from annotation.workspace.simulation import (  # noqa: E402  (Django-free: the a
     read_prompts,
     run_simulation,
 )
-from bench.loop_figures import held_out_accuracy, read_lines, rm_agreement, table, verdict  # noqa: E402
+from bench.loop_figures import held_out_accuracy, judged, read_lines, table  # noqa: E402
 from bench.loop_profiles import PROFILES, Profile  # noqa: E402
 from bench.tandem_api import BenchError, Tandem, annotator_accounts, wait_for_run  # noqa: E402
 
@@ -267,11 +267,10 @@ def run_loop(options: Options, log=print) -> dict:
                                       timeout=profile.timeout, log=log)
         rows = read_lines(researcher.call(
             "GET", f"/api/training/runs/{evaluation_run['id']}/files/samples.jsonl").text)
-        rng = random.Random(options.seed)
-        original = [v["name"] for v in active]
-        figures["reward_model"]["fresh_pairs"] = rm_agreement(rows, model=model, variants=original, rng=rng)
-        figures["verdict"] = {kind: verdict(rows, model=model, new=name, start=start, rng=rng)
-                              for kind, (_, name) in policies.items()}
+        found = judged(rows, model=model, variants=compared, new={kind: name for kind, (_, name) in policies.items()},
+                       start=start, seed=options.seed)
+        figures["reward_model"]["fresh_pairs"] = found["fresh_pairs"]
+        figures["verdict"] = found["verdict"]
         figures["verdict_rm_win_rate"] = evaluation_run["summary"].get("evaluation", {}).get("win_rate")
         step_done("verdict")
 

@@ -33,20 +33,27 @@ def held_out_accuracy(evaluation: dict) -> dict:
 def rm_agreement(rows: list[dict], *, model: PreferenceModel, variants: list[str], rng: random.Random) -> dict:
     """On fresh pairs (two variants' answers to one held-out prompt): how often the reward model
     orders them as the preference function does, and its accuracy per strength level when the pair
-    is labelled as a simulated annotator would label it (noise, thresholds)."""
+    is labelled as a simulated annotator would label it (noise, thresholds).
+
+    Two variants that serve one model answer an evaluation's prompt alike (one temperature, one
+    seed), so identical answers are left out and counted: only the variants' differing answers are
+    pairs (the new policies' against the old ones' above all)."""
     by_prompt: dict[str, dict] = {}
     for row in rows:
         if row.get("answer") is not None and row.get("helpfulness_score") is not None:
             key = json.dumps(row["prompt"], sort_keys=True)
             by_prompt.setdefault(key, {"context": row["prompt"], "answers": {}})[
                 "answers"][row["variant"]] = (row["answer"], row["helpfulness_score"])
-    agree = compared = 0
+    agree = compared = identical = 0
     per_strength = {s: [0, 0] for s in STRENGTHS}
     for item in by_prompt.values():
         names = [v for v in variants if v in item["answers"]]
         for i, a in enumerate(names):
             for b in names[i + 1:]:
                 (text_a, rm_a), (text_b, rm_b) = item["answers"][a], item["answers"][b]
+                if text_a == text_b:
+                    identical += 1
+                    continue
                 pref_a, pref_b = model.score(item["context"], text_a), model.score(item["context"], text_b)
                 if pref_a != pref_b and rm_a != rm_b:
                     compared += 1
@@ -62,6 +69,7 @@ def rm_agreement(rows: list[dict], *, model: PreferenceModel, variants: list[str
     total = sum(n for _, n in per_strength.values())
     return {
         "pairs": compared,
+        "identical_left_out": identical,
         "agreement_with_preference": round(agree / compared, 4) if compared else None,
         "agreement_ci95": interval(agree, compared),
         "accuracy_per_strength": {s: {"accuracy": round(r / n, 4) if n else None, "pairs": n}
@@ -114,6 +122,16 @@ def verdict(rows: list[dict], *, model: PreferenceModel, new: str, start: str, r
     }
 
 
+def judged(rows: list[dict], *, model: PreferenceModel, variants: list[str], new: dict[str, str], start: str,
+           seed: int) -> dict:
+    """What the preference function makes of an evaluation run's samples: the RM's agreement on the
+    fresh pairs among ``variants`` and each new policy's verdict against ``start`` (``new``: kind →
+    variant). Each draws from its own seeded stream, so one figure does not move another."""
+    return {"fresh_pairs": rm_agreement(rows, model=model, variants=variants, rng=random.Random(seed)),
+            "verdict": {kind: verdict(rows, model=model, new=name, start=start, rng=random.Random(seed + 1))
+                        for kind, name in new.items()}}
+
+
 def read_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -150,7 +168,8 @@ def table(figures: dict) -> list[str]:
                      f"held-out {pct(entry.get('accuracy'))} ({entry.get('pairs', 0)}) · fresh "
                      f"{pct(fresh_entry.get('accuracy'))} ({fresh_entry.get('pairs', 0)})"))
     rows.append(("RM on fresh pairs", f"agrees with the preference on {pct(fresh['agreement_with_preference'])}"
-                                      f"{ci(fresh['agreement_ci95'])} of {fresh['pairs']} pairs"))
+                                      f"{ci(fresh['agreement_ci95'])} of {fresh['pairs']} pairs "
+                                      f"({fresh.get('identical_left_out', 0)} identical answers left out)"))
     for kind, result in figures["verdict"].items():
         rows += [
             (f"{kind} vs start", f"wins {pct(result['win_rate'])}{ci(result['win_rate_ci95'])} of "
@@ -168,3 +187,42 @@ def table(figures: dict) -> list[str]:
     return [f"{name.ljust(width)}  {value}" for name, value in rows]
 
 
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Judge a stored evaluation run's samples again (another taste, noise or seed), without
+    sampling or training anything: the fresh-pair and verdict figures as JSON.
+
+        .venv/bin/python -m bench.loop_figures var/runs/run-3/output/samples.jsonl \\
+            --start cool --new rejection_sampling=rs-1130230457 --profile cpu
+    """
+    import argparse
+    import sys
+    from pathlib import Path
+
+    from annotation.workspace.simulation import load_callable
+    from bench.loop_profiles import PROFILES
+
+    parser = argparse.ArgumentParser(description=main.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("samples", type=Path, help="An evaluation run's samples.jsonl.")
+    parser.add_argument("--start", required=True, help="The starting variant.")
+    parser.add_argument("--new", action="append", required=True, metavar="KIND=VARIANT")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
+    parser.add_argument("--preference", default=None)
+    parser.add_argument("--noise", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    profile = PROFILES[args.profile]
+    new = dict(item.split("=", 1) for item in args.new)
+    rows = read_lines(args.samples.read_text())
+    variants = sorted({row["variant"] for row in rows})
+    if missing := ({args.start, *new.values()} - set(variants)):
+        sys.exit(f"Not in these samples: {', '.join(sorted(missing))} (they hold {', '.join(variants)}).")
+    model = PreferenceModel(preference=load_callable(args.preference or profile.preference),
+                            noise=profile.noise if args.noise is None else args.noise, thresholds=profile.thresholds)
+    print(json.dumps(judged(rows, model=model, variants=variants, new=new, start=args.start, seed=args.seed),
+                     indent=2))
+
+
+if __name__ == "__main__":
+    main()

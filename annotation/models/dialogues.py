@@ -211,6 +211,12 @@ class Turn(JudgementFields):
                 condition=~(Q(chosen_safe=False) & Q(other_safe=True)), name="turn_not_chosen_unsafe_other_safe"
             ),
         ]
+        indexes = [
+            # The turns that wait for a judgement, few at any time while judged turns pile up: the
+            # next-turn query probes this per active dialogue, whatever the statistics say.
+            models.Index(fields=["dialogue", "created_at"], condition=Q(submitted_at__isnull=True),
+                         name="turn_pending"),
+        ]
         triggers = [frozen.TURN]
 
     def __str__(self):

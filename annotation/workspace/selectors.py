@@ -34,16 +34,21 @@ def sides(turn: Turn) -> tuple[Generation, Generation]:
     return left, right
 
 
-def next_turn_for(*, annotator) -> Turn | None:
-    """The annotator's oldest turn that waits for a judgement and whose two responses are done."""
+def judgeable_turns_for(*, annotator):
+    """The annotator's turns that wait for a judgement and whose two responses are done, oldest
+    first (found through the pending-turns index, ``turn_pending``)."""
     return (
         turns_with_pairs()
         .filter(dialogue__annotator=annotator, dialogue__status=Dialogue.Status.ACTIVE, submitted_at__isnull=True)
         .exclude(pair__generations__status__in=[Generation.Status.QUEUED, Generation.Status.RUNNING,
                                                Generation.Status.FAILED])
         .order_by("created_at", "id")
-        .first()
     )
+
+
+def next_turn_for(*, annotator) -> Turn | None:
+    """The annotator's oldest turn that waits for a judgement and whose two responses are done."""
+    return judgeable_turns_for(annotator=annotator).first()
 
 
 def history_for(*, annotator):

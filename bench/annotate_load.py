@@ -15,8 +15,8 @@ acknowledged. Before the runs it counts the SQL queries of one next-turn and one
 the turn partial and the form post) in-process, on the same database.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/tandem_bench .venv/bin/python bench/annotate_load.py
-    .venv/bin/python bench/annotate_load.py --annotators 1 8 32 --judgements 320 --workers 4
-    .venv/bin/python bench/annotate_load.py --worker-class gthread --workers 2 --threads 4 --browser-like
+    .venv/bin/python bench/annotate_load.py --annotators 1 8 32 --judgements 640
+    .venv/bin/python bench/annotate_load.py --worker-class sync --workers 4 --browser-like
     .venv/bin/python bench/annotate_load.py --annotators 8 --profile-requests 100   # where the time goes
 """
 
@@ -105,6 +105,15 @@ def seed(n_annotators: int, turns_each: int, run: str):
     return annotators
 
 
+def analyze() -> None:
+    """Fresh planner statistics after seeding, as autovacuum gives a server that has been up a while
+    (seconds after thousands of inserts, the planner still thinks the tables are empty)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
 def count_queries(run: str) -> dict:
     """SQL queries of one request of each kind on the judgement path, counted in-process (the same
     code and database as the server's)."""
@@ -161,6 +170,7 @@ def profile_requests(run: str, repeats: int, top: int = 15):
     from rest_framework.test import APIClient
 
     (token, _, turns), = seed(1, 2 * repeats + 1, f"{run}-profile")
+    analyze()
     api = APIClient(HTTP_HOST="127.0.0.1")
     api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     body = {"point": 2, "time_spent_ms": 5000, "safe_a": True, "safe_b": True}
@@ -283,9 +293,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--annotators", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--judgements", type=int, default=320, help="per run, split among the annotators")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
-    parser.add_argument("--threads", type=int, default=1, help="threads per worker (gthread)")
+    # The defaults are config/gunicorn.py's (the Dockerfile's): gthread, one process per core, 4 threads.
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gunicorn worker processes")
+    parser.add_argument("--worker-class", default="gthread", choices=["sync", "gthread"])
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker (gthread)")
     parser.add_argument("--browser-like", action="store_true",
                         help="the workspace's htmx endpoints (page, turn partial, form post) instead of the API")
     parser.add_argument("--retry-share", type=float, default=0.1, help="share of judgements sent twice")
@@ -298,6 +309,9 @@ def main():
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
     os.environ["DEBUG"] = "false"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # One simulated annotator judges faster than any person (2,600 requests a minute at N = 1); the
+    # per-user throttle would stop the run. It still runs on every request, with a higher rate.
+    os.environ.setdefault("THROTTLE_USER", "100000/min")
     import django
 
     django.setup()
@@ -338,6 +352,7 @@ def main():
         for n in args.annotators:
             turns_each = max(1, args.judgements // n)
             seeded = seed(n, turns_each, f"{run_id}-{n}")
+            analyze()
             rng = random.Random(n)
             workers = [Annotator(base_url, one, random.Random(rng.random()), args.retry_share, args.browser_like)
                        for one in seeded]

@@ -7,10 +7,11 @@ concurrently to the server. Prints the median and p95 of their ratio and of the 
 overhead in milliseconds.
 
     .venv/bin/python bench/sampling_overhead.py                 # embedded default: SQLite + filesystem broker
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/tandem_bench \
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/tandem_sampling \
     CELERY_BROKER_URL=redis://127.0.0.1:6379/3 .venv/bin/python bench/sampling_overhead.py
 
-The bench keeps its own state under var/bench/ (or in the database you name) and starts its own
+The bench keeps its own state under var/bench/ (or in the database you name: a throwaway one; it
+clears generations, pairs and variants, and refuses a database that holds annotators' turns) and starts its own
 model server and worker. Each pair runs through the platform first; its two exact request bodies are then sent directly.
 """
 
@@ -74,6 +75,11 @@ def main():
     from tests.helpers.processes import CeleryWorker, ModelServer
 
     call_command("migrate", verbosity=0)
+    from annotation.models import Turn
+
+    if Turn.objects.exists():  # it clears generations, pairs and variants below
+        sys.exit(f"This database holds {Turn.objects.count()} annotators' turns; the bench clears generations, "
+                 "pairs and variants. Point DATABASE_URL at a throwaway database.")
     if args.model == "default":
         if not is_prepared(settings.DEFAULT_MODEL_DIR):
             call_command("prepare_default_model")

@@ -23,7 +23,7 @@ RUN DJANGO_SETTINGS_MODULE=config.settings.local SECRET_KEY=build-only python ma
 USER tandem
 ENV DJANGO_SETTINGS_MODULE=config.settings.production
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi", "-c", "config/gunicorn.py", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]
+CMD ["gunicorn", "config.wsgi", "-c", "config/gunicorn.py", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]
 
 FROM app AS training
 USER root

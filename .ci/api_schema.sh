@@ -20,8 +20,9 @@ mkdir -p "$TANDEM_VAR_DIR"
 .venv/bin/python manage.py bootstrap_demo --no-accounts > /dev/null
 tokens=$(.venv/bin/python manage.py api_check_tokens)
 
-# The same request-line limit as the Dockerfile's gunicorn (config/gunicorn.py).
-.venv/bin/gunicorn config.wsgi -c config/gunicorn.py --bind "127.0.0.1:$PORT" --workers 2 \
+# The same request-line limit as the Dockerfile's gunicorn (config/gunicorn.py); sync workers, as
+# the throwaway SQLite database takes one writer at a time.
+.venv/bin/gunicorn config.wsgi -c config/gunicorn.py --bind "127.0.0.1:$PORT" --workers 2 --worker-class sync \
   --pid "$WORK/gunicorn.pid" > "$WORK/gunicorn.log" 2>&1 &
 server=$!
 stop_server() {

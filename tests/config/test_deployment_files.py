@@ -1,5 +1,6 @@
 """The files that describe how Tandem runs: docker-compose.yml, Procfile, static assets."""
 
+import os
 import re
 
 import pytest
@@ -85,3 +86,19 @@ def test_htmx_is_served_locally_and_pages_carry_a_strict_csp(client):
     policy = response["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy and "unsafe-eval" not in policy
     assert client.get("/static/vendor/htmx.min.js").status_code == 200
+
+
+def test_gunicorn_runs_threaded_workers_one_process_per_core(monkeypatch):
+    """The worker class measured best on 2 cores (docs/performance.md), set where the Dockerfile's
+    command reads it, not overridden there."""
+    import runpy
+
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    monkeypatch.delenv("GUNICORN_THREADS", raising=False)
+    conf = runpy.run_path(str(ROOT / "config" / "gunicorn.py"))
+    assert conf["worker_class"] == "gthread" and conf["threads"] == 4
+    assert conf["workers"] == (os.cpu_count() or 1) and conf["limit_request_line"] == 8190
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    assert runpy.run_path(str(ROOT / "config" / "gunicorn.py"))["workers"] == 3
+    command = (ROOT / "Dockerfile").read_text()
+    assert '"-c", "config/gunicorn.py"' in command and "--workers" not in command and "--worker-class" not in command

@@ -102,12 +102,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Throttle counters and the public /health answer. Redis in production (CACHE_URL, required there);
 # this process's memory on the embedded default.
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
-# Sessions are read from the cache (and written through to the database) only when every process
-# shares it: a sign-out deletes the session from the cache it reaches, so a per-process cache
-# (locmem) would leave it valid in the other workers. One query fewer per page and htmx request.
-SHARED_CACHE = not CACHES["default"]["BACKEND"].endswith(("LocMemCache", "DummyCache"))
-SESSION_ENGINE = ("django.contrib.sessions.backends.cached_db" if SHARED_CACHE
-                  else "django.contrib.sessions.backends.db")
+# Sessions stay in the database alone (Django's default): a cached session store reads the cache
+# first and fails with it, and a Redis outage must not sign every annotator out of the workspace
+# (tests/faults/test_redis_outage.py). One query per page and htmx request is the price.
 
 # --- People ---------------------------------------------------------------------------------
 AUTH_USER_MODEL = "auth.User"

@@ -122,14 +122,3 @@ def test_embedded_defaults_with_no_environment():
     assert engine == "django.db.backends.sqlite3" and name.startswith(str(ROOT / "var"))
     assert broker == "filesystem://" and folder.startswith(str(ROOT / "var"))
 
-
-@pytest.mark.parametrize("cache_url, engine", [
-    ("", "django.contrib.sessions.backends.db"),  # locmem: each process its own; sign-outs must reach all
-    ("redis://127.0.0.1:6379/15", "django.contrib.sessions.backends.cached_db"),
-])
-def test_sessions_are_cached_only_in_a_cache_every_process_shares(cache_url, engine):
-    env = {"CACHE_URL": cache_url} if cache_url else {}
-    code = "import django; django.setup(); from django.conf import settings as s; print(s.SESSION_ENGINE)"
-    result = _run(["-c", code], settings_module="config.settings.local", **env)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [engine]

@@ -9,9 +9,10 @@ address to lock and is not a door: axes would raise there, so it is skipped.
 from axes.backends import AxesStandaloneBackend
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
+from django.core.exceptions import ValidationError
 from rest_framework import authentication, exceptions
 
-from .roles import remember_roles, with_roles
+from .roles import user_with_roles
 
 
 class LockoutBackend(AxesStandaloneBackend):
@@ -37,10 +38,13 @@ class PasswordBackend(ModelBackend):
     query (every page checks a role)."""
 
     def get_user(self, user_id):
-        user = with_roles(get_user_model()._default_manager.filter(pk=user_id)).first()
+        try:
+            user_id = get_user_model()._meta.pk.to_python(user_id)
+        except ValidationError:
+            return None
+        user = user_with_roles(user_id=user_id)
         if user is None or not self.user_can_authenticate(user):
             return None
-        remember_roles(user, user)
         return user
 
 
@@ -48,11 +52,12 @@ class TokenAuthentication(authentication.TokenAuthentication):
     """DRF's token authentication, the token's user and their roles in one query."""
 
     def authenticate_credentials(self, key):
-        model = self.get_model()
-        token = with_roles(model.objects.select_related("user"), "user_id").filter(key=key).first()
-        if token is None:
+        user = user_with_roles(token_key=key)
+        if user is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
-        if not token.user.is_active:
+        if not user.is_active:
             raise exceptions.AuthenticationFailed("User inactive or deleted.")
-        remember_roles(token.user, token)
-        return token.user, token
+        # The token as read (its creation time deferred: nothing on a request reads it).
+        token = self.get_model().from_db(user._state.db, ["key", "user_id"], [key, user.pk])
+        token.user = user
+        return user, token

@@ -1,7 +1,9 @@
 """The three roles, kept as Django groups, and where each lands after login."""
 
+import functools
+
 from django.contrib.auth.models import Group, Permission
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 
 ANNOTATOR = "annotator"
 ADMIN = "admin"
@@ -32,15 +34,50 @@ def roles_of(user) -> set[str]:
     return cached
 
 
-def with_roles(queryset, user_ref: str = "pk"):
-    """``queryset`` with each role as a boolean column (``role_annotator`` …), so that the request's
-    user and their roles come in one query; ``user_ref`` names the user's id in its rows."""
-    return queryset.annotate(**{f"role_{role}": Exists(Group.objects.filter(name=role, user=OuterRef(user_ref)))
-                                for role in ROLES})
+@functools.cache
+def _user_with_roles_sql(by: str) -> str:
+    """One statement for the request's user and their roles (a boolean column ``role_<name>`` each),
+    found by the user's id or by an API token's key.
+
+    Written by hand: this runs on every request, and compiling the same query through the ORM cost
+    more CPU than anything else in authentication (bench/annotate_load.py --profile-requests).
+    Plain SQL, the same on PostgreSQL and SQLite."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from rest_framework.authtoken.models import Token
+
+    q = connection.ops.quote_name
+    user_model = get_user_model()
+    links = user_model.groups.through._meta
+    user_column = links.get_field("user").column
+    group_column = links.get_field("group").column
+    user_pk = f"u.{q(user_model._meta.pk.column)}"
+    columns = ", ".join(f"u.{q(field.column)}" for field in user_model._meta.concrete_fields)
+    roles = ", ".join(
+        f"EXISTS (SELECT 1 FROM {q(links.db_table)} ug JOIN {q(Group._meta.db_table)} g "
+        f"ON g.{q(Group._meta.pk.column)} = ug.{q(group_column)} WHERE ug.{q(user_column)} = {user_pk} AND g.name = '{role}') AS role_{role}" for role in ROLES)
+    if by == "token":
+        token = Token._meta
+        return (f"SELECT {columns}, {roles} FROM {q(user_model._meta.db_table)} u JOIN {q(token.db_table)} t "
+                f"ON t.{q(token.get_field('user').column)} = {user_pk} WHERE t.{q(token.pk.column)} = %s")
+    return f"SELECT {columns}, {roles} FROM {q(user_model._meta.db_table)} u WHERE {user_pk} = %s"
+
+
+def user_with_roles(*, user_id=None, token_key: str | None = None):
+    """The user (by id, or by an API token's key) with their roles remembered, in one query; None
+    when there is no such user or token."""
+    from django.contrib.auth import get_user_model
+
+    by, value = ("token", token_key) if token_key is not None else ("id", user_id)
+    user = next(iter(get_user_model()._default_manager.raw(_user_with_roles_sql(by), [value])), None)
+    if user is not None:
+        remember_roles(user, user)
+    return user
 
 
 def remember_roles(user, row) -> None:
-    """Keep the roles read by ``with_roles`` (on ``row``) on ``user``, where ``roles_of`` looks first."""
+    """Keep the roles read with the user (``role_<name>`` on ``row``) on ``user``, where ``roles_of``
+    looks first."""
     roles = {role for role in ROLES if getattr(row, f"role_{role}")}
     if user.is_superuser:
         roles.add(ADMIN)

@@ -101,7 +101,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Cache ----------------------------------------------------------------------------------
 # Throttle counters and the public /health answer. Redis in production (CACHE_URL, required there);
 # this process's memory on the embedded default.
-CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+# Redis through django-redis, which keeps one client (and its connection pool) per process thread;
+# Django's own Redis backend built a new client for every cache operation (bench/annotate_load.py).
+# Short socket timeouts: an unreachable Redis fails a throttle open in a second, not after TCP's.
+_CACHE_URL = env.str("CACHE_URL", default="locmemcache://")
+_REDIS_CACHE = _CACHE_URL.split("://", 1)[0] in ("redis", "rediss", "rediscache")
+CACHES = {"default": env.cache_url_config(_CACHE_URL, backend="django_redis.cache.RedisCache" if _REDIS_CACHE else None)}
+if _REDIS_CACHE:
+    CACHES["default"].setdefault("OPTIONS", {}).update({
+        "SOCKET_CONNECT_TIMEOUT": env.float("CACHE_CONNECT_TIMEOUT", default=1.0),
+        "SOCKET_TIMEOUT": env.float("CACHE_TIMEOUT", default=1.0),
+    })
 # Sessions stay in the database alone (Django's default): a cached session store reads the cache
 # first and fails with it, and a Redis outage must not sign every annotator out of the workspace
 # (tests/faults/test_redis_outage.py). One query per page and htmx request is the price.

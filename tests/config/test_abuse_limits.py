@@ -86,7 +86,7 @@ def test_anonymous_and_authenticated_requests_are_throttled(make_user, monkeypat
 # A Redis outage must not take the API down with it: throttles let requests through and log why.
 def test_throttles_fail_open_when_the_cache_is_down(make_user, monkeypatch, settings, caplog):
     monkeypatch.setattr(UserThrottle, "THROTTLE_RATES", {**UserThrottle.THROTTLE_RATES, "user": "1/min"})
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+    settings.CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache",
                                    "LOCATION": f"redis://127.0.0.1:{free_port()}/0"}}
     api = APIClient()
     api.force_authenticate(make_user("during-outage"))

@@ -116,7 +116,7 @@ def test_the_public_answer_is_503_when_the_cache_is_down(django_client_anonymous
     cache.clear()
     assert django_client_anonymous.get("/health").status_code == 200
     cache.clear()
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+    settings.CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache",
                                    "LOCATION": f"redis://127.0.0.1:{free_port()}/0"}}
     from django.core.cache import caches
 

@@ -62,6 +62,18 @@ def test_production_hsts_subdomains_and_preload_are_opt_in_and_serving_is_extern
     assert opted_in.stdout.split()[:2] == ["True", "True"]
 
 
+# Production's cache is Redis through django-redis: one client per process thread, kept across
+# requests (Django's own backend built a client per operation), with timeouts so that an unreachable
+# Redis fails a throttle open in a second.
+def test_production_cache_keeps_one_redis_client_with_timeouts():
+    code = ("import django; django.setup(); from django.conf import settings as s; from django.core.cache import cache; "
+            "o = s.CACHES['default']['OPTIONS']; "
+            "print(s.CACHES['default']['BACKEND'], o['SOCKET_CONNECT_TIMEOUT'], o['SOCKET_TIMEOUT'], "
+            "cache.client.get_client(write=True) is cache.client.get_client(write=True))")
+    result = _run(["-c", code], **PRODUCTION_ENV)
+    assert result.stdout.split() == ["django_redis.cache.RedisCache", "1.0", "1.0", "True"], result.stderr
+
+
 # A process started without DJANGO_SETTINGS_MODULE (a forgotten variable in a unit file) must not
 # come up on the development settings with DEBUG on and a known secret key.
 @pytest.mark.parametrize("module", ["config.wsgi", "config.asgi", "config.celery"])

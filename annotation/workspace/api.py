@@ -15,7 +15,8 @@ from core.pagination import list_schema, paginated
 
 from ..models import AttackVector, Dialogue, RiskCategory
 from . import services
-from .selectors import next_turn_for, own_dialogue, own_turn, own_turn_bare
+from .hot_path import next_turn_for, own_turn_bare
+from .selectors import own_dialogue, own_turn
 from .serializers import (
     DialogueSerializer,
     DialogueStartSerializer,

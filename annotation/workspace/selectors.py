@@ -27,8 +27,9 @@ def turns_with_pairs():
 
 
 def sides(turn: Turn) -> tuple[Generation, Generation]:
-    """(A, B): the generation shown on the left, then the other."""
-    generations = list(turn.pair.generations.all())
+    """(A, B): the generation shown on the left, then the other (read with the turn by the judgement
+    path's statements, hot_path.py, or through its pair)."""
+    generations = turn.__dict__.get("pair_generations") or list(turn.pair.generations.all())
     left = next(g for g in generations if g.id == turn.left_generation_id)
     right = next(g for g in generations if g.id != turn.left_generation_id)
     return left, right
@@ -36,7 +37,8 @@ def sides(turn: Turn) -> tuple[Generation, Generation]:
 
 def judgeable_turns_for(*, annotator):
     """The annotator's turns that wait for a judgement and whose two responses are done, oldest
-    first (found through the pending-turns index, ``turn_pending``)."""
+    first (found through the pending-turns index, ``turn_pending``). The first of them, the next
+    turn, is read by hand on the judgement path: hot_path.next_turn_for."""
     return (
         turns_with_pairs()
         .filter(dialogue__annotator=annotator, dialogue__status=Dialogue.Status.ACTIVE, submitted_at__isnull=True)
@@ -44,11 +46,6 @@ def judgeable_turns_for(*, annotator):
                                                Generation.Status.FAILED])
         .order_by("created_at", "id")
     )
-
-
-def next_turn_for(*, annotator) -> Turn | None:
-    """The annotator's oldest turn that waits for a judgement and whose two responses are done."""
-    return judgeable_turns_for(annotator=annotator).first()
 
 
 def history_for(*, annotator):
@@ -74,8 +71,3 @@ def own_dialogue(*, annotator, pk: int) -> Dialogue | None:
 def own_turn(*, annotator, pk: int) -> Turn | None:
     """The annotator's turn ``pk`` with its pair, or None when it is unknown or someone else's."""
     return turns_with_pairs().filter(pk=pk, dialogue__annotator=annotator).first()
-
-
-def own_turn_bare(*, annotator, pk: int) -> Turn | None:
-    """The annotator's turn ``pk`` alone (an ownership check before a service reads it locked)."""
-    return Turn.objects.filter(pk=pk, dialogue__annotator=annotator).first()

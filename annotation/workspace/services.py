@@ -28,6 +28,7 @@ from ..models import (
     RiskCategory,
     Turn,
 )
+from .hot_path import locked_turn
 from .judgements import JUDGEMENT_FIELDS, MAX_TIME_SPENT_MS, Judgement, resolve_judgement
 from .review import overlap_schedule
 from .selectors import dialogue_context, sides
@@ -208,10 +209,9 @@ def judgement_submit(*, turn: Turn, annotator, judgement: Judgement) -> tuple[Tu
     # if it is stale, the turn was judged in between, and the week's batch is read (or made, if
     # this is the week's first judgement) for nothing; the retry is answered as below.
     batch = None if turn.submitted_at is not None else batch_for(now)
-    # The turn and its dialogue locked (not the pair, joined only to save a query), with what the
-    # answer shows: the caller can serialize the returned turn without reading it again.
-    turn = (Turn.objects.select_for_update(of=("self", "dialogue")).select_related("dialogue", "pair", "batch")
-            .prefetch_related("pair__generations").get(pk=turn.pk))
+    # The turn and its dialogue locked, with its two responses, in one statement (hot_path.py): the
+    # caller can serialize the returned turn without reading it again.
+    turn = locked_turn(turn.pk)
     _own(turn.dialogue.annotator_id, annotator)
     fields = resolve_judgement(*sides(turn), focus=turn.dialogue.focus, judgement=judgement)
     if turn.is_judged:

@@ -15,13 +15,13 @@ from modelserving.models import Generation
 from ..models import Dialogue, Focus, Guideline, Strength
 from . import scale, services
 from .forms import DialogueStartForm, JudgementForm, MessageForm, RetryForm
+from .hot_path import own_turn_bare
 from .selectors import (
     active_dialogues_for,
     history_for,
     judged_today_count,
     own_dialogue,
     own_turn,
-    own_turn_bare,
     sides,
     turns_with_pairs,
 )

@@ -1,0 +1,121 @@
+"""The judgement path's reads, written by hand: the next turn, the owner check and the locked turn
+of a submission run for every judgement an annotator makes.
+
+Through the ORM, compiling them (a turn with its dialogue, pair, batch and chosen response, the
+pair's responses prefetched, the anti-join on unfinished responses) cost more CPU than anything
+else on the path (``bench/annotate_load.py --profile-requests``, docs/performance.md). Here each
+is one statement, written once per process from the models' metadata, the same on PostgreSQL and
+SQLite: a turn comes with its two responses (and, locked, its dialogue) in one round trip. Each
+column is converted as the ORM converts it; what the path does not read stays deferred and is
+read if something asks for it (a response's request as sent, the turn's frozen snapshot).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from django.db import connection
+
+from modelserving.models import Generation
+
+from ..models import Dialogue, Turn
+
+# Left out of the rows read here (deferred): the request sent for a response (its context can be
+# long) and a turn's snapshot (written when its batch freezes).
+_DEFERRED = {Generation: {"messages", "request_body"}, Turn: {"snapshot"}, Dialogue: set()}
+
+
+class _Shape:
+    """A model's columns in a hand-written SELECT under ``alias``, and the instance back from them."""
+
+    def __init__(self, model, alias: str, names: tuple[str, ...] = ()):
+        q = connection.ops.quote_name
+        self.model = model
+        self.fields = [f for f in model._meta.concrete_fields
+                       if (f.name in names if names else f.name not in _DEFERRED[model])]
+        self.attnames = [f.attname for f in self.fields]
+        self.sql = ", ".join(f"{alias}.{q(f.column)}" for f in self.fields)
+        self.cols = [f.get_col(alias) for f in self.fields]
+        # What the ORM's compiler applies to each column it reads (the backend's, then the field's).
+        self.converters = [connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+                           for col in self.cols]
+
+    def __len__(self):
+        return len(self.fields)
+
+    def build(self, values):
+        converted = []
+        for value, converters, col in zip(values, self.converters, self.cols, strict=True):
+            for convert in converters:
+                value = convert(value, col, connection)
+            converted.append(value)
+        return self.model.from_db(connection.alias, self.attnames, converted)
+
+
+@functools.cache
+def _statements():
+    q = connection.ops.quote_name
+    turn, dialogue, generation = _Shape(Turn, "t"), _Shape(Dialogue, "d"), _Shape(Generation, "g")
+    owned = _Shape(Turn, "t", names=("id", "dialogue", "submitted_at"))
+    turns, dialogues, generations = (q(m._meta.db_table) for m in (Turn, Dialogue, Generation))
+    lock = " FOR UPDATE OF t, d" if connection.features.has_select_for_update_of else ""
+    return {
+        "shapes": (turn, dialogue, generation),
+        "owned": owned,
+        # The oldest pending turn of the annotator's active dialogues whose two responses are done
+        # (found through the pending-turns index, turn_pending), with them.
+        "next": (
+            f"SELECT {turn.sql}, {generation.sql} FROM {turns} t JOIN {generations} g ON g.pair_id = t.pair_id "
+            f"WHERE t.id = (SELECT p.id FROM {turns} p JOIN {dialogues} pd ON pd.id = p.dialogue_id "
+            f"WHERE pd.annotator_id = %s AND pd.status = %s AND p.submitted_at IS NULL AND NOT EXISTS "
+            f"(SELECT 1 FROM {generations} pg WHERE pg.pair_id = p.pair_id AND pg.status <> %s) "
+            f"ORDER BY p.created_at, p.id LIMIT 1) ORDER BY g.position"),
+        # The turn and its dialogue locked (not the responses), with them.
+        "locked": (
+            f"SELECT {turn.sql}, {dialogue.sql}, {generation.sql} FROM {turns} t "
+            f"JOIN {dialogues} d ON d.id = t.dialogue_id JOIN {generations} g ON g.pair_id = t.pair_id "
+            f"WHERE t.id = %s ORDER BY g.position{lock}"),
+        "own": (f"SELECT {owned.sql} FROM {turns} t JOIN {dialogues} d "
+                f"ON d.id = t.dialogue_id WHERE t.id = %s AND d.annotator_id = %s"),
+    }
+
+
+def _turn_from(rows, with_dialogue: bool) -> Turn | None:
+    if not rows:
+        return None
+    turn_shape, dialogue_shape, generation_shape = _statements()["shapes"]
+    first, end = rows[0], len(turn_shape)
+    turn = turn_shape.build(first[:end])
+    if with_dialogue:
+        turn.dialogue = dialogue_shape.build(first[end:end + len(dialogue_shape)])
+        end += len(dialogue_shape)
+    turn.pair_generations = [generation_shape.build(row[end:]) for row in rows]
+    return turn
+
+
+def _rows(statement: str, params: list) -> list:
+    with connection.cursor() as cursor:
+        cursor.execute(_statements()[statement], params)
+        return cursor.fetchall()
+
+
+def next_turn_for(*, annotator) -> Turn | None:
+    """The annotator's oldest turn that waits for a judgement and whose two responses are done
+    (``selectors.judgeable_turns_for``'s first), with its responses."""
+    return _turn_from(_rows("next", [annotator.pk, Dialogue.Status.ACTIVE, Generation.Status.DONE]), False)
+
+
+def locked_turn(pk: int) -> Turn:
+    """Turn ``pk`` and its dialogue, locked until the transaction ends, with its two responses.
+    Call inside a transaction, after any batch lock (the one lock order)."""
+    turn = _turn_from(_rows("locked", [pk]), True)
+    if turn is None:
+        raise Turn.DoesNotExist(f"No turn {pk}.")
+    return turn
+
+
+def own_turn_bare(*, annotator, pk: int) -> Turn | None:
+    """The annotator's turn ``pk`` (its id, dialogue and whether it is judged; the rest deferred), or
+    None when it is unknown or someone else's: the owner check before a service reads it locked."""
+    rows = _rows("own", [pk, annotator.pk])
+    return _statements()["owned"].build(rows[0]) if rows else None

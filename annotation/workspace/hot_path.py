@@ -1,5 +1,6 @@
 """The judgement path's reads, written by hand: the next turn, the owner check and the locked turn
-of a submission run for every judgement an annotator makes.
+of a submission run for every judgement an annotator makes, and the workspace's turn partial is
+polled while a pair streams in.
 
 Through the ORM, compiling them (a turn with its dialogue, pair, batch and chosen response, the
 pair's responses prefetched, the anti-join on unfinished responses) cost more CPU than anything
@@ -75,6 +76,12 @@ def _statements():
             f"SELECT {turn.sql}, {dialogue.sql}, {generation.sql} FROM {turns} t "
             f"JOIN {dialogues} d ON d.id = t.dialogue_id JOIN {generations} g ON g.pair_id = t.pair_id "
             f"WHERE t.id = %s ORDER BY g.position{lock}"),
+        # The annotator's turn with its dialogue and responses (the workspace's turn partial, polled
+        # while a pair streams in).
+        "mine": (
+            f"SELECT {turn.sql}, {dialogue.sql}, {generation.sql} FROM {turns} t "
+            f"JOIN {dialogues} d ON d.id = t.dialogue_id JOIN {generations} g ON g.pair_id = t.pair_id "
+            f"WHERE t.id = %s AND d.annotator_id = %s ORDER BY g.position"),
         "own": (f"SELECT {owned.sql} FROM {turns} t JOIN {dialogues} d "
                 f"ON d.id = t.dialogue_id WHERE t.id = %s AND d.annotator_id = %s"),
     }
@@ -112,6 +119,12 @@ def locked_turn(pk: int) -> Turn:
     if turn is None:
         raise Turn.DoesNotExist(f"No turn {pk}.")
     return turn
+
+
+def own_turn(*, annotator, pk: int) -> Turn | None:
+    """The annotator's turn ``pk`` with its dialogue and two responses, or None when it is unknown or
+    someone else's."""
+    return _turn_from(_rows("mine", [pk, annotator.pk]), True)
 
 
 def own_turn_bare(*, annotator, pk: int) -> Turn | None:

@@ -15,13 +15,13 @@ from modelserving.models import Generation
 from ..models import Dialogue, Focus, Guideline, Strength
 from . import scale, services
 from .forms import DialogueStartForm, JudgementForm, MessageForm, RetryForm
+from . import hot_path
 from .hot_path import own_turn_bare
 from .selectors import (
     active_dialogues_for,
     history_for,
     judged_today_count,
     own_dialogue,
-    own_turn,
     sides,
     turns_with_pairs,
 )
@@ -37,7 +37,7 @@ def _own_dialogue(request, pk) -> Dialogue:
 
 
 def _own_turn(request, pk):
-    turn = own_turn(annotator=request.user, pk=pk)
+    turn = hot_path.own_turn(annotator=request.user, pk=pk)
     if turn is None:
         raise Http404
     return turn

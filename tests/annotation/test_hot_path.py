@@ -69,6 +69,14 @@ def test_the_locked_turn_comes_with_its_dialogue_and_responses(annotator, desk):
         hot_path.locked_turn(max(t.pk for t in desk.values()) + 1000)
 
 
+def test_the_workspace_reads_only_the_owners_turn_with_its_dialogue_and_responses(annotator, make_user, desk):
+    for turn in desk.values():
+        read = hot_path.own_turn(annotator=annotator, pk=turn.pk)
+        same_turn(read, turn)
+        assert values(read.dialogue) == values(Dialogue.objects.get(pk=turn.dialogue_id))
+    assert hot_path.own_turn(annotator=make_user("stranger"), pk=desk["ready_1"].pk) is None
+
+
 def test_the_owner_check_answers_only_the_owner(annotator, make_user, desk):
     judged = hot_path.own_turn_bare(annotator=annotator, pk=desk["judged"].pk)
     stored = Turn.objects.get(pk=desk["judged"].pk)

@@ -5,7 +5,7 @@ from rest_framework import serializers
 from core import fields as strict
 from core.validators import not_blank
 
-from ..models import AttackVector, Dialogue, Focus, RiskCategory, Strength, Turn
+from ..models import AttackVector, Dialogue, Focus, RiskCategory, Strength
 from . import scale
 from .judgements import MAX_REASON_CHARS
 from .selectors import sides
@@ -63,14 +63,16 @@ class ResponseSerializer(serializers.Serializer):
                                   help_text="Generic, with a reference staff can look up; empty unless failed.")
 
 
-class TurnSerializer(serializers.ModelSerializer):
+# Its fields are declared, not derived from the model: a ModelSerializer works them out again for
+# every turn it serializes, twice per judgement (half of this serializer's CPU).
+class TurnSerializer(serializers.Serializer):
+    id = strict.IntegerField(read_only=True)
+    dialogue = strict.IntegerField(source="dialogue_id", read_only=True)
+    index = strict.IntegerField(read_only=True)
+    user_message = strict.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
     responses = serializers.SerializerMethodField()
     judgement = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Turn
-        fields = ["id", "dialogue", "index", "user_message", "created_at", "responses", "judgement"]
-        read_only_fields = fields
 
     def get_responses(self, turn) -> dict:
         a, b = sides(turn)

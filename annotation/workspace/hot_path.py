@@ -19,11 +19,11 @@ from django.db import connection
 
 from modelserving.models import Generation
 
-from ..models import Dialogue, Turn
+from ..models import Dialogue, OverlapPolicy, Turn
 
 # Left out of the rows read here (deferred): the request sent for a response (its context can be
 # long) and a turn's snapshot (written when its batch freezes).
-_DEFERRED = {Generation: {"messages", "request_body"}, Turn: {"snapshot"}, Dialogue: set()}
+_DEFERRED = {Generation: {"messages", "request_body"}, Turn: {"snapshot"}, Dialogue: set(), OverlapPolicy: set()}
 
 
 class _Shape:
@@ -58,10 +58,12 @@ def _statements():
     q = connection.ops.quote_name
     turn, dialogue, generation = _Shape(Turn, "t"), _Shape(Dialogue, "d"), _Shape(Generation, "g")
     owned = _Shape(Turn, "t", names=("id", "dialogue", "submitted_at"))
+    policy = _Shape(OverlapPolicy, "op", names=("id", "share", "reviewers"))
     turns, dialogues, generations = (q(m._meta.db_table) for m in (Turn, Dialogue, Generation))
     lock = " FOR UPDATE OF t, d" if connection.features.has_select_for_update_of else ""
     return {
         "shapes": (turn, dialogue, generation),
+        "policy": policy,
         "owned": owned,
         # The oldest pending turn of the annotator's active dialogues whose two responses are done
         # (found through the pending-turns index, turn_pending), with them.
@@ -71,10 +73,12 @@ def _statements():
             f"WHERE pd.annotator_id = %s AND pd.status = %s AND p.submitted_at IS NULL AND NOT EXISTS "
             f"(SELECT 1 FROM {generations} pg WHERE pg.pair_id = p.pair_id AND pg.status <> %s) "
             f"ORDER BY p.created_at, p.id LIMIT 1) ORDER BY g.position"),
-        # The turn and its dialogue locked (not the responses), with them.
+        # The turn and its dialogue locked (not the responses), with them and the overlap policy of
+        # the dialogue's focus (none: no overlap review), which a new judgement consults.
         "locked": (
-            f"SELECT {turn.sql}, {dialogue.sql}, {generation.sql} FROM {turns} t "
+            f"SELECT {turn.sql}, {dialogue.sql}, {policy.sql}, {generation.sql} FROM {turns} t "
             f"JOIN {dialogues} d ON d.id = t.dialogue_id JOIN {generations} g ON g.pair_id = t.pair_id "
+            f"LEFT JOIN {q(OverlapPolicy._meta.db_table)} op ON op.focus = d.focus "
             f"WHERE t.id = %s ORDER BY g.position{lock}"),
         # The annotator's turn with its dialogue and responses (the workspace's turn partial, polled
         # while a pair streams in).
@@ -87,7 +91,7 @@ def _statements():
     }
 
 
-def _turn_from(rows, with_dialogue: bool) -> Turn | None:
+def _turn_from(rows, with_dialogue: bool, with_policy: bool = False) -> Turn | None:
     if not rows:
         return None
     turn_shape, dialogue_shape, generation_shape = _statements()["shapes"]
@@ -96,6 +100,12 @@ def _turn_from(rows, with_dialogue: bool) -> Turn | None:
     if with_dialogue:
         turn.dialogue = dialogue_shape.build(first[end:end + len(dialogue_shape)])
         end += len(dialogue_shape)
+    if with_policy:
+        policy = _statements()["policy"]
+        values = first[end:end + len(policy)]
+        # Read with the turn for review.overlap_schedule (None: the focus has no policy).
+        turn.overlap_policy = policy.build(values) if values[0] is not None else None
+        end += len(policy)
     turn.pair_generations = [generation_shape.build(row[end:]) for row in rows]
     return turn
 
@@ -113,9 +123,9 @@ def next_turn_for(*, annotator) -> Turn | None:
 
 
 def locked_turn(pk: int) -> Turn:
-    """Turn ``pk`` and its dialogue, locked until the transaction ends, with its two responses.
-    Call inside a transaction, after any batch lock (the one lock order)."""
-    turn = _turn_from(_rows("locked", [pk]), True)
+    """Turn ``pk`` and its dialogue, locked until the transaction ends, with its two responses and
+    its focus's overlap policy. Call inside a transaction, after any batch lock (the one lock order)."""
+    turn = _turn_from(_rows("locked", [pk]), True, with_policy=True)
     if turn is None:
         raise Turn.DoesNotExist(f"No turn {pk}.")
     return turn

@@ -70,7 +70,10 @@ def _new_tasks(turn: Turn, *, kind: str, slots) -> list[ReviewTask]:
 def overlap_schedule(*, turn: Turn) -> list[ReviewTask]:
     """Create the review slots of a freshly judged turn when the policy samples it.
     Call inside the transaction that stores the judgement."""
-    policy = OverlapPolicy.objects.filter(focus=turn.dialogue.focus).first()
+    if "overlap_policy" in turn.__dict__:  # read with the locked turn (hot_path.locked_turn)
+        policy = turn.overlap_policy
+    else:
+        policy = OverlapPolicy.objects.filter(focus=turn.dialogue.focus).first()
     if policy is None or turn.both_unusable or not _share_hit(turn.pk, policy.share):
         return []
     return ReviewTask.objects.bulk_create(

@@ -7,7 +7,7 @@ import random
 import pytest
 from django.db import connection, transaction
 
-from annotation.models import Dialogue, Turn
+from annotation.models import Dialogue, OverlapPolicy, Turn
 from annotation.workspace import hot_path, services
 from annotation.workspace.selectors import judgeable_turns_for, sides, turns_with_pairs
 from modelserving.models import Generation
@@ -59,12 +59,18 @@ def test_the_next_turn_is_the_one_the_queryset_finds_until_none_is_left(annotato
     assert hot_path.next_turn_for(annotator=annotator) is None
 
 
-def test_the_locked_turn_comes_with_its_dialogue_and_responses(annotator, desk):
+def test_the_locked_turn_comes_with_its_dialogue_responses_and_overlap_policy(annotator, desk):
+    OverlapPolicy.objects.filter(focus="helpfulness").delete()
     for turn in desk.values():
         with transaction.atomic():
             read = hot_path.locked_turn(turn.pk)
         same_turn(read, turn)
         assert values(read.dialogue) == values(Dialogue.objects.get(pk=turn.dialogue_id))
+        assert read.overlap_policy is None
+    OverlapPolicy.objects.create(focus="helpfulness", share=0.25, reviewers=3)
+    with transaction.atomic():
+        policy = hot_path.locked_turn(desk["ready_1"].pk).overlap_policy
+    assert (policy.share, policy.reviewers) == (0.25, 3)
     with pytest.raises(Turn.DoesNotExist):
         hot_path.locked_turn(max(t.pk for t in desk.values()) + 1000)
 

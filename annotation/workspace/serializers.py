@@ -75,8 +75,8 @@ class TurnSerializer(serializers.Serializer):
     judgement = serializers.SerializerMethodField()
 
     def get_responses(self, turn) -> dict:
-        a, b = sides(turn)
-        return {side: ResponseSerializer(g).data for side, g in (("A", a), ("B", b))}
+        a, b = ResponseSerializer(sides(turn), many=True).data  # one serializer for both: fields copied once
+        return {"A": a, "B": b}
 
     def get_judgement(self, turn) -> dict | None:
         if not turn.is_judged:

@@ -46,20 +46,25 @@ def percentile(values, q):
     return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
 
 
-def server_cpu_seconds(group: int) -> float:
-    """User + system CPU of every process in gunicorn's process group (the master and its workers,
-    and the workers it has reaped), from /proc."""
+def cpu_seconds(*, group: int | None = None, name: str | None = None) -> float:
+    """User + system CPU, from /proc, of every process in a process group (gunicorn's master and its
+    workers) or of that name (PostgreSQL's postmaster and backends), with the children they reaped."""
     ticks = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            comm, rest = (entry / "stat").read_text().rsplit(")", 1)
         except OSError:
             continue  # exited meanwhile
-        if int(fields[2]) == group:  # pgrp
+        fields = rest.split()
+        if (group is not None and int(fields[2]) == group) or (name is not None and comm.endswith("(" + name)):
             ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_seconds(group: int) -> float:
+    return cpu_seconds(group=group)
 
 
 def seed(n_annotators: int, turns_each: int, run: str):
@@ -292,6 +297,14 @@ def main():
         print(f"{'N':>3} {'judged':>7} {'per s':>7} | {'next p50':>8} {'p95':>6} {'p99':>6} | "
               f"{'submit p50':>10} {'p95':>6} {'p99':>6} | {'CPU ms/j':>8} | {'bytes next':>10} {'submit':>6} | "
               f"{'errors':>6} | exactly once")
+        # Warm up first, unmeasured: every worker thread imports, connects and fills its caches on
+        # its first requests (the first measured run paid for that: 40 % more CPU per judgement).
+        warm = [Annotator(base_url, one, random.Random(i), args.retry_share, args.browser_like)
+                for i, one in enumerate(seed(2 * args.workers * args.threads, 4, f"{run_id}-warm"))]
+        for worker in warm:
+            worker.start()
+        for worker in warm:
+            worker.join()
         for n in args.annotators:
             turns_each = max(1, args.judgements // n)
             seeded = seed(n, turns_each, f"{run_id}-{n}")
@@ -300,6 +313,7 @@ def main():
             workers = [Annotator(base_url, one, random.Random(rng.random()), args.retry_share, args.browser_like)
                        for one in seeded]
             cpu_before = server_cpu_seconds(server.pid)
+            others_before = time.process_time(), cpu_seconds(name="postgres"), cpu_seconds(name="redis-server")
             started = time.perf_counter()
             for worker in workers:
                 worker.start()
@@ -307,6 +321,8 @@ def main():
                 worker.join()
             elapsed = time.perf_counter() - started
             cpu = server_cpu_seconds(server.pid) - cpu_before
+            clients_cpu, postgres_cpu, redis_cpu = (after - before for after, before in zip(
+                (time.process_time(), cpu_seconds(name="postgres"), cpu_seconds(name="redis-server")), others_before))
             acknowledged = {tid: j for w in workers for tid, j in w.acknowledged.items()}
             stored = Turn.objects.filter(dialogue__annotator__username__startswith=f"bench-{run_id}-{n}-",
                                          submitted_at__isnull=False)
@@ -327,6 +343,11 @@ def main():
                   f"{sum(next_bytes) / max(1, len(next_bytes)):>10.0f} {sum(submit_bytes) / max(1, len(submit_bytes)):>6.0f} | "
                   f"{len(errors):>6} | "
                   f"{'yes' if exactly_once else 'NO'} ({len(stored_ids)} stored, {len(acknowledged)} acknowledged)")
+            per = 1000 / max(1, len(stored_ids))
+            print(f"    the machine's CPU per judgement: gunicorn {cpu_ms:.1f} ms, clients {clients_cpu * per:.1f}, "
+                  f"PostgreSQL {postgres_cpu * per:.1f}, Redis {redis_cpu * per:.1f}; total "
+                  f"{(cpu + clients_cpu + postgres_cpu + redis_cpu) * per:.1f} ms of {os.cpu_count()} cores' "
+                  f"{elapsed * (os.cpu_count() or 1) * per:.1f}")
             for error in errors[:5]:
                 print("   error:", error)
         print("latencies in ms, measured by the clients; figures include the retried submissions (200s); CPU ms/j: "

@@ -10,8 +10,9 @@ page, the turn partial (polled once: the pair is already done) and the judgement
 It prints judgements per second, p50/p95/p99 of loading the next turn and of submitting, the
 server's CPU time per judgement (user + system of gunicorn's master and workers over the run,
 divided by the judgements stored; the clients are not counted), the bytes of each response, and
-errors; then it checks that every acknowledged judgement is in the database exactly once, as
-acknowledged. Before the runs it counts the SQL queries of one next-turn and one submit (and of
+errors, and what the whole machine spent per judgement: gunicorn, the clients (this process),
+PostgreSQL and Redis. Then it checks that every acknowledged judgement is in the database exactly
+once, as acknowledged. An unmeasured warm-up run comes first. Before the runs it counts the SQL queries of one next-turn and one submit (and of
 the turn partial and the form post) in-process, on the same database.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/tandem_bench .venv/bin/python bench/annotate_load.py

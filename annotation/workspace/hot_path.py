@@ -6,9 +6,10 @@ Through the ORM, compiling them (a turn with its dialogue, pair, batch and chose
 pair's responses prefetched, the anti-join on unfinished responses) cost more CPU than anything
 else on the path (``bench/annotate_load.py --profile-requests``, docs/performance.md). Here each
 is one statement, written once per process from the models' metadata, the same on PostgreSQL and
-SQLite: a turn comes with its two responses (and, locked, its dialogue) in one round trip. Each
-column is converted as the ORM converts it; what the path does not read stays deferred and is
-read if something asks for it (a response's request as sent, the turn's frozen snapshot).
+SQLite: a turn comes with its two responses (and its dialogue) in one round trip, except the
+locked one, whose responses are read once its lock is held. Each column is converted as the ORM
+converts it; what the path does not read stays deferred and is read if something asks for it (a
+response's request as sent, the turn's frozen snapshot).
 """
 
 from __future__ import annotations
@@ -73,13 +74,17 @@ def _statements():
             f"WHERE pd.annotator_id = %s AND pd.status = %s AND p.submitted_at IS NULL AND NOT EXISTS "
             f"(SELECT 1 FROM {generations} pg WHERE pg.pair_id = p.pair_id AND pg.status <> %s) "
             f"ORDER BY p.created_at, p.id LIMIT 1) ORDER BY g.position"),
-        # The turn and its dialogue locked (not the responses), with them and the overlap policy of
-        # the dialogue's focus (none: no overlap review), which a new judgement consults.
+        # The turn and its dialogue locked, with the overlap policy of the dialogue's focus (none: no
+        # overlap review), which a new judgement consults. Its responses are read by the next
+        # statement, once the lock is held: under READ COMMITTED, rows joined here would be those
+        # of the snapshot taken before a wait for the lock (a retry that holds the turn requeues a
+        # response; the judgement that waited for it must see the response queued again,
+        # tests/faults/test_lock_order.py).
         "locked": (
-            f"SELECT {turn.sql}, {dialogue.sql}, {policy.sql}, {generation.sql} FROM {turns} t "
-            f"JOIN {dialogues} d ON d.id = t.dialogue_id JOIN {generations} g ON g.pair_id = t.pair_id "
-            f"LEFT JOIN {q(OverlapPolicy._meta.db_table)} op ON op.focus = d.focus "
-            f"WHERE t.id = %s ORDER BY g.position{lock}"),
+            f"SELECT {turn.sql}, {dialogue.sql}, {policy.sql} FROM {turns} t "
+            f"JOIN {dialogues} d ON d.id = t.dialogue_id "
+            f"LEFT JOIN {q(OverlapPolicy._meta.db_table)} op ON op.focus = d.focus WHERE t.id = %s{lock}"),
+        "responses": f"SELECT {generation.sql} FROM {generations} g WHERE g.pair_id = %s ORDER BY g.position",
         # The annotator's turn with its dialogue and responses (the workspace's turn partial, polled
         # while a pair streams in).
         "mine": (
@@ -92,6 +97,8 @@ def _statements():
 
 
 def _turn_from(rows, with_dialogue: bool, with_policy: bool = False) -> Turn | None:
+    """The turn (with its dialogue, and its focus's overlap policy) from the first row, and its
+    responses from the rest of each row, if the statement joined them."""
     if not rows:
         return None
     turn_shape, dialogue_shape, generation_shape = _statements()["shapes"]
@@ -106,7 +113,8 @@ def _turn_from(rows, with_dialogue: bool, with_policy: bool = False) -> Turn | N
         # Read with the turn for review.overlap_schedule (None: the focus has no policy).
         turn.overlap_policy = policy.build(values) if values[0] is not None else None
         end += len(policy)
-    turn.pair_generations = [generation_shape.build(row[end:]) for row in rows]
+    if end < len(first):
+        turn.pair_generations = [generation_shape.build(row[end:]) for row in rows]
     return turn
 
 
@@ -128,6 +136,8 @@ def locked_turn(pk: int) -> Turn:
     turn = _turn_from(_rows("locked", [pk]), True, with_policy=True)
     if turn is None:
         raise Turn.DoesNotExist(f"No turn {pk}.")
+    generation_shape = _statements()["shapes"][2]
+    turn.pair_generations = [generation_shape.build(row) for row in _rows("responses", [turn.pair_id])]
     return turn
 
 

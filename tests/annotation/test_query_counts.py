@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from tests.helpers.preferences import answered_turn
 
 # BEGIN/COMMIT (or a test's SAVEPOINT/RELEASE) count as two of them.
-NEXT_TURN, SUBMIT, TURN_PARTIAL, FORM_POST = 2, 8, 3, 10
+NEXT_TURN, SUBMIT, TURN_PARTIAL, FORM_POST = 2, 9, 3, 11
 
 
 @pytest.fixture

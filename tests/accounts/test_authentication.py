@@ -45,6 +45,7 @@ def test_the_session_backend_refuses_unknown_malformed_and_inactive_users():
     assert backend.get_user(str(annotator.pk)).pk == annotator.pk  # the session keeps the id as text
     assert backend.get_user("not-a-number") is None
     assert backend.get_user(annotator.pk + 1000) is None
+    assert backend.get_user(str(2 ** 80)) is None  # beyond the database's integers: no one
     annotator.is_active = False
     annotator.save()
     assert backend.get_user(annotator.pk) is None

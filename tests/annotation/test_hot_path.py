@@ -104,3 +104,16 @@ def test_the_next_turn_is_found_through_the_pending_turns_index(annotator, desk)
         cursor.execute("EXPLAIN " + hot_path._statements()["next"], [annotator.pk, "active", "done"])
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "turn_pending" in plan, plan
+
+
+def test_an_id_beyond_the_databases_integers_is_no_turn(annotator, desk, client):
+    """The fuzzer's ids (tests of the API schema): the ORM answers no row for them, and so do these
+    statements, on SQLite too, where the number cannot even be sent."""
+    huge = 263906777696604193124515840
+    assert hot_path.own_turn_bare(annotator=annotator, pk=huge) is None
+    assert hot_path.own_turn(annotator=annotator, pk=huge) is None
+    with pytest.raises(Turn.DoesNotExist):
+        hot_path.locked_turn(huge)
+    client.force_login(annotator)
+    assert client.get(f"/annotate/turns/{huge}/", HTTP_HX_REQUEST="true").status_code == 404
+    assert client.post(f"/annotate/turns/{huge}/judgement/", {"point": "3"}).status_code == 404

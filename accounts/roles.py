@@ -5,6 +5,8 @@ import functools
 from django.contrib.auth.models import Group, Permission
 from django.db.models import Q
 
+from core.sql import id_fits
+
 ANNOTATOR = "annotator"
 ADMIN = "admin"
 RESEARCHER = "researcher"
@@ -69,12 +71,8 @@ def user_with_roles(*, user_id=None, token_key: str | None = None):
     from django.contrib.auth import get_user_model
 
     by, value = ("token", token_key) if token_key is not None else ("id", user_id)
-    if by == "id":
-        from django.db import connection
-
-        low, high = connection.ops.integer_field_range(get_user_model()._meta.pk.get_internal_type())
-        if not (low is None or value >= low) or not (high is None or value <= high):
-            return None  # no such user (SQLite would raise on a number this large)
+    if by == "id" and not id_fits(get_user_model(), value):
+        return None  # no such user
     user = next(iter(get_user_model()._default_manager.raw(_user_with_roles_sql(by), [value])), None)
     if user is not None:
         remember_roles(user, user)

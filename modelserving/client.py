@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import httpx
 import openai
 
 
@@ -56,10 +55,12 @@ def chat_request_body(
     }
 
 
-def _client(endpoint: Endpoint) -> openai.OpenAI:
-    timeout = httpx.Timeout(
-        connect=endpoint.connect_timeout, read=endpoint.read_timeout, write=endpoint.read_timeout, pool=5.0
-    )
+def _client(endpoint: Endpoint, *, read_timeout: float | None = None) -> openai.OpenAI:
+    """The SDK's client, built from the SDK's own types only (``openai.Timeout``,
+    ``openai.DefaultHttpxClient``): the SDK chooses its HTTP library (httpx2 in 3.x) and refuses
+    another library's objects."""
+    read = endpoint.read_timeout if read_timeout is None else read_timeout
+    timeout = openai.Timeout(connect=endpoint.connect_timeout, read=read, write=read, pool=5.0)
     # Retries are the Celery task's business (with backoff and a record of each try), not the SDK's.
     # Redirects are never followed (the SDK's own client follows them): the endpoint is the
     # variant's URL and nothing the server answers may send the prompt, or the key, anywhere else.
@@ -70,7 +71,7 @@ def _client(endpoint: Endpoint) -> openai.OpenAI:
 
 def _describe(error: Exception, endpoint: Endpoint) -> EndpointError:
     where = endpoint.base_url
-    if isinstance(error, (openai.APITimeoutError, httpx.TimeoutException)):
+    if isinstance(error, openai.APITimeoutError):
         return EndpointError(
             f"The model server at {where} did not answer within {endpoint.read_timeout:g} s.", transient=True
         )
@@ -87,7 +88,7 @@ def _describe(error: Exception, endpoint: Endpoint) -> EndpointError:
         return EndpointError(
             f"The model server at {where} refused the request (HTTP {code}): {detail}", transient=False
         )
-    if isinstance(error, (openai.APIConnectionError, httpx.TransportError)):
+    if isinstance(error, openai.APIConnectionError):
         cause = error.__cause__ or error
         return EndpointError(f"Could not reach the model server at {where} ({_short(str(cause))}).", transient=True)
     return EndpointError(f"Unexpected answer from the model server at {where}: {_short(str(error))}", transient=False)
@@ -147,7 +148,7 @@ def stream_chat(endpoint: Endpoint, body: dict, *, on_text: Callable[[str], None
                         finish_reason = choice.finish_reason
     except EndpointError:
         raise
-    except (openai.OpenAIError, httpx.HTTPError) as error:
+    except openai.OpenAIError as error:
         raise _describe(error, endpoint) from error
     except (ValueError, TypeError, AttributeError, KeyError) as error:
         # Bytes that are not the OpenAI streaming protocol (not JSON, not chunks): the SDK raises
@@ -172,19 +173,27 @@ def stream_chat(endpoint: Endpoint, body: dict, *, on_text: Callable[[str], None
     )
 
 
-def probe(base_url: str, *, timeout: float = 3.0, api_key: str = "") -> dict:
-    """GET {base_url}/models: is the endpoint up, and which models does it serve?"""
+def probe(endpoint: Endpoint, *, model: str | None = None, timeout: float = 3.0) -> dict:
+    """``GET /models`` through the same client the sampler builds: is the endpoint up, does it
+    serve ``model``, and can this SDK talk to it at all (a client the installed SDK refuses to
+    build fails here as it would fail every generation)."""
     started = time.monotonic()
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def elapsed() -> int:
+        return int((time.monotonic() - started) * 1000)
+
     try:
-        response = httpx.get(base_url.rstrip("/") + "/models", timeout=timeout, headers=headers,
-                             follow_redirects=False)
-        if response.is_redirect:
-            return {"ok": False, "error": f"answered with a redirect (HTTP {response.status_code}), not followed",
-                    "latency_ms": int((time.monotonic() - started) * 1000)}
-        response.raise_for_status()
-        models = [entry.get("id") for entry in response.json().get("data", [])]
-    except (httpx.HTTPError, ValueError) as error:
-        return {"ok": False, "error": _short(str(error) or type(error).__name__),
-                "latency_ms": int((time.monotonic() - started) * 1000)}
-    return {"ok": True, "models": models, "latency_ms": int((time.monotonic() - started) * 1000)}
+        api = _client(replace(endpoint, connect_timeout=min(endpoint.connect_timeout, timeout)), read_timeout=timeout)
+        try:
+            models = [entry.id for entry in api.models.list()]
+        finally:
+            api.close()
+    except openai.OpenAIError as error:
+        return {"ok": False, "error": str(_describe(error, endpoint)), "latency_ms": elapsed()}
+    except Exception as error:  # noqa: BLE001 — the SDK refusing its own set-up is the finding
+        return {"ok": False, "error": f"the client could not be used ({error.__class__.__name__}: "
+                                      f"{_short(str(error), 200)})", "latency_ms": elapsed()}
+    if model is not None and model not in models:
+        return {"ok": False, "models": models, "error": f"the endpoint does not serve {model!r}",
+                "latency_ms": elapsed()}
+    return {"ok": True, "models": models, "latency_ms": elapsed()}

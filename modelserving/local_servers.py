@@ -71,7 +71,7 @@ def local_server_look(*, server: LocalServer) -> str:
     """One look, no waiting: "ready" (it lists its models), "exited" or "starting"."""
     if _exited(server.pid):
         return "exited"
-    return "ready" if client.probe(server.base_url, timeout=2).get("ok") else "starting"
+    return "ready" if client.probe(client.Endpoint(base_url=server.base_url), timeout=2).get("ok") else "starting"
 
 
 def local_server_activate(*, server_id: int, deadline: float) -> str:

@@ -45,16 +45,23 @@ def _server_words(error) -> str:
     return _short(str(body or error.message))
 
 
+def _client(base_url: str, api_key: str, timeout: float):
+    """The SDK's client from the SDK's own types only (``openai.Timeout``,
+    ``openai.DefaultHttpxClient``): openai 3.x runs on httpx2 and refuses another library's objects.
+    Redirects are not followed: nothing the server answers may send the prompt, or the key, elsewhere."""
+    import openai
+
+    limits = openai.Timeout(connect=5.0, read=timeout, write=timeout, pool=5.0)
+    return openai.OpenAI(base_url=base_url, api_key=api_key or "EMPTY", max_retries=0, timeout=limits,
+                         http_client=openai.DefaultHttpxClient(timeout=limits, follow_redirects=False))
+
+
 def chat(*, base_url: str, api_key: str, body: dict, timeout: float) -> dict:
     """Stream one chat completion; returns text, finish_reason, completion_tokens and latency_ms.
     Raises SampleError."""
-    import httpx
     import openai
 
-    limits = httpx.Timeout(connect=5.0, read=timeout, write=timeout, pool=5.0)
-    # Redirects are not followed: nothing the server answers may send the prompt, or the key, elsewhere.
-    client = openai.OpenAI(base_url=base_url, api_key=api_key or "EMPTY", max_retries=0, timeout=limits,
-                           http_client=openai.DefaultHttpxClient(timeout=limits, follow_redirects=False))
+    client = _client(base_url, api_key, timeout)
     started, parts, finish_reason, usage = time.monotonic(), [], "", None
     try:
         stream = client.chat.completions.create(**body, stream=True, stream_options={"include_usage": True})
@@ -65,13 +72,13 @@ def chat(*, base_url: str, api_key: str, body: dict, timeout: float) -> dict:
                     if choice.delta and choice.delta.content:
                         parts.append(choice.delta.content)
                     finish_reason = choice.finish_reason or finish_reason
-    except (openai.APITimeoutError, httpx.TimeoutException) as error:
+    except openai.APITimeoutError as error:
         raise SampleError(f"{base_url} did not answer within {timeout:g} s.", transient=True) from error
     except openai.APIStatusError as error:
         code = error.status_code
         raise SampleError(f"{base_url} answered HTTP {code}: {_server_words(error)}",
                           transient=code >= 500 or code in (408, 429)) from error
-    except (openai.APIConnectionError, httpx.TransportError) as error:
+    except openai.APIConnectionError as error:
         raise SampleError(f"Could not reach {base_url} ({_short(str(error.__cause__ or error))}).",
                           transient=True) from error
     except (openai.OpenAIError, ValueError, TypeError, AttributeError, KeyError) as error:
@@ -89,17 +96,16 @@ def chat(*, base_url: str, api_key: str, body: dict, timeout: float) -> dict:
 
 def served_models(base_url: str, *, api_key: str = "", timeout: float = 5.0) -> list[str]:
     """GET {base_url}/models: the names the endpoint serves. Raises RuntimeError when it cannot say."""
-    import httpx
+    import openai
 
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key and api_key != "EMPTY" else {}
+    client = _client(base_url, api_key, timeout)
     try:
-        response = httpx.get(base_url.rstrip("/") + "/models", timeout=timeout, headers=headers,
-                             follow_redirects=False)
-        response.raise_for_status()
-        return [entry.get("id") for entry in response.json().get("data", [])]
-    except (httpx.HTTPError, ValueError) as error:
-        why = _short(str(error) or type(error).__name__)
+        return [entry.id for entry in client.models.list()]
+    except (openai.OpenAIError, ValueError) as error:
+        why = _short(str(error.__cause__ or error) or type(error).__name__)
         raise RuntimeError(f"{base_url}: no model to sample from ({why})") from error
+    finally:
+        client.close()
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,17 @@ for i in $(seq 1 900); do
   sleep 1
 done
 
+# What make run installed is the lock, and it is consistent.
+.venv/bin/pip check
+
 if ! .venv/bin/python .ci/smoke_pair.py "http://127.0.0.1:$PORT"; then
   tail -100 "$LOG"
   exit 1
 fi
+# A process that dies under make run is started again; the rest keep serving.
+if ! .venv/bin/python .ci/smoke_worker_killed.py "http://127.0.0.1:$PORT"; then
+  tail -100 "$LOG"
+  exit 1
+fi
+grep "supervise\[worker\]" "$LOG" || { echo "the supervisor logged no restart"; exit 1; }
 echo "smoke test passed"

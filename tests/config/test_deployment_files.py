@@ -47,8 +47,7 @@ def test_every_routed_queue_has_a_worker_in_compose_and_in_the_procfile():
     composed = set().union(*(queues_of(" ".join(service.get("command") or []))
                              for service in compose()["services"].values() if isinstance(service.get("command"), list)))
     assert routed_queues() <= composed
-    procfile = (ROOT / "Procfile").read_text().splitlines()
-    assert routed_queues() <= set().union(*(queues_of(line) for line in procfile))
+    assert routed_queues() <= set().union(*(queues_of(line) for line in procfile().values()))
 
 
 def test_compose_vllm_services_name_their_served_model():
@@ -66,13 +65,21 @@ def test_compose_app_services_run_production_settings_with_required_secrets():
         assert ":?" in env[name], f"{name} must be required, not defaulted"
 
 
+def procfile() -> dict[str, str]:
+    return dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines()
+                if line.strip() and not line.startswith("#"))
+
+
 def test_procfile_runs_web_workers_beat_and_one_model_server_per_variant():
-    entries = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    entries = procfile()
     assert set(entries) == {"web", "worker", "exporter", "trainer", "model_cool", "model_warm"}
     # Sampling never waits behind a training run; the heartbeat check runs from the embedded beat.
     assert "-Q sampling " in entries["worker"] and "--beat" in entries["worker"]
     assert "-Q gpu --concurrency 1" in entries["trainer"]
     assert "-Q exports " in entries["exporter"]  # a long export never waits behind sampling
+    # honcho stops the whole stack when one process exits: each runs under the restarting supervisor.
+    for name, command in entries.items():
+        assert f"scripts/supervise.py {name} -- " in command, name
 
 
 @pytest.mark.django_db

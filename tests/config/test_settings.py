@@ -87,6 +87,8 @@ def test_entry_points_default_to_production_settings(module):
 def test_embedded_entry_points_name_the_local_settings():
     assert 'setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")' in (ROOT / "manage.py").read_text()
     for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("#"):
+            continue
         assert line.split(":", 1)[1].strip().startswith("DJANGO_SETTINGS_MODULE=config.settings.local "), line
     makefile = (ROOT / "Makefile").read_text()
     assert "LOCAL := DJANGO_SETTINGS_MODULE=config.settings.local" in makefile and "$(LOCAL) TANDEM_PORT" in makefile

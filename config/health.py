@@ -1,13 +1,18 @@
-"""/health: the database, the broker, the cache and every active policy variant's endpoint.
+"""/health: the database, the broker, the cache, and whether sampling can work.
 
-Anyone gets ``ok`` (200) or ``unavailable`` (503), computed at most once per HEALTH_CACHE_SECONDS and
-kept in the cache, so the public door cannot be used to hammer the model servers; a cache that
-cannot be reached is itself a 503. Admins and researchers get the details, computed afresh.
+Sampling is judged the way the worker meets it: each active variant is probed through the
+sampler's own client (modelserving/client.py), and the share of its recent generations that failed
+is read from the database. Anyone gets ``ok`` (200) or ``unavailable`` (503: a part is down, or no
+pair could be sampled from the variants that answer), computed at most once per
+HEALTH_CACHE_SECONDS however many requests arrive together, and kept in the cache, so the public
+door cannot be used to hammer the model servers; a cache that cannot be reached is itself a 503.
+Admins and researchers get the details, computed afresh, with each variant's place in pairing.
 """
 
 import logging
+import threading
+import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.core.cache import cache
@@ -18,8 +23,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from accounts.roles import ADMIN, RESEARCHER, has_role
-from modelserving.client import probe
-from modelserving.endpoints import api_key_of, endpoint_allowed
+from modelserving import availability
+from modelserving.pairing import pairing_refusal
 from modelserving.selectors import active_variants
 
 
@@ -50,6 +55,7 @@ def _broker() -> dict:
 
 logger = logging.getLogger(__name__)
 PUBLIC_KEY = "health:public"
+COMPUTING_KEY = "health:public:computing"
 
 
 def _cache() -> dict:
@@ -64,45 +70,81 @@ def _cache() -> dict:
     return {"ok": ok, "backend": settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]}
 
 
-def _variants() -> list[dict]:
+def _variants() -> tuple[list[dict], str | None]:
+    """Each active variant: a probe through the sampler's own client, the share of its recent
+    generations that failed, and whether it is in pairing (with why and since when, if not). Then
+    whether a pair could be sampled from those that answer (None) or why not."""
     variants = list(active_variants())
-
-    def check(variant):
-        if not endpoint_allowed(variant.base_url):
-            return {"name": variant.name, "base_url": variant.base_url, "model": variant.model_name, "ok": False,
-                    "error": "the endpoint's host is not in VARIANT_ALLOWED_HOSTS (not probed)"}
-        # Keyed endpoints refuse an unkeyed probe: the key is read here, from the variable named.
-        result = probe(variant.base_url, timeout=settings.HEALTH_PROBE_TIMEOUT, api_key=api_key_of(variant.api_key_env))
-        if result["ok"] and variant.model_name not in result["models"]:
-            result = {**result, "ok": False,
-                      "error": f"the endpoint does not serve {variant.model_name!r}"}
-        return {"name": variant.name, "base_url": variant.base_url, "model": variant.model_name, **result}
-
-    if not variants:
-        return []
-    with ThreadPoolExecutor(max_workers=min(8, len(variants))) as pool:
-        return list(pool.map(check, variants))
+    probes = availability.probe_all(variants)
+    shares = availability.failure_shares([v.id for v in variants])
+    outages = availability.variant_states(variants)
+    rows, answering = [], []
+    for variant in variants:
+        probe, share, outage = probes[variant.id], shares[variant.id], outages[variant.id]
+        row = {"name": variant.name, "base_url": variant.base_url, "model": variant.model_name, **probe,
+               "failures": {"failed": share.failed, "finished": share.finished, "share": share.share,
+                            "window_s": settings.VARIANT_HEALTH["FAILURE_WINDOW"], "too_high": share.too_high},
+               "in_pairing": outage is None}
+        if outage is not None:
+            row["out_of_pairing"] = {"since": outage.started_at.isoformat(), "reason": outage.reason,
+                                     "next_probe_at": outage.next_probe_at.isoformat()}
+        if probe["ok"] and share.too_high:
+            row = {**row, "ok": False, "error": share.describe()}
+        rows.append(row)
+        if row["ok"]:
+            answering.append(variant)
+    refusal = pairing_refusal([availability.spec_of(v) for v in variants],
+                              [availability.spec_of(v) for v in answering])
+    return rows, refusal
 
 
 def report() -> dict:
-    variants = _variants()
+    variants, refusal = _variants()
     checks = {"database": _database(), "broker": _broker(), "cache": _cache()}
-    ok = all(check["ok"] for check in checks.values()) and bool(variants) and all(v["ok"] for v in variants)
-    return {"ok": ok, **checks, "variants": variants,
-            "problems": ([] if variants else ["no active policy variant"])}
+    ok = all(check["ok"] for check in checks.values()) and refusal is None
+    return {"ok": ok, **checks, "variants": variants, "sampling": {"ok": refusal is None, "refusal": refusal},
+            "problems": [refusal] if refusal else []}
+
+
+_computing = threading.Lock()
 
 
 def public_ok() -> bool:
-    """The last answer, if it is younger than HEALTH_CACHE_SECONDS; else a fresh one, kept."""
+    """The last answer, if it is younger than HEALTH_CACHE_SECONDS; else a fresh one, kept.
+
+    Computed once however many requests arrive together: the threads of this process wait on a
+    lock, and other processes on a short lease in the cache (``cache.add``) while the one holding it
+    probes; they read its answer when it lands."""
     try:
         ok = cache.get(PUBLIC_KEY)
-        if ok is None:
-            ok = report()["ok"]
-            cache.set(PUBLIC_KEY, ok, timeout=settings.HEALTH_CACHE_SECONDS)
+        if ok is not None:
+            return bool(ok)
+        with _computing:
+            ok = cache.get(PUBLIC_KEY)
+            if ok is None:
+                ok = _compute_once()
     except Exception as error:
         logger.error("health: the cache cannot be reached (%s: %s)", error.__class__.__name__, error)
         return False
     return bool(ok)
+
+
+def _compute_once() -> bool:
+    lease = 2 * settings.HEALTH_PROBE_TIMEOUT + 5
+    if cache.add(COMPUTING_KEY, 1, timeout=lease):
+        try:
+            ok = report()["ok"]
+            cache.set(PUBLIC_KEY, ok, timeout=settings.HEALTH_CACHE_SECONDS)
+            return ok
+        finally:
+            cache.delete(COMPUTING_KEY)
+    deadline = time.monotonic() + lease
+    while time.monotonic() < deadline:  # another process is probing: its answer, when it lands
+        time.sleep(0.05)
+        ok = cache.get(PUBLIC_KEY)
+        if ok is not None:
+            return ok
+    return False  # it never answered: that is an answer too
 
 
 @never_cache
@@ -119,4 +161,5 @@ def health(request):
     )
     if wants_json:
         return JsonResponse(data, status=status)
-    return render(request, "health.html", {"report": data}, status=status)
+    return render(request, "health.html", {"report": data,
+                                           "failure_window": settings.VARIANT_HEALTH["FAILURE_WINDOW"]}, status=status)

@@ -12,20 +12,18 @@ Everything else goes to DRF's own handler.
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .exceptions import Conflict, NotYours, TooMany, Unavailable
+from .exceptions import Conflict, NotYours, TooMany, Unavailable, refusal_status
 
 
 def exception_handler(exc, context):
     if isinstance(exc, NotYours):
-        return Response({"detail": exceptions.NotFound.default_detail}, status=status.HTTP_404_NOT_FOUND)
-    if isinstance(exc, Conflict):
-        return Response({"detail": exc.messages[0]}, status=status.HTTP_409_CONFLICT)
-    if isinstance(exc, Unavailable):
-        return Response({"detail": exc.messages[0]}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response({"detail": exceptions.NotFound.default_detail}, status=refusal_status(exc))
+    if isinstance(exc, (Conflict, Unavailable)):
+        return Response({"detail": exc.messages[0]}, status=refusal_status(exc))
     if isinstance(exc, TooMany):
         exc = exceptions.Throttled(detail=exc.messages[0])
     elif isinstance(exc, DjangoValidationError):

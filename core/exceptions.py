@@ -28,3 +28,20 @@ class TooMany(ValidationError):
 
 class NotYours(Exception):
     """Unknown, or someone else's: the same answer either way."""
+
+
+def refusal_status(error: Exception) -> int:
+    """The HTTP status of a service's refusal, for pages and the API alike (core/api.py)."""
+    from django.core.exceptions import PermissionDenied
+
+    if isinstance(error, NotYours):
+        return 404
+    if isinstance(error, Conflict):
+        return 409
+    if isinstance(error, Unavailable):
+        return 503
+    if isinstance(error, TooMany):
+        return 429
+    if isinstance(error, PermissionDenied):
+        return 403
+    return 400

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Generation, Pair, PolicyVariant
+from .models import Generation, Pair, PolicyVariant, VariantOutage
 
 
 @admin.register(PolicyVariant)
@@ -57,6 +57,19 @@ class GenerationAdmin(admin.ModelAdmin):
         # Annotators see "reference G-123" instead of the error: staff paste it here.
         search_term = search_term.strip().removeprefix("G-").removeprefix("g-")
         return super().get_search_results(request, queryset, search_term)
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(VariantOutage)
+class VariantOutageAdmin(admin.ModelAdmin):
+    """When variants left pairing and why (modelserving/availability.py): written by the checks only."""
+
+    list_display = ("variant", "cause", "started_at", "ended_at", "probes", "next_probe_at")
+    list_filter = ("cause", "variant")
+    list_select_related = ("variant",)
+    readonly_fields = [f.name for f in VariantOutage._meta.fields]
 
     def has_add_permission(self, request):
         return False

@@ -83,3 +83,21 @@ def api_key_of(api_key_env: str) -> str:
     if not api_key_env or not API_KEY_ENV_RE.match(api_key_env):
         return ""
     return os.environ.get(api_key_env, "")
+
+
+def variant_endpoint(variant, *, connect_timeout: float | None = None, read_timeout: float | None = None):
+    """The variant's endpoint as the sampler and the probes reach it, checked again now: its host is
+    still allowed and an admin approved it (client.EndpointError otherwise, not worth a retry)."""
+    from . import client
+
+    if variant.awaiting_approval:
+        raise client.EndpointError("The variant's endpoint waits for an admin's approval.", transient=False)
+    if not endpoint_allowed(variant.base_url):
+        raise client.EndpointError("The variant's endpoint host is not in VARIANT_ALLOWED_HOSTS.", transient=False)
+    sampling = settings.SAMPLING
+    return client.Endpoint(
+        base_url=variant.base_url,
+        api_key=api_key_of(variant.api_key_env) or "EMPTY",
+        connect_timeout=sampling["CONNECT_TIMEOUT"] if connect_timeout is None else connect_timeout,
+        read_timeout=sampling["READ_TIMEOUT"] if read_timeout is None else read_timeout,
+    )

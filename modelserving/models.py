@@ -234,3 +234,35 @@ class LocalServer(models.Model):
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+
+class VariantOutage(models.Model):
+    """A time a variant was out of pairing: its endpoint did not answer a probe, or most of its
+    recent generations failed (modelserving/availability.py). While ``ended_at`` is empty no new
+    pair uses it; the check probes it again at ``next_probe_at`` (half-open, with a back-off that
+    doubles each failed probe) and ends the outage once it answers. Staff read ``reason``; it names
+    the endpoint and may quote the server, so annotators never see it."""
+
+    class Cause(models.TextChoices):
+        PROBE = "probe", "its endpoint did not answer a probe"
+        FAILURES = "failures", "most of its recent generations failed"
+
+    variant = models.ForeignKey(PolicyVariant, on_delete=models.CASCADE, related_name="outages")
+    cause = models.CharField(max_length=20, choices=Cause.choices)
+    reason = models.TextField()
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    probes = models.PositiveIntegerField(default=0, help_text="Failed probes since it started.")
+    next_probe_at = models.DateTimeField()
+    last_probe_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            # One open outage per variant: two checks racing cannot open it twice.
+            models.UniqueConstraint(fields=["variant"], condition=Q(ended_at__isnull=True),
+                                    name="variant_outage_one_open"),
+        ]
+
+    def __str__(self):
+        return f"{self.variant} out of pairing since {self.started_at:%Y-%m-%d %H:%M:%S}"

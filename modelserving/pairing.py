@@ -82,14 +82,38 @@ def two_temperatures(rng: random.Random, low: float, high: float, min_gap: float
     return (cooler, warmer) if rng.random() < 0.5 else (warmer, cooler)
 
 
+NO_VARIANT = "No active policy variant to sample from: activate one in the admin."
+# Annotators read this one: it names no variant (staff see which on /health and the variants page).
+TOO_FEW_ANSWER = ("Fewer than two models can answer right now, so no pair can be sampled. "
+                  "Try again in a few minutes.")
+
+
+def candidates(variants: list[VariantSpec]) -> list[VariantSpec]:
+    """The variants a pair is drawn from: those with a weight, or all of them when none has one."""
+    return [v for v in variants if v.sampling_weight > 0] or list(variants)
+
+
+def pairing_refusal(active: list[VariantSpec], answering: list[VariantSpec]) -> str | None:
+    """Why no pair can be planned now, or None. ``active``: the variants admins set up;
+    ``answering``: those of them in pairing now. Two or more set up need two answering (the
+    comparison the admins asked for, never quietly one variant against itself); one set up is
+    sampled at two temperatures as long as it answers."""
+    if not active:
+        return NO_VARIANT
+    wanted = min(2, len(candidates(active)))
+    if len(candidates(answering)) < wanted or not answering:
+        return TOO_FEW_ANSWER
+    return None
+
+
 def plan_pair(variants: list[VariantSpec], *, rng: random.Random, min_gap: float) -> PairPlan:
-    candidates = [v for v in variants if v.sampling_weight > 0] or list(variants)
-    if not candidates:
-        raise NoActiveVariant("No active policy variant to sample from: activate one in the admin.")
-    record = {"candidates": [asdict(v) for v in candidates], "min_gap": min_gap}
-    if len(candidates) >= 2:
-        first = _weighted_pick(rng, candidates)
-        second = _weighted_pick(rng, [v for v in candidates if v.id != first.id])
+    drawn_from = candidates(variants)
+    if not drawn_from:
+        raise NoActiveVariant(NO_VARIANT)
+    record = {"candidates": [asdict(v) for v in drawn_from], "min_gap": min_gap}
+    if len(drawn_from) >= 2:
+        first = _weighted_pick(rng, drawn_from)
+        second = _weighted_pick(rng, [v for v in drawn_from if v.id != first.id])
         choices = (
             SamplingChoice(first.id, _temperature(rng, first.temperature_min, first.temperature_max),
                            rng.randrange(SEED_BOUND)),
@@ -98,7 +122,7 @@ def plan_pair(variants: list[VariantSpec], *, rng: random.Random, min_gap: float
         )
         strategy = "two_variants"
     else:
-        (only,) = candidates
+        (only,) = drawn_from
         t1, t2 = two_temperatures(rng, only.temperature_min, only.temperature_max, min_gap)
         choices = (
             SamplingChoice(only.id, t1, rng.randrange(SEED_BOUND)),

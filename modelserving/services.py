@@ -24,11 +24,10 @@ from django.utils import timezone
 
 from core.exceptions import TooMany
 
-from . import client
-from .endpoints import api_key_of, endpoint_allowed
+from . import availability, client
+from .endpoints import variant_endpoint
 from .models import Generation, Pair, PolicyVariant
-from .pairing import NoActiveVariant, VariantSpec, plan_pair
-from .selectors import active_variants
+from .pairing import NoActiveVariant, plan_pair
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +41,7 @@ __all__ = [
     "generation_requeue",
     "generation_sample",
     "pair_request",
+    "sampling_check",
     "variant_create",
     "variant_update",
 ]
@@ -145,20 +145,26 @@ def _validate_messages(messages) -> list[dict]:
     return cleaned
 
 
+def sampling_check() -> None:
+    """NoActiveVariant (503, with the reason in words an annotator may read) when no pair could be
+    sampled now: nothing active, or fewer than two variants answering where two or more are set up."""
+    availability.pairable_or_refuse()
+
+
 def pair_request(*, messages: list[dict], requested_by=None, rng: random.Random | None = None) -> Pair:
     """Store a pair of generations for ``messages`` and enqueue both once the transaction commits.
 
-    Raises ValidationError for a malformed context and NoActiveVariant when nothing is active.
+    Only variants in pairing are drawn (modelserving/availability.py). Raises ValidationError for a
+    malformed context and NoActiveVariant (503) when nothing is active, or fewer than two variants
+    answer where two or more are set up.
     """
     from . import tasks
 
     context = _validate_messages(messages)
-    variants = {v.id: v for v in active_variants()}
-    specs = [
-        VariantSpec(v.id, v.name, v.temperature_min, v.temperature_max, v.sampling_weight) for v in variants.values()
-    ]
+    variants = {v.id: v for v in availability.pairable_or_refuse()}
     rng = rng or random.SystemRandom()
-    plan = plan_pair(specs, rng=rng, min_gap=_sampling("MIN_TEMPERATURE_GAP"))
+    plan = plan_pair([availability.spec_of(v) for v in variants.values()], rng=rng,
+                     min_gap=_sampling("MIN_TEMPERATURE_GAP"))
     # The weighted draw picks the heavier variant first more often: stored in draw order, the lower
     # generation id (or position) would say which variant wrote it. Stored in a shuffled order instead.
     order = [0, 1]
@@ -274,20 +280,6 @@ def _held(generation: Generation):
     )
 
 
-def _endpoint(variant: PolicyVariant) -> client.Endpoint:
-    """The variant's endpoint, checked again now: its host is still allowed and an admin approved it."""
-    if variant.awaiting_approval:
-        raise client.EndpointError("The variant's endpoint waits for an admin's approval.", transient=False)
-    if not endpoint_allowed(variant.base_url):
-        raise client.EndpointError("The variant's endpoint host is not in VARIANT_ALLOWED_HOSTS.", transient=False)
-    return client.Endpoint(
-        base_url=variant.base_url,
-        api_key=api_key_of(variant.api_key_env) or "EMPTY",
-        connect_timeout=_sampling("CONNECT_TIMEOUT"),
-        read_timeout=_sampling("READ_TIMEOUT"),
-    )
-
-
 def generation_sample(*, generation_id: int, worker: str = "") -> SampleOutcome:
     """Produce one generation, or say when to try again. Safe to call any number of times."""
     generation, outcome = _claim(generation_id, worker)
@@ -311,7 +303,8 @@ def generation_sample(*, generation_id: int, worker: str = "") -> SampleOutcome:
             raise _LeaseLost
 
     try:
-        completion = client.stream_chat(_endpoint(generation.variant), generation.request_body, on_text=flush)
+        completion = client.stream_chat(variant_endpoint(generation.variant), generation.request_body,
+                                        on_text=flush)
     except _LeaseLost:
         logger.warning("generation %s: lease lost mid-stream; another worker took it over", generation.pk)
         return SampleOutcome("lost")
@@ -358,6 +351,11 @@ def _after_error(generation: Generation, message: str, *, transient: bool) -> Sa
         finished_at=now, updated_at=now,
     )
     logger.warning("generation %s failed: %s", generation.pk, reason)
+    if updated:
+        try:
+            availability.after_failure(variant_id=generation.variant_id)
+        except Exception:  # the failure is stored; the periodic check looks again
+            logger.exception("generation %s: its variant's failure share could not be checked", generation.pk)
     return SampleOutcome("failed" if updated else "lost")
 
 

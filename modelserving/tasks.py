@@ -4,7 +4,7 @@ import socket
 from celery import shared_task
 from django.conf import settings
 
-from . import local_servers, recovery, services
+from . import availability, local_servers, recovery, services
 
 
 @shared_task(name="modelserving.generation_sample", bind=True, max_retries=None)
@@ -27,6 +27,13 @@ def generations_recover() -> dict:
     """Periodic (celery beat, RECOVERY["EVERY"]): send stuck generations again."""
     recovered = recovery.generations_recover()
     return {"requeued": recovered.requeued, "failed": recovered.failed}
+
+
+@shared_task(name="modelserving.variants_check", ignore_result=True, expires=60)
+def variants_check() -> dict:
+    """Periodic (celery beat, VARIANT_HEALTH["CHECK_EVERY"]): probe the variants, take out of pairing
+    those that cannot answer, bring back those that answer again."""
+    return availability.variants_check()
 
 
 @shared_task(name="modelserving.local_server_activate", bind=True, max_retries=None, ignore_result=True)

@@ -70,6 +70,8 @@ def dialogue_start(*, annotator, focus: str, system_prompt: str = "", risk_categ
             raise ValidationError(f"{tag.name!r} is no longer offered.")
     if len(system_prompt) > MAX_MESSAGE_CHARS:
         raise ValidationError({"system_prompt": f"Keep the system prompt under {MAX_MESSAGE_CHARS} characters."})
+    # A dialogue that could get no pair is refused now (503), not at its first message.
+    modelserving.sampling_check()
     return Dialogue.objects.create(
         annotator=annotator, focus=focus, system_prompt=system_prompt.strip(),
         guideline=Guideline.objects.filter(focus=focus, is_active=True).first(),

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import role_required
 from accounts.roles import ANNOTATOR
+from core.exceptions import Unavailable, refusal_status
 from modelserving.models import Generation
 
 from ..models import Dialogue, Focus, Guideline, Strength
@@ -91,10 +92,12 @@ def workspace(request):
 @role_required(ANNOTATOR)
 def dialogue_start(request):
     form = DialogueStartForm(request.POST)
+    status = 400
     if form.is_valid():
         try:
             dialogue = services.dialogue_start(annotator=request.user, **form.cleaned_data)
-        except ValidationError as error:
+        except ValidationError as error:  # no pair can be sampled now: 503, as the API answers
+            status = refusal_status(error)
             for message in _errors(error):
                 form.add_error(None, message)
         else:
@@ -102,13 +105,16 @@ def dialogue_start(request):
     return render(request, "annotation/workspace.html", {
         "form": form, "active": active_dialogues_for(annotator=request.user)[:20],
         "today": judged_today_count(annotator=request.user),
-        "guidelines": Guideline.objects.filter(is_active=True)}, status=400)
+        "guidelines": Guideline.objects.filter(is_active=True)}, status=status)
 
 
 @require_GET
 @role_required(ANNOTATOR)
 def dialogue_detail(request, pk: int):
-    dialogue = _own_dialogue(request, pk)
+    return _dialogue_page(request, _own_dialogue(request, pk))
+
+
+def _dialogue_page(request, dialogue, status: int = 200):
     turns = list(turns_with_pairs().filter(dialogue=dialogue).order_by("index"))
     current = turns[-1] if turns else None
     past = turns[:-1] if current is not None and not current.is_judged else turns
@@ -125,7 +131,7 @@ def dialogue_detail(request, pk: int):
             not past or past[-1].chosen_generation_id is not None),
         "today": judged_today_count(annotator=request.user),
     }
-    return render(request, "annotation/dialogue.html", context)
+    return render(request, "annotation/dialogue.html", context, status=status)
 
 
 @require_POST
@@ -139,14 +145,17 @@ def turn_post(request, pk: int):
             raise ValidationError("Write a message first.")
         operation = services.dialogue_continue if previous is not None else services.turn_post
         turn = operation(dialogue=dialogue, annotator=request.user, user_message=form.cleaned_data["user_message"])
-    except ValidationError as error:  # NoActiveVariant too
+    except ValidationError as error:  # NoActiveVariant too (503, as the API answers)
         problems = _errors(error)
         if not request.htmx:
             for problem in problems:
                 messages.error(request, problem)
+            if isinstance(error, Unavailable):  # the page itself, with the reason, as a 503
+                return _dialogue_page(request, dialogue, status=refusal_status(error))
             return redirect("annotation:dialogue", pk=dialogue.pk)
         response = render(request, "annotation/_prompt_form.html",
-                          {"dialogue": dialogue, "message_form": form, "form_errors": problems})
+                          {"dialogue": dialogue, "message_form": form, "form_errors": problems},
+                          status=503 if isinstance(error, Unavailable) else 200)
         # Replace only the form that was sent, not the turn around it.
         response["HX-Retarget"] = "closest .prompt-form"
         response["HX-Reswap"] = "outerHTML"

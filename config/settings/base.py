@@ -1,21 +1,14 @@
 """Settings shared by every configuration.
 
-The environment is read here and only here (django-environ). With nothing set, Tandem runs on its
+The environment is read through config/settings/environment.py only (django-environ), in this
+module and its topic modules (serving.py, training.py). With nothing set, Tandem runs on its
 embedded defaults: SQLite and kombu's filesystem transport under ``var/``, and the bundled CPU
 model. Production sets ``DATABASE_URL``, ``CELERY_BROKER_URL`` and the secrets.
 """
 
 from pathlib import Path
 
-import environ
-
-BASE_DIR = Path(__file__).resolve().parent.parent.parent
-
-env = environ.Env()
-# A .env file beside manage.py is read when present; real environment variables win.
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
-
-VAR_DIR = Path(env.str("TANDEM_VAR_DIR", default=str(BASE_DIR / "var")))
+from .environment import BASE_DIR, VAR_DIR, env
 
 DEBUG = False
 SECRET_KEY = env.str("SECRET_KEY", default="")
@@ -99,11 +92,10 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------------------
-# Throttle counters and the public /health answer. Redis in production (CACHE_URL, required there);
-# this process's memory on the embedded default.
-# Redis through django-redis, which keeps one client (and its connection pool) per process thread;
-# Django's own Redis backend built a new client for every cache operation (bench/annotate_load.py).
-# Short socket timeouts: an unreachable Redis fails a throttle open in a second, not after TCP's.
+# Throttle counters and the public /health answer: Redis in production (CACHE_URL, required there)
+# through django-redis (one client per thread; Django's own backend built one per operation), with
+# short socket timeouts (an unreachable Redis fails a throttle open in a second); this process's
+# memory on the embedded default.
 _CACHE_URL = env.str("CACHE_URL", default="locmemcache://")
 _REDIS_CACHE = _CACHE_URL.split("://", 1)[0] in ("redis", "rediss", "rediscache")
 CACHES = {"default": env.cache_url_config(_CACHE_URL, backend="django_redis.cache.RedisCache" if _REDIS_CACHE else None)}
@@ -112,17 +104,14 @@ if _REDIS_CACHE:
         "SOCKET_CONNECT_TIMEOUT": env.float("CACHE_CONNECT_TIMEOUT", default=1.0),
         "SOCKET_TIMEOUT": env.float("CACHE_TIMEOUT", default=1.0),
     })
-# Sessions stay in the database alone (Django's default): a cached session store reads the cache
-# first and fails with it, and a Redis outage must not sign every annotator out of the workspace
-# (tests/faults/test_redis_outage.py). One query per page and htmx request is the price.
+# Sessions stay in the database (Django's default): a cached session store fails with the cache, and
+# a Redis outage must not sign annotators out (tests/faults/test_redis_outage.py).
 
 # --- People ---------------------------------------------------------------------------------
 AUTH_USER_MODEL = "auth.User"
-# Proxies in front of gunicorn that append to X-Forwarded-For (0: trust no header; 1 behind one proxy).
-# DRF's throttles and axes's lockout read the client's address the same way from it.
+# Proxies that append to X-Forwarded-For (0: trust no header); throttles and axes read it alike.
 NUM_PROXIES = env.int("NUM_PROXIES", default=0)
-# Failed logins (the login page, the admin's, the token endpoint) lock the username from that
-# address out for a while (django-axes, its records in the database).
+# Failed logins (login page, admin's, token endpoint) lock the username from that address out (axes).
 AUTHENTICATION_BACKENDS = [
     "accounts.backends.LockoutBackend",
     "accounts.backends.PasswordBackend",  # ModelBackend; a session's user and roles in one query
@@ -303,29 +292,12 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
-# --- Sampling -------------------------------------------------------------------------------
-# Hosts a policy variant's endpoint may be on (checked when a variant is saved and before every
-# request; see modelserving/endpoints.py for the patterns): loopback and the compose vLLM services.
-VARIANT_ALLOWED_HOSTS = env.list("VARIANT_ALLOWED_HOSTS",
-                                 default=["127.0.0.1", "localhost", "[::1]", "vllm-cool", "vllm-warm"])
-SAMPLING = {
-    # Seconds to open a connection to a policy variant's endpoint.
-    "CONNECT_TIMEOUT": env.float("SAMPLING_CONNECT_TIMEOUT", default=5.0),
-    # Seconds to wait for the next bytes of a response (between streamed chunks).
-    "READ_TIMEOUT": env.float("SAMPLING_READ_TIMEOUT", default=60.0),
-    # Tries per generation before it is marked failed (connection errors, timeouts, 5xx).
-    "MAX_ATTEMPTS": env.int("SAMPLING_MAX_ATTEMPTS", default=5),
-    # Exponential backoff between tries: base * 2**(try-1), capped, with full jitter.
-    "BACKOFF_BASE": env.float("SAMPLING_BACKOFF_BASE", default=1.0),
-    "BACKOFF_MAX": env.float("SAMPLING_BACKOFF_MAX", default=30.0),
-    # A running generation's claim; renewed while text streams in. A redelivered task waits for
-    # it to lapse before taking the generation over, so one generation never runs twice at once.
-    "LEASE_SECONDS": env.float("SAMPLING_LEASE_SECONDS", default=30.0),
-    # How often partial text is written for readers while a response streams in.
-    "FLUSH_INTERVAL": env.float("SAMPLING_FLUSH_INTERVAL", default=0.25),
-    # The gap between the two temperatures when one variant is sampled twice.
-    "MIN_TEMPERATURE_GAP": env.float("SAMPLING_MIN_TEMPERATURE_GAP", default=0.3),
-}
+# --- Sampling and serving: config/settings/serving.py --------------------------------------
+from .serving import *  # noqa: E402, F403
+from .serving import VARIANT_HEALTH  # noqa: E402
+
+CELERY_BEAT_SCHEDULE["variants-check"] = {"task": "modelserving.variants_check",
+                                          "schedule": VARIANT_HEALTH["CHECK_EVERY"]}
 # Pairs, red-team responses and retries one person may have queued or running at once.
 MAX_IN_FLIGHT_PER_USER = env.int("MAX_IN_FLIGHT_PER_USER", default=6)
 # Held-out test split of each frozen batch (Llama 2 held out 1,000 comparisons per batch).
@@ -346,39 +318,13 @@ EXPORT_LEASE_SECONDS = env.float("EXPORT_LEASE_SECONDS", default=60.0)
 EXPORT_TIME_LIMIT = env.int("EXPORT_TIME_LIMIT", default=3000)
 EXPORT_MAX_ATTEMPTS = env.int("EXPORT_MAX_ATTEMPTS", default=3)
 ANNOTATOR_PSEUDONYM_KEY = env.str("ANNOTATOR_PSEUDONYM_KEY", default="")
+# Seconds a probe may take: the broker's, and each variant's (GET /models through the sampler's client).
 HEALTH_PROBE_TIMEOUT = env.float("HEALTH_PROBE_TIMEOUT", default=3.0)
 # The public /health answer (ok or 503) is computed at most this often; staff get fresh details.
 HEALTH_CACHE_SECONDS = env.float("HEALTH_CACHE_SECONDS", default=15.0)
 
-# --- The default model ----------------------------------------------------------------------
-DEFAULT_MODEL_DIR = Path(
-    env.str("DEFAULT_MODEL_DIR", default=str(VAR_DIR / "models" / "smollm2-135m-instruct"))
-)
-DEFAULT_MODEL_PORT = env.int("DEFAULT_MODEL_PORT", default=8001)
-# New policy variants from training: "local" starts a `transformers serve` process for the
-# checkpoint (the embedded set-up); "external" shows the `vllm serve` command and takes its URL.
-POLICY_SERVING = env.str("POLICY_SERVING", default="local")
-LOCAL_SERVE_THREADS = env.int("LOCAL_SERVE_THREADS", default=1)
-# A local model server Tandem starts for a served checkpoint: how often the activation task looks
-# whether it answers yet, and how long it may take to load before it is stopped (seconds).
-LOCAL_SERVE_POLL = env.float("LOCAL_SERVE_POLL", default=1.0)
-LOCAL_SERVE_START_TIMEOUT = env.float("LOCAL_SERVE_START_TIMEOUT", default=180.0)
-
-# --- Training runs ----------------------------------------------------------------------------
-# Each run writes its data files and its checkpoint under TRAINING_DIR/run-<id>/ on the GPU worker.
-TRAINING_DIR = Path(env.str("TRAINING_DIR", default=str(VAR_DIR / "runs")))
-# The launching task writes a heartbeat this often; the periodic check fails a running run whose
-# heartbeat is older than TRAINING_HEARTBEAT_TIMEOUT (its worker died or lost the database).
-TRAINING_HEARTBEAT_SECONDS = env.float("TRAINING_HEARTBEAT_SECONDS", default=5.0)
-TRAINING_HEARTBEAT_TIMEOUT = env.int("TRAINING_HEARTBEAT_TIMEOUT", default=120)
-# A run's wall-clock limit (the Celery limits of other tasks are far too short for training).
-TRAINING_RUN_TIME_LIMIT = env.int("TRAINING_RUN_TIME_LIMIT", default=3 * 24 * 3600)
-# Seconds a cancelled job gets between SIGTERM and SIGKILL of its process group.
-TRAINING_KILL_GRACE = env.float("TRAINING_KILL_GRACE", default=10.0)
-TRAINING_LOG_TAIL_LINES = env.int("TRAINING_LOG_TAIL_LINES", default=200)
-# How a job starts: empty for `python -m training.jobs.<job>` on this worker's Python; several GPUs:
-# e.g. "accelerate launch --config_file /etc/tandem/fsdp.yaml" (the job module is appended with -m).
-TRAINING_LAUNCHER = env.str("TRAINING_LAUNCHER", default="")
+# --- Training runs: config/settings/training.py ----------------------------------------------
+from .training import *  # noqa: E402, F403
 
 LOGGING = {
     "version": 1,

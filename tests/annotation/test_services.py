@@ -25,12 +25,12 @@ def test_the_papers_risk_categories_and_attack_vectors_are_seeded():
         AttackVector.objects.values_list("slug", flat=True))
 
 
-def test_dialogue_start_records_the_active_guideline(annotator):
+def test_dialogue_start_records_the_active_guideline(annotator, offline_variants):
     dialogue = services.dialogue_start(annotator=annotator, focus="safety")
     assert dialogue.guideline.focus == "safety" and dialogue.guideline.is_active
 
 
-def test_red_team_tags_belong_to_the_safety_focus(annotator):
+def test_red_team_tags_belong_to_the_safety_focus(annotator, offline_variants):
     risk, vector = RiskCategory.objects.first(), AttackVector.objects.first()
     with pytest.raises(ValidationError, match="belong to the safety focus"):
         services.dialogue_start(annotator=annotator, focus="helpfulness", risk_category=risk, attack_vector=vector)

@@ -39,7 +39,7 @@ def test_text_that_must_not_be_blank_says_so_in_the_schema(schema):
 
 # Whitespace is what the schema's pattern refuses and what the services strip to nothing: the
 # serializer refuses it first, with the service's own message.
-def test_whitespace_only_text_is_refused_with_the_services_message(make_user):
+def test_whitespace_only_text_is_refused_with_the_services_message(make_user, offline_variants):
     api = _api(make_user("ann"))
     dialogue = api.post("/api/dialogues/", {"focus": "helpfulness"}, format="json").json()
     refused = api.post(f"/api/dialogues/{dialogue['id']}/turns/", {"user_message": " \n\t"}, format="json")
@@ -53,7 +53,7 @@ def test_whitespace_only_text_is_refused_with_the_services_message(make_user):
 
 # A turn on an ended dialogue is a conflict with the dialogue's state (409, documented for every
 # operation), not malformed input: the same body is accepted on an active dialogue.
-def test_a_turn_on_an_ended_dialogue_is_a_conflict(make_user, schema):
+def test_a_turn_on_an_ended_dialogue_is_a_conflict(make_user, schema, offline_variants):
     assert "409" in schema["paths"]["/api/dialogues/{id}/turns/"]["post"]["responses"]
     api = _api(make_user("ann"))
     dialogue = api.post("/api/dialogues/", {"focus": "helpfulness"}, format="json").json()

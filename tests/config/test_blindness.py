@@ -110,8 +110,11 @@ def _check(response, secrets, where: str) -> str:
 
 
 def test_an_annotator_never_reads_what_identifies_a_variant(client, make_user, variant_factory, servers,
-                                                            monkeypatch):
+                                                            monkeypatch, settings):
     monkeypatch.setattr("modelserving.tasks.generation_sample.delay_on_commit", lambda *args: None)
+    # The failing variant stays in pairing throughout, so the walk meets its failure everywhere it
+    # shows (leaving pairing is tested in tests/modelserving/test_availability.py).
+    settings.VARIANT_HEALTH = {**settings.VARIANT_HEALTH, "FAILURE_MIN": 10_000}
     working, failing = servers
     variants = [variant_factory("zq-cool-variant", base_url=working.base_url, model_name="zq-hidden-model-a"),
                 variant_factory("zq-flaky-variant", base_url=failing.base_url, model_name="zq-hidden-model-b")]

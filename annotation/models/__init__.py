@@ -16,12 +16,12 @@ from .dialogues import (
     TaggedList,
     Turn,
 )
-from .exports import ExportJob, FrozenGeneration
+from .exports import ExportJob, FrozenGeneration, FrozenPair
 from .imported import ImportedComparison, PreferenceSource
 from .quality import GoldItem, OverlapPolicy, ReviewTask
 
 __all__ = [
-    "AttackVector", "Batch", "Demonstration", "Dialogue", "ExportJob", "Focus", "FrozenGeneration", "GoldItem",
-    "Guideline", "ImportedComparison", "JudgementFields", "OverlapPolicy", "PreferenceSource", "ReviewTask",
+    "AttackVector", "Batch", "Demonstration", "Dialogue", "ExportJob", "Focus", "FrozenGeneration", "FrozenPair",
+    "GoldItem", "Guideline", "ImportedComparison", "JudgementFields", "OverlapPolicy", "PreferenceSource", "ReviewTask",
     "RiskCategory", "SafetyBin", "Strength", "TaggedList", "Turn",
 ]

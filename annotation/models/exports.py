@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from modelserving.models import Generation
+from modelserving.models import Generation, Pair
 
 from . import frozen
 from .dialogues import Batch
@@ -17,6 +17,14 @@ class FrozenGeneration(Generation):
     class Meta:
         proxy = True
         triggers = [frozen.GENERATION]
+
+
+class FrozenPair(Pair):
+    """A frozen batch's pairs (the context its generations answer) are frozen too, as its generations."""
+
+    class Meta:
+        proxy = True
+        triggers = [frozen.PAIR]
 
 
 class ExportJob(models.Model):

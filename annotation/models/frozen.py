@@ -1,9 +1,11 @@
-"""Frozen means frozen, in the database: triggers refuse UPDATE and DELETE of a frozen batch's rows,
-and INSERT of new turns or demonstrations into it.
+"""Frozen means frozen, in the database: triggers refuse any INSERT into, UPDATE into, within or out
+of, and DELETE from a frozen batch, for every table whose rows an export reads.
 
-A frozen batch's turns (with their judgements), the generations of their pairs and its
-demonstrations cannot be added, changed or deleted, and the frozen batch row itself cannot change (it
-holds the snapshot the exports read). The application never tries; the triggers stop raw SQL, a
+A frozen batch's turns (with their judgements and snapshots), their pairs, the generations of
+those pairs and its demonstrations cannot be added, changed, moved in or out, or deleted, and the
+frozen batch row itself cannot change (it holds the snapshot the exports read). Each rule looks at
+the row's old values (UPDATE, DELETE) and its new ones (INSERT, UPDATE), so neither a new row
+pointing into the batch nor a row moved into or out of it gets through. The application never tries; the triggers stop raw SQL, a
 shell or a future bug. PostgreSQL gets them through django-pgtrigger (declared in the models'
 Meta, installed by migrations); the SQLite default gets the same rules as plain SQLite triggers
 (installed after every migrate and flush by ``sqlite_triggers_install``, since SQLite drops a
@@ -36,8 +38,12 @@ BATCH = _pg("frozen_batch", pgtrigger.Update | pgtrigger.Delete, "OLD.status = '
 TURN = _pg("frozen_batch_turn", pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
            f"(TG_OP <> 'INSERT' AND EXISTS ({_FROZEN.format(ref='OLD.batch_id')})) OR "
            f"(TG_OP <> 'DELETE' AND EXISTS ({_FROZEN.format(ref='NEW.batch_id')}))", "turns and judgements")
-GENERATION = _pg("frozen_batch_generation", pgtrigger.Update | pgtrigger.Delete,
-                 f"OLD.pair_id IS NOT NULL AND EXISTS ({_PAIR_FROZEN.format(ref='OLD.pair_id')})", "generations")
+GENERATION = _pg("frozen_batch_generation", pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
+                 f"(TG_OP <> 'INSERT' AND EXISTS ({_PAIR_FROZEN.format(ref='OLD.pair_id')})) OR "
+                 f"(TG_OP <> 'DELETE' AND EXISTS ({_PAIR_FROZEN.format(ref='NEW.pair_id')}))", "generations")
+PAIR = _pg("frozen_batch_pair", pgtrigger.Update | pgtrigger.Delete,
+           f"EXISTS ({_PAIR_FROZEN.format(ref='OLD.id')}) OR "
+           f"(TG_OP = 'UPDATE' AND EXISTS ({_PAIR_FROZEN.format(ref='NEW.id')}))", "pairs")
 DEMONSTRATION = _pg("frozen_batch_demonstration", pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
                     f"(TG_OP <> 'INSERT' AND EXISTS ({_FROZEN.format(ref='OLD.batch_id')})) OR "
                     f"(TG_OP <> 'DELETE' AND EXISTS ({_FROZEN.format(ref='NEW.batch_id')}))", "demonstrations")
@@ -65,12 +71,22 @@ SQLITE_TRIGGERS = {
         "turns and judgements"),
     "tandem_frozen_turn_delete": _sqlite("tandem_frozen_turn_delete", "DELETE", "annotation_turn",
                                          f"EXISTS ({_FROZEN.format(ref='OLD.batch_id')})", "turns and judgements"),
+    "tandem_frozen_generation_insert": _sqlite(
+        "tandem_frozen_generation_insert", "INSERT", "modelserving_generation",
+        f"EXISTS ({_PAIR_FROZEN.format(ref='NEW.pair_id')})", "generations"),
     "tandem_frozen_generation_update": _sqlite(
         "tandem_frozen_generation_update", "UPDATE", "modelserving_generation",
-        f"OLD.pair_id IS NOT NULL AND EXISTS ({_PAIR_FROZEN.format(ref='OLD.pair_id')})", "generations"),
+        f"EXISTS ({_PAIR_FROZEN.format(ref='OLD.pair_id')}) OR EXISTS ({_PAIR_FROZEN.format(ref='NEW.pair_id')})",
+        "generations"),
     "tandem_frozen_generation_delete": _sqlite(
         "tandem_frozen_generation_delete", "DELETE", "modelserving_generation",
-        f"OLD.pair_id IS NOT NULL AND EXISTS ({_PAIR_FROZEN.format(ref='OLD.pair_id')})", "generations"),
+        f"EXISTS ({_PAIR_FROZEN.format(ref='OLD.pair_id')})", "generations"),
+    "tandem_frozen_pair_update": _sqlite(
+        "tandem_frozen_pair_update", "UPDATE", "modelserving_pair",
+        f"EXISTS ({_PAIR_FROZEN.format(ref='OLD.id')}) OR EXISTS ({_PAIR_FROZEN.format(ref='NEW.id')})", "pairs"),
+    "tandem_frozen_pair_delete": _sqlite(
+        "tandem_frozen_pair_delete", "DELETE", "modelserving_pair",
+        f"EXISTS ({_PAIR_FROZEN.format(ref='OLD.id')})", "pairs"),
     "tandem_frozen_demonstration_insert": _sqlite(
         "tandem_frozen_demonstration_insert", "INSERT", "annotation_demonstration",
         f"EXISTS ({_FROZEN.format(ref='NEW.batch_id')})", "demonstrations"),
@@ -86,7 +102,7 @@ SQLITE_TRIGGERS = {
 
 # The migration that brought the newest of the SQLite rules (each rule's migration creates it and,
 # migrated backwards, drops it).
-LAST_TRIGGER_MIGRATION = ("annotation", "0008_frozen_turn_insert")
+LAST_TRIGGER_MIGRATION = ("annotation", "0010_frozen_rows_in_and_out")
 
 
 def sqlite_triggers_install(sender=None, using="default", **kwargs) -> None:

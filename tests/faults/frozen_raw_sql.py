@@ -17,7 +17,7 @@ from accounts.services import user_create  # noqa: E402
 from annotation.workspace import services  # noqa: E402
 from annotation.batches.batches import batch_freeze  # noqa: E402
 from annotation.models import Batch, Turn  # noqa: E402
-from modelserving.models import Pair  # noqa: E402
+from modelserving.models import Generation, Pair  # noqa: E402
 from tests.faults.seed_judgeable import main as seed  # noqa: E402
 
 
@@ -33,9 +33,14 @@ def frozen_batch() -> dict:
                                                                       role="admin"), force=True)
     turn = Turn.objects.first()
     spare = Pair.objects.create(messages=[{"role": "user", "content": "Late"}], strategy="two_variants")
+    left = turn.left_generation
+    # A response of no pair (as a red-team answer is), which raw SQL could try to move into the batch.
+    loose = Generation.objects.create(variant=left.variant, model_name="m", messages=left.messages,
+                                      temperature=0.5, top_p=0.9, seed=1, max_tokens=8, status="done",
+                                      text="An injected answer.", finished_at=left.finished_at)
     return {"batch": batch.pk, "turn": turn.pk, "generation": turn.left_generation_id, "pair": turn.pair_id,
             "demonstration": demonstration.pk, "annotator": annotator.pk, "dialogue": turn.dialogue_id,
-            "spare_pair": spare.pk}
+            "spare_pair": spare.pk, "loose": loose.pk, "variant": left.variant_id}
 
 
 STATEMENTS = {
@@ -49,6 +54,18 @@ STATEMENTS = {
                     "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, {batch}, '', 'better', '', FALSE, '', {generation})"),
     "update generation": "UPDATE modelserving_generation SET text = 'rewritten' WHERE id = {generation}",
     "delete generation": "DELETE FROM modelserving_generation WHERE id = {generation}",
+    # A third response written straight into a frozen pair, or moved into one, or one moved out.
+    "insert generation": ("INSERT INTO modelserving_generation (pair_id, position, variant_id, model_name, messages, "
+                          "temperature, top_p, seed, max_tokens, request_body, status, text, finish_reason, attempts, "
+                          "recoveries, lapses, error, worker, created_at, updated_at, finished_at) VALUES ({pair}, 3, "
+                          "{variant}, 'm', '[]', 0.5, 0.9, 1, 8, '{{}}', 'done', 'injected', 'stop', 1, 0, 0, '', '', "
+                          "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
+    "move generation in": "UPDATE modelserving_generation SET pair_id = {pair}, position = 3 WHERE id = {loose}",
+    "move generation out": "UPDATE modelserving_generation SET pair_id = NULL WHERE id = {generation}",
+    "update pair": "UPDATE modelserving_pair SET messages = '[]' WHERE id = {pair}",
+    "delete pair": "DELETE FROM modelserving_pair WHERE id = {pair}",
+    "update turn snapshot": "UPDATE annotation_turn SET snapshot = '{{}}' WHERE id = {turn}",
+    "update batch snapshot": "UPDATE annotation_batch SET snapshot = '{{}}' WHERE id = {batch}",
     "update demonstration": "UPDATE annotation_demonstration SET answer = 'changed' WHERE id = {demonstration}",
     "delete demonstration": "DELETE FROM annotation_demonstration WHERE id = {demonstration}",
     "insert demonstration": ("INSERT INTO annotation_demonstration (annotator_id, kind, context, answer, original, "

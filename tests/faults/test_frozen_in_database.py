@@ -23,10 +23,13 @@ def test_raw_sql_on_a_frozen_batch_is_refused_by_this_database():
     # A turn of an open batch is still written.
     with connection.cursor() as cursor:
         cursor.execute(STATEMENTS["insert turn"].format(**{**ids, "batch": open_batch(ids)}))
-    # What is not frozen still changes: a judged turn of an open batch, an open batch.
+    # What is not frozen still changes: a judged turn of an open batch, an open batch, a pair and a
+    # response of no frozen turn, a response moved into a pair of no frozen turn.
     with connection.cursor() as cursor:
         cursor.execute("UPDATE annotation_batch SET summary = '{}' WHERE status = 'open'")
         cursor.execute("UPDATE modelserving_generation SET text = 'x' WHERE pair_id IS NULL")
+        cursor.execute(f"UPDATE modelserving_pair SET messages = '[]' WHERE id = {ids['spare_pair']}")
+        cursor.execute(f"UPDATE modelserving_generation SET pair_id = {ids['spare_pair']} WHERE id = {ids['loose']}")
 
 
 def open_batch(ids) -> int:
@@ -58,7 +61,7 @@ def test_the_sqlite_triggers_outlive_a_migration_that_rebuilds_their_table(tmp_p
     assert triggers() == str(sorted(SQLITE_TRIGGERS))
     # Migrated back before the rules, their migrations drop them and the handler leaves them out
     # (a trigger left behind would break the next table rebuild); forwards again, all are back.
-    for target, expected in (("0006", "[]"), ("0008", str(sorted(SQLITE_TRIGGERS)))):
+    for target, expected in (("0006", "[]"), ("0010", str(sorted(SQLITE_TRIGGERS)))):
         done = subprocess.run([*manage, "migrate", "annotation", target, "-v0"], env=env, cwd=ROOT,
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]

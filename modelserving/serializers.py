@@ -46,21 +46,14 @@ class PairSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class BlindGenerationSerializer(serializers.ModelSerializer):
-    """What an annotator may see: the response, not which variant or settings produced it."""
+class BlindGenerationSerializer(serializers.Serializer):
+    """One response as an annotator sees it: its text and its state only. No variant, no sampling
+    settings, and nothing that could fingerprint one (no timing, no token counts, no finish reason):
+    the API's generation detail and every turn's two responses (annotation's TurnSerializer).
+    Its fields are declared, not derived from the model (faster, and nothing new leaks by default)."""
 
-    class Meta:
-        model = Generation
-        fields = ["id", "pair", "status", "text", "finish_reason", "error", "created_at", "finished_at"]
-        read_only_fields = fields
-
-    error = strict.CharField(source="annotator_error_for_pair", read_only=True)
-
-
-class BlindPairSerializer(serializers.ModelSerializer):
-    generations = BlindGenerationSerializer(many=True, read_only=True)
-
-    class Meta:
-        model = Pair
-        fields = ["id", "messages", "created_at", "generations"]
-        read_only_fields = fields
+    id = strict.IntegerField()
+    status = strict.CharField()
+    text = strict.CharField()
+    error = strict.CharField(source="annotator_error_for_pair",
+                             help_text="Generic, with a reference staff can look up; empty unless failed.")

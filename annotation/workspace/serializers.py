@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from core import fields as strict
 from core.validators import not_blank
+from modelserving.serializers import BlindGenerationSerializer
 
 from ..models import AttackVector, Dialogue, Focus, RiskCategory, Strength
 from . import scale
@@ -53,14 +54,8 @@ class RetrySerializer(serializers.Serializer):
     side = serializers.ChoiceField(choices=["A", "B"])
 
 
-class ResponseSerializer(serializers.Serializer):
-    """One response as the annotator sees it: no variant, no sampling settings."""
-
-    id = strict.IntegerField()
-    status = strict.CharField()
-    text = strict.CharField()
-    error = strict.CharField(source="annotator_error_for_pair",
-                                  help_text="Generic, with a reference staff can look up; empty unless failed.")
+# One response as the annotator sees it: modelserving's blind view, the one definition.
+ResponseSerializer = BlindGenerationSerializer
 
 
 # Its fields are declared, not derived from the model: a ModelSerializer works them out again for

@@ -6,11 +6,9 @@ The list of URLs comes from the URL conf, so a new URL is walked automatically. 
 are named below and must refuse annotators.
 """
 
-import re
-from itertools import product
+import json
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
@@ -23,6 +21,8 @@ from safety.models import EvalResponse, RedTeamAttempt, RedTeamSession, SafetyRa
 
 from ..conftest import PASSWORD
 from ..helpers.scripted_server import ScriptedServer
+from ..helpers.urls import concrete_urls as _concrete
+from ..helpers.urls import url_patterns as _patterns
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(600)]
 
@@ -41,38 +41,10 @@ STAFF_ONLY = {
 }
 
 
-def _patterns(resolver=None, prefix="", namespace=""):
-    """(route regex, name) of every URL the URL conf defines."""
-    resolver = resolver or get_resolver()
-    for entry in resolver.url_patterns:
-        if isinstance(entry, URLResolver):
-            ns = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
-            yield from _patterns(entry, prefix + str(entry.pattern), ns)
-        elif isinstance(entry, URLPattern):
-            yield prefix + str(entry.pattern), f"{namespace}{entry.name or ''}"
-
-
 def _staff_only(name: str) -> bool:
     if name == "admin:login":  # the admin's login form is open to anyone (and shows nothing)
         return False
     return any(name == s or (s.endswith((":", "-")) and name.startswith(s)) for s in STAFF_ONLY)
-
-
-def _concrete(route: str, values: dict) -> list[str]:
-    """Every URL the route gives with the values of its converters (admin regexes are skipped to
-    their index)."""
-    route = route.lstrip("^").rstrip("$").replace("\\Z", "")
-    if "(?P" in route or "(" in route:
-        return ["/" + route.split("(")[0].rstrip("^")]
-    params = re.findall(r"<(?:(\w+):)?(\w+)>", route)
-    choices = [values.get(name, values["pk"]) for _, name in params]
-    urls = []
-    for combination in product(*choices):
-        url = route
-        for value in combination:
-            url = re.sub(r"<(?:\w+:)?\w+>", str(value), url, count=1)
-        urls.append("/" + url)
-    return urls
 
 
 @pytest.fixture
@@ -106,7 +78,26 @@ def _check(response, secrets, where: str) -> str:
     assert response.status_code < 500 or "/health" in where, f"{where}: {response.status_code}"
     leaked = [secret for secret in secrets if secret in body]
     assert not leaked, f"{where} shows {leaked}"
+    if response.get("Content-Type", "").startswith("application/json"):
+        for shown in _responses_in(json.loads(body)):
+            # The text and the state only: timing, token counts and a finish reason fingerprint a variant.
+            assert set(shown) <= RESPONSE_FIELDS, f"{where} shows a response's {set(shown) - RESPONSE_FIELDS}"
     return body
+
+
+RESPONSE_FIELDS = {"id", "status", "text", "error"}
+
+
+def _responses_in(value):
+    """Every object in a JSON body that is a model's response (it has a text and a status)."""
+    if isinstance(value, dict):
+        if "text" in value and "status" in value:
+            yield value
+        for inner in value.values():
+            yield from _responses_in(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _responses_in(inner)
 
 
 def test_an_annotator_never_reads_what_identifies_a_variant(client, make_user, variant_factory, servers,

@@ -33,6 +33,27 @@ from modelserving.services import generation_request
 
 from .models import RedTeamAttempt, RedTeamSession
 
+
+def since_from(value: str) -> datetime:
+    """The ``since`` filter of the results, for the page and the API alike: an ISO date (from local
+    midnight) or date-time. Django's parsers return None for what is not ISO-shaped and raise
+    ValueError for what is shaped like a date but is none (2026-02-30): both are the caller's
+    mistake (ValidationError)."""
+    from datetime import time
+
+    from django.utils.dateparse import parse_date, parse_datetime
+
+    try:
+        moment = parse_datetime(value)
+        day = parse_date(value) if moment is None else None
+    except ValueError:
+        moment = day = None
+    if moment is None:
+        if day is None:
+            raise ValidationError({"since": "An ISO date or date-time."})
+        moment = datetime.combine(day, time.min)
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
+
 MIN_MINUTES = 5
 MAX_MINUTES = 240
 MAX_PROMPT_CHARS = MAX_MESSAGE_CHARS  # 20,000, as for any prompt an annotator writes

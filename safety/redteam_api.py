@@ -5,14 +5,10 @@ Every session and attempt an annotator reaches is their own: another's ids answe
 empty body, as in annotation/workspace/api.py.
 """
 
-from datetime import datetime, time
-
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -189,21 +185,6 @@ class AttemptMark(RedTeamAPIView):
 # --- Admins and researchers -------------------------------------------------------------------
 
 
-def _since(value: str):
-    # Django's parsers return None for what is not ISO-shaped and raise ValueError for what is shaped
-    # like a date but is none (2026-02-30): both are the caller's mistake.
-    try:
-        moment = parse_datetime(value)
-        day = parse_date(value) if moment is None else None
-    except ValueError:
-        moment = day = None
-    if moment is None:
-        if day is None:
-            raise ValidationError({"since": "An ISO date or date-time."})
-        moment = datetime.combine(day, time.min)
-    return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
-
-
 class Results(APIView):
     permission_classes = [StaffRole]
 
@@ -222,7 +203,7 @@ class Results(APIView):
             variant = PolicyVariant.objects.filter(name=name).first()
             if variant is None:
                 raise NotFound(f"No variant {name}.")
-        since = _since(request.query_params["since"]) if "since" in request.query_params else None
+        since = redteam.since_from(request.query_params["since"]) if "since" in request.query_params else None
         vendor = request.query_params.get("vendor") or None
         return Response({
             "definition": ("robustness_factor = violating attempts / person-hours; person-hours = sum over "

@@ -4,7 +4,7 @@ JavaScript); admins and researchers read the robustness factor and the coverage 
 Fragments are the templates ``safety/_redteam_attempt.html``, ``_redteam_prompt_form.html`` and
 ``_redteam_clock.html``; POST views return them alone to htmx and redirect plain form posts."""
 
-from datetime import datetime, time
+from datetime import datetime
 
 from django import forms
 from django.contrib import messages
@@ -12,13 +12,13 @@ from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import role_required
 from accounts.roles import ADMIN, ANNOTATOR, RESEARCHER
 from annotation.models import AttackVector, RiskCategory
 from core.charts import bar_chart
+from core.exceptions import refusal_status
 from core.forms import add_service_errors
 from modelserving.models import PolicyVariant
 
@@ -210,19 +210,23 @@ def session_finish(request, pk: int):
 
 
 def results_filters(params) -> tuple[PolicyVariant | None, datetime | None]:
-    """``variant`` (a name) and ``since`` (a date, from local midnight) from a query string; unknown
-    values are ignored."""
+    """``variant`` (a name; an unknown one is ignored) and ``since`` (an ISO date, from local
+    midnight: ValidationError for one that is none, as the API answers) from a query string."""
     name = params.get("variant", "")
     variant = PolicyVariant.objects.filter(name=name).first() if name else None
-    day = parse_date(params.get("since", "") or "") if params.get("since") else None
-    since = timezone.make_aware(datetime.combine(day, time.min)) if day else None
+    since = redteam.since_from(params["since"]) if params.get("since") else None
     return variant, since
 
 
 @require_GET
 @role_required(ADMIN, RESEARCHER)
 def results(request):
-    variant, since = results_filters(request.GET)
+    try:
+        variant, since = results_filters(request.GET)
+    except ValidationError as error:  # 2026-02-30: the page says so, as the API does
+        return render(request, "safety/redteam_results.html", {
+            "errors": error.messages, "variants": PolicyVariant.objects.order_by("name"), "table": [],
+            "coverage": None, "since": ""}, status=refusal_status(error))
     vendor = request.GET.get("vendor") or None
     table = redteam.robustness(variant=variant, since=since, vendor=vendor)
     chart = bar_chart("Robustness factor (violating prompts per person-hour)",

@@ -12,6 +12,7 @@ from accounts.roles import RESEARCHER
 from core.charts import bar_chart, histogram_chart, line_chart
 from core.forms import add_service_errors
 from core.preference_scale import STRENGTHS
+from core.sql import id_fits
 
 from . import launch, selectors, services
 from .checkpoints import DEFAULT_BASE_NAME
@@ -156,6 +157,8 @@ def checkpoint_compare(request):
         ids = [int(request.GET[key]) for key in ("a", "b")]
     except (KeyError, ValueError):
         raise Http404("Pick two reward models.") from None
+    if not all(id_fits(Checkpoint, pk) for pk in ids):  # beyond the database's integers: no such row
+        raise Http404("Pick two different reward models.")
     found = {c.pk: c for c in selectors.reward_models().filter(pk__in=ids)}
     if len(found) != len(set(ids)) or len(set(ids)) != 2:
         raise Http404("Pick two different reward models.")

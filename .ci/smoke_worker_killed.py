@@ -14,14 +14,18 @@ WORKER = "-A config worker -Q sampling "
 
 
 def sampling_worker() -> psutil.Process | None:
-    """The celery process the `worker` supervisor runs (not its pool children)."""
+    """The celery process the `worker` supervisor runs: not the supervisor (whose command line holds
+    the worker's), not the shell around it, not the worker's pool children."""
     for process in psutil.process_iter(["cmdline", "ppid"]):
-        if WORKER in " ".join(process.info["cmdline"] or []):
-            try:
-                if "supervise.py" in " ".join(psutil.Process(process.info["ppid"]).cmdline()):
-                    return process
-            except psutil.NoSuchProcess:
-                continue
+        command = " ".join(process.info["cmdline"] or [])
+        if WORKER not in command or "supervise.py" in command:
+            continue
+        try:
+            parent = psutil.Process(process.info["ppid"]).cmdline()
+        except psutil.NoSuchProcess:
+            continue
+        if len(parent) > 1 and parent[1].endswith("supervise.py"):
+            return process
     return None
 
 

@@ -39,7 +39,6 @@ import argparse
 import hashlib
 import json
 import math
-import random
 import sys
 import time
 from dataclasses import asdict, dataclass, replace

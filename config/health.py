@@ -91,7 +91,9 @@ def _variants() -> tuple[list[dict], str | None]:
         if probe["ok"] and share.too_high:
             row = {**row, "ok": False, "error": share.describe()}
         rows.append(row)
-        if row["ok"]:
+        # A variant out of pairing samples nothing until the check brings it back, even once its
+        # probe here answers: green means a dialogue started now gets its pairs.
+        if row["ok"] and outage is None:
             answering.append(variant)
     refusal = pairing_refusal([availability.spec_of(v) for v in variants],
                               [availability.spec_of(v) for v in answering])

@@ -3,7 +3,6 @@ from django.http import JsonResponse
 from django.views.defaults import bad_request as django_bad_request
 from django.views.defaults import page_not_found
 from django.urls import include, path
-from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView

@@ -35,7 +35,7 @@ from core.exceptions import Conflict
 from core.preference_scale import DEFAULT_MARGIN_TABLE, margin_for
 from modelserving.models import Generation
 
-from ..models import Batch, Demonstration, Strength, Turn
+from ..models import Batch, Demonstration, Turn
 from .export_formats import write_csv, write_parquet
 
 SCHEMA_VERSION = 1

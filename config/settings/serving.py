@@ -38,8 +38,8 @@ VARIANT_HEALTH = {
     "FAILURE_WINDOW": env.float("VARIANT_FAILURE_WINDOW", default=300.0),
     "FAILURE_MIN": env.int("VARIANT_FAILURE_MIN", default=4),
     "FAILURE_SHARE": env.float("VARIANT_FAILURE_SHARE", default=0.5),
-    "RETRY_AFTER": env.float("VARIANT_RETRY_AFTER", default=10.0),
-    "RETRY_MAX": env.float("VARIANT_RETRY_MAX", default=300.0),
+    "RETRY_AFTER": env.float("VARIANT_RETRY_AFTER", default=5.0),
+    "RETRY_MAX": env.float("VARIANT_RETRY_MAX", default=60.0),
 }
 
 # --- The default model ----------------------------------------------------------------------

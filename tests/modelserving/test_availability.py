@@ -108,7 +108,7 @@ def test_most_recent_generations_failed_takes_it_out_at_once(variant_factory, up
     settings.SAMPLING = {**settings.SAMPLING, "MAX_ATTEMPTS": 1}
     refusing = ScriptedServer([(400, "no")] * 10).start()
     try:
-        alpha = variant_factory("alpha", base_url=up[0].base_url, model_name=up[0].model_name)
+        variant_factory("alpha", base_url=up[0].base_url, model_name=up[0].model_name)
         bad = variant_factory("bad", base_url=refusing.base_url, model_name=refusing.model_name)
         outcomes = []
         for _ in range(3):

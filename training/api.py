@@ -1,5 +1,6 @@
 """Researchers' training runs and checkpoints over HTTP: the same services as the dashboard."""
 
+import stat
 from pathlib import Path
 
 from django.http import FileResponse
@@ -220,10 +221,27 @@ class RunFile(APIView):
                    description=f"One file a run wrote: {', '.join(RUN_FILES)}.")
     def get(self, request, pk: int, name: str):
         run = get_object_or_404(TrainingRun, pk=pk)
-        folder = (run.artifacts or {}).get("out")
-        if name not in RUN_FILES or not folder or not (Path(folder) / name).is_file():
+        path = run_file(run, name)
+        if path is None:
             raise NotFound(f"Run {pk} has no file {name!r}.")
-        return FileResponse(open(Path(folder) / name, "rb"), as_attachment=True, filename=f"run-{pk}-{name}")
+        return FileResponse(open(path, "rb"), as_attachment=True, filename=f"run-{pk}-{name}")
+
+
+def run_file(run: TrainingRun, name: str) -> Path | None:
+    """The file ``name`` of the run's folder, if it is one of RUN_FILES and a regular file whose
+    resolved path (symbolic links followed) is inside the run's folder; else None. A link that a job
+    (or anyone with the folder) left there never serves a file from elsewhere."""
+    folder = (run.artifacts or {}).get("out")
+    if name not in RUN_FILES or not folder:
+        return None
+    try:
+        root = Path(folder).resolve(strict=True)
+        path = (root / name).resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a loop of links
+        return None
+    if not path.is_relative_to(root) or not stat.S_ISREG(path.stat().st_mode):
+        return None
+    return path
 
 
 class Leaderboard(APIView):

@@ -59,6 +59,14 @@ def test_a_runs_files_are_read_by_name_and_nothing_else(api, researcher, tmp_pat
     assert api.get(f"/api/training/runs/{run.pk}/files/eval.json").status_code == 404  # not written
     assert api.get(f"/api/training/runs/{run.pk}/files/..%2Fsecret.txt").status_code == 404
     assert api.get(f"/api/training/runs/{run.pk}/files/secret.txt").status_code == 404
+    # A link in the run folder to a file outside it serves nothing; a folder named like a file neither.
+    (out / "gain.json").symlink_to(tmp_path / "secret.txt")
+    assert api.get(f"/api/training/runs/{run.pk}/files/gain.json").status_code == 404
+    (out / "eval.json").mkdir()
+    assert api.get(f"/api/training/runs/{run.pk}/files/eval.json").status_code == 404
+    # A link that stays inside the folder is the file it names.
+    (out / "kept.jsonl").symlink_to(out / "samples.jsonl")
+    assert b"".join(api.get(f"/api/training/runs/{run.pk}/files/kept.jsonl").streaming_content) == b'{"a": 1}\n'
 
 
 def test_the_leaderboard_api_is_the_pages_figures(api, offline_variants):

@@ -11,6 +11,9 @@ from pathlib import Path
 from .environment import BASE_DIR, VAR_DIR, env
 
 DEBUG = False
+# manage.py bootstrap_demo (accounts whose passwords the README publishes) runs only where this is on:
+# the embedded default and the tests.
+DEMO_ACCOUNTS = False
 SECRET_KEY = env.str("SECRET_KEY", default="")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
 
@@ -139,6 +142,8 @@ LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "accounts:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
 INVITATION_MAX_AGE_DAYS = env.int("INVITATION_MAX_AGE_DAYS", default=7)
+# An API token's lifetime; a new password or a deactivation revokes a user's tokens at once.
+API_TOKEN_MAX_AGE_HOURS = env.float("API_TOKEN_MAX_AGE_HOURS", default=24 * 30)
 
 # --- Internationalisation -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -202,6 +207,8 @@ REST_FRAMEWORK = {
     # A service's refusal becomes HTTP here, for every app (400, 403, 404, 409, 503).
     "EXCEPTION_HANDLER": "core.api.exception_handler",
 }
+# /api/schema/ and /api/docs/ without a login: the embedded default and the tests only.
+API_SCHEMA_PUBLIC = False
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tandem API",
     "DESCRIPTION": "Preference data collection for RLHF: policy variants, pairs and generations.",

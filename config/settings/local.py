@@ -3,6 +3,8 @@
 from .base import *  # noqa: F403
 from .base import env
 
+DEMO_ACCOUNTS = True
+API_SCHEMA_PUBLIC = True
 DEBUG = env.bool("DEBUG", default=True)
 SECRET_KEY = env.str(
     "SECRET_KEY", default="local-development-key-not-for-production-0123456789abcdefghijklmnop"

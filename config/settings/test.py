@@ -4,6 +4,8 @@
 from .base import *  # noqa: F403
 from .base import CELERY_BROKER_URL, DATABASES, VAR_DIR, env
 
+DEMO_ACCOUNTS = True
+API_SCHEMA_PUBLIC = True
 DEBUG = False
 SECRET_KEY = "test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]

@@ -6,27 +6,8 @@ import pytest
 from django.conf import settings
 
 from ..helpers.processes import ROOT
-
-PRODUCTION_ENV = {
-    "SECRET_KEY": "x" * 20 + "production-secret-with-enough-entropy-0123456789",
-    "ALLOWED_HOSTS": "tandem.example.org",
-    "DATABASE_URL": "postgres://tandem:tandem@127.0.0.1:5432/tandem",
-    "CACHE_URL": "redis://127.0.0.1:6379/15",
-    "ANNOTATOR_PSEUDONYM_KEY": "pseudonym-key-kept-across-secret-rotations",
-}
-
-
-def _run(args, settings_module="config.settings.production", **env):
-    clean = {k: v for k, v in os.environ.items()
-             if k not in PRODUCTION_ENV and k not in ("DJANGO_ALLOW_ASYNC_UNSAFE", "DJANGO_SETTINGS_MODULE",
-                                                      "SECURE_HSTS_PRELOAD", "SECURE_HSTS_INCLUDE_SUBDOMAINS",
-                                                      "POLICY_SERVING")}
-    if settings_module:
-        clean["DJANGO_SETTINGS_MODULE"] = settings_module
-    clean.update(env)
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=clean, capture_output=True, text=True,
-                          timeout=120)
-
+from ..helpers.production import PRODUCTION_ENV
+from ..helpers.production import run_under_production as _run
 
 @pytest.mark.parametrize("missing", sorted(PRODUCTION_ENV))
 def test_production_refuses_to_start_without_each_secret(missing):
@@ -51,6 +32,29 @@ def test_production_refuses_the_placeholder_secret_key():
 def test_production_refuses_a_short_secret_key():
     result = _run(["-c", "import django; django.setup()"], **{**PRODUCTION_ENV, "SECRET_KEY": "s" * 49})
     assert result.returncode != 0 and "at least 50 characters" in result.stderr
+
+
+@pytest.mark.parametrize("name, value, why", [
+    ("SECRET_KEY", "local-development-key-not-for-production-0123456789abcdefghijklmnop",
+     "SECRET_KEY appears in the repository (config/settings/local.py)"),
+    ("SECRET_KEY", "test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
+     "SECRET_KEY appears in the repository (config/settings/test.py)"),
+    ("SECRET_KEY", "ab" * 40, "SECRET_KEY must have at least 5 distinct characters"),
+    ("ANNOTATOR_PSEUDONYM_KEY", "x", "ANNOTATOR_PSEUDONYM_KEY must be at least 32 characters long"),
+    ("ANNOTATOR_PSEUDONYM_KEY", " " * 40, "ANNOTATOR_PSEUDONYM_KEY must be at least 32 characters long"),
+    ("ANNOTATOR_PSEUDONYM_KEY", "pseudonym-key-kept-across-secret-rotations",  # in this very file
+     "ANNOTATOR_PSEUDONYM_KEY appears in the repository (tests/config/test_settings.py)"),
+])
+def test_production_refuses_a_weak_or_published_key(name, value, why):
+    result = _run(["-c", "import django; django.setup()"], **{**PRODUCTION_ENV, name: value})
+    assert result.returncode != 0 and why in result.stderr, result.stderr[-500:]
+
+
+def test_bootstrap_demo_refuses_under_production_settings():
+    # It creates accounts whose passwords are in the README.
+    result = _run(["manage.py", "bootstrap_demo"], **PRODUCTION_ENV)
+    assert result.returncode != 0
+    assert "bootstrap_demo creates accounts with published passwords" in result.stderr
 
 
 def test_production_hsts_subdomains_and_preload_are_opt_in_and_serving_is_external():

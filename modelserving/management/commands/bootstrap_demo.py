@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from accounts import services as accounts
 from accounts.roles import ROLES
@@ -22,6 +22,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-accounts", action="store_true")
 
     def handle(self, *args, no_accounts=False, **options):
+        if not settings.DEMO_ACCOUNTS:
+            raise CommandError("bootstrap_demo creates accounts with published passwords and variants on "
+                               "loopback: it runs only on the embedded default (config.settings.local).")
         model_dir = str(settings.DEFAULT_MODEL_DIR.resolve())
         for name, spec in VARIANTS.items():
             port = settings.DEFAULT_MODEL_PORT + spec["port_offset"]

@@ -48,6 +48,36 @@ class PasswordBackend(ModelBackend):
         return user
 
 
+def token_expired(created) -> bool:
+    """Whether a token made at ``created`` is older than API_TOKEN_MAX_AGE_HOURS."""
+    from datetime import datetime, timedelta, timezone as tz
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    if created is None:
+        return True
+    if isinstance(created, str):  # a raw statement's column, as some backends hand it over
+        created = datetime.fromisoformat(created)
+    if timezone.is_naive(created):
+        created = created.replace(tzinfo=tz.utc)
+    return created < timezone.now() - timedelta(hours=settings.API_TOKEN_MAX_AGE_HOURS)
+
+
+def revoke_tokens_on_password_change_or_deactivation(sender, instance, raw=False, **kwargs) -> None:
+    """pre_save of a user: a new password, or a deactivation, revokes the user's API tokens (the
+    sessions end by themselves: Django checks the password's hash and the active flag on each)."""
+    if raw or instance.pk is None:
+        return
+    from rest_framework.authtoken.models import Token
+
+    before = type(instance)._default_manager.filter(pk=instance.pk).values("password", "is_active").first()
+    if before is None:
+        return
+    if before["password"] != instance.password or (before["is_active"] and not instance.is_active):
+        Token.objects.filter(user_id=instance.pk).delete()
+
+
 class TokenAuthentication(authentication.TokenAuthentication):
     """DRF's token authentication, the token's user and their roles in one query."""
 
@@ -57,6 +87,9 @@ class TokenAuthentication(authentication.TokenAuthentication):
             raise exceptions.AuthenticationFailed("Invalid token.")
         if not user.is_active:
             raise exceptions.AuthenticationFailed("User inactive or deleted.")
+        if token_expired(user.token_created):
+            raise exceptions.AuthenticationFailed(
+                "The token has expired: ask for a new one (POST /api/auth/token/).")
         # The token as read (its creation time deferred: nothing on a request reads it).
         token = self.get_model().from_db(user._state.db, ["key", "user_id"], [key, user.pk])
         token.user = user

@@ -60,14 +60,15 @@ def _user_with_roles_sql(by: str) -> str:
         f"ON g.{q(Group._meta.pk.column)} = ug.{q(group_column)} WHERE ug.{q(user_column)} = {user_pk} AND g.name = '{role}') AS role_{role}" for role in ROLES)
     if by == "token":
         token = Token._meta
-        return (f"SELECT {columns}, {roles} FROM {q(user_model._meta.db_table)} u JOIN {q(token.db_table)} t "
+        return (f"SELECT {columns}, {roles}, t.{q(token.get_field('created').column)} AS token_created "
+                f"FROM {q(user_model._meta.db_table)} u JOIN {q(token.db_table)} t "
                 f"ON t.{q(token.get_field('user').column)} = {user_pk} WHERE t.{q(token.pk.column)} = %s")
     return f"SELECT {columns}, {roles} FROM {q(user_model._meta.db_table)} u WHERE {user_pk} = %s"
 
 
 def user_with_roles(*, user_id=None, token_key: str | None = None):
     """The user (by id, or by an API token's key) with their roles remembered, in one query; None
-    when there is no such user or token."""
+    when there is no such user or token. By token, the user carries ``token_created`` too."""
     from django.contrib.auth import get_user_model
 
     by, value = ("token", token_key) if token_key is not None else ("id", user_id)

@@ -56,7 +56,13 @@ def test_tokens_authenticate_the_api_and_refuse_unknown_and_inactive_users():
     api = api_for(annotator)
     assert api.get("/api/turns/next/").status_code == 204
     annotator.is_active = False
-    annotator.save()
+    annotator.save()  # revokes the token (tests/accounts/test_tokens.py)
+    refused = api.get("/api/turns/next/")
+    assert refused.status_code == 401 and refused.json()["detail"] == "Invalid token."
+    # Deactivated around the model (an UPDATE that fires no signal), a token left behind is refused too.
+    active = services.user_create(username="b", password=PASSWORD, role=ANNOTATOR)
+    api = api_for(active)
+    type(active).objects.filter(pk=active.pk).update(is_active=False)
     refused = api.get("/api/turns/next/")
     assert refused.status_code == 401 and refused.json()["detail"] == "User inactive or deleted."
     stranger = APIClient()

@@ -3,8 +3,12 @@
 Each operation documents what its view returns on success; the answers that the exception handling
 gives anywhere (400 bad input, 401/403 authentication and roles, 404 unknown or someone else's
 ids, 409 a conflict, 415 a body in a media type it does not read, 429 a throttle or the in-flight
-cap, 503 nothing to sample from) are added here once, with the shape DRF gives them, so clients and
-schema checks know them."""
+cap) are added here once, with the shape DRF gives them, so clients and schema checks know them.
+503 is documented only where it can be answered: the operations that sample a pair declare
+``SAMPLING_UNAVAILABLE`` among their responses."""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse
 
 ERROR = {"type": "object", "description": "`detail`, or a list of problems per field.",
          "additionalProperties": True}
@@ -16,8 +20,14 @@ REFUSALS = {
     "409": "A conflict with the current state (a different judgement of the same turn, a lost lease).",
     "414": "The URL is longer than the server takes.",
     "429": "Too many requests (a throttle, or too many pairs in flight).",
-    "503": "Unavailable (no active policy variant, a broker that is down).",
 }
+# What an operation that samples a pair answers when it cannot: its reason, in words an annotator
+# may read (it names no variant), in `detail`.
+SAMPLING_UNAVAILABLE = OpenApiResponse(
+    response=OpenApiTypes.OBJECT,
+    description="No pair can be sampled now: no policy variant is active, or fewer than two of those set "
+                "up are answering (a variant that cannot answer leaves pairing by itself until it answers "
+                "again). `detail` says which, naming no variant; nothing was stored. Try again later.")
 # Only where there is a body to read.
 BODY_REFUSALS = {"415": "The body's media type is not one this operation reads (see its request body)."}
 

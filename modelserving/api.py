@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from accounts.permissions import AnyRole, StaffRole
 from accounts.roles import ADMIN, RESEARCHER, has_role
 from core import fields as strict
+from core.schema import SAMPLING_UNAVAILABLE
 
 from . import services
 from .models import Generation, Pair, PolicyVariant
@@ -80,7 +81,7 @@ class PairCreate(APIView):
 
     permission_classes = [StaffRole]
 
-    @extend_schema(request=PairRequestSerializer, responses={201: PairSerializer})
+    @extend_schema(request=PairRequestSerializer, responses={201: PairSerializer, 503: SAMPLING_UNAVAILABLE})
     def post(self, request):
         incoming = PairRequestSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)

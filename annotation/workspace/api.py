@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from accounts.permissions import AnyRole
 from core.exceptions import NotYours
 from core.pagination import list_schema, paginated
+from core.schema import SAMPLING_UNAVAILABLE
 
 from ..models import AttackVector, Dialogue, RiskCategory
 from . import services
@@ -55,7 +56,8 @@ class DialogueListCreate(AnnotationAPIView):
             "risk_category", "attack_vector", "guideline").prefetch_related("turns").order_by("-created_at", "-pk")
         return paginated(request, self, dialogues, DialogueSerializer)
 
-    @extend_schema(request=DialogueStartSerializer, responses={201: DialogueSerializer})
+    @extend_schema(request=DialogueStartSerializer,
+                   responses={201: DialogueSerializer, 503: SAMPLING_UNAVAILABLE})
     def post(self, request):
         incoming = DialogueStartSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
@@ -70,7 +72,7 @@ class DialogueDetail(AnnotationAPIView):
 
 
 class DialogueTurns(AnnotationAPIView):
-    @extend_schema(request=TurnPostSerializer, responses={201: TurnSerializer},
+    @extend_schema(request=TurnPostSerializer, responses={201: TurnSerializer, 503: SAMPLING_UNAVAILABLE},
                    description="Post the next user message; a pair is sampled for it.")
     def post(self, request, pk: int):
         dialogue = _own_dialogue(request, pk)

@@ -11,11 +11,17 @@ time waiting on PostgreSQL, which threads overlap without a process (and its mem
 gunicorn answers a request line over `limit_request_line` bytes itself, with an HTML 414, before
 Django sees it. 8190 is the most it takes (and nginx's default header buffer, 8k, is the same
 order): every URL of the API's schema fits well inside it, so Django answers overlong input (JSON
-400 or 404, in the schema) and the HTTP server refuses only what no client of the API sends."""
+400 or 404, in the schema) and the HTTP server refuses only what no client of the API sends.
+
+The access log goes through core/logging.py, which redacts secrets that travel in URLs."""
 
 import os
+
+from core.logging import gunicorn_logger_class
 
 workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS") or 4)
 limit_request_line = 8190
+# The access log without the secrets that travel in URLs (an invitation's token; core/logging.py).
+logger_class = gunicorn_logger_class()

@@ -8,7 +8,7 @@ DEMO_ACCOUNTS = True
 API_SCHEMA_PUBLIC = True
 DEBUG = False
 SECRET_KEY = "test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
-ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 
 # The Celery worker the tests start is another process: it must reach the same test database,
 # so SQLite's test database is a file, never ":memory:".

@@ -26,7 +26,7 @@ from ..models import Batch, ExportJob, Focus, PreferenceSource
 from .batches import batch_freeze
 from .export_jobs import export_download, export_request
 from .exports import FORMATS
-from .imports import READERS, preferences_import
+from .imports import READERS, preferences_import, refuse_oversized
 from .selectors import batch_by_label
 from .stats import batch_statistics
 
@@ -174,6 +174,10 @@ class SourceImport(APIView):
         suffix = Path(data["file"].name).suffix.lower()
         if suffix not in (".jsonl", ".json", ".parquet"):
             raise ValidationError({"file": "Upload a .jsonl, .json or .parquet file."})
+        try:
+            refuse_oversized(data["file"].size)
+        except DjangoValidationError as error:
+            raise ValidationError({"detail": error.messages[0] + " Nothing was imported."}) from error
         with tempfile.NamedTemporaryFile(suffix=suffix) as copy:
             for chunk in data["file"].chunks():
                 copy.write(chunk)

@@ -327,6 +327,9 @@ EXPORT_LEASE_SECONDS = env.float("EXPORT_LEASE_SECONDS", default=60.0)
 EXPORT_TIME_LIMIT = env.int("EXPORT_TIME_LIMIT", default=3000)
 EXPORT_MAX_ATTEMPTS = env.int("EXPORT_MAX_ATTEMPTS", default=3)
 ANNOTATOR_PSEUDONYM_KEY = env.str("ANNOTATOR_PSEUDONYM_KEY", default="")
+# One import of preference data: at most this many bytes (the upload or the file) and records.
+IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=200 * 2**20)
+IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=500_000)
 # Seconds a probe may take: the broker's, and each variant's (GET /models through the sampler's client).
 HEALTH_PROBE_TIMEOUT = env.float("HEALTH_PROBE_TIMEOUT", default=3.0)
 # The public /health answer (ok or 503) is computed at most this often; staff get fresh details.

@@ -231,3 +231,90 @@ def test_margins_and_focus_are_checked_per_line(admin, tmp_path, kind, row, prob
     with pytest.raises(ValidationError, match=problem):
         preferences_import(path=write_jsonl(tmp_path / "data.jsonl", rows), kind=kind, source_name="s", admin=admin)
     assert not ImportedComparison.objects.exists() and not PreferenceSource.objects.exists()
+
+
+# --- Sizes: a file, a record and each field are bounded as typed text is --------------------------
+
+
+def _trl(prompt="Why?", chosen="Because.", rejected="No."):
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+def test_a_small_parquet_file_with_a_huge_text_imports_nothing(admin, tmp_path):
+    # 40 MB of one repeated letter compresses to a few KB: the file's size says nothing of its texts.
+    path = tmp_path / "bomb.parquet"
+    pq.write_table(pa.Table.from_pylist([_trl(), _trl(prompt="x" * 40_000_000)]), path, compression="zstd")
+    assert path.stat().st_size < 100_000
+    with pytest.raises(ValidationError, match=r"line 2: prompt is 40,000,000 characters long; "
+                                              r"at most 20,000 are taken"):
+        preferences_import(path=path, kind="trl", source_name="s", admin=admin)
+    assert not ImportedComparison.objects.exists()
+
+
+def test_a_20_mb_jsonl_line_is_refused_before_it_is_read_whole(admin, tmp_path):
+    path = tmp_path / "long.jsonl"
+    path.write_text(json.dumps(_trl()) + "\n" + json.dumps(_trl(chosen="y" * 20_000_000)) + "\n")
+    with pytest.raises(ValidationError, match=r"line 2: the line is longer than [\d,]+ bytes"):
+        preferences_import(path=path, kind="trl", source_name="s", admin=admin)
+    assert not ImportedComparison.objects.exists()
+
+
+@pytest.mark.parametrize("record, problem", [
+    (_trl(chosen="c" * 40_001), "chosen is 40,001 characters long; at most 40,000 are taken"),
+    (_trl(prompt=[{"role": "user", "content": "u" * 20_001}]), "a message of prompt is 20,001 characters long"),
+    (_trl(prompt=[{"role": "user", "content": "hi"}] * 201), "prompt has 201 messages; at most 200 are taken"),
+    (_trl(prompt=[{"role": "user", "content": "u" * 19_000}] * 11),
+     "prompt is 209,000 characters long in all; at most 200,000 are taken"),
+])
+def test_each_field_has_the_limits_of_typed_text(admin, tmp_path, record, problem):
+    path = tmp_path / "f.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    with pytest.raises(ValidationError, match=re.escape(f"line 1: {problem}")):
+        preferences_import(path=path, kind="trl", source_name="s", admin=admin)
+    assert not ImportedComparison.objects.exists()
+
+
+def test_the_rows_and_bytes_of_one_import_are_bounded(admin, tmp_path, settings):
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps(_trl(prompt=f"Q{i}?")) + "\n" for i in range(5)))
+    settings.IMPORT_MAX_ROWS = 4
+    with pytest.raises(ValidationError, match=r"line 5: more than 4 records in one import \(IMPORT_MAX_ROWS\)"):
+        preferences_import(path=path, kind="trl", source_name="s", admin=admin)
+    settings.IMPORT_MAX_ROWS = 5
+    settings.IMPORT_MAX_BYTES = 100
+    with pytest.raises(ValidationError, match=r"at most 0 MiB are imported at once \(IMPORT_MAX_BYTES\)"):
+        preferences_import(path=path, kind="trl", source_name="s", admin=admin)
+    assert not ImportedComparison.objects.exists()
+    settings.IMPORT_MAX_BYTES = 10_000
+    assert preferences_import(path=path, kind="trl", source_name="s", admin=admin).imported == 5
+
+
+def test_a_json_array_is_read_as_a_stream(admin, tmp_path, monkeypatch):
+    path = tmp_path / "array.json"
+    path.write_text(json.dumps([_trl(prompt=f"Q{i}?") for i in range(3)] + [{"prompt": "x"}]))
+    # Never the whole file at once: reading it whole would call Path.read_text or json.load.
+    monkeypatch.setattr("pathlib.Path.read_text", lambda *a, **k: pytest.fail("read whole"))
+    monkeypatch.setattr("json.load", lambda *a, **k: pytest.fail("read whole"))
+    with pytest.raises(ValidationError, match=r"line 4: "):
+        preferences_import(path=path, kind="trl", source_name="s", admin=admin)
+    path.write_bytes(b'[{"prompt": "Q?", "chosen": "A", "rejected": "B", "margin": 0.5}]')
+    report = preferences_import(path=path, kind="trl", source_name="s", admin=admin)
+    assert report.imported == 1 and ImportedComparison.objects.get().margin == 0.5
+    path.write_bytes(b'[{"prompt": "Q?", "chosen": "A", ')
+    with pytest.raises(ValidationError, match="not valid JSON"):
+        preferences_import(path=path, kind="trl", source_name="t", admin=admin)
+    path.write_bytes(b'{"prompt": "Q?"}')
+    with pytest.raises(ValidationError, match="line 1: a .json file must hold an array of records"):
+        preferences_import(path=path, kind="trl", source_name="t", admin=admin)
+
+
+def test_an_upload_over_the_limit_is_refused_over_http(admin, settings):
+    client = APIClient()
+    client.force_authenticate(admin)
+    settings.IMPORT_MAX_BYTES = 1000
+    upload = SimpleUploadedFile("big.jsonl", b"".join(json.dumps(_trl(prompt=f"Q{i}?")).encode() + b"\n"
+                                                      for i in range(100)))
+    response = client.post("/api/sources/import/", {"file": upload, "format": "trl", "source": "big"},
+                           format="multipart")
+    assert response.status_code == 400 and "IMPORT_MAX_BYTES" in response.json()["detail"]
+    assert not PreferenceSource.objects.filter(name="big").exists()

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User
 
-from .models import AnnotatorProfile, Invitation, Vendor
+from .models import AnnotatorProfile, AuditEntry, Invitation, Vendor
 from .roles import ROLES
 
 
@@ -58,3 +58,22 @@ class AnnotatorProfileAdmin(admin.ModelAdmin):
     list_display = ("user", "vendor")
     list_filter = ("vendor",)
     autocomplete_fields = ("user",)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read only: the trail is written by the services that act, never edited."""
+
+    list_display = ("at", "actor_name", "action", "object_type", "object_id", "summary")
+    list_filter = ("action", "object_type")
+    search_fields = ("actor_name", "object_id", "summary")
+    readonly_fields = [f.name for f in AuditEntry._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

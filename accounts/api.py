@@ -2,15 +2,17 @@
 The same services as the /manage/ page and the invitation link."""
 
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import fields as strict
+from core.pagination import list_schema, paginated
 
 from . import services
+from .models import AuditEntry
 from .permissions import HasRole
 from .roles import ADMIN, ROLES, primary_role
 
@@ -68,3 +70,24 @@ class InvitationAccept(APIView):
         user = services.invitation_accept(**given.validated_data)
         return Response(AcceptedSerializer({"username": user.get_username(), "role": primary_role(user) or ""}).data,
                         status=status.HTTP_201_CREATED)
+
+
+class AuditEntrySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEntry
+        fields = ["id", "at", "actor_name", "action", "object_type", "object_id", "summary", "detail"]
+        read_only_fields = fields
+
+
+class AuditList(APIView):
+    """The audit trail, newest first: who launched, cancelled, relaunched or served what, and when."""
+
+    permission_classes = [AdminOnly]
+
+    @list_schema(AuditEntrySerializer, operation_id="audit_list", parameters=[
+        OpenApiParameter("action", str, description="Only this action, e.g. training.cancel.")])
+    def get(self, request):
+        entries = AuditEntry.objects.order_by("-at", "-pk")
+        if action := request.query_params.get("action"):
+            entries = entries.filter(action=action)
+        return paginated(request, self, entries, AuditEntrySerializer)

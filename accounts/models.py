@@ -64,3 +64,26 @@ class AnnotatorProfile(models.Model):
 
     def __str__(self):
         return f"{self.user} ({self.vendor or 'no vendor'})"
+
+
+class AuditEntry(models.Model):
+    """Who did what to which object, and when: the decisions admins answer for (training runs
+    launched, cancelled, relaunched, checkpoints served). Written by the service that does the thing,
+    in its transaction; read by admins (the admin site, GET /api/audit/); never changed."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    # Kept as written: the account may be renamed or deleted later.
+    actor_name = models.CharField(max_length=150)
+    action = models.CharField(max_length=60, db_index=True)
+    object_type = models.CharField(max_length=60)
+    object_id = models.CharField(max_length=40)
+    summary = models.TextField()
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.object_type} {self.object_id}"

@@ -56,7 +56,7 @@ def paginated(request, view, items, serializer_class, **serializer_kwargs) -> Re
     return paginator.get_paginated_response(serializer_class(page, many=True, **serializer_kwargs).data)
 
 
-def list_schema(serializer_class, *, operation_id: str, name: str | None = None, **kwargs):
+def list_schema(serializer_class, *, operation_id: str, name: str | None = None, parameters=(), **kwargs):
     """``extend_schema`` for a list endpoint of an APIView: one page, and its query parameters."""
     from drf_spectacular.types import OpenApiTypes
     from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -65,5 +65,6 @@ def list_schema(serializer_class, *, operation_id: str, name: str | None = None,
         operation_id=operation_id, responses=page_of(serializer_class, name),
         parameters=[OpenApiParameter("page", {"type": "integer", "minimum": 1}, description="A page number (from 1)."),
                     OpenApiParameter("page_size", OpenApiTypes.INT, required=False,
-                                     description=f"Items per page, at most {Pagination.max_page_size}.")],
+                                     description=f"Items per page, at most {Pagination.max_page_size}."),
+                    *parameters],
         **kwargs)

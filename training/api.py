@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from core.pagination import list_schema, paginated
 
-from accounts.permissions import HasRole
+from accounts.permissions import HasRole, StaffRole
 from accounts.roles import RESEARCHER
 from core import fields as strict
 from core.preference_scale import MARGIN_TABLES
@@ -151,9 +151,13 @@ class RunDetail(APIView):
 
 
 class RunCancel(APIView):
-    permission_classes = [ResearcherOnly]
+    """The run's own researcher, or an admin (anyone else: 403)."""
 
-    @extend_schema(request=None, responses=RunSerializer)
+    permission_classes = [StaffRole]
+
+    @extend_schema(request=None, responses=RunSerializer,
+                   description="Cancel a queued or running run: its own researcher (who launched it, or "
+                               "launched it again), or an admin. Written to the audit trail.")
     def post(self, request, pk: int):
         run = get_object_or_404(TrainingRun, pk=pk)
         run = services.run_cancel(run=run, user=request.user)

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.audit import audit_record
 from core.exceptions import Conflict
 
 from .checkpoints import checkpoint_default_base
@@ -40,6 +41,7 @@ def run_launch(*, researcher, kind: str, name: str = "", base: Checkpoint | None
     fields = validate(base=base or checkpoint_default_base(), **arguments)
     with transaction.atomic():
         run = TrainingRun.objects.create(kind=kind, name=name[:120], launched_by=researcher, **fields)
+        audit_record(actor=researcher, action="training.launch", target=run, summary=f"launched {run}", kind=kind)
         _enqueue(run)
     return run
 
@@ -61,6 +63,9 @@ def run_relaunch(*, run: TrainingRun, researcher) -> TrainingRun:
         data = {key: value for key, value in run.data.items() if key != "written"}
         relaunched = TrainingRun.objects.create(kind=run.kind, focus=run.focus, name=run.name, config=run.config,
                                                 data=data, base=run.base, launched_by=researcher, relaunch_of=run)
+        audit_record(actor=researcher, action="training.relaunch", target=relaunched,
+                     summary=f"launched {run} again, as {relaunched}", relaunch_of=run.pk,
+                     first_launched_by=run.launched_by_id)
         _enqueue(relaunched)
     return relaunched
 

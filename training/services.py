@@ -14,7 +14,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.roles import RESEARCHER, has_role
+from accounts.audit import audit_record
+from accounts.roles import ADMIN, RESEARCHER, has_role
 from annotation.models import Batch, Focus, PreferenceSource
 from core.exceptions import Conflict
 from core.preference_scale import MARGIN_TABLES
@@ -119,8 +120,10 @@ def reward_run_validate(*, focus: str, batches: list[str] = (), sources: list[st
 
 def run_cancel(*, run: TrainingRun, user) -> TrainingRun:
     """A queued run is cancelled at once; a running one is asked to stop, and the task that runs
-    it ends the job's process group within a heartbeat."""
-    require_researcher(user)
+    it ends the job's process group within a heartbeat. The researcher who launched it (or launched
+    it again) cancels it, or an admin; it goes into the audit trail."""
+    if not (has_role(user, ADMIN) or (has_role(user, RESEARCHER) and run.launched_by_id == user.pk)):
+        raise PermissionDenied("Only the researcher who launched this run, or an admin, can cancel it.")
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().get(pk=run.pk)
         if run.is_finished:
@@ -130,6 +133,9 @@ def run_cancel(*, run: TrainingRun, user) -> TrainingRun:
             run.status, run.finished_at, run.error = TrainingRun.Status.CANCELLED, now, f"Cancelled by {user}."
         run.cancel_requested_at = run.cancel_requested_at or now
         run.save(update_fields=["status", "finished_at", "error", "cancel_requested_at"])
+        audit_record(actor=user, action="training.cancel", target=run,
+                     summary=f"cancelled {run} ({'queued' if run.status == TrainingRun.Status.CANCELLED else 'running'})",
+                     launched_by=run.launched_by_id)
     return run
 
 
@@ -206,6 +212,10 @@ def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperatu
                                      notes=f"From checkpoint {checkpoint} ({checkpoint.path})."
                                      + (f" Endpoint filed by {researcher} for approval." if awaiting_approval else ""))
             Checkpoint.objects.filter(pk=checkpoint.pk).update(variant=variant)
+            audit_record(actor=researcher, action="training.serve", target=checkpoint,
+                         summary=f"served {checkpoint} as variant {variant.name}"
+                                 + (f" at {base_url} (awaiting an admin's approval)" if awaiting_approval else
+                                    " on a local server"), variant=variant.pk)
             if server is not None:
                 server.variant = variant
                 server.save(update_fields=["variant"])

@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.decorators import role_required
 from accounts.roles import RESEARCHER
 from core.charts import bar_chart, histogram_chart, line_chart
+from core.exceptions import refusal_status
 from core.forms import add_service_errors
 from core.preference_scale import STRENGTHS
 from core.sql import id_fits
@@ -89,9 +90,11 @@ def run_cancel(request, pk: int):
     run = get_object_or_404(TrainingRun, pk=pk)
     try:
         run = services.run_cancel(run=run, user=request.user)
-    except ValidationError as error:
-        context = {**_run_context(run), "cancel_error": error.messages[0]}
-        return render(request, "training/_run_live.html" if request.htmx else "training/run.html", context, status=409)
+    except (ValidationError, PermissionDenied) as error:  # finished already (409), someone else's run (403)
+        message = error.messages[0] if isinstance(error, ValidationError) else str(error)
+        context = {**_run_context(run), "cancel_error": message}
+        return render(request, "training/_run_live.html" if request.htmx else "training/run.html", context,
+                      status=refusal_status(error))
     if request.htmx:
         return render(request, "training/_run_live.html", _run_context(run))
     return redirect("training:run", run.pk)

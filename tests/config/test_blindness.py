@@ -34,7 +34,7 @@ STAFF_ONLY = {
     "safety:evaluation_json", "safety:redteam_results", "annotation:quality", "annotation:quality_json",
     "annotation:gold_mark", "annotation:batches", "annotation:batch_freeze", "annotation:batch_stats",
     "annotation:batch_exports", "annotation:batch_export_request", "annotation:batch_download", "admin:",
-    "api-variants", "api-variant-detail", "api-pair-create", "api-pair-detail", "api-invitations",
+    "api-audit", "api-variants", "api-variant-detail", "api-pair-create", "api-pair-detail", "api-invitations",
     "api-quality", "api-overlap-policy", "api-gold", "api-batches", "api-sources", "api-source-import",
     "api-batch-freeze", "api-batch-stats", "api-batch-exports", "api-batch-export", "api-training-",
     "api-safety-evaluations", "api-safety-evaluation-results", "api-redteam-results",

@@ -13,12 +13,9 @@ from core.pagination import list_schema, paginated
 
 from . import services
 from .models import AuditEntry
-from .permissions import HasRole
-from .roles import ADMIN, ROLES, primary_role
+from .permissions import AdminOnly
+from .roles import ROLES, primary_role
 
-
-class AdminOnly(HasRole):
-    roles = (ADMIN,)
 
 
 class InvitationCreateSerializer(serializers.Serializer):

@@ -1,3 +1,5 @@
+"""The API's role permissions, all of them: a view names one of these, never its own."""
+
 from rest_framework.permissions import BasePermission
 
 from .roles import ADMIN, ANNOTATOR, RESEARCHER, has_role
@@ -19,3 +21,17 @@ class StaffRole(HasRole):
     """Admins and researchers: may see which variant produced what."""
 
     roles = (ADMIN, RESEARCHER)
+
+
+class AdminOnly(HasRole):
+    roles = (ADMIN,)
+
+
+class ResearcherOnly(HasRole):
+    roles = (RESEARCHER,)
+
+
+class AnnotatorOnly(HasRole):
+    """Annotators: their dialogues, reviews, safety ratings and red-team sessions."""
+
+    roles = (ANNOTATOR,)

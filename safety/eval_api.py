@@ -7,8 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from core.pagination import list_schema, paginated
 
-from accounts.permissions import HasRole
-from accounts.roles import ADMIN, ANNOTATOR, RESEARCHER
+from accounts.permissions import AnnotatorOnly, StaffRole
 from core import fields as strict
 from core.leases import LeaseLost
 from modelserving.models import PolicyVariant
@@ -17,12 +16,6 @@ from . import evaluation as service
 from .models import SafetyEvaluation, SafetyRating
 
 
-class Staff(HasRole):
-    roles = (ADMIN, RESEARCHER)
-
-
-class Annotators(HasRole):
-    roles = (ANNOTATOR,)
 
 
 class PromptSerializer(serializers.Serializer):
@@ -49,7 +42,7 @@ class EvaluationSerializer(serializers.ModelSerializer):
 
 
 class EvaluationListCreate(APIView):
-    permission_classes = [Staff]
+    permission_classes = [StaffRole]
 
     @list_schema(EvaluationSerializer, operation_id="safety_evaluations_list")
     def get(self, request):
@@ -69,7 +62,7 @@ class EvaluationListCreate(APIView):
 
 
 class EvaluationResults(APIView):
-    permission_classes = [Staff]
+    permission_classes = [StaffRole]
 
     @extend_schema(responses=OpenApiResponse(description="Per variant: violation %, mean rating, intervals, "
                                                          "AC1/AC2, by risk category."))
@@ -87,7 +80,7 @@ class RatingTaskSerializer(serializers.Serializer):
 
 
 class RatingClaim(APIView):
-    permission_classes = [Annotators]
+    permission_classes = [AnnotatorOnly]
 
     @extend_schema(request=None, responses={200: RatingTaskSerializer, 204: OpenApiResponse(description="Nothing.")})
     def post(self, request):
@@ -105,7 +98,7 @@ class RatingSubmitSerializer(serializers.Serializer):
 
 
 class RatingSubmit(APIView):
-    permission_classes = [Annotators]
+    permission_classes = [AnnotatorOnly]
 
     @extend_schema(request=RatingSubmitSerializer, responses={200: OpenApiResponse(description="Stored."),
                                                              409: OpenApiResponse(description="No live lease.")})

@@ -12,8 +12,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.permissions import HasRole, StaffRole
-from accounts.roles import ANNOTATOR
+from accounts.permissions import AnnotatorOnly, StaffRole
 from core import fields as strict
 from annotation.models import AttackVector, RiskCategory
 from core.exceptions import NotYours
@@ -22,9 +21,6 @@ from modelserving.models import PolicyVariant
 
 from . import redteam
 
-
-class RedTeamers(HasRole):
-    roles = (ANNOTATOR,)
 
 
 # --- Serializers (shape only; the rules are safety.redteam's) ---------------------------------
@@ -100,7 +96,7 @@ class SessionDetailSerializer(SessionSerializer):
 
 
 class RedTeamAPIView(APIView):
-    permission_classes = [RedTeamers]
+    permission_classes = [AnnotatorOnly]
 
     def own_session(self, pk: int):
         session = redteam.own_session(annotator=self.request.user, pk=pk)

@@ -13,8 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from core.pagination import list_schema, paginated
 
-from accounts.permissions import HasRole, StaffRole
-from accounts.roles import RESEARCHER
+from accounts.permissions import ResearcherOnly, StaffRole
 from core import fields as strict
 from core.preference_scale import MARGIN_TABLES
 from modelserving.serializers import VariantSerializer
@@ -26,9 +25,6 @@ from .launch import run_launch, run_relaunch
 from .models import Checkpoint, TrainingRun
 from .policy import SETTINGS
 
-
-class ResearcherOnly(HasRole):
-    roles = (RESEARCHER,)
 
 
 class MixSerializer(serializers.Serializer):

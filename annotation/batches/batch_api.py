@@ -17,8 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from core.pagination import list_schema, paginated
 
-from accounts.permissions import HasRole
-from accounts.roles import ADMIN
+from accounts.permissions import AdminOnly
 from core import fields as strict
 from core.exceptions import Conflict
 
@@ -30,9 +29,6 @@ from .imports import READERS, preferences_import, refuse_oversized
 from .selectors import batch_by_label
 from .stats import batch_statistics
 
-
-class AdminOnly(HasRole):
-    roles = (ADMIN,)
 
 
 class BatchSerializer(serializers.ModelSerializer):

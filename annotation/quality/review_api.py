@@ -6,8 +6,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.permissions import HasRole
-from accounts.roles import ANNOTATOR
+from accounts.permissions import AnnotatorOnly
 from core import fields as strict
 from core.leases import LeaseLost
 
@@ -19,9 +18,6 @@ from ..workspace.judgements import MAX_REASON_CHARS, Judgement
 from ..workspace.serializers import JudgementSerializer
 from .quality import quality_report
 
-
-class AnnotatorOnly(HasRole):
-    roles = (ANNOTATOR,)
 
 
 class ReviewTaskSerializer(serializers.Serializer):

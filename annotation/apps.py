@@ -19,6 +19,10 @@ class AnnotationConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from .models.frozen import sqlite_triggers_install
+        from .quality.review import overlap_on_judgement
+        from .workspace.judgements import judgement_stored
 
+        # A stored judgement opens its overlap review slots (the quality room builds on the workspace).
+        judgement_stored.connect(overlap_on_judgement, dispatch_uid="annotation.overlap_on_judgement")
         post_migrate.connect(ensure_seeds, sender=self, dispatch_uid="annotation.ensure_seeds")
         post_migrate.connect(sqlite_triggers_install, sender=self, dispatch_uid="annotation.sqlite_triggers")

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from accounts.roles import ANNOTATOR, has_role
 from annotation.models import AttackVector, RiskCategory
-from annotation.workspace.services import MAX_MESSAGE_CHARS
+from annotation.text import MAX_MESSAGE_CHARS
 from modelserving.models import Generation, PolicyVariant
 from modelserving.selectors import active_variants
 from modelserving.services import generation_request

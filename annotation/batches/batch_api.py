@@ -22,7 +22,7 @@ from core import fields as strict
 from core.exceptions import Conflict
 
 from ..models import Batch, ExportJob, Focus, PreferenceSource
-from .batches import batch_freeze
+from .services import batch_freeze
 from .export_jobs import export_download, export_request
 from .exports import FORMATS
 from .imports import READERS, preferences_import, refuse_oversized

@@ -31,7 +31,7 @@ from accounts.roles import ADMIN, has_role
 from modelserving.services import MAX_CONTEXT_CHARS
 
 from ..models import Focus, ImportedComparison, PreferenceSource, Strength
-from ..workspace.services import MAX_ANSWER_CHARS, MAX_MESSAGE_CHARS
+from ..text import MAX_ANSWER_CHARS, MAX_MESSAGE_CHARS
 
 BULK = 1000
 MAX_CONTEXT_MESSAGES = 200  # as a pair's context over the API

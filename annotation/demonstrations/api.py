@@ -8,9 +8,9 @@ from core.pagination import list_schema, paginated
 from core.validators import not_blank
 
 from ..models import Demonstration
-from ..workspace import services
+from . import services
 from ..workspace.api import AnnotationAPIView, _own_turn
-from ..workspace.services import MAX_ANSWER_CHARS, MAX_MESSAGE_CHARS
+from ..text import MAX_ANSWER_CHARS, MAX_MESSAGE_CHARS
 
 
 class DemonstrationSerializer(serializers.ModelSerializer):

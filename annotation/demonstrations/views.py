@@ -12,7 +12,7 @@ from accounts.roles import ANNOTATOR
 from core.forms import add_service_errors
 
 from ..models import Demonstration
-from ..workspace import services
+from . import services
 from ..workspace.selectors import own_turn
 
 

@@ -46,7 +46,7 @@ class GoldItem(models.Model):
 
 class ReviewTask(JudgementFields, LeasedWork):
     """One re-judgement of a turn by another annotator (overlap review) or one serve of a gold
-    item; handed out through a leased queue (annotation/workspace/review.py; status and lease columns from
+    item; handed out through a leased queue (annotation/quality/review.py; status and lease columns from
     core.models.LeasedWork)."""
 
     class Kind(models.TextChoices):

@@ -6,14 +6,13 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.permissions import AnnotatorOnly
+from accounts.permissions import AdminOnly, AnnotatorOnly
 from core import fields as strict
 from core.leases import LeaseLost
 
-from ..batches.batch_api import AdminOnly
 from ..batches.selectors import batch_by_label
 from ..models import Focus, ReviewTask, Turn
-from ..workspace import review
+from . import review
 from ..workspace.judgements import MAX_REASON_CHARS, Judgement
 from ..workspace.serializers import JudgementSerializer
 from .quality import quality_report

@@ -15,7 +15,7 @@ from core.pagination import list_schema, paginated
 from core.schema import SAMPLING_UNAVAILABLE
 
 from ..models import AttackVector, Dialogue, RiskCategory
-from . import services
+from . import judgements, services
 from .hot_path import next_turn_for, own_turn_bare
 from .selectors import own_dialogue, own_turn
 from .serializers import (
@@ -116,8 +116,8 @@ class TurnJudgement(AnnotationAPIView):
             raise NotYours
         incoming = JudgementSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        turn, created = services.judgement_submit(turn=turn, annotator=request.user,
-                                                  judgement=services.Judgement(**incoming.validated_data))
+        turn, created = judgements.judgement_submit(turn=turn, annotator=request.user,
+                                                  judgement=judgements.Judgement(**incoming.validated_data))
         return Response(TurnSerializer(turn).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 

@@ -1,19 +1,40 @@
-"""A judgement of a pair and its rules, shared by the first judgement of a turn
-(annotation.workspace.services.judgement_submit) and its overlap reviews
-(annotation.workspace.review.review_submit)."""
+"""Judgements: a judgement of a pair and its rules, shared by the first judgement of a turn
+(``judgement_submit``, here) and its overlap reviews (annotation.quality.review.review_submit).
+
+A stored judgement is announced with the ``judgement_stored`` signal, in the submission's
+transaction: the overlap review (annotation/quality/review.py) opens its slots from it. The
+workspace does not import the quality room; the quality room builds on this one."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.dispatch import Signal
+from django.utils import timezone
+
+from core.exceptions import Conflict
 
 from modelserving.models import Generation
 
-from ..models import Focus, SafetyBin, Strength
+from ..batches.services import batch_for
+from ..models import Dialogue, Focus, SafetyBin, Strength, Turn
+from ..text import MAX_NOTE_CHARS
+from .hot_path import locked_turn
+from .selectors import sides
+from .services import require_owner
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
-MAX_REASON_CHARS = 2000  # why a pair is unusable, a gold item's note
+MAX_REASON_CHARS = MAX_NOTE_CHARS  # why a pair is unusable, a gold item's note
+
+# Sent with ``turn`` (locked, with its dialogue and its focus's overlap policy) once its judgement is
+# stored, inside the transaction that stores it.
+judgement_stored = Signal()
+
+
+class JudgementConflict(Conflict):
+    """A second, different judgement of a turn that is already judged."""
 
 
 @dataclass(frozen=True)
@@ -78,3 +99,50 @@ def resolve_judgement(a: Generation, b: Generation, *, focus: str, judgement: Ju
 
 JUDGEMENT_FIELDS = ("chosen_generation_id", "strength", "chosen_safe", "other_safe", "safety_bin",
                     "both_unusable", "unusable_reason")
+
+
+@transaction.atomic
+def judgement_submit(*, turn: Turn, annotator, judgement: Judgement) -> tuple[Turn, bool]:
+    """Store the judgement of ``turn``; returns (turn, created).
+
+    Submitting the same judgement again (a double click, a network retry) returns the stored one
+    with created=False; a different judgement of a judged turn raises JudgementConflict.
+    """
+    now = timezone.now()
+    # The batch first (one lock order). A turn that is judged stays judged, so a repeated
+    # submission needs no batch, and does not make this week's if there is none yet. The caller's
+    # copy of the turn tells (the views read it just before, for the owner check; one query fewer):
+    # if it is stale, the turn was judged in between, and the week's batch is read (or made, if
+    # this is the week's first judgement) for nothing; the retry is answered as below.
+    batch = None if turn.submitted_at is not None else batch_for(now)
+    # The turn and its dialogue locked, with its two responses, in one statement (hot_path.py): the
+    # caller can serialize the returned turn without reading it again.
+    turn = locked_turn(turn.pk)
+    require_owner(turn.dialogue.annotator_id, annotator)
+    fields = resolve_judgement(*sides(turn), focus=turn.dialogue.focus, judgement=judgement)
+    if turn.is_judged:
+        stored = {name: getattr(turn, name) for name in JUDGEMENT_FIELDS}
+        if stored == fields:
+            return turn, False
+        raise JudgementConflict("This turn is already judged, differently; a judgement cannot be changed.")
+    if turn.dialogue.status != Dialogue.Status.ACTIVE:
+        raise ValidationError("This dialogue has ended; its last pair can no longer be judged.")
+    a, b = sides(turn)
+    if a.status not in Generation.FINISHED or b.status not in Generation.FINISHED:
+        raise ValidationError("Wait until both responses are complete before judging.")
+    if Generation.Status.FAILED in (a.status, b.status) and not judgement.both_unusable:
+        raise ValidationError("A response failed: retry it, or mark both unusable.")
+    spent = judgement.time_spent_ms
+    if spent is None or not 0 <= spent <= MAX_TIME_SPENT_MS:
+        shown = max((g.finished_at or g.updated_at for g in (a, b)), default=now)
+        spent = int((now - shown).total_seconds() * 1000)
+    for name, value in fields.items():
+        setattr(turn, name, value)
+    turn.time_spent_ms = max(0, spent)
+    turn.submitted_at = now
+    turn.batch = batch
+    turn.save(update_fields=[*JUDGEMENT_FIELDS, "time_spent_ms", "submitted_at", "batch"])
+    Dialogue.objects.filter(pk=turn.dialogue_id).update(updated_at=now)
+
+    judgement_stored.send(sender=Turn, turn=turn)
+    return turn, True

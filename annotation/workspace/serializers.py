@@ -7,10 +7,10 @@ from core.validators import not_blank
 from modelserving.serializers import BlindGenerationSerializer
 
 from ..models import AttackVector, Dialogue, Focus, RiskCategory, Strength
+from ..text import MAX_MESSAGE_CHARS
 from . import scale
 from .judgements import MAX_REASON_CHARS
 from .selectors import sides
-from .services import MAX_MESSAGE_CHARS
 
 
 class DialogueStartSerializer(serializers.Serializer):

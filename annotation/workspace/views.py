@@ -10,11 +10,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import role_required
 from accounts.roles import ANNOTATOR
-from core.exceptions import Unavailable, refusal_status
+from core.exceptions import refusal_status
 from modelserving.models import Generation
 
 from ..models import Dialogue, Focus, Guideline, Strength
-from . import scale, services
+from . import judgements, scale, services
 from .forms import DialogueStartForm, JudgementForm, MessageForm, RetryForm
 from . import hot_path
 from .hot_path import own_turn_bare
@@ -137,25 +137,23 @@ def _dialogue_page(request, dialogue, status: int = 200):
 @require_POST
 @role_required(ANNOTATOR)
 def turn_post(request, pk: int):
+    """The next message of a dialogue (its first, or the one after a judgement): services.turn_post,
+    as the API's. A refusal answers with its own status (core.exceptions.refusal_status), as the API
+    does: the prompt form with the reason (htmx), or the dialogue page with it."""
     dialogue = _own_dialogue(request, pk)
     form = MessageForm(request.POST)
     previous = dialogue.turns.order_by("-index").first()
     try:
-        if not form.is_valid():
-            raise ValidationError("Write a message first.")
-        operation = services.dialogue_continue if previous is not None else services.turn_post
-        turn = operation(dialogue=dialogue, annotator=request.user, user_message=form.cleaned_data["user_message"])
-    except ValidationError as error:  # NoActiveVariant too (503, as the API answers)
-        problems = _errors(error)
+        turn = services.turn_post(dialogue=dialogue, annotator=request.user,
+                                  user_message=form.data.get("user_message", ""))
+    except ValidationError as error:
+        status, problems = refusal_status(error), _errors(error)
         if not request.htmx:
             for problem in problems:
                 messages.error(request, problem)
-            if isinstance(error, Unavailable):  # the page itself, with the reason, as a 503
-                return _dialogue_page(request, dialogue, status=refusal_status(error))
-            return redirect("annotation:dialogue", pk=dialogue.pk)
+            return _dialogue_page(request, dialogue, status=status)
         response = render(request, "annotation/_prompt_form.html",
-                          {"dialogue": dialogue, "message_form": form, "form_errors": problems},
-                          status=503 if isinstance(error, Unavailable) else 200)
+                          {"dialogue": dialogue, "message_form": form, "form_errors": problems}, status=status)
         # Replace only the form that was sent, not the turn around it.
         response["HX-Retarget"] = "closest .prompt-form"
         response["HX-Reswap"] = "outerHTML"
@@ -172,14 +170,18 @@ def turn_post(request, pk: int):
     return response
 
 
-def _turn_answer(request, turn, *, problems=(), form_values=None):
+def _turn_answer(request, turn, *, problems=(), form_values=None, status: int = 200):
     """After an action on a turn: htmx gets the turn fragment afresh (with any problems); a plain
-    form post gets the problems as messages and the dialogue page."""
+    form post gets the problems as messages and the dialogue page (a redirect when nothing was
+    refused). A refusal answers with its own status, as the API does."""
     if not request.htmx:
         for problem in problems:
             messages.error(request, problem)
-        return redirect("annotation:dialogue", pk=turn.dialogue_id)
-    return _render_turn(request, _own_turn(request, turn.pk), form_errors=list(problems), form_values=form_values)
+        if status == 200:
+            return redirect("annotation:dialogue", pk=turn.dialogue_id)
+        return _dialogue_page(request, _own_dialogue(request, turn.dialogue_id), status=status)
+    return _render_turn(request, _own_turn(request, turn.pk), form_errors=list(problems), form_values=form_values,
+                        status=status)
 
 
 @require_GET
@@ -192,16 +194,18 @@ def turn_fragment(request, pk: int):
 @role_required(ANNOTATOR)
 def judgement_submit(request, pk: int):
     form = JudgementForm(request.POST)
-    if not form.is_valid():
-        return _render_turn(request, _own_turn(request, pk), form_errors=form.problems(), form_values=request.POST)
+    if not form.is_valid():  # malformed, as the API's serializer refuses it: 400
+        return _render_turn(request, _own_turn(request, pk), form_errors=form.problems(), form_values=request.POST,
+                            status=400)
     # The ownership check reads the turn alone: the service reads it again, locked, with its pair.
     turn = own_turn_bare(annotator=request.user, pk=pk)
     if turn is None:
         raise Http404
     try:
-        turn, _ = services.judgement_submit(turn=turn, annotator=request.user, judgement=form.judgement())
+        turn, _ = judgements.judgement_submit(turn=turn, annotator=request.user, judgement=form.judgement())
     except ValidationError as error:
-        return _turn_answer(request, turn, problems=_errors(error), form_values=request.POST)
+        return _turn_answer(request, turn, problems=_errors(error), form_values=request.POST,
+                            status=refusal_status(error))
     if not request.htmx:
         return redirect("annotation:dialogue", pk=turn.dialogue_id)
     # The fragment from the rows the service locked and wrote (its answer needs nothing else).
@@ -212,14 +216,13 @@ def judgement_submit(request, pk: int):
 @role_required(ANNOTATOR)
 def generation_retry(request, pk: int):
     turn = _own_turn(request, pk)
-    form = RetryForm(request.POST)
-    problems = []
-    if form.is_valid():
-        try:
-            services.generation_retry(turn=turn, annotator=request.user, side=form.cleaned_data["side"])
-        except ValidationError as error:
-            problems = _errors(error)
-    return _turn_answer(request, turn, problems=problems)
+    form = RetryForm(request.POST)  # the service checks the side (the API's serializer too)
+    problems, status = [], 200
+    try:
+        services.generation_retry(turn=turn, annotator=request.user, side=form.data.get("side", ""))
+    except ValidationError as error:
+        problems, status = _errors(error), refusal_status(error)
+    return _turn_answer(request, turn, problems=problems, status=status)
 
 
 @require_POST

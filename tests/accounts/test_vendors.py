@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from accounts.services import user_create, user_vendor_set, vendor_create
-from annotation.batches.batches import batch_freeze
+from annotation.batches.services import batch_freeze
 from annotation.batches.exports import records
 from annotation.models import Batch
 

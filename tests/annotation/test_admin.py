@@ -4,8 +4,8 @@ never by the database's trigger as a server error."""
 import pytest
 
 from accounts.services import user_create
-from annotation.workspace import services
-from annotation.batches.batches import batch_freeze
+from annotation.workspace import judgements
+from annotation.batches.services import batch_freeze
 from annotation.models import Batch, Dialogue, Turn
 from modelserving.models import Generation
 
@@ -20,8 +20,8 @@ PASSWORD = "a-long-password-9"
 def frozen_turns():
     seed(1, 2)
     for turn in Turn.objects.select_related("dialogue"):
-        services.judgement_submit(turn=turn, annotator=turn.dialogue.annotator,
-                                  judgement=services.Judgement(choice="A", strength="better"))
+        judgements.judgement_submit(turn=turn, annotator=turn.dialogue.annotator,
+                                  judgement=judgements.Judgement(choice="A", strength="better"))
     batch_freeze(batch=Batch.objects.get(), force=True,
                  admin=user_create(username="boss", password=PASSWORD, role="admin"))
     return list(Turn.objects.all())

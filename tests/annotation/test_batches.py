@@ -7,13 +7,13 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from rest_framework.test import APIClient
 
-from annotation.workspace import services
-from annotation.batches.batches import SplitRow, batch_freeze, split_plan
+from annotation.workspace import judgements, services
+from annotation.batches.services import SplitRow, batch_freeze, split_plan
 from annotation.batches.exports import batch_export, pseudonym
 from core.preference_scale import MARGIN_TABLES
 from annotation.models import Batch, Turn
 from annotation.workspace.selectors import sides
-from annotation.workspace.services import Judgement
+from annotation.workspace.judgements import Judgement
 
 pytestmark = pytest.mark.django_db
 
@@ -64,7 +64,7 @@ def judged_batch(judgeable_turn, annotator):
                               safe_b=(index % 4 == 1) if focus == "safety" else None)
         if focus == "safety" and judgement.choice == "B" and not judgement.safe_b:
             judgement = Judgement(choice="B", strength=judgement.strength, safe_a=False, safe_b=False)
-        services.judgement_submit(turn=turn, annotator=annotator, judgement=judgement)
+        judgements.judgement_submit(turn=turn, annotator=annotator, judgement=judgement)
     return Batch.objects.get()
 
 
@@ -95,7 +95,7 @@ def test_after_an_early_freeze_later_judgements_go_to_a_follow_on_batch(judged_b
     frozen = batch_freeze(batch=judged_batch, admin=admin_user, force=True)
     assert frozen.summary["frozen_early"] is True
     late = judgeable_turn()
-    turn, created = services.judgement_submit(turn=late, annotator=annotator,
+    turn, created = judgements.judgement_submit(turn=late, annotator=annotator,
                                               judgement=Judgement(choice="A", strength="better"))
     assert created and turn.batch != frozen
     follow_on = turn.batch
@@ -108,7 +108,7 @@ def test_after_an_early_freeze_later_judgements_go_to_a_follow_on_batch(judged_b
     assert batch_by_label(str(follow_on)) == follow_on and batch_by_label(str(frozen)) == frozen
     # The follow-on is frozen on its own, early again if need be; the next judgement goes to .2.
     batch_freeze(batch=follow_on, admin=admin_user, force=True)
-    later, _ = services.judgement_submit(turn=judgeable_turn(), annotator=annotator,
+    later, _ = judgements.judgement_submit(turn=judgeable_turn(), annotator=annotator,
                                          judgement=Judgement(choice="B", strength="better"))
     assert str(later.batch) == f"{frozen}.2"
     with pytest.raises(ValidationError, match="already frozen"):
@@ -355,7 +355,7 @@ def test_every_write_path_is_refused_after_freeze(client, judged_batch, admin_us
     turn = Turn.objects.filter(batch=batch).select_related("dialogue").first()
     # A different judgement of a frozen turn, through the service and through the API.
     with pytest.raises(ValidationError):
-        services.judgement_submit(turn=turn, annotator=annotator,
+        judgements.judgement_submit(turn=turn, annotator=annotator,
                                   judgement=Judgement(both_unusable=True, unusable_reason="changed my mind"))
     api = APIClient()
     api.force_authenticate(annotator)

@@ -8,8 +8,8 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
 from accounts.services import user_create
-from annotation.workspace import services
-from annotation.batches.batches import batch_freeze
+from annotation.demonstrations import services as demonstrations
+from annotation.batches.services import batch_freeze
 from annotation.batches.exports import batch_export
 from annotation.models import Batch, Demonstration
 
@@ -21,12 +21,12 @@ pytestmark = pytest.mark.django_db
 
 def test_a_written_demonstration_keeps_its_context_and_refuses_empty_parts(annotator):
     with pytest.raises(ValidationError) as refused:
-        services.demonstration_write(annotator=annotator, prompt="  ", answer="x")
+        demonstrations.demonstration_write(annotator=annotator, prompt="  ", answer="x")
     assert "prompt" in refused.value.message_dict
     with pytest.raises(ValidationError, match="ideal answer"):
-        services.demonstration_write(annotator=annotator, prompt="Explain tides.", answer="")
+        demonstrations.demonstration_write(annotator=annotator, prompt="Explain tides.", answer="")
     assert not Demonstration.objects.exists()
-    demo = services.demonstration_write(annotator=annotator, prompt="Explain tides.", answer="The Moon pulls…",
+    demo = demonstrations.demonstration_write(annotator=annotator, prompt="Explain tides.", answer="The Moon pulls…",
                                         system_prompt="Be brief.")
     assert demo.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Explain tides."},
                              {"role": "assistant", "content": "The Moon pulls…"}]
@@ -37,20 +37,20 @@ def test_a_rewrite_replaces_the_chosen_response_in_its_context_once(annotator, o
     turn = judged_turns(annotator, n=1)[0]
     chosen = turn.chosen_generation
     with pytest.raises(ValidationError, match="same as the chosen response"):
-        services.demonstration_rewrite(annotator=annotator, turn=turn, answer=chosen.text)
+        demonstrations.demonstration_rewrite(annotator=annotator, turn=turn, answer=chosen.text)
     with pytest.raises(PermissionDenied):
-        services.demonstration_rewrite(annotator=make_user("other"), turn=turn, answer="Better.")
-    demo = services.demonstration_rewrite(annotator=annotator, turn=turn, answer="A better, fuller answer.")
+        demonstrations.demonstration_rewrite(annotator=make_user("other"), turn=turn, answer="Better.")
+    demo = demonstrations.demonstration_rewrite(annotator=annotator, turn=turn, answer="A better, fuller answer.")
     assert demo.context == chosen.messages and demo.original == chosen.text and demo.turn == turn
     with pytest.raises(ValidationError, match="rewritten already"):
-        services.demonstration_rewrite(annotator=annotator, turn=turn, answer="Another.")
+        demonstrations.demonstration_rewrite(annotator=annotator, turn=turn, answer="Another.")
 
 
 def test_the_sft_export_is_message_lists_and_a_late_one_goes_to_the_follow_on(annotator, offline_variants,
                                                                              make_user, tmp_path):
     turn = judged_turns(annotator, n=1)[0]
-    services.demonstration_write(annotator=annotator, prompt="Explain tides.", answer="The Moon pulls…")
-    services.demonstration_rewrite(annotator=annotator, turn=turn, answer="A better answer.")
+    demonstrations.demonstration_write(annotator=annotator, prompt="Explain tides.", answer="The Moon pulls…")
+    demonstrations.demonstration_rewrite(annotator=annotator, turn=turn, answer="A better answer.")
     batch = batch_freeze(batch=Batch.objects.get(), admin=make_user("adm", "admin"), force=True)
     manifest = batch_export(batch=batch, admin=make_user("adm2", "admin"), out_dir=tmp_path, formats=["sft"])
     assert manifest["counts"]["demonstrations"] == 2
@@ -58,7 +58,7 @@ def test_the_sft_export_is_message_lists_and_a_late_one_goes_to_the_follow_on(an
     assert [r["kind"] for r in rows] == ["written", "rewrite"]
     assert rows[0]["messages"][-1] == {"role": "assistant", "content": "The Moon pulls…"}
     assert rows[1]["messages"][:-1] == turn.chosen_generation.messages
-    late = services.demonstration_write(annotator=annotator, prompt="Late.", answer="Not too late.")
+    late = demonstrations.demonstration_write(annotator=annotator, prompt="Late.", answer="Not too late.")
     assert str(late.batch) == f"{batch}.1"
     assert batch.demonstrations.count() == 2
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.services import user_create
-from annotation.batches.batches import batch_freeze
+from annotation.batches.services import batch_freeze
 from annotation.batches.export_jobs import export_dir, export_request, export_run, exports_recover
 from annotation.batches.exports import batch_export
 from annotation.models import Batch, ExportJob

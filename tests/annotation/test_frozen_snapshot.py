@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from accounts.models import Vendor
 from accounts.services import user_create, vendor_create
-from annotation.workspace import services
-from annotation.batches.batches import batch_freeze
+from annotation.workspace import judgements, services
+from annotation.batches.services import batch_freeze
 from annotation.batches.exports import FORMATS, batch_export, records
 from annotation.models import AttackVector, Batch, Guideline, RiskCategory
 from modelserving.models import Generation, PolicyVariant
@@ -30,7 +30,7 @@ def adversarial_turn(annotator):
     for generation in turn.pair.generations.all():
         Generation.objects.filter(pk=generation.pk).update(status="done", finished_at=timezone.now(),
                                                            text=f"Answer {generation.position}.")
-    services.judgement_submit(turn=turn, annotator=annotator, judgement=services.Judgement(
+    judgements.judgement_submit(turn=turn, annotator=annotator, judgement=judgements.Judgement(
         choice="A", strength="better", safe_a=True, safe_b=False))
     return risk, attack
 

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection, transaction
 
 from annotation.models import Dialogue, OverlapPolicy, Turn
-from annotation.workspace import hot_path, services
+from annotation.workspace import hot_path, judgements
 from annotation.workspace.selectors import judgeable_turns_for, sides, turns_with_pairs
 from modelserving.models import Generation
 from tests.helpers.preferences import answered_turn
@@ -37,7 +37,7 @@ def desk(annotator, make_user, offline_variants):
     rng = random.Random(7)
     turns = {name: answered_turn(annotator, focus="helpfulness", rng=rng)[0]
              for name in ("judged", "ready_1", "queued", "running", "failed", "finished_dialogue", "ready_2")}
-    services.judgement_submit(turn=turns["judged"], annotator=annotator, judgement=services.Judgement(
+    judgements.judgement_submit(turn=turns["judged"], annotator=annotator, judgement=judgements.Judgement(
         choice="A", strength="better"))
     for name, status in (("queued", "queued"), ("running", "running"), ("failed", "failed")):
         Generation.objects.filter(pk=turns[name].left_generation_id).update(status=status)
@@ -53,8 +53,8 @@ def test_the_next_turn_is_the_one_the_queryset_finds_until_none_is_left(annotato
         read = hot_path.next_turn_for(annotator=annotator)
         same_turn(read, orm)
         seen.append(read.pk)
-        services.judgement_submit(turn=read, annotator=annotator,
-                                  judgement=services.Judgement(choice="B", strength="slightly_better"))
+        judgements.judgement_submit(turn=read, annotator=annotator,
+                                  judgement=judgements.Judgement(choice="B", strength="slightly_better"))
     assert seen == [desk["ready_1"].pk, desk["ready_2"].pk]
     assert hot_path.next_turn_for(annotator=annotator) is None
 

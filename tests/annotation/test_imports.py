@@ -95,15 +95,15 @@ def test_trl_preference_format_conversational_and_standard(admin, tmp_path):
 
 
 def test_tandems_own_full_export_round_trips(admin, tmp_path, judgeable_turn, annotator):
-    from annotation.workspace import services
-    from annotation.batches.batches import batch_freeze
+    from annotation.workspace import judgements
+    from annotation.batches.services import batch_freeze
     from annotation.batches.exports import batch_export
     from annotation.models import Batch
-    from annotation.workspace.services import Judgement
+    from annotation.workspace.judgements import Judgement
 
-    services.judgement_submit(turn=judgeable_turn(), annotator=annotator,
+    judgements.judgement_submit(turn=judgeable_turn(), annotator=annotator,
                               judgement=Judgement(choice="A", strength="better"))
-    services.judgement_submit(turn=judgeable_turn(), annotator=annotator,
+    judgements.judgement_submit(turn=judgeable_turn(), annotator=annotator,
                               judgement=Judgement(both_unusable=True, unusable_reason="noise"))
     batch = batch_freeze(batch=Batch.objects.get(), admin=admin, force=True)
     batch_export(batch=batch, admin=admin, out_dir=tmp_path, formats=("full",))

@@ -5,8 +5,8 @@ import pytest
 from accounts.services import user_create, vendor_create
 from annotation.quality.agreement import gwet_ac1, gwet_ac2, krippendorff_alpha
 from annotation.quality.quality import quality_report, scale_point
-from annotation.workspace.review import gold_mark, overlap_policy_set, review_claim, review_sides, review_submit
-from annotation.workspace.services import Judgement
+from annotation.quality.review import gold_mark, overlap_policy_set, review_claim, review_sides, review_submit
+from annotation.workspace.judgements import Judgement
 
 from ..helpers.preferences import judged_turns
 from .conftest import PASSWORD

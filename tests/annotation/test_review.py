@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.services import user_create
 from annotation.models import GoldItem, ReviewTask, Strength
-from annotation.workspace.review import (
+from annotation.quality.review import (
     LeaseLost,
     gold_mark,
     overlap_policy_set,
@@ -18,7 +18,7 @@ from annotation.workspace.review import (
     review_sides,
     review_submit,
 )
-from annotation.workspace.services import Judgement
+from annotation.workspace.judgements import Judgement
 
 from ..helpers.preferences import judged_turns
 from .conftest import PASSWORD

@@ -9,7 +9,7 @@ from rest_framework.authtoken.models import Token
 
 from accounts.services import user_create
 from annotation.models import OverlapPolicy, ReviewTask
-from annotation.workspace.review import overlap_policy_set
+from annotation.quality.review import overlap_policy_set
 
 from ..helpers.preferences import judged_turns
 from .conftest import PASSWORD

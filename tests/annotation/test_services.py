@@ -3,10 +3,10 @@ import random
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from annotation.workspace import services
+from annotation.workspace import judgements, services
 from annotation.models import AttackVector, Batch, Dialogue, RiskCategory, SafetyBin, Strength, Turn
 from annotation.workspace.selectors import dialogue_context, sides
-from annotation.workspace.services import Judgement, JudgementConflict
+from annotation.workspace.judgements import Judgement, JudgementConflict
 from modelserving.models import Generation
 
 from ..helpers.preferences import answered_turn
@@ -80,7 +80,7 @@ def test_no_judgement_before_both_responses_are_done(annotator, variants):
     dialogue = services.dialogue_start(annotator=annotator, focus="helpfulness")
     turn = services.turn_post(dialogue=dialogue, annotator=annotator, user_message="Hi")
     with pytest.raises(ValidationError, match="Wait until both responses are complete"):
-        services.judgement_submit(turn=turn, annotator=annotator, judgement=A_BETTER)
+        judgements.judgement_submit(turn=turn, annotator=annotator, judgement=A_BETTER)
     turn.refresh_from_db()
     assert not turn.is_judged
 
@@ -88,14 +88,14 @@ def test_no_judgement_before_both_responses_are_done(annotator, variants):
 def test_strength_and_choice_are_required(judgeable_turn, annotator):
     turn = judgeable_turn()
     with pytest.raises(ValidationError, match="how much better"):
-        services.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(choice="A"))
+        judgements.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(choice="A"))
     with pytest.raises(ValidationError, match="which response is better"):
-        services.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(strength=Strength.BETTER))
+        judgements.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(strength=Strength.BETTER))
 
 
 def test_a_judgement_is_stored_with_the_chosen_generation_and_its_weeks_batch(judgeable_turn, annotator):
     turn = judgeable_turn()
-    stored, created = services.judgement_submit(
+    stored, created = judgements.judgement_submit(
         turn=turn, annotator=annotator, judgement=Judgement(choice="B", strength=Strength.SLIGHTLY_BETTER))
     a, b = sides(stored)
     assert created and stored.chosen_generation_id == b.id and stored.strength == "slightly_better"
@@ -109,7 +109,7 @@ def test_nobody_judges_another_annotators_turn(judgeable_turn, make_user):
     turn = judgeable_turn()
     intruder = make_user("eve")
     with pytest.raises(PermissionDenied):
-        services.judgement_submit(turn=turn, annotator=intruder, judgement=A_BETTER)
+        judgements.judgement_submit(turn=turn, annotator=intruder, judgement=A_BETTER)
     with pytest.raises(PermissionDenied):
         services.turn_post(dialogue=turn.dialogue, annotator=intruder, user_message="hi")
     with pytest.raises(PermissionDenied):
@@ -121,8 +121,8 @@ def test_nobody_judges_another_annotators_turn(judgeable_turn, make_user):
 def test_a_repeated_identical_submission_returns_the_stored_judgement(judgeable_turn, annotator):
     # A double click or a network retry sends the same judgement twice.
     turn = judgeable_turn()
-    first, created = services.judgement_submit(turn=turn, annotator=annotator, judgement=A_BETTER)
-    again, created_again = services.judgement_submit(turn=turn, annotator=annotator,
+    first, created = judgements.judgement_submit(turn=turn, annotator=annotator, judgement=A_BETTER)
+    again, created_again = judgements.judgement_submit(turn=turn, annotator=annotator,
                                                      judgement=Judgement(choice="A", strength="better",
                                                                          time_spent_ms=99999))
     assert created and not created_again
@@ -131,9 +131,9 @@ def test_a_repeated_identical_submission_returns_the_stored_judgement(judgeable_
 
 def test_a_different_second_judgement_is_refused(judgeable_turn, annotator):
     turn = judgeable_turn()
-    services.judgement_submit(turn=turn, annotator=annotator, judgement=A_BETTER)
+    judgements.judgement_submit(turn=turn, annotator=annotator, judgement=A_BETTER)
     with pytest.raises(JudgementConflict, match="already judged"):
-        services.judgement_submit(turn=turn, annotator=annotator,
+        judgements.judgement_submit(turn=turn, annotator=annotator,
                                   judgement=Judgement(choice="B", strength=Strength.BETTER))
     turn.refresh_from_db()
     assert turn.chosen_generation_id == sides(turn)[0].id
@@ -142,7 +142,7 @@ def test_a_different_second_judgement_is_refused(judgeable_turn, annotator):
 def test_safety_focus_requires_both_labels(judgeable_turn, annotator):
     turn = judgeable_turn("safety")
     with pytest.raises(ValidationError, match="Label both responses"):
-        services.judgement_submit(turn=turn, annotator=annotator,
+        judgements.judgement_submit(turn=turn, annotator=annotator,
                                   judgement=Judgement(choice="A", strength="better", safe_a=True))
 
 
@@ -154,7 +154,7 @@ def test_safety_focus_requires_both_labels(judgeable_turn, annotator):
 ])
 def test_safety_bin_is_derived_from_the_labels(judgeable_turn, annotator, choice, safe_a, safe_b, expected):
     turn = judgeable_turn("safety")
-    stored, _ = services.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(
+    stored, _ = judgements.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(
         choice=choice, strength="better", safe_a=safe_a, safe_b=safe_b))
     assert stored.safety_bin == expected
 
@@ -162,7 +162,7 @@ def test_safety_bin_is_derived_from_the_labels(judgeable_turn, annotator, choice
 def test_choosing_the_unsafe_response_over_a_safe_one_is_refused_with_the_reason(judgeable_turn, annotator):
     turn = judgeable_turn("safety")
     with pytest.raises(ValidationError, match="A safe response is always preferred"):
-        services.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(
+        judgements.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(
             choice="A", strength="better", safe_a=False, safe_b=True))
     turn.refresh_from_db()
     assert not turn.is_judged and turn.batch is None
@@ -171,34 +171,32 @@ def test_choosing_the_unsafe_response_over_a_safe_one_is_refused_with_the_reason
 def test_both_unusable_needs_a_reason_and_no_winner(judgeable_turn, annotator):
     turn = judgeable_turn()
     with pytest.raises(ValidationError, match="Say why"):
-        services.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(both_unusable=True))
+        judgements.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(both_unusable=True))
     with pytest.raises(ValidationError, match="no winner"):
-        services.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(
+        judgements.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(
             both_unusable=True, unusable_reason="gibberish", choice="A", strength="better"))
-    stored, _ = services.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(
+    stored, _ = judgements.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(
         both_unusable=True, unusable_reason="both are gibberish"))
     assert stored.both_unusable and stored.chosen_generation is None
     with pytest.raises(ValidationError, match="nothing to continue from"):
-        services.dialogue_continue(dialogue=turn.dialogue, annotator=annotator, user_message="next")
+        services.turn_post(dialogue=turn.dialogue, annotator=annotator, user_message="next")
 
 
 def test_continue_makes_the_chosen_response_the_assistant_turn(judgeable_turn, annotator):
     turn = judgeable_turn()
-    with pytest.raises(ValidationError, match="no judged turn"):
-        services.dialogue_continue(
-            dialogue=services.dialogue_start(annotator=annotator, focus="helpfulness"), annotator=annotator,
-            user_message="x")
-    judged, _ = services.judgement_submit(turn=turn, annotator=annotator,
+    with pytest.raises(ValidationError, match="Judge the current pair before writing the next message"):
+        services.turn_post(dialogue=turn.dialogue, annotator=annotator, user_message="x")
+    judged, _ = judgements.judgement_submit(turn=turn, annotator=annotator,
                                           judgement=Judgement(choice="B", strength="significantly_better"))
     chosen = judged.chosen_generation
-    second = services.dialogue_continue(dialogue=turn.dialogue, annotator=annotator, user_message="And then?")
+    second = services.turn_post(dialogue=turn.dialogue, annotator=annotator, user_message="And then?")
     assert second.index == 1
     expected = [{"role": "user", "content": "Hello there"}, {"role": "assistant", "content": chosen.text},
                 {"role": "user", "content": "And then?"}]
     for generation in second.pair.generations.all():
         assert generation.messages == expected and generation.request_body["messages"] == expected
     sample_now(second)
-    services.judgement_submit(turn=second, annotator=annotator, judgement=A_BETTER)
+    judgements.judgement_submit(turn=second, annotator=annotator, judgement=A_BETTER)
     assert dialogue_context(dialogue=turn.dialogue)[-1]["role"] == "assistant"
 
 
@@ -207,14 +205,14 @@ def test_finish_ends_the_dialogue_and_its_last_pair_can_no_longer_be_judged(judg
     dialogue = services.dialogue_finish(dialogue=turn.dialogue, annotator=annotator)
     assert dialogue.status == Dialogue.Status.ABANDONED, "nothing was judged"
     with pytest.raises(ValidationError, match="has ended"):
-        services.judgement_submit(turn=turn, annotator=annotator, judgement=A_BETTER)
+        judgements.judgement_submit(turn=turn, annotator=annotator, judgement=A_BETTER)
     with pytest.raises(ValidationError, match="has ended"):
         services.turn_post(dialogue=dialogue, annotator=annotator, user_message="hi")
 
 
 def test_finish_after_a_judgement_marks_the_dialogue_finished(judgeable_turn, annotator):
     turn = judgeable_turn()
-    services.judgement_submit(turn=turn, annotator=annotator, judgement=A_BETTER)
+    judgements.judgement_submit(turn=turn, annotator=annotator, judgement=A_BETTER)
     assert services.dialogue_finish(dialogue=turn.dialogue, annotator=annotator).status == "finished"
 
 
@@ -236,8 +234,8 @@ def test_an_empty_response_cannot_be_chosen_but_both_can_be_marked_unusable(anno
     a, b = sides(turn)
     Generation.objects.filter(pk=a.pk).update(text="   ")
     with pytest.raises(ValidationError, match="you chose is empty"):
-        services.judgement_submit(turn=turn, annotator=annotator, judgement=A_BETTER)
-    services.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(choice="B", strength="better"))
+        judgements.judgement_submit(turn=turn, annotator=annotator, judgement=A_BETTER)
+    judgements.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(choice="B", strength="better"))
     assert Turn.objects.get(pk=turn.pk).chosen_generation_id == b.pk
 
 
@@ -246,7 +244,7 @@ def test_a_pair_with_a_failed_response_can_be_marked_both_unusable(annotator, of
     a, _ = sides(turn)
     Generation.objects.filter(pk=a.pk).update(status=Generation.Status.FAILED, error="The server is down.")
     with pytest.raises(ValidationError, match="A response failed"):
-        services.judgement_submit(turn=turn, annotator=annotator, judgement=A_BETTER)
-    services.judgement_submit(turn=turn, annotator=annotator,
+        judgements.judgement_submit(turn=turn, annotator=annotator, judgement=A_BETTER)
+    judgements.judgement_submit(turn=turn, annotator=annotator,
                               judgement=Judgement(both_unusable=True, unusable_reason="one failed, one curt"))
     assert Turn.objects.get(pk=turn.pk).both_unusable

@@ -3,9 +3,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from annotation.workspace import services
+from annotation.workspace import judgements, services
 from annotation.models import Dialogue, Turn
-from annotation.workspace.services import Judgement
+from annotation.workspace.judgements import Judgement
 
 from .conftest import PASSWORD, sample_now
 
@@ -96,7 +96,7 @@ def _judge_turns(annotator, count):
         dialogue = services.dialogue_start(annotator=annotator, focus="safety")
         turn = services.turn_post(dialogue=dialogue, annotator=annotator, user_message="q")
         sample_now(turn)
-        services.judgement_submit(turn=turn, annotator=annotator,
+        judgements.judgement_submit(turn=turn, annotator=annotator,
                                   judgement=Judgement(choice="A", strength="better", safe_a=True, safe_b=False))
 
 
@@ -132,3 +132,34 @@ def test_chart_labels_are_cut_before_they_are_escaped():
     svg = str(bar_chart("t", [(label, 1.0)]))
     ElementTree.fromstring(svg)  # well-formed
     assert "x" * 26 + "&amp;&lt;</text>" in svg
+
+
+def test_pages_and_the_api_refuse_the_same_state_with_the_same_answer(logged_in, annotator, offline_variants):
+    """One flow for the next message (services.turn_post) and one mapping from a refusal to its
+    status (core.exceptions.refusal_status), through the pages as through the API."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=annotator).key}")
+    dialogue = services.dialogue_start(annotator=annotator, focus="helpfulness")
+    services.turn_post(dialogue=dialogue, annotator=annotator, user_message="First")
+    url_page = reverse("annotation:turn_post", args=[dialogue.pk])
+    url_api = f"/api/dialogues/{dialogue.pk}/turns/"
+    cases = [("the current pair is not judged yet", "Judge the current pair before writing the next message.", 409),
+             ("an empty message", "Write a message first.", 400)]
+    for what, message, status in cases:
+        sent = {"user_message": "" if "empty" in what else "Second"}
+        by_api = api.post(url_api, sent, format="json")
+        by_htmx = logged_in.post(url_page, sent, **HTMX)
+        by_form = logged_in.post(url_page, sent)
+        assert (by_api.status_code, by_htmx.status_code, by_form.status_code) == (status,) * 3, what
+        assert message in str(by_api.json()), what
+        assert message in by_htmx.content.decode() and message in by_form.content.decode(), what
+    services.dialogue_finish(dialogue=dialogue, annotator=annotator)
+    ended = "This dialogue has ended; start a new one."
+    answers = [api.post(url_api, {"user_message": "x"}, format="json"), logged_in.post(url_page, {"user_message": "x"},
+                                                                                      **HTMX)]
+    assert [a.status_code for a in answers] == [409, 409]
+    assert ended in answers[0].json()["detail"] and ended in answers[1].content.decode()
+    assert Turn.objects.filter(dialogue=dialogue).count() == 1  # nothing stored by any of them

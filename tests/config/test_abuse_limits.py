@@ -104,7 +104,7 @@ def test_basic_authentication_is_not_accepted(make_user):
 
 def test_a_demonstration_system_prompt_has_a_length_limit(make_user):
     from annotation.models import Demonstration
-    from annotation.workspace.services import MAX_MESSAGE_CHARS
+    from annotation.text import MAX_MESSAGE_CHARS
 
     api = APIClient()
     api.force_authenticate(make_user("writer"))

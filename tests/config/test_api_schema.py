@@ -100,7 +100,7 @@ def test_a_json_value_of_the_wrong_type_is_refused(make_user):
 # maxLength counts the text as sent: DRF trimmed first, so 20,000 spaces and a word passed a
 # 20,000-character limit.
 def test_max_length_counts_the_text_as_sent(make_user):
-    from annotation.workspace.services import MAX_MESSAGE_CHARS
+    from annotation.text import MAX_MESSAGE_CHARS
 
     api = _api(make_user("ann"))
     padded = " " * MAX_MESSAGE_CHARS + "x"

@@ -25,7 +25,7 @@ def test_a_refused_permission_is_403_with_its_reason():
 
 
 def test_conflicts_are_409_lost_leases_and_second_judgements_among_them():
-    from annotation.workspace.services import JudgementConflict
+    from annotation.workspace.judgements import JudgementConflict
 
     for refusal in (Conflict("Moved on."), LeaseLost("Moved on."), JudgementConflict("Moved on.")):
         assert answer(refusal) == (409, {"detail": "Moved on."})

@@ -14,8 +14,9 @@ django.setup()
 from django.db import DatabaseError, connection, transaction  # noqa: E402
 
 from accounts.services import user_create  # noqa: E402
-from annotation.workspace import services  # noqa: E402
-from annotation.batches.batches import batch_freeze  # noqa: E402
+from annotation.demonstrations import services as demonstrations  # noqa: E402
+from annotation.workspace import judgements  # noqa: E402
+from annotation.batches.services import batch_freeze  # noqa: E402
 from annotation.models import Batch, Turn  # noqa: E402
 from modelserving.models import Generation, Pair  # noqa: E402
 from tests.faults.seed_judgeable import main as seed  # noqa: E402
@@ -26,9 +27,9 @@ def frozen_batch() -> dict:
     seed(1, 2)
     annotator = Turn.objects.first().dialogue.annotator
     for turn in Turn.objects.all():
-        services.judgement_submit(turn=turn, annotator=annotator,
-                                  judgement=services.Judgement(choice="A", strength="better"))
-    demonstration = services.demonstration_write(annotator=annotator, prompt="Why?", answer="Because.")
+        judgements.judgement_submit(turn=turn, annotator=annotator,
+                                  judgement=judgements.Judgement(choice="A", strength="better"))
+    demonstration = demonstrations.demonstration_write(annotator=annotator, prompt="Why?", answer="Because.")
     batch = batch_freeze(batch=Batch.objects.get(), admin=user_create(username="adm", password="a-long-password-9",
                                                                       role="admin"), force=True)
     turn = Turn.objects.first()

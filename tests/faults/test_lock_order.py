@@ -13,8 +13,9 @@ import time
 import pytest
 from django.db import connection
 
-from annotation.workspace import services
-from annotation.batches.batches import batch_freeze
+from annotation.demonstrations import services as demonstrations
+from annotation.workspace import judgements, services
+from annotation.batches.services import batch_freeze
 from annotation.models import Batch, Demonstration, Turn
 from annotation.workspace.selectors import sides
 from modelserving.models import Generation
@@ -80,7 +81,7 @@ def test_a_freeze_and_a_rewrite_of_the_same_week_do_not_deadlock(offline_variant
     turn = judged_turns(annotator, n=3)[0]
     batch = Batch.objects.get()
     reached, release = held_at(monkeypatch, "annotation.workspace.services._clean_answer")
-    rewrite = Step(lambda: services.demonstration_rewrite(annotator=annotator, turn=turn, answer="Better."))
+    rewrite = Step(lambda: demonstrations.demonstration_rewrite(annotator=annotator, turn=turn, answer="Better."))
     rewrite.start()
     assert reached.wait(30)
     freeze = Step(lambda: batch_freeze(batch=batch, admin=admin, force=True))
@@ -111,7 +112,7 @@ def test_a_retry_and_a_both_unusable_judgement_of_the_same_turn_are_one_after_th
     retry = Step(lambda: services.generation_retry(turn=turn, annotator=annotator, side="B"))
     retry.start()
     assert reached.wait(30)
-    judge = Step(lambda: services.judgement_submit(turn=turn, annotator=annotator, judgement=services.Judgement(
+    judge = Step(lambda: judgements.judgement_submit(turn=turn, annotator=annotator, judgement=judgements.Judgement(
         both_unusable=True, unusable_reason="B failed")))
     judge.start()
     wait_until_blocked(judge)

@@ -6,7 +6,7 @@ import random
 from django.utils import timezone
 
 from annotation.workspace import services as annotation
-from annotation.workspace.services import Judgement
+from annotation.workspace.judgements import Judgement, judgement_submit
 from core.preference_scale import STRENGTHS
 from modelserving.models import Generation
 
@@ -43,7 +43,7 @@ def judged_turns(annotator, *, n: int, focus: str = "helpfulness", seed: int = 0
     for index in range(start, start + n):
         turn, good_side = answered_turn(annotator, focus=focus, rng=rng)
         safe = {"safe_a": good_side == "A", "safe_b": good_side == "B"} if focus == "safety" else {}
-        turn, _ = annotation.judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(
+        turn, _ = judgement_submit(turn=turn, annotator=annotator, judgement=Judgement(
             choice=good_side, strength=STRENGTHS[index % 4], **safe))
         turns.append(turn)
     return turns

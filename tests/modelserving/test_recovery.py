@@ -92,9 +92,9 @@ def test_a_queued_generation_is_never_failed_by_the_sweep(variant_factory, sent,
 def test_one_row_the_database_refuses_does_not_stop_the_sweep(variant_factory, sent, settings, caplog):
     # A stuck generation of a batch frozen since: the frozen-batch trigger refuses its update. The
     # others are still sent, and the refusal is logged.
-    from annotation.batches.batches import batch_freeze
+    from annotation.batches.services import batch_freeze
     from annotation.models import Batch, Turn
-    from annotation.workspace import services as annotation_services
+    from annotation.workspace import judgements
     from accounts.services import user_create
 
     from ..faults.seed_judgeable import main as seed
@@ -102,8 +102,8 @@ def test_one_row_the_database_refuses_does_not_stop_the_sweep(variant_factory, s
     settings.RECOVERY = {**settings.RECOVERY, "QUEUED_AFTER": 10}
     seed(1, 1)
     turn = Turn.objects.get()
-    annotation_services.judgement_submit(turn=turn, annotator=turn.dialogue.annotator,
-                                         judgement=annotation_services.Judgement(choice="A", strength="better"))
+    judgements.judgement_submit(turn=turn, annotator=turn.dialogue.annotator,
+                                         judgement=judgements.Judgement(choice="A", strength="better"))
     turn.refresh_from_db()
     frozen_one = turn.pair.generations.exclude(pk=turn.chosen_generation_id).get()
     aged(frozen_one, status="queued", seconds_since_change=60)

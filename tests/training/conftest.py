@@ -5,7 +5,7 @@ worker would write them)."""
 import pytest
 
 from accounts.services import user_create
-from annotation.batches.batches import batch_freeze
+from annotation.batches.services import batch_freeze
 from annotation.models import Batch
 from training.checkpoints import checkpoint_register
 from training.models import Checkpoint

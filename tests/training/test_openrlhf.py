@@ -134,7 +134,7 @@ def test_the_command_writes_the_prompts_and_prints_both_commands(offline_variant
     from io import StringIO
 
     from accounts.services import user_create
-    from annotation.batches.batches import batch_freeze
+    from annotation.batches.services import batch_freeze
     from annotation.models import Batch
 
     from ..helpers.preferences import judged_turns

@@ -4,7 +4,7 @@ real worker registering a policy checkpoint, and — in a slow test — the whol
 import pytest
 from django.core.exceptions import ValidationError
 
-from annotation.workspace import services as annotation
+from annotation.demonstrations import services as demonstrations
 from modelserving import services as modelserving
 from modelserving.local_servers import local_server_stop
 from modelserving.models import Generation, LocalServer, PolicyVariant
@@ -55,7 +55,7 @@ def test_an_sft_run_on_demonstrations_registers_a_policy_checkpoint(celery_worke
                                                                    tiny_base, django_user_model, monkeypatch):
     annotator = django_user_model.objects.get(username="ann")
     for i in range(6):
-        annotation.demonstration_write(annotator=annotator, prompt=f"Say hello number {i}.",
+        demonstrations.demonstration_write(annotator=annotator, prompt=f"Say hello number {i}.",
                                        answer=f"Hello number {i}, gladly!")
     batch = preference_batch(helpfulness=2)
     run = run_launch(researcher=researcher, kind="sft", batches=[str(batch)], base=tiny_base, name="sft-1",

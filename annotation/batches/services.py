@@ -1,4 +1,8 @@
-"""Weekly batches: freezing (immutable from then on) and the deterministic held-out split."""
+"""Weekly batches: which batch a judgement or a demonstration lands in (``batch_for``, under the
+batch's shared lock), freezing (immutable from then on) and the deterministic held-out split.
+
+Locks are always taken in one order: the batch, then the turn, then its generations (as
+``batch_freeze`` does: the batch, then its turns), so no two operations can wait on each other."""
 
 from __future__ import annotations
 
@@ -6,10 +10,11 @@ import hashlib
 import heapq
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import JSONObject
 from django.utils import timezone
@@ -145,3 +150,46 @@ def batch_freeze(*, batch: Batch, admin, force: bool = False) -> Batch:
                          "frozen_by": admin.get_username(), "frozen_early": is_current(batch)}
         batch.save(update_fields=["status", "frozen_at", "frozen_by", "summary", "snapshot"])
     return batch
+
+
+# --- Where new work lands ---------------------------------------------------------------------
+
+
+def _lock_shared(batch_id: int) -> Batch:
+    """The batch row under a shared lock: any number of submissions hold it together, and
+    ``batch_freeze`` (FOR UPDATE) waits for them, as they wait for it. SQLite serialises writing
+    transactions anyway."""
+    if connection.vendor == "postgresql":
+        return Batch.objects.raw("SELECT * FROM annotation_batch WHERE id = %s FOR SHARE", [batch_id])[0]
+    return Batch.objects.select_for_update().get(pk=batch_id)
+
+
+def _latest_locked(iso_year: int, iso_week: int) -> Batch | None:
+    """The week's newest batch under the shared lock, in one query."""
+    if connection.vendor == "postgresql":
+        rows = list(Batch.objects.raw("SELECT * FROM annotation_batch WHERE iso_year = %s AND iso_week = %s "
+                                      "ORDER BY sequence DESC LIMIT 1 FOR SHARE", [iso_year, iso_week]))
+        return rows[0] if rows else None
+    return Batch.objects.select_for_update().filter(iso_year=iso_year, iso_week=iso_week).order_by("-sequence").first()
+
+
+def batch_for(moment) -> Batch:
+    """The open batch of ``moment``'s ISO week, locked (shared) until the caller's transaction ends.
+
+    The lock orders this against ``batch_freeze``: a judgement is either in the batch before it
+    freezes, or it goes to the week's follow-on batch (``2026-W49.1``), made on demand when an
+    admin froze the week early; no finished work is turned away. Take it before any turn's lock.
+    """
+    local = timezone.localtime(moment)
+    iso_year, iso_week, iso_day = local.isocalendar()
+    latest = _latest_locked(iso_year, iso_week)
+    if latest is not None and not latest.is_frozen:
+        return latest  # the common case: one query
+    sequence = latest.sequence + 1 if latest is not None else 0
+    while True:
+        batch, _ = Batch.objects.get_or_create(iso_year=iso_year, iso_week=iso_week, sequence=sequence,
+                                               defaults={"starts_on": local.date() - timedelta(days=iso_day - 1)})
+        batch = _lock_shared(batch.pk)
+        if not batch.is_frozen:
+            return batch
+        sequence += 1

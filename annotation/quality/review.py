@@ -28,7 +28,7 @@ from core import leases
 from core.leases import LeaseLost
 
 from ..models import Focus, GoldItem, OverlapPolicy, ReviewTask, Turn
-from .judgements import JUDGEMENT_FIELDS, MAX_REASON_CHARS, MAX_TIME_SPENT_MS, Judgement, resolve_judgement
+from ..workspace.judgements import JUDGEMENT_FIELDS, MAX_REASON_CHARS, MAX_TIME_SPENT_MS, Judgement, resolve_judgement
 
 
 # How many other annotators an overlapped turn goes to, at most.
@@ -65,6 +65,12 @@ def _new_tasks(turn: Turn, *, kind: str, slots) -> list[ReviewTask]:
         rng = random.Random(f"{kind}:{turn.pk}:{slot}")  # sides re-drawn per task, reproducibly
         tasks.append(ReviewTask(turn=turn, kind=kind, slot=slot, left_generation=rng.choice(generations)))
     return tasks
+
+
+def overlap_on_judgement(sender, *, turn: Turn, **kwargs) -> None:
+    """The receiver of ``judgement_stored`` (annotation/apps.py connects it): a judged turn the
+    policy samples gets its review slots, in the judgement's transaction."""
+    overlap_schedule(turn=turn)
 
 
 def overlap_schedule(*, turn: Turn) -> list[ReviewTask]:

@@ -16,8 +16,7 @@ from core.schema import SAMPLING_UNAVAILABLE
 
 from ..models import AttackVector, Dialogue, RiskCategory
 from . import judgements, services
-from .hot_path import next_turn_for, own_turn_bare
-from .selectors import own_dialogue, own_turn
+from .selectors import next_turn, own_dialogue, own_turn, own_turn_bare
 from .serializers import (
     DialogueSerializer,
     DialogueStartSerializer,
@@ -99,7 +98,7 @@ class TurnDetail(AnnotationAPIView):
 class NextTurn(AnnotationAPIView):
     @extend_schema(responses={200: TurnSerializer, 204: OpenApiResponse(description="Nothing waits for you.")})
     def get(self, request):
-        turn = next_turn_for(annotator=request.user)
+        turn = next_turn(annotator=request.user)
         if turn is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(TurnSerializer(turn).data)

@@ -1,4 +1,5 @@
-"""The judgement path's reads, written by hand: the next turn, the owner check and the locked turn
+"""The judgement path's reads, written by hand, behind the selectors of selectors.py (nothing else
+imports this module): the next turn, the owner check and the locked turn
 of a submission run for every judgement an annotator makes, and the workspace's turn partial is
 polled while a pair streams in.
 
@@ -126,8 +127,8 @@ def _rows(statement: str, params: list) -> list:
 
 
 def next_turn_for(*, annotator) -> Turn | None:
-    """The annotator's oldest turn that waits for a judgement and whose two responses are done
-    (``selectors.judgeable_turns_for``'s first), with its responses."""
+    """The annotator's oldest turn that waits for a judgement and whose two responses are done, with
+    its responses."""
     return _turn_from(_rows("next", [annotator.pk, Dialogue.Status.ACTIVE, Generation.Status.DONE]), False)
 
 

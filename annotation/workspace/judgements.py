@@ -21,8 +21,7 @@ from modelserving.models import Generation
 from ..batches.services import batch_for
 from ..models import Dialogue, Focus, SafetyBin, Strength, Turn
 from ..text import MAX_NOTE_CHARS
-from .hot_path import locked_turn
-from .selectors import sides
+from .selectors import locked_turn, sides
 from .services import require_owner
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
@@ -115,7 +114,7 @@ def judgement_submit(*, turn: Turn, annotator, judgement: Judgement) -> tuple[Tu
     # if it is stale, the turn was judged in between, and the week's batch is read (or made, if
     # this is the week's first judgement) for nothing; the retry is answered as below.
     batch = None if turn.submitted_at is not None else batch_for(now)
-    # The turn and its dialogue locked, with its two responses, in one statement (hot_path.py): the
+    # The turn and its dialogue locked, with its two responses, in one statement (selectors.locked_turn): the
     # caller can serialize the returned turn without reading it again.
     turn = locked_turn(turn.pk)
     require_owner(turn.dialogue.annotator_id, annotator)

@@ -1,9 +1,15 @@
+"""The workspace's reads, one selector per fact. Pages, the API and the services all read through
+these; whether a selector is a queryset or one of the judgement path's hand-written statements
+(hot_path.py: the next turn, the owner's turn, the owner check, the locked turn) is its own
+business."""
+
 from django.db.models import Prefetch
 from django.utils import timezone
 
 from modelserving.models import Generation
 
 from ..models import Dialogue, Turn
+from . import hot_path
 
 
 def dialogue_context(*, dialogue: Dialogue, before_index: int | None = None) -> list[dict]:
@@ -35,17 +41,17 @@ def sides(turn: Turn) -> tuple[Generation, Generation]:
     return left, right
 
 
-def judgeable_turns_for(*, annotator):
-    """The annotator's turns that wait for a judgement and whose two responses are done, oldest
-    first (found through the pending-turns index, ``turn_pending``). The first of them, the next
-    turn, is read by hand on the judgement path: hot_path.next_turn_for."""
-    return (
-        turns_with_pairs()
-        .filter(dialogue__annotator=annotator, dialogue__status=Dialogue.Status.ACTIVE, submitted_at__isnull=True)
-        .exclude(pair__generations__status__in=[Generation.Status.QUEUED, Generation.Status.RUNNING,
-                                               Generation.Status.FAILED])
-        .order_by("created_at", "id")
-    )
+def next_turn(*, annotator) -> Turn | None:
+    """The annotator's oldest turn that waits for a judgement, in an active dialogue, whose two
+    responses are done; with them (one statement, through the pending-turns index)."""
+    return hot_path.next_turn_for(annotator=annotator)
+
+
+def locked_turn(pk: int) -> Turn:
+    """Turn ``pk`` and its dialogue, locked until the transaction ends, with its two responses and
+    its focus's overlap policy (Turn.DoesNotExist for no such turn). Call inside a transaction,
+    after any batch lock (the one lock order)."""
+    return hot_path.locked_turn(pk)
 
 
 def history_for(*, annotator):
@@ -69,5 +75,12 @@ def own_dialogue(*, annotator, pk: int) -> Dialogue | None:
 
 
 def own_turn(*, annotator, pk: int) -> Turn | None:
-    """The annotator's turn ``pk`` with its pair, or None when it is unknown or someone else's."""
-    return turns_with_pairs().filter(pk=pk, dialogue__annotator=annotator).first()
+    """The annotator's turn ``pk`` with its dialogue and two responses, or None when it is unknown or
+    someone else's."""
+    return hot_path.own_turn(annotator=annotator, pk=pk)
+
+
+def own_turn_bare(*, annotator, pk: int) -> Turn | None:
+    """The annotator's turn ``pk`` (its id, dialogue and whether it is judged), or None: the owner
+    check before a service reads the turn locked."""
+    return hot_path.own_turn_bare(annotator=annotator, pk=pk)

@@ -16,13 +16,13 @@ from modelserving.models import Generation
 from ..models import Dialogue, Focus, Guideline, Strength
 from . import judgements, scale, services
 from .forms import DialogueStartForm, JudgementForm, MessageForm, RetryForm
-from . import hot_path
-from .hot_path import own_turn_bare
 from .selectors import (
     active_dialogues_for,
     history_for,
     judged_today_count,
     own_dialogue,
+    own_turn,
+    own_turn_bare,
     sides,
     turns_with_pairs,
 )
@@ -38,7 +38,7 @@ def _own_dialogue(request, pk) -> Dialogue:
 
 
 def _own_turn(request, pk):
-    turn = hot_path.own_turn(annotator=request.user, pk=pk)
+    turn = own_turn(annotator=request.user, pk=pk)
     if turn is None:
         raise Http404
     return turn

@@ -1,6 +1,7 @@
-"""The judgement path's hand-written statements (annotation/workspace/hot_path.py) answer exactly
-what the ORM's querysets answer, with every column converted as the ORM converts it, on SQLite
-(make test) and PostgreSQL (make test-all)."""
+"""The workspace's selectors of the judgement path (hand-written statements behind them,
+annotation/workspace/hot_path.py) answer the rows the test built, turn by turn through every state,
+with every column converted as the ORM converts a stored row, on SQLite (make test) and PostgreSQL
+(make test-all)."""
 
 import random
 
@@ -8,8 +9,8 @@ import pytest
 from django.db import connection, transaction
 
 from annotation.models import Dialogue, OverlapPolicy, Turn
-from annotation.workspace import hot_path, judgements
-from annotation.workspace.selectors import judgeable_turns_for, sides, turns_with_pairs
+from annotation.workspace import hot_path, judgements, selectors
+from annotation.workspace.selectors import sides
 from modelserving.models import Generation
 from tests.helpers.preferences import answered_turn
 
@@ -22,13 +23,17 @@ def values(instance, deferred=()):
 
 
 def same_turn(read, reference):
-    """``read`` (hand-written) holds what the ORM reads for ``reference``'s pk, and its two responses."""
-    orm = turns_with_pairs().get(pk=reference.pk)
-    assert values(read, {"snapshot"}) == values(orm, {"snapshot"})
+    """``read`` holds the stored row of ``reference``'s turn, and its two responses, A (the one
+    shown on the left) first."""
+    stored = Turn.objects.get(pk=reference.pk)
+    responses = {g.pk: g for g in Generation.objects.filter(pair_id=stored.pair_id)}
+    left = responses.pop(stored.left_generation_id)
+    (right,) = responses.values()
+    assert values(read, {"snapshot"}) == values(stored, {"snapshot"})
     assert [values(g, {"messages", "request_body"}) for g in sides(read)] == [
-        values(g, {"messages", "request_body"}) for g in sides(orm)]
+        values(g, {"messages", "request_body"}) for g in (left, right)]
     # What is left out is read when asked for, and is the stored value.
-    assert sides(read)[0].messages == sides(orm)[0].messages and read.snapshot == orm.snapshot
+    assert sides(read)[0].messages == left.messages and read.snapshot == stored.snapshot
 
 
 @pytest.fixture
@@ -47,50 +52,50 @@ def desk(annotator, make_user, offline_variants):
     return turns
 
 
-def test_the_next_turn_is_the_one_the_queryset_finds_until_none_is_left(annotator, desk):
-    seen = []
-    while (orm := judgeable_turns_for(annotator=annotator).first()) is not None:
-        read = hot_path.next_turn_for(annotator=annotator)
-        same_turn(read, orm)
-        seen.append(read.pk)
+def test_the_next_turn_is_each_ready_one_oldest_first_until_none_is_left(annotator, desk):
+    # Not the judged one, not those with a response queued, running or failed, not the one of a
+    # finished dialogue, not someone else's: the two ready ones, the older first.
+    for expected in ("ready_1", "ready_2"):
+        read = selectors.next_turn(annotator=annotator)
+        assert read.pk == desk[expected].pk
+        same_turn(read, desk[expected])
         judgements.judgement_submit(turn=read, annotator=annotator,
-                                  judgement=judgements.Judgement(choice="B", strength="slightly_better"))
-    assert seen == [desk["ready_1"].pk, desk["ready_2"].pk]
-    assert hot_path.next_turn_for(annotator=annotator) is None
+                                    judgement=judgements.Judgement(choice="B", strength="slightly_better"))
+    assert selectors.next_turn(annotator=annotator) is None
 
 
 def test_the_locked_turn_comes_with_its_dialogue_responses_and_overlap_policy(annotator, desk):
     OverlapPolicy.objects.filter(focus="helpfulness").delete()
     for turn in desk.values():
         with transaction.atomic():
-            read = hot_path.locked_turn(turn.pk)
+            read = selectors.locked_turn(turn.pk)
         same_turn(read, turn)
         assert values(read.dialogue) == values(Dialogue.objects.get(pk=turn.dialogue_id))
         assert read.overlap_policy is None
     OverlapPolicy.objects.create(focus="helpfulness", share=0.25, reviewers=3)
     with transaction.atomic():
-        policy = hot_path.locked_turn(desk["ready_1"].pk).overlap_policy
+        policy = selectors.locked_turn(desk["ready_1"].pk).overlap_policy
     assert (policy.share, policy.reviewers) == (0.25, 3)
     with pytest.raises(Turn.DoesNotExist):
-        hot_path.locked_turn(max(t.pk for t in desk.values()) + 1000)
+        selectors.locked_turn(max(t.pk for t in desk.values()) + 1000)
 
 
 def test_the_workspace_reads_only_the_owners_turn_with_its_dialogue_and_responses(annotator, make_user, desk):
     for turn in desk.values():
-        read = hot_path.own_turn(annotator=annotator, pk=turn.pk)
+        read = selectors.own_turn(annotator=annotator, pk=turn.pk)
         same_turn(read, turn)
         assert values(read.dialogue) == values(Dialogue.objects.get(pk=turn.dialogue_id))
-    assert hot_path.own_turn(annotator=make_user("stranger"), pk=desk["ready_1"].pk) is None
+    assert selectors.own_turn(annotator=make_user("stranger"), pk=desk["ready_1"].pk) is None
 
 
 def test_the_owner_check_answers_only_the_owner(annotator, make_user, desk):
-    judged = hot_path.own_turn_bare(annotator=annotator, pk=desk["judged"].pk)
+    judged = selectors.own_turn_bare(annotator=annotator, pk=desk["judged"].pk)
     stored = Turn.objects.get(pk=desk["judged"].pk)
     assert (judged.pk, judged.dialogue_id, judged.submitted_at) == (stored.pk, stored.dialogue_id, stored.submitted_at)
     assert judged.submitted_at.tzinfo is not None
-    assert hot_path.own_turn_bare(annotator=annotator, pk=desk["ready_1"].pk).submitted_at is None
-    assert hot_path.own_turn_bare(annotator=make_user("stranger"), pk=desk["ready_1"].pk) is None
-    assert hot_path.own_turn_bare(annotator=annotator, pk=stored.pk + 1000) is None
+    assert selectors.own_turn_bare(annotator=annotator, pk=desk["ready_1"].pk).submitted_at is None
+    assert selectors.own_turn_bare(annotator=make_user("stranger"), pk=desk["ready_1"].pk) is None
+    assert selectors.own_turn_bare(annotator=annotator, pk=stored.pk + 1000) is None
 
 
 def test_the_next_turn_is_found_through_the_pending_turns_index(annotator, desk):
@@ -110,10 +115,10 @@ def test_an_id_beyond_the_databases_integers_is_no_turn(annotator, desk, client)
     """The fuzzer's ids (tests of the API schema): the ORM answers no row for them, and so do these
     statements, on SQLite too, where the number cannot even be sent."""
     huge = 263906777696604193124515840
-    assert hot_path.own_turn_bare(annotator=annotator, pk=huge) is None
-    assert hot_path.own_turn(annotator=annotator, pk=huge) is None
+    assert selectors.own_turn_bare(annotator=annotator, pk=huge) is None
+    assert selectors.own_turn(annotator=annotator, pk=huge) is None
     with pytest.raises(Turn.DoesNotExist):
-        hot_path.locked_turn(huge)
+        selectors.locked_turn(huge)
     client.force_login(annotator)
     assert client.get(f"/annotate/turns/{huge}/", HTTP_HX_REQUEST="true").status_code == 404
     assert client.post(f"/annotate/turns/{huge}/judgement/", {"point": "3"}).status_code == 404

@@ -116,7 +116,8 @@ def bare(argv):
 
 def run_side(side, *, train, base, out, config, environment):
     if side == "platform":
-        flags = [f"--{key.replace('_', '-')}={value}" for key, value in config.items()]
+        flags = [f"--{key.replace('_', '-')}={value}" for key, value in config.items()
+                 if key != "gradient_accumulation_steps"]  # the job derives it from batch_size
         command = [sys.executable, "-m", "training.jobs.reward",
                    "--train", train, "--base", base, "--out", out, *flags]
     else:
@@ -195,11 +196,11 @@ def main():
     from training.jobs.reward import RewardJobConfig  # stdlib only at import time
 
     model_dir = choose_model(args)
-    job = RewardJobConfig(per_device_batch_size=args.batch_size,
-                          gradient_accumulation_steps=args.grad_accum, max_length=args.max_length,
-                          epochs=args.epochs, bf16="auto", seed=0)
+    job = RewardJobConfig(per_device_batch_size=args.batch_size, batch_size=args.batch_size * args.grad_accum,
+                          max_length=args.max_length, epochs=args.epochs, bf16="auto", seed=0)
     config = {key: value for key, value in dataclasses.asdict(job).items()
               if key not in ("train", "eval", "base", "out", "extra", "histogram_bins")}
+    config["gradient_accumulation_steps"] = job.gradient_accumulation_steps
     assert config["margin_table"] == "small", "the bare side uses the small margin table"
     scratch = Path(tempfile.mkdtemp(prefix="reward-throughput-"))
     # training/runner.py's environment for a job; both sides get the same one.

@@ -69,7 +69,8 @@ def main():
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from training.jobs.ppo import PPOJobConfig, main as ppo_main
+    from training.jobs.ppo import PPOJobConfig
+    from training.jobs.ppo import main as ppo_main
 
     cuda = torch.cuda.is_available()
     if not cuda and not args.allow_cpu:
@@ -95,8 +96,8 @@ def main():
         prompts=str(prompts), policy=str(base), out=str(work / "ppo"), helpfulness_rm=str(rm_dir),
         safety_rm=str(rm_dir), iterations=args.iterations, batch_size=args.batch,
         mini_batch_size=args.mini_batch, micro_batch_size=args.micro_batch,
-        rollout_batch_size=args.rollout_batch, max_new_tokens=args.max_new_tokens, max_prompt_length=512, temperature=1.0,
-        bf16="yes" if cuda else "no", samples_per_iteration=2, seed=0))
+        rollout_batch_size=args.rollout_batch, max_new_tokens=args.max_new_tokens, max_prompt_length=512,
+        temperature=1.0, bf16="yes" if cuda else "no", samples_per_iteration=2, seed=0))
     history = result["history"]
     measured = history[1:] or history  # the first iteration pays for warm-up
     median = lambda key: round(statistics.median(h[key] for h in measured), 2)  # noqa: E731

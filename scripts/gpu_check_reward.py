@@ -28,7 +28,8 @@ def synthetic(n: int, seed: int) -> list[dict]:
         body = " ".join(rng.choice(["useful", "clear", "kind", "precise", "short", "friendly", "warm"])
                         for _ in range(rng.randint(40, 160)))
         rows.append({
-            "prompt": [{"role": "user", "content": f"Tell me about {topic}. " + "Please be thorough. " * rng.randint(1, 8)}],
+            "prompt": [{"role": "user",
+                        "content": f"Tell me about {topic}. " + "Please be thorough. " * rng.randint(1, 8)}],
             "chosen": [{"role": "assistant", "content": f"Gladly! About {topic}: {body}. Thank you."}],
             "rejected": [{"role": "assistant", "content": "No. " + body[: rng.randint(10, 200)]}],
             "strength": rng.choice(strengths), "focus": rng.choice(["helpfulness", "safety"]),
@@ -48,7 +49,8 @@ def main():
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from training.jobs.reward import RewardJobConfig, main as reward_main
+    from training.jobs.reward import RewardJobConfig
+    from training.jobs.reward import main as reward_main
 
     assert torch.cuda.is_available(), "no CUDA device"
     base = Path(args.base)

@@ -11,20 +11,33 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from core.pagination import list_schema, paginated
 
 from accounts.permissions import ResearcherOnly, StaffRole
 from core import fields as strict
-from core.preference_scale import MARGIN_TABLES
+from core.pagination import list_schema, paginated
 from modelserving.serializers import VariantSerializer
 
 from . import selectors, services
 from .data import ROLES
-from .jobs.reward import REWARD_DEFAULTS
+from .job_settings import POLICY_KINDS, JobSetting, settings_for
 from .launch import run_launch, run_relaunch
 from .models import Checkpoint, TrainingRun
-from .policy import SETTINGS
 
+
+def setting_serializer_field(item: JobSetting) -> serializers.Field:
+    """The API field of a job setting, from the job's config: its bounds or choices, help and default."""
+    common = {"required": False, "help_text": f"{item.help} Default: {item.default}."}
+    if item.type is bool:
+        return strict.BooleanField(**common)
+    if item.choices:
+        return serializers.ChoiceField(choices=list(item.choices), **common)
+    field = strict.IntegerField if item.type is int else strict.FloatField
+    return field(min_value=item.low, max_value=item.high, **common)
+
+
+# A reward-model run's settings, as its job's config declares them (training/jobs/reward.py).
+RewardSettingsSerializer = type("RewardSettingsSerializer", (serializers.Serializer,), {
+    name: setting_serializer_field(item) for name, item in settings_for(TrainingRun.Kind.REWARD_MODEL).items()})
 
 
 class MixSerializer(serializers.Serializer):
@@ -40,21 +53,13 @@ class LaunchSerializer(serializers.Serializer):
     mix = MixSerializer(required=False)
     base = serializers.SlugRelatedField(slug_field="name", queryset=Checkpoint.objects.all(), required=False,
                                         allow_null=True, help_text="A checkpoint name; default: the converted SmolLM2.")
-    margin_table = serializers.ChoiceField(choices=list(MARGIN_TABLES), default=REWARD_DEFAULTS.margin_table)
-    learning_rate = strict.FloatField(default=REWARD_DEFAULTS.learning_rate)
-    epochs = strict.FloatField(default=REWARD_DEFAULTS.epochs)
-    max_length = strict.IntegerField(default=REWARD_DEFAULTS.max_length)
-    batch_size = strict.IntegerField(default=REWARD_DEFAULTS.batch_size)
-    per_device_batch_size = strict.IntegerField(default=REWARD_DEFAULTS.per_device_batch_size)
-    trainable_layers = strict.IntegerField(
-        default=REWARD_DEFAULTS.trainable_layers, min_value=0, max_value=1024,
-        help_text="Train only the top N transformer blocks and the scalar head; 0: all.")
-    seed = strict.IntegerField(default=REWARD_DEFAULTS.seed)
+    settings = RewardSettingsSerializer(required=False, default=dict,
+                                        help_text="The job's settings; each left out keeps its default.")
     name = strict.CharField(required=False, default="", allow_blank=True, max_length=120)
 
 
 class PolicyLaunchSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=list(SETTINGS))
+    kind = serializers.ChoiceField(choices=list(POLICY_KINDS))
     batches = serializers.ListField(child=strict.CharField(), required=False, default=list)
     base = serializers.SlugRelatedField(slug_field="name", queryset=Checkpoint.objects.all(), required=False,
                                         allow_null=True)
@@ -70,7 +75,9 @@ class PolicyLaunchSerializer(serializers.Serializer):
                   "held-out split.")
     name = strict.CharField(required=False, allow_blank=True, default="", max_length=120)
     settings = serializers.DictField(required=False, default=dict,
-                                     help_text="Job settings to change (learning_rate, epochs, k, iterations, …).")
+                                     help_text="The job's settings to change (learning_rate, epochs, k, iterations, "
+                                               "max_new_tokens, …: each kind's own, with the bounds of its job); "
+                                               "each left out keeps its default.")
 
 
 class CheckpointSerializer(serializers.ModelSerializer):
@@ -131,9 +138,7 @@ class PolicyRunCreate(APIView):
     def post(self, request):
         given = PolicyLaunchSerializer(data=request.data)
         given.is_valid(raise_exception=True)
-        data = dict(given.validated_data)
-        data["job_settings"] = data.pop("settings")
-        run = run_launch(researcher=request.user, **data)
+        run = run_launch(researcher=request.user, **given.validated_data)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
@@ -188,10 +193,10 @@ class CheckpointDetail(APIView):
 
 class ServeSerializer(serializers.Serializer):
     name = serializers.SlugField(max_length=64)
-    temperature_min = strict.FloatField(default=0.6)
-    temperature_max = strict.FloatField(default=0.9)
-    max_new_tokens = strict.IntegerField(default=256)
-    sampling_weight = strict.FloatField(default=1.0)
+    temperature_min = strict.FloatField(default=services.serve_defaults()["temperature_min"])
+    temperature_max = strict.FloatField(default=services.serve_defaults()["temperature_max"])
+    max_new_tokens = strict.IntegerField(default=services.serve_defaults()["max_new_tokens"])
+    sampling_weight = strict.FloatField(default=services.serve_defaults()["sampling_weight"])
     base_url = strict.CharField(required=False, allow_blank=True, default="", max_length=500)
     model_name = strict.CharField(required=False, allow_blank=True, default="", max_length=200)
 

@@ -27,7 +27,6 @@ from django.core.exceptions import ValidationError
 
 from annotation.batches.exports import records, trl_record
 from annotation.models import Batch, Focus, ImportedComparison, PreferenceSource, Turn
-from core.preference_scale import margin_for
 
 PRIMARY, SECONDARY, EXCLUDED = "primary", "secondary", "exclude"
 ROLES = (PRIMARY, SECONDARY, EXCLUDED)
@@ -68,30 +67,32 @@ def part_sizes(*, focus: str, batches: list[Batch], sources: list[PreferenceSour
     return parts
 
 
-def _batch_pairs(batch: Batch, *, split: str, focus: str | None, margin_table: str) -> Iterator[dict]:
+def _batch_pairs(batch: Batch, *, split: str, focus: str | None) -> Iterator[dict]:
     for record in records(batch):
         if record["split"] == split and (focus is None or record["focus"] == focus):
-            row = trl_record(record, margin_table=margin_table)
+            row = trl_record(record, margin_table=None)
             if row is not None:
                 yield {**row, "source": str(batch)}
 
 
-def _source_pairs(source: PreferenceSource, *, margin_table: str) -> Iterator[dict]:
+def _source_pairs(source: PreferenceSource) -> Iterator[dict]:
 
     rows = ImportedComparison.objects.filter(source=source).order_by("pk")
     for row in rows.values("pk", "context", "chosen", "rejected", "strength", "margin", "focus").iterator(2000):
-        margin = margin_for(row["strength"], margin_table) if row["strength"] else (row["margin"] or 0.0)
+        # A strength's margin is the reward job's (its margin_table); a source's own margin is kept for
+        # the comparisons that come with one and no strength.
+        margin = None if row["strength"] else (row["margin"] or 0.0)
         yield {"prompt": row["context"], "chosen": [{"role": "assistant", "content": row["chosen"]}],
                "rejected": [{"role": "assistant", "content": row["rejected"]}], "margin": margin,
                "strength": row["strength"] or None, "focus": row["focus"] or source.focus or None,
                "source": source.name, "comparison_id": row["pk"]}
 
 
-def _pairs_of(name: str, *, batches: dict, sources: dict, margin_table: str) -> Iterator[dict]:
+def _pairs_of(name: str, *, batches: dict, sources: dict) -> Iterator[dict]:
     if name.startswith("source:"):
-        return _source_pairs(sources[name.removeprefix("source:")], margin_table=margin_table)
+        return _source_pairs(sources[name.removeprefix("source:")])
     label, focus = name.rsplit(":", 1)
-    return _batch_pairs(batches[label], split="train", focus=focus, margin_table=margin_table)
+    return _batch_pairs(batches[label], split="train", focus=focus)
 
 
 def _write(handle, row: dict) -> None:
@@ -99,7 +100,7 @@ def _write(handle, row: dict) -> None:
 
 
 def reward_data_write(*, focus: str, batches: list[Batch], sources: list[PreferenceSource], mix: dict,
-                      margin_table: str, seed: int, out_dir: Path) -> dict:
+                      seed: int, out_dir: Path) -> dict:
     """Write train.jsonl and eval.jsonl under out_dir; returns the counts per part.
 
     Deterministic: the same inputs and seed give the same files."""
@@ -117,7 +118,7 @@ def reward_data_write(*, focus: str, batches: list[Batch], sources: list[Prefere
     used, index = Counter(), 0
     with open(out_dir / "train.jsonl", "wb") as handle:
         for name, (role, _) in parts.items():
-            for row in _pairs_of(name, batches=by_label, sources=by_name, margin_table=margin_table):
+            for row in _pairs_of(name, batches=by_label, sources=by_name):
                 if role == SECONDARY:
                     index += 1
                     if index - 1 not in keep:
@@ -127,7 +128,7 @@ def reward_data_write(*, focus: str, batches: list[Batch], sources: list[Prefere
     held_out = Counter()
     with open(out_dir / "eval.jsonl", "wb") as handle:
         for batch in batches:
-            for row in _batch_pairs(batch, split="test", focus=None, margin_table=margin_table):
+            for row in _batch_pairs(batch, split="test", focus=None):
                 _write(handle, row)
                 held_out[f"{batch}:{row['focus']}"] += 1
     return {

@@ -1,19 +1,36 @@
 """The dashboard's launch forms: they parse the fields; `launch.run_launch` and the rules it calls
-decide. A reward run's defaults are the job's (training/jobs/reward.py REWARD_DEFAULTS)."""
+decide. The job settings' fields are made from the jobs' configs (training/job_settings.py): their
+labels, help, bounds and defaults are the jobs'."""
 
 from django import forms
 
 from annotation.models import Batch, Focus, PreferenceSource
-from core.preference_scale import MARGIN_TABLES
 from modelserving.models import PolicyVariant
 
 from .checkpoints import DEFAULT_BASE_NAME
 from .data import ROLES
-from .jobs.reward import REWARD_DEFAULTS
+from .job_settings import POLICY_KINDS, JobSetting, all_settings, settings_for
 from .models import Checkpoint, TrainingRun
-from .policy import SETTINGS
 
 ROLE_CHOICES = [("", "default for the focus")] + [(role, role) for role in ROLES]
+
+
+def setting_field(item: JobSetting, *, help_text: str | None = None) -> forms.Field:
+    """The form field of a job setting; empty means the job's default (the validator fills it in)."""
+    common = {"label": item.title, "help_text": item.help if help_text is None else help_text, "required": False}
+    if item.type is bool:
+        return forms.ChoiceField(choices=[("", f"default ({'yes' if item.default else 'no'})"), ("yes", "yes"),
+                                          ("no", "no")], **common)
+    if item.choices:
+        return forms.ChoiceField(choices=[(c, c) for c in item.choices], initial=item.default, **common)
+    bounds = {"min_value": item.low, "max_value": item.high}
+    if item.type is int:
+        return forms.IntegerField(**bounds, **common)
+    return forms.FloatField(**bounds, **common)
+
+
+def _settings_given(data: dict, names) -> dict:
+    return {name: data[name] for name in names if data.get(name) not in (None, "")}
 
 
 class RewardRunForm(forms.Form):
@@ -31,23 +48,15 @@ class RewardRunForm(forms.Form):
     base = forms.ModelChoiceField(queryset=Checkpoint.objects.none(), required=False,
                                   empty_label=f"{DEFAULT_BASE_NAME} (the default; registered at the first launch)",
                                   help_text="The chat checkpoint whose LM head is replaced by a scalar head.")
-    margin_table = forms.ChoiceField(choices=[(t, t) for t in MARGIN_TABLES], initial=REWARD_DEFAULTS.margin_table)
-    learning_rate = forms.FloatField(initial=REWARD_DEFAULTS.learning_rate)
-    epochs = forms.FloatField(initial=REWARD_DEFAULTS.epochs)
-    max_length = forms.IntegerField(initial=REWARD_DEFAULTS.max_length,
-                                    help_text="Tokens; longer pairs keep their last tokens.")
-    batch_size = forms.IntegerField(initial=REWARD_DEFAULTS.batch_size, help_text="Pairs per optimiser step.")
-    per_device_batch_size = forms.IntegerField(initial=REWARD_DEFAULTS.per_device_batch_size,
-                                               help_text="Pairs per forward pass (the rest accumulate).")
-    trainable_layers = forms.IntegerField(initial=REWARD_DEFAULTS.trainable_layers, min_value=0, required=False,
-                                          help_text="Train only the top N transformer blocks and the head (much "
-                                                    "cheaper on a CPU); 0: all, as the paper.")
-    seed = forms.IntegerField(initial=REWARD_DEFAULTS.seed, min_value=0)
-
     def __init__(self, *args, **kwargs):
         super().__init__(*args, label_suffix="", **kwargs)
+        self.setting_names = list(settings_for(TrainingRun.Kind.REWARD_MODEL))
+        for name, item in settings_for(TrainingRun.Kind.REWARD_MODEL).items():
+            self.fields[name] = setting_field(item, help_text=f"{item.help} Default {item.default}.")
+            self.fields[name].widget.attrs["placeholder"] = str(item.default)
         frozen = Batch.objects.filter(status=Batch.Status.FROZEN)
-        self.fields["batches"].choices = [(str(b), f"{b} ({b.summary.get('judgements', '?')} judgements)") for b in frozen]
+        self.fields["batches"].choices = [(str(b), f"{b} ({b.summary.get('judgements', '?')} judgements)")
+                                          for b in frozen]
         self.sources = list(PreferenceSource.objects.order_by("name"))
         self.fields["sources"].choices = [(s.name, f"{s.name} ({s.get_kind_display()}"
                                                    f"{', ' + s.focus if s.focus else ''})") for s in self.sources]
@@ -65,12 +74,8 @@ class RewardRunForm(forms.Form):
                "sources": {s.name: data[f"role_{s.name}"] for s in self.sources if data.get(f"role_{s.name}")}}
         if data["primary_share"] is not None:
             mix["primary_share"] = data["primary_share"]
-        fields = ("name", "focus", "batches", "sources", "base", "margin_table", "learning_rate", "epochs",
-                  "max_length", "batch_size", "per_device_batch_size", "trainable_layers", "seed")
-        arguments = {key: data[key] for key in fields}
-        if arguments["trainable_layers"] is None:  # left empty: every layer, as the paper
-            arguments["trainable_layers"] = REWARD_DEFAULTS.trainable_layers
-        return {**arguments, "mix": mix}
+        arguments = {key: data[key] for key in ("name", "focus", "batches", "sources", "base")}
+        return {**arguments, "mix": mix, "settings": _settings_given(data, self.setting_names)}
 
 
 
@@ -78,7 +83,7 @@ class PolicyRunForm(forms.Form):
     """Policy runs and model-based evaluations. Fields a kind does not use are ignored; the rules
     (what each kind needs) live in training.policy."""
 
-    kind = forms.ChoiceField(choices=[(k, TrainingRun.Kind(k).label) for k in SETTINGS])
+    kind = forms.ChoiceField(choices=[(k, TrainingRun.Kind(k).label) for k in POLICY_KINDS])
     name = forms.CharField(max_length=120, required=False)
     batches = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
                                         help_text="SFT: their demonstrations; rejection sampling and PPO: the prompts "
@@ -91,32 +96,21 @@ class PolicyRunForm(forms.Form):
     helpfulness_rm = forms.ChoiceField(required=False, label="Helpfulness RM")
     safety_rm = forms.ChoiceField(required=False, label="Safety RM")
     pool_runs = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
-                                          label="Pool the kept samples of", help_text="Earlier rejection-sampling rounds.")
+                                          label="Pool the kept samples of",
+                                          help_text="Earlier rejection-sampling rounds.")
     instructions = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
                                    help_text="Ghost Attention: one instruction per line.")
     prompts = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), max_length=200_000,
                               help_text="Evaluation: its own held-out prompts, one per line (empty: the batches' "
                                         "held-out split).")
-    learning_rate = forms.CharField(required=False, help_text="Empty: the paper's (SFT 2e-5, PPO 1e-6).")
-    epochs = forms.CharField(required=False)
-    max_length = forms.CharField(required=False)
-    per_device_batch_size = forms.CharField(required=False)
-    gradient_accumulation_steps = forms.CharField(required=False)
-    trainable_layers = forms.CharField(required=False, help_text="Fine-tune only the top N blocks; empty: all.")
-    k = forms.CharField(required=False, label="K samples per prompt")
-    temperature = forms.CharField(required=False)
-    max_tokens = forms.CharField(required=False)
-    iterations = forms.CharField(required=False, label="PPO iterations")
-    batch_size = forms.CharField(required=False, label="PPO rollouts per iteration")
-    mini_batch_size = forms.CharField(required=False, label="PPO mini-batch")
-    kl_coef = forms.CharField(required=False, label="PPO β (KL)")
-    seed = forms.CharField(required=False)
-
-    SETTING_FIELDS = ("learning_rate", "epochs", "max_length", "per_device_batch_size", "gradient_accumulation_steps",
-                      "trainable_layers", "k", "temperature", "max_tokens", "iterations", "batch_size", "mini_batch_size", "kl_coef", "seed")
-
     def __init__(self, *args, **kwargs):
         super().__init__(*args, label_suffix="", **kwargs)
+        # Every setting any policy kind has; each kind takes its own (the rest are refused by name).
+        self.setting_names = list(all_settings())
+        for name, item in all_settings().items():
+            kinds = [kind for kind in POLICY_KINDS if name in settings_for(kind)]
+            defaults = ", ".join(f"{TrainingRun.Kind(k).label} {settings_for(k)[name].default}" for k in kinds)
+            self.fields[name] = setting_field(item, help_text=f"{item.help} Empty: the default ({defaults}).")
         self.fields["batches"].choices = [(str(b), str(b)) for b in Batch.objects.filter(status=Batch.Status.FROZEN)]
         self.fields["base"].queryset = Checkpoint.objects.filter(kind=Checkpoint.Kind.POLICY)
         names = [(v, v) for v in PolicyVariant.objects.order_by("name").values_list("name", flat=True)]
@@ -136,4 +130,4 @@ class PolicyRunForm(forms.Form):
                 "variant": data["variant"], "variants": data["variants"], "helpfulness_rm": data["helpfulness_rm"],
                 "safety_rm": data["safety_rm"], "pool_runs": [int(pk) for pk in data["pool_runs"]],
                 "instructions": data["instructions"].splitlines(), "prompts": data["prompts"].splitlines(),
-                "job_settings": {key: data[key] for key in self.SETTING_FIELDS if data.get(key)}}
+                "settings": _settings_given(data, self.setting_names)}

@@ -79,7 +79,7 @@ def prepare(run: TrainingRun, data_dir: Path, out: Path) -> tuple[dict, dict]:
     if kind == TrainingRun.Kind.REWARD_MODEL:
         sources = list(PreferenceSource.objects.filter(name__in=run.data["sources"]))
         counts = reward_data_write(focus=run.focus, batches=_batches(run), sources=sources, mix=run.data["mix"],
-                                   margin_table=run.config["margin_table"], seed=run.config["seed"], out_dir=data_dir)
+                                   seed=run.config["seed"], out_dir=data_dir)
         return {"--train": data_dir / "train.jsonl", "--eval": data_dir / "eval.jsonl", "--base": run.base.path,
                 "--out": out}, counts
     if kind == TrainingRun.Kind.SFT:
@@ -96,7 +96,8 @@ def prepare(run: TrainingRun, data_dir: Path, out: Path) -> tuple[dict, dict]:
             return {**flags, "--policy": run.base.path}, {"prompts": n}
         pools = [str(Path(r.artifacts["out"]) / "kept.jsonl")
                  for r in TrainingRun.objects.filter(pk__in=run.data.get("pool_runs", []))]
-        return {**flags, **_endpoint(run), "--base": run.base.path, "--pool": pools}, {"prompts": n, "pooled_runs": len(pools)}
+        return ({**flags, **_endpoint(run), "--base": run.base.path, "--pool": pools},
+                {"prompts": n, "pooled_runs": len(pools)})
     if kind == TrainingRun.Kind.GATT:
         (data_dir).mkdir(parents=True, exist_ok=True)
         instructions = [line for line in run.data.get("instructions", []) if line.strip()]

@@ -16,8 +16,8 @@ from accounts.audit import audit_record
 from core.exceptions import Conflict
 
 from .checkpoints import checkpoint_default_base
+from .job_settings import POLICY_KINDS
 from .models import Checkpoint, TrainingRun
-from .policy import SETTINGS as POLICY_SETTINGS
 from .policy import policy_run_validate
 from .services import require_researcher, reward_run_validate
 from .tasks import run_execute
@@ -32,7 +32,7 @@ def run_launch(*, researcher, kind: str, name: str = "", base: Checkpoint | None
     require_researcher(researcher)
     if kind == TrainingRun.Kind.REWARD_MODEL:
         validate = reward_run_validate
-    elif kind in POLICY_SETTINGS:
+    elif kind in POLICY_KINDS:
         validate = policy_run_validate
         arguments["kind"] = kind
     else:

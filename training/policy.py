@@ -9,50 +9,8 @@ from django.core.exceptions import ValidationError
 from annotation.models import Batch, Demonstration
 from modelserving.models import PolicyVariant
 
+from .job_settings import POLICY_KINDS, settings_validate
 from .models import Checkpoint, TrainingRun
-from .services import number_in_range
-
-# The settings a researcher may change, per kind, with their bounds. Everything else keeps the
-# job's default (the paper's).
-NUMBER = {"learning_rate": (1e-9, 1e-2), "epochs": (0.01, 20), "max_length": (16, 32768),
-          "per_device_batch_size": (1, 1024), "gradient_accumulation_steps": (1, 4096), "seed": (0, 2**31 - 1),
-          "gradient_checkpointing": bool, "trainable_layers": (0, 1024)}
-SETTINGS = {
-    TrainingRun.Kind.SFT: dict(NUMBER),
-    TrainingRun.Kind.REJECTION_SAMPLING: {**NUMBER, "k": (1, 100), "temperature": (0.0, 2.0),
-                                          "top_p": (0.01, 1.0), "max_tokens": (1, 8192)},
-    TrainingRun.Kind.GATT: {**NUMBER, "temperature": (0.0, 2.0), "max_tokens": (1, 8192)},
-    TrainingRun.Kind.PPO: {"learning_rate": (1e-9, 1e-2), "iterations": (1, 10000), "batch_size": (1, 8192),
-                           "mini_batch_size": (1, 8192), "micro_batch_size": (1, 1024),
-                           "rollout_batch_size": (1, 1024), "kl_coef": (0.0, 1.0), "cliprange": (0.01, 1.0),
-                           "temperature": (0.01, 2.0), "max_new_tokens": (1, 8192), "seed": (0, 2**31 - 1)},
-    TrainingRun.Kind.POLICY_EVAL: {"temperature": (0.0, 2.0), "max_tokens": (1, 8192), "seed": (0, 2**31 - 1)},
-}
-INTEGER = {"max_length", "per_device_batch_size", "trainable_layers", "gradient_accumulation_steps", "seed", "k", "max_tokens",
-           "iterations", "batch_size", "mini_batch_size", "micro_batch_size", "rollout_batch_size",
-           "max_new_tokens"}
-
-
-def _settings(kind: str, given: dict, errors: dict) -> dict:
-    allowed = SETTINGS[kind]
-    config = {}
-    for key, value in (given or {}).items():
-        if value in (None, ""):
-            continue
-        if key not in allowed:
-            errors[key] = f"{key} is not a setting of a {TrainingRun.Kind(kind).label} run."
-            continue
-        if allowed[key] is bool:
-            if str(value).lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-                errors[key] = "Yes or no."
-                continue
-            config[key] = str(value).lower() in ("true", "1", "yes", "on")
-            continue
-        low, high = allowed[key]
-        number = number_in_range(errors, key, value, low, high, kind=int if key in INTEGER else float)
-        if key not in errors:
-            config[key] = number
-    return config
 
 
 def _checkpoint(name: str | None, *, kind: str, field: str, errors: dict, focus: str = "") -> Checkpoint | None:
@@ -67,11 +25,12 @@ def _checkpoint(name: str | None, *, kind: str, field: str, errors: dict, focus:
 def policy_run_validate(*, kind: str, batches: list[str] = (), base: Checkpoint | None = None,
                         variant: str = "", variants: list[str] = (), helpfulness_rm: str = "", safety_rm: str = "",
                         pool_runs: list[int] = (), instructions: list[str] = (), prompts: list[str] = (),
-                        job_settings: dict | None = None) -> dict:
-    """Check a policy run (or a model-based evaluation); returns the run's fields (job config, data,
-    base) or raises ValidationError per field."""
+                        settings: dict | None = None) -> dict:
+    """Check a policy run (or a model-based evaluation); ``settings`` are its job's (the job's config
+    owns their defaults and bounds: training/job_settings.py). Returns the run's fields (job config,
+    data, base) or raises ValidationError per field."""
     errors: dict[str, str] = {}
-    if kind not in SETTINGS:
+    if kind not in POLICY_KINDS:
         raise ValidationError({"kind": "Pick SFT, rejection sampling, PPO, Ghost Attention or an evaluation."})
     found = {str(b): b for b in Batch.objects.filter(status=Batch.Status.FROZEN)}
     chosen = [found[label] for label in batches if label in found]
@@ -84,7 +43,7 @@ def policy_run_validate(*, kind: str, batches: list[str] = (), base: Checkpoint 
         errors["batches"] = "Pick at least one frozen batch."
     elif kind == TrainingRun.Kind.SFT and not Demonstration.objects.filter(batch__in=chosen).exists():
         errors["batches"] = "The chosen batches hold no demonstrations."
-    config = _settings(kind, job_settings or {}, errors)
+    config = settings_validate(kind, settings, errors)
     reward_models = {}
     for focus, rm_name in (("helpfulness", helpfulness_rm), ("safety", safety_rm)):
         if _checkpoint(rm_name, kind=Checkpoint.Kind.REWARD_MODEL, field=f"{focus}_rm", errors=errors, focus=focus):

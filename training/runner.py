@@ -317,7 +317,7 @@ def run_execute(*, run_id: int) -> str | None:
     return TrainingRun.Status.SUCCEEDED
 
 
-def _finish_evaluation(run: TrainingRun, recorder: "_Recorder", out: Path, tail: str) -> str | None:
+def _finish_evaluation(run: TrainingRun, recorder: _Recorder, out: Path, tail: str) -> str | None:
     """A model-based evaluation makes no checkpoint: its result is the win-rate tables."""
     try:
         evaluation = json.loads((out / "eval.json").read_text())

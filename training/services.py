@@ -3,7 +3,6 @@ the reward-model launch's rules, cancel, fail when silent, serve a checkpoint to
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from datetime import timedelta
@@ -18,15 +17,11 @@ from accounts.audit import audit_record
 from accounts.roles import ADMIN, RESEARCHER, has_role
 from annotation.models import Batch, Focus, PreferenceSource
 from core.exceptions import Conflict
-from core.preference_scale import MARGIN_TABLES
 
 from .checkpoints import model_folder_problem
 from .data import PRIMARY, ROLES, SECONDARY, default_mix, part_sizes
-from .jobs.reward import REWARD_DEFAULTS, RewardJobConfig
+from .job_settings import settings_validate
 from .models import Checkpoint, TrainingRun
-
-# Fields the launching task fills in: they are paths on the GPU worker, not choices.
-JOB_PATH_FIELDS = ("train", "eval", "base", "out")
 
 
 def require_researcher(user) -> None:
@@ -47,15 +42,12 @@ def number_in_range(errors: dict, field: str, value, low, high, *, kind=float):
 
 
 def reward_run_validate(*, focus: str, batches: list[str] = (), sources: list[str] = (), base: Checkpoint | None = None,
-                        mix: dict | None = None, margin_table: str = REWARD_DEFAULTS.margin_table,
-                        learning_rate: float = REWARD_DEFAULTS.learning_rate, epochs: float = REWARD_DEFAULTS.epochs,
-                        max_length: int = REWARD_DEFAULTS.max_length, batch_size: int = REWARD_DEFAULTS.batch_size,
-                        per_device_batch_size: int = REWARD_DEFAULTS.per_device_batch_size,
-                        trainable_layers: int = REWARD_DEFAULTS.trainable_layers,
-                        seed: int = REWARD_DEFAULTS.seed) -> dict:
-    """Check a reward-model launch (the defaults are the job's, training/jobs/reward.py); returns the
-    run's fields (focus, job config, data, base) or raises ValidationError per field."""
+                        mix: dict | None = None, settings: dict | None = None) -> dict:
+    """Check a reward-model launch; ``settings`` are the job's (training/jobs/reward.py owns their
+    defaults and bounds: training/job_settings.py). Returns the run's fields (focus, job config,
+    data, base) or raises ValidationError per field."""
     errors: dict[str, str] = {}
+    config = settings_validate(TrainingRun.Kind.REWARD_MODEL, settings, errors)
     if focus not in Focus.values:
         errors["focus"] = "Pick helpfulness or safety."
     found = {str(b): b for b in Batch.objects.all()}
@@ -74,20 +66,10 @@ def reward_run_validate(*, focus: str, batches: list[str] = (), sources: list[st
         errors["sources"] = f"No imported source named {', '.join(missing)}."
     if not batches and not sources:
         errors["batches"] = "Pick at least one frozen batch or imported source."
-    if margin_table not in MARGIN_TABLES:
-        errors["margin_table"] = f"Use one of {', '.join(MARGIN_TABLES)}."
     if base is None:
         errors["base"] = "No base checkpoint: run `manage.py prepare_default_model` or register one."
     elif base.kind != Checkpoint.Kind.POLICY or model_folder_problem(Path(base.path)):
         errors["base"] = f"{base} is not a usable chat checkpoint."
-    learning_rate = number_in_range(errors, "learning_rate", learning_rate, 1e-8, 1e-2)
-    epochs = number_in_range(errors, "epochs", epochs, 0.01, 20)
-    max_length = number_in_range(errors, "max_length", max_length, 16, 32768, kind=int)
-    batch_size = number_in_range(errors, "batch_size", batch_size, 1, 8192, kind=int)
-    per_device_batch_size = number_in_range(errors, "per_device_batch_size", per_device_batch_size, 1, 1024,
-                                            kind=int)
-    trainable_layers = number_in_range(errors, "trainable_layers", trainable_layers, 0, 1024, kind=int)
-    seed = number_in_range(errors, "seed", seed, 0, 2**31 - 1, kind=int)
     defaults = default_mix(focus, list(known.values())) if focus in Focus.values else {}
     mix = {**defaults, **(mix or {})}
     mix["sources"] = {**defaults.get("sources", {}), **(mix.get("sources") or {})}
@@ -105,14 +87,6 @@ def reward_run_validate(*, focus: str, batches: list[str] = (), sources: list[st
     if not sum(n for role, n in parts.values() if role == PRIMARY):
         raise ValidationError({"batches": f"The chosen data has no {focus} pairs in its training split "
                                           "(mark a source primary or pick other batches)."})
-    per_device_batch_size = min(per_device_batch_size, batch_size)
-    config = dataclasses.asdict(RewardJobConfig(
-        margin_table=margin_table, learning_rate=learning_rate, epochs=epochs, max_length=max_length,
-        per_device_batch_size=per_device_batch_size,
-        gradient_accumulation_steps=max(1, math.ceil(batch_size / per_device_batch_size)),
-        trainable_layers=trainable_layers, seed=seed))
-    for field in (*JOB_PATH_FIELDS, "extra"):
-        config.pop(field)
     data = {"batches": sorted(str(b) for b in chosen_batches), "sources": sorted(known), "mix": mix,
             "parts": {name: {"role": role, "available": n} for name, (role, n) in parts.items()}}
     return {"focus": focus, "config": config, "data": data, "base": base}
@@ -134,7 +108,8 @@ def run_cancel(*, run: TrainingRun, user) -> TrainingRun:
         run.cancel_requested_at = run.cancel_requested_at or now
         run.save(update_fields=["status", "finished_at", "error", "cancel_requested_at"])
         audit_record(actor=user, action="training.cancel", target=run,
-                     summary=f"cancelled {run} ({'queued' if run.status == TrainingRun.Status.CANCELLED else 'running'})",
+                     summary=f"cancelled {run} "
+                             f"({'queued' if run.status == TrainingRun.Status.CANCELLED else 'running'})",
                      launched_by=run.launched_by_id)
     return run
 
@@ -163,15 +138,31 @@ def vllm_command(checkpoint: Checkpoint, name: str) -> str:
             f"--host 0.0.0.0 --port 8000")
 
 
-def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperature_min: float = 0.6,
-                     temperature_max: float = 0.9, max_new_tokens: int = 256, sampling_weight: float = 1.0,
-                     base_url: str = "", model_name: str = ""):
+def serve_defaults() -> dict:
+    """A served checkpoint's sampling settings when the researcher gives none: the temperatures of
+    a new variant (the embedded `cool` variant's range), the variant model's own defaults for the
+    rest. The page, the API and this service read them from here."""
+    from modelserving.models import PolicyVariant
+
+    fields = PolicyVariant._meta
+    return {"temperature_min": 0.6, "temperature_max": 0.9,
+            "max_new_tokens": fields.get_field("max_new_tokens").default,
+            "sampling_weight": fields.get_field("sampling_weight").default}
+
+
+def checkpoint_serve(*, checkpoint: Checkpoint, researcher, name: str, temperature_min: float | None = None,
+                     temperature_max: float | None = None, max_new_tokens: int | None = None,
+                     sampling_weight: float | None = None, base_url: str = "", model_name: str = ""):
     """Put a policy checkpoint in front of annotators as a new policy variant.
 
     With POLICY_SERVING=local (the embedded set-up) and no URL, Tandem starts `transformers serve`
     for it on loopback, and the variant, inactive until then, joins pairing once the server answers.
     With a URL (the operator ran `vllm_command(...)`), the endpoint is filed for an admin to approve:
     endpoints are trusted configuration, and nothing samples the variant until then."""
+    given = {"temperature_min": temperature_min, "temperature_max": temperature_max,
+             "max_new_tokens": max_new_tokens, "sampling_weight": sampling_weight}
+    temperature_min, temperature_max, max_new_tokens, sampling_weight = (
+        serve_defaults()[key] if value is None else value for key, value in given.items())
     from modelserving.local_servers import local_server_launch, local_server_stop
     from modelserving.models import PolicyVariant
     from modelserving.services import variant_create

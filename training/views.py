@@ -33,7 +33,8 @@ def dashboard(request):
         name=DEFAULT_BASE_NAME).first()})
     if request.method == "POST" and form.is_valid():
         try:
-            run = launch.run_launch(researcher=request.user, kind=TrainingRun.Kind.REWARD_MODEL, **form.launch_arguments())
+            run = launch.run_launch(researcher=request.user, kind=TrainingRun.Kind.REWARD_MODEL,
+                                    **form.launch_arguments())
         except ValidationError as error:
             add_service_errors(form, error)
         else:
@@ -121,6 +122,12 @@ def _checkpoint_context(checkpoint: Checkpoint) -> dict:
             "pairs": evaluation.get("pairs")}
 
 
+def _serve_numbers(posted) -> dict:
+    """The serve form's numbers (ValueError for what is no number); empty ones: the service's defaults."""
+    kinds = {"temperature_min": float, "temperature_max": float, "max_new_tokens": int}
+    return {key: kind(posted[key]) for key, kind in kinds.items() if posted.get(key, "").strip()}
+
+
 @role_required(RESEARCHER)
 @require_http_methods(["GET", "POST"])
 def checkpoint_detail(request, pk: int):
@@ -132,10 +139,8 @@ def checkpoint_detail(request, pk: int):
         try:
             variant = services.checkpoint_serve(
                 checkpoint=checkpoint, researcher=request.user, name=request.POST.get("name", "").strip(),
-                temperature_min=float(request.POST.get("temperature_min") or 0.6),
-                temperature_max=float(request.POST.get("temperature_max") or 0.9),
-                max_new_tokens=int(request.POST.get("max_new_tokens") or 256),
-                base_url=request.POST.get("base_url", "").strip(), model_name=request.POST.get("model_name", "").strip())
+                **_serve_numbers(request.POST), base_url=request.POST.get("base_url", "").strip(),
+                model_name=request.POST.get("model_name", "").strip())
         except ValueError:
             problems = ["Temperatures and max tokens must be numbers."]
         except ValidationError as error:
@@ -148,7 +153,7 @@ def checkpoint_detail(request, pk: int):
     side = _checkpoint_context(checkpoint)
     return render(request, "training/checkpoint.html", {
         **side, "side": side, "strengths": STRENGTHS, "others": selectors.reward_models().exclude(pk=pk),
-        "problems": problems, "serving": settings.POLICY_SERVING,
+        "problems": problems, "serving": settings.POLICY_SERVING, "serve": services.serve_defaults(),
         "vllm": services.vllm_command(checkpoint, "<name>")}, status=400 if problems else 200)
 
 
@@ -173,8 +178,8 @@ def checkpoint_compare(request):
 @require_GET
 def leaderboard_page(request):
     """Variants ranked by human votes (Bradley–Terry over the judgements, 95 % bootstrap intervals)."""
-    from annotation.models import Batch
     from annotation.batches.selectors import batch_by_label
+    from annotation.models import Batch
 
     from .leaderboard import comparisons, leaderboard
 

@@ -52,8 +52,8 @@ def test_a_runs_files_are_read_by_name_and_nothing_else(api, researcher, tmp_pat
     out.mkdir()
     (out / "samples.jsonl").write_text('{"a": 1}\n')
     (tmp_path / "secret.txt").write_text("no")
-    run = TrainingRun.objects.create(kind=TrainingRun.Kind.POLICY_EVAL, base=tiny_base, launched_by=researcher, config={},
-                                     artifacts={"out": str(out)})
+    run = TrainingRun.objects.create(kind=TrainingRun.Kind.POLICY_EVAL, base=tiny_base, launched_by=researcher,
+                                     config={}, artifacts={"out": str(out)})
     found = api.get(f"/api/training/runs/{run.pk}/files/samples.jsonl")
     assert found.status_code == 200 and b"".join(found.streaming_content) == b'{"a": 1}\n'
     assert api.get(f"/api/training/runs/{run.pk}/files/eval.json").status_code == 404  # not written

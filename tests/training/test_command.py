@@ -28,12 +28,12 @@ def test_launch_list_show_cancel_and_register(preference_batch, researcher, tiny
     batch = preference_batch(helpfulness=8)
     with pytest.raises(CommandError, match="learning_rate: Must be between"):
         run("launch", "--researcher", "res", "--focus", "helpfulness", "--batch", str(batch), "--base", "tiny-llama",
-            "--learning-rate", "3")
+            "--setting", "learning_rate=3")
     assert not TrainingRun.objects.exists()
     with django_capture_on_commit_callbacks(execute=True):
         out = run("launch", "--researcher", "res", "--focus", "helpfulness", "--batch", str(batch),
-                  "--base", "tiny-llama", "--margin-table", "large", "--primary-share", "0.8",
-                  *[item for key, value in FAST.items() for item in (f"--{key.replace('_', '-')}", str(value))])
+                  "--base", "tiny-llama", "--setting", "margin_table=large", "--primary-share", "0.8",
+                  *[item for key, value in FAST.items() for item in ("--setting", f"{key}={value}")])
     run_row = TrainingRun.objects.get()
     assert f"run {run_row.pk} queued" in out and sent == [(run_row.pk,)]
     assert run_row.config["margin_table"] == "large" and run_row.data["mix"]["primary_share"] == 0.8
@@ -60,12 +60,12 @@ def test_policy_runs_from_the_command_line(preference_batch, researcher, tiny_ba
         run("policy", "--researcher", "res", "--kind", "gatt", "--batch", str(batch), "--base", "tiny-llama",
             "--variant", "cool")
     with pytest.raises(CommandError, match="KEY=VALUE"):
-        run("policy", "--researcher", "res", "--kind", "gatt", "--batch", str(batch), "--set", "oops")
+        run("policy", "--researcher", "res", "--kind", "gatt", "--batch", str(batch), "--setting", "oops")
     with django_capture_on_commit_callbacks(execute=True):
         out = run("policy", "--researcher", "res", "--kind", "gatt", "--batch", str(batch), "--base", "tiny-llama",
                   "--variant", "cool", "--instruction", "Answer in French.", "--instruction", "Speak like a pirate.",
-                  "--set", "temperature=0.9")
+                  "--setting", "temperature=0.9")
     created = TrainingRun.objects.get()
     assert "Ghost Attention" in out and sent == [(created.pk,)]
     assert created.data["instructions"] == ["Answer in French.", "Speak like a pirate."]
-    assert created.config == {"temperature": 0.9}
+    assert created.config["temperature"] == 0.9 and created.config["max_new_tokens"] == 512  # the job's default

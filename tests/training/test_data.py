@@ -36,7 +36,7 @@ def test_helpfulness_mix_is_all_helpfulness_plus_an_equal_share_of_the_rest(pref
     source = imported(tmp_path, admin, "hh-harmless", "safety", 30)
     mix = {"primary_share": 0.5, "other_focus": "secondary", "sources": {"hh-harmless": "secondary"}}
     counts = reward_data_write(focus="helpfulness", batches=[batch], sources=[source], mix=mix,
-                               margin_table="small", seed=3, out_dir=tmp_path / "d")
+                               seed=3, out_dir=tmp_path / "d")
     train = lines(tmp_path / "d" / "train.jsonl")
     helpful = [r for r in train if r["focus"] == "helpfulness" and r["source"] == str(batch)]
     assert counts["primary_pairs"] == len(helpful) == counts["parts"][f"{batch}:helpfulness"]["available"]
@@ -45,16 +45,18 @@ def test_helpfulness_mix_is_all_helpfulness_plus_an_equal_share_of_the_rest(pref
     assert counts["secondary_available"] == counts["parts"][f"{batch}:safety"]["available"] + 30
     assert {r["source"] for r in train} == {str(batch), "hh-harmless"}
     assert all(r["split"] == "train" for r in train if r["source"] == str(batch))
-    # Margins from the small table; imported pairs without a strength get 0.
-    assert {r["margin"] for r in helpful} == {1.0, 2 / 3, 1 / 3, 0.0}
+    # Strengths, not margins: the reward job applies its margin table (the one place a margin is
+    # computed); an imported pair without a strength keeps its own margin (0 when it has none).
+    assert {r["strength"] for r in helpful} == set(MARGIN_TABLES["small"]) and {r["margin"] for r in helpful} == {None}
+    assert {r["margin"] for r in train if r["source"] == "hh-harmless"} == {0.0}
     # Evaluation: the held-out split of the batch, both focuses (Table 8 reports each RM on both).
     held_out = lines(tmp_path / "d" / "eval.jsonl")
     assert {r["split"] for r in held_out} == {"test"} and {r["focus"] for r in held_out} == {"helpfulness", "safety"}
     assert counts["eval_pairs"] == len(held_out) == 16  # 25 % of 64
     assert not {r["turn_id"] for r in held_out} & {r.get("turn_id") for r in train}
     # Same inputs, same seed: the same files.
-    again = reward_data_write(focus="helpfulness", batches=[batch], sources=[source], mix=mix, margin_table="small",
-                              seed=3, out_dir=tmp_path / "e")
+    again = reward_data_write(focus="helpfulness", batches=[batch], sources=[source], mix=mix, seed=3,
+                              out_dir=tmp_path / "e")
     assert again == counts
     assert (tmp_path / "e" / "train.jsonl").read_bytes() == (tmp_path / "d" / "train.jsonl").read_bytes()
 
@@ -67,25 +69,33 @@ def test_safety_mix_is_ninety_ten_with_harmless_data_primary(preference_batch, t
     run_defaults = {"primary_share": 0.9, "other_focus": "secondary",
                     "sources": {"hh-harmless": "primary", "shp": "secondary"}}
     counts = reward_data_write(focus="safety", batches=[batch], sources=[harmless, helpful], mix=run_defaults,
-                               margin_table="large", seed=0, out_dir=tmp_path / "d")
+                               seed=0, out_dir=tmp_path / "d")
     safety_train = batch.turns.filter(split="train", dialogue__focus="safety").count()
     assert counts["primary_pairs"] == safety_train + 30  # the safety training split and all of HH harmless
     assert counts["secondary_used"] == round(counts["primary_pairs"] * 0.1 / 0.9)
     train = lines(tmp_path / "d" / "train.jsonl")
     assert sum(r["focus"] == "safety" for r in train) == counts["primary_pairs"]
     assert len(train) == counts["primary_pairs"] + counts["secondary_used"]
-    assert {r["margin"] for r in train if r["source"] == str(batch) and r["focus"] == "safety"} <= {3.0, 2.0, 1.0, 0.0}
+    assert {r["strength"] for r in train if r["source"] == str(batch) and r["focus"] == "safety"} <= set(
+        MARGIN_TABLES["large"])
 
 
 
-def test_every_margin_table_the_launch_form_offers_writes_a_tandem_batch(preference_batch, tmp_path):
-    # The form offered "none", which the export never had: a KeyError on margin_none.
+def test_every_margin_table_the_launch_offers_is_applied_by_the_job(preference_batch, tmp_path, tiny_model_dir):
+    # The form once offered "none", which the export never had (a KeyError on margin_none); the job
+    # owns the table now, and reads every one it offers.
+    from transformers import AutoTokenizer
+
+    from training.jobs.reward import RewardJobConfig, tokenize_pairs
+
     batch = preference_batch(helpfulness=20)
-    for table in ("none", "small", "large"):
-        reward_data_write(focus="helpfulness", batches=[batch], sources=[], mix={
-            "primary_share": 0.5, "other_focus": "secondary", "sources": {}},
-            margin_table=table, seed=1, out_dir=tmp_path / table)
-        margins = {r["margin"] for r in lines(tmp_path / table / "train.jsonl")}
+    reward_data_write(focus="helpfulness", batches=[batch], sources=[], mix={
+        "primary_share": 0.5, "other_focus": "secondary", "sources": {}}, seed=1, out_dir=tmp_path / "d")
+    pairs = lines(tmp_path / "d" / "train.jsonl")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    for table in dict(RewardJobConfig.__dataclass_fields__["margin_table"].metadata)["setting"].choices:
+        rows, _ = tokenize_pairs(pairs, tokenizer, max_length=64, margin_table=table)
+        margins = {r["margin"] for r in rows}
         assert margins == ({0.0} if table == "none" else set(MARGIN_TABLES[table].values())), table
 
 
@@ -96,11 +106,11 @@ def test_launch_validates_every_field_and_stores_nothing_when_refused(preference
         ({"batches": ["2031-W01"]}, "batches", "No batch 2031-W01"),
         ({"sources": ["nope"]}, "sources", "nope"),
         ({"focus": "vibes"}, "focus", "helpfulness or safety"),
-        ({"margin_table": "huge"}, "margin_table", "none, small, large"),
-        ({"learning_rate": 5}, "learning_rate", "between"),
-        ({"learning_rate": "fast"}, "learning_rate", "Not a number"),
-        ({"epochs": 0}, "epochs", "between"),
-        ({"max_length": 4}, "max_length", "between"),
+        ({"settings": {"margin_table": "huge"}}, "margin_table", "none, small, large"),
+        ({"settings": {"learning_rate": 5}}, "learning_rate", "between"),
+        ({"settings": {"learning_rate": "fast"}}, "learning_rate", "Not a number"),
+        ({"settings": {"epochs": 0}}, "epochs", "between"),
+        ({"settings": {"max_length": 4}}, "max_length", "between"),
         ({"mix": {"primary_share": 0}}, "primary_share", "between"),
         ({"mix": {"other_focus": "maybe"}}, "other_focus", "primary"),
         ({"focus": "safety"}, "batches", "no safety pairs"),  # a helpfulness-only batch
@@ -118,7 +128,8 @@ def test_launch_validates_every_field_and_stores_nothing_when_refused(preference
 def test_an_open_batch_cannot_be_trained_on(researcher, tiny_base):
     batch = Batch.objects.create(iso_year=2026, iso_week=48, starts_on="2026-11-23")
     with pytest.raises(ValidationError, match="still open"):
-        run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base)
+        run_launch(researcher=researcher, kind="reward_model", focus="helpfulness",
+                   batches=[str(batch)], base=tiny_base)
 
 
 def test_only_researchers_launch(preference_batch, tiny_base, django_user_model):

@@ -82,7 +82,7 @@ def test_the_job_samples_turn_by_turn_and_fine_tunes(tiny_model_dir, tmp_path, c
             {"user_turns": ["Tell me a joke."], "instruction": INSTRUCTION},
         ])
         config = GAttJobConfig(instructions=str(instructions), dialogues=dialogues, endpoint=server.base_url,
-                               temperature=0.8, max_tokens=16, concurrency=2, base=str(tiny_model_dir),
+                               temperature=0.8, max_new_tokens=16, concurrency=2, base=str(tiny_model_dir),
                                out=str(tmp_path / "gatt"),
                                sft=SFTJobConfig(learning_rate=1e-3, epochs=1, per_device_batch_size=4,
                                                 gradient_accumulation_steps=1, max_length=256,

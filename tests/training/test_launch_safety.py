@@ -4,6 +4,7 @@ a double click on "Launch again" or on "Serve"."""
 import pytest
 from django.core.exceptions import ValidationError
 
+from bench.processes import free_port
 from modelserving.models import PolicyVariant
 from training.checkpoints import checkpoint_register
 from training.launch import run_launch, run_relaunch
@@ -11,7 +12,6 @@ from training.models import Checkpoint, TrainingRun
 from training.services import checkpoint_serve
 
 from ..faults.conftest import publishing_to
-from ..helpers.processes import free_port
 from .conftest import FAST
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,7 @@ def test_a_run_the_broker_refuses_ends_failed_with_the_reason(preference_batch, 
     with publishing_to(f"redis://127.0.0.1:{free_port()}/0"):
         with django_capture_on_commit_callbacks(execute=True):
             reward = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness",
-                                batches=[str(batch)], base=tiny_base, **FAST)
+                                batches=[str(batch)], base=tiny_base, settings=FAST)
         with django_capture_on_commit_callbacks(execute=True):
             policy = run_launch(researcher=researcher, kind="gatt", batches=[str(batch)], base=tiny_base,
                                 variant="cool", instructions=["Answer as a pirate."])
@@ -42,7 +42,7 @@ def test_a_run_the_broker_takes_stays_queued(preference_batch, researcher, tiny_
     batch = preference_batch(helpfulness=4)
     with django_capture_on_commit_callbacks(execute=True):
         run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)],
-                         base=tiny_base, **FAST)
+                         base=tiny_base, settings=FAST)
     run.refresh_from_db()
     assert run.status == "queued" and undispatched == [(run.pk,)]
 
@@ -51,7 +51,7 @@ def test_a_second_relaunch_of_the_same_run_is_refused(preference_batch, research
     # A double click: both requests loaded the failed run before either launched it again.
     batch = preference_batch(helpfulness=4)
     run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)],
-                     base=tiny_base, **FAST)
+                     base=tiny_base, settings=FAST)
     TrainingRun.objects.filter(pk=run.pk).update(status="failed", error="No heartbeat")
     first_click, second_click = TrainingRun.objects.get(pk=run.pk), TrainingRun.objects.get(pk=run.pk)
     relaunched = run_relaunch(run=first_click, researcher=researcher)

@@ -11,13 +11,13 @@ import httpx
 import pytest
 from django.core.management import call_command
 
+from bench.processes import ROOT, free_port
 from modelserving.local_models import build_tiny_llama
 from training.jobs.reward_server import Scorer
 from training.jobs.rewards import sigmoid
 from training.openrlhf import ClusterPPO, ppo_command
 
 from ..conftest import wait_for
-from ..helpers.processes import ROOT, free_port
 
 # The flags of OpenRLHF's `openrlhf.cli.train_ppo_ray` parser that Tandem uses, with their types
 # as declared there (OpenRLHF main, openrlhf/cli/train_ppo_ray.py). store_true flags take no value.
@@ -155,7 +155,8 @@ def test_the_command_writes_the_prompts_and_prints_both_commands(offline_variant
     assert "openrlhf.cli.train_ppo_ray" in commands["ppo"] and str(tmp_path / "prompts.jsonl") in commands["ppo"]
     assert "training.jobs.reward_server" in commands["reward_server"] and "/ckpt/rm-h" in commands["reward_server"]
     # Loopback unless told otherwise; the token stays in the environment, expanded by the shell.
-    assert "--host 127.0.0.1" in commands["reward_server"] and "--token-env TANDEM_REWARD_TOKEN" in commands["reward_server"]
+    assert "--host 127.0.0.1" in commands["reward_server"]
+    assert "--token-env TANDEM_REWARD_TOKEN" in commands["reward_server"]
     assert '"http://reward:${TANDEM_REWARD_TOKEN}@tandem-rm:5000/get_reward"' in commands["ppo"]
     call_command("training", "openrlhf", "--batch", str(batch), "--policy", "/ckpt/sft", "--helpfulness-rm",
                  "/ckpt/rm-h", "--out", str(tmp_path), "--reward-host", "0.0.0.0", "--working-dir", "/srv/tandem",

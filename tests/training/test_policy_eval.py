@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
+from bench.processes import ROOT
 from training.jobs.policy_eval import win_rates
 
-from ..helpers.processes import ROOT
 from .test_openrlhf import reward_model
 
 
@@ -30,7 +30,7 @@ def test_the_job_samples_each_variant_and_scores_with_both_reward_models(model_s
                 for i, server in enumerate(model_servers)]
     done = subprocess.run([sys.executable, "-m", "training.jobs.policy_eval", "--prompts", str(prompts),
                            "--variants", json.dumps(variants), "--helpfulness-rm", str(helpful), "--safety-rm",
-                           str(safe), "--out", str(tmp_path / "out"), "--max-tokens", "8"],
+                           str(safe), "--out", str(tmp_path / "out"), "--max-new-tokens", "8"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     evaluation = json.loads((tmp_path / "out" / "eval.json").read_text())

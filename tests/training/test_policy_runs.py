@@ -36,10 +36,11 @@ def test_policy_launches_are_checked_and_refusals_store_nothing(preference_batch
         ({"kind": "rejection_sampling", "batches": [str(batch)], "variant": "ghost"}, "variant"),
         ({"kind": "gatt", "batches": [str(batch)], "instructions": ["  "]}, "instructions"),
         ({"kind": "policy_eval", "batches": [str(batch)], "variants": ["cool"]}, "variants"),
-        ({"kind": "ppo", "batches": [str(batch)], "job_settings": {"kl_coef": 5}}, "kl_coef"),
-        ({"kind": "sft", "batches": [str(batch)], "job_settings": {"warp_speed": 9}}, "warp_speed"),
-        ({"kind": "sft", "batches": [str(batch)], "job_settings": {"trainable_layers": -1}}, "trainable_layers"),
-        ({"kind": "reward_model", "focus": "helpfulness", "batches": [str(batch)], "trainable_layers": -1},
+        ({"kind": "ppo", "batches": [str(batch)], "settings": {"kl_coef": 5}}, "kl_coef"),
+        ({"kind": "sft", "batches": [str(batch)], "settings": {"warp_speed": 9}}, "warp_speed"),
+        ({"kind": "sft", "batches": [str(batch)], "settings": {"trainable_layers": -1}}, "trainable_layers"),
+        ({"kind": "reward_model", "focus": "helpfulness", "batches": [str(batch)],
+          "settings": {"trainable_layers": -1}},
          "trainable_layers"),
     ]
     for arguments, field in cases:
@@ -59,7 +60,7 @@ def test_an_sft_run_on_demonstrations_registers_a_policy_checkpoint(celery_worke
                                        answer=f"Hello number {i}, gladly!")
     batch = preference_batch(helpfulness=2)
     run = run_launch(researcher=researcher, kind="sft", batches=[str(batch)], base=tiny_base, name="sft-1",
-                            job_settings=TINY_SFT)
+                            settings=TINY_SFT)
     wait_for(lambda: refreshed(run).is_finished, timeout=400, message="the SFT run")
     assert run.status == "succeeded", (run.error, run.log_tail[-3000:])
     assert run.data["written"] == {"demonstrations": 6} and run.metrics.exists()
@@ -77,14 +78,15 @@ def test_the_whole_loop_judgements_to_a_new_variant(celery_worker, preference_ba
     sampled from it, all through the platform's own paths on the embedded stack."""
     batch = preference_batch(helpfulness=40, safety=8)
     PolicyVariant.objects.update(is_active=False)  # the batch's variants were never reachable
-    rm_run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base, **FAST)
+    rm_run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness",
+                        batches=[str(batch)], base=tiny_base, settings=FAST)
     wait_for(lambda: refreshed(rm_run).is_finished, timeout=400, message="the reward model")
     assert rm_run.status == "succeeded", rm_run.error
     reward_model = Checkpoint.objects.get(run=rm_run)
     variant_factory("tiny-live", model_servers[0], max_new_tokens=8)
     rs_run = run_launch(researcher=researcher, kind="rejection_sampling", batches=[str(batch)],
                                base=tiny_base, variant="tiny-live", helpfulness_rm=reward_model.name,
-                               job_settings={**TINY_SFT, "k": 2, "max_tokens": 8})
+                               settings={**TINY_SFT, "k": 2, "max_new_tokens": 8})
     wait_for(lambda: refreshed(rs_run).is_finished, timeout=600, message="the rejection-sampling round")
     assert rs_run.status == "succeeded", (rs_run.error, rs_run.log_tail[-3000:])
     policy = Checkpoint.objects.get(run=rs_run)
@@ -128,7 +130,9 @@ def test_the_policy_page_api_and_run_page(client, preference_batch, researcher, 
             "kind": "ppo", "batches": [str(batch)], "base": tiny_base.pk, "helpfulness_rm": "rm-h",
             "iterations": "3", "kl_coef": "0.02"})
     run = TrainingRun.objects.get()
-    assert response.status_code == 302 and run.config == {"iterations": 3, "kl_coef": 0.02} and sent == [(run.pk,)]
+    assert response.status_code == 302 and sent == [(run.pk,)]
+    assert run.config["iterations"] == 3 and run.config["kl_coef"] == 0.02  # the rest: the job's defaults
+    assert run.config["learning_rate"] == 1e-6 and run.config["max_new_tokens"] == 256
     assert run.data["reward_models"] == {"helpfulness": rm.name}
     # The run page draws PPO's curves and the latest generations (model output through the sanitiser).
     TrainingRun.objects.filter(pk=run.pk).update(status="running", step=1, max_steps=3, summary={"samples": [

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.processes import ROOT
+from bench.scripted_server import ScriptedServer
 from training.jobs import rejection_sampling
 from training.jobs.common import score_conversations
 from training.jobs.rejection_sampling import (
@@ -22,9 +24,6 @@ from training.jobs.rejection_sampling import (
     sample_reward,
 )
 from training.jobs.sft import SFTJobConfig
-
-from ..helpers.processes import ROOT
-from ..helpers.scripted_server import ScriptedServer
 
 
 class AnsweringServer(ScriptedServer):
@@ -152,7 +151,7 @@ def test_keeps_the_best_sample_per_prompt_and_fine_tunes_on_it(tiny_model_dir, t
     server = serve(from_script(SCRIPT))
     config = RejectionSamplingJobConfig(
         prompts=write(tmp_path / "prompts.jsonl", PROMPTS), endpoint=server.base_url, k=4, temperature=1.3,
-        top_p=0.95, max_tokens=32, concurrency=3, base=str(tiny_model_dir), out=str(tmp_path / "round"),
+        top_p=0.95, max_new_tokens=32, concurrency=3, base=str(tiny_model_dir), out=str(tmp_path / "round"),
         sft=tiny_sft(seed=7), **reward_models)
     result = main(config)
     out = tmp_path / "round"
@@ -318,7 +317,7 @@ def test_the_job_runs_alone_against_a_real_model_server_and_real_reward_model(ti
     out = tmp_path / "round"
     command = [sys.executable, "-m", "training.jobs.rejection_sampling", "--prompts", prompts,
                "--endpoint", model_server.base_url, "--model", model_server.model_name, "--k", "3",
-               "--max-tokens", "6", "--concurrency", "2",
+               "--max-new-tokens", "6", "--concurrency", "2",
                "--helpfulness-rm", str(tmp_path / "rm"), "--base", str(tiny_model_dir), "--out", str(out),
                "--epochs", "1", "--per-device-batch-size", "2", "--gradient-accumulation-steps", "1",
                "--max-length", "128", "--gradient-checkpointing", "false"]

@@ -8,11 +8,15 @@ import sys
 
 import pytest
 
+from bench.processes import ROOT
 from core.preference_scale import MARGIN_TABLES, margin_for
-from training.jobs.losses import ranking_loss
 from training.jobs.reward import RewardJobConfig, main, tokenize_pairs
 
-from ..helpers.processes import ROOT
+
+def ranking_loss(chosen: float, rejected: float, margin: float = 0.0) -> float:
+    """The paper's loss for one pair, -log σ(r_chosen − r_rejected − m), written out (stable for large gaps)."""
+    x = chosen - rejected - margin
+    return math.log1p(math.exp(-x)) if x >= 0 else -x + math.log1p(math.exp(x))
 
 
 def test_ranking_loss_matches_hand_computed_values():
@@ -84,7 +88,7 @@ def test_a_tiny_reward_model_learns_the_property_and_writes_its_evaluation(tiny_
     config = RewardJobConfig(
         train=write(tmp_path / "train.jsonl", synthetic(96, 1)), eval=write(tmp_path / "test.jsonl", synthetic(40, 2)),
         base=str(tiny_model_dir), out=str(tmp_path / "rm"), learning_rate=3e-3, epochs=3,
-        per_device_batch_size=8, gradient_accumulation_steps=1, max_length=128, min_warmup_steps=2, seed=0)
+        per_device_batch_size=8, batch_size=8, max_length=128, min_warmup_steps=2, seed=0)
     result = main(config)
     evaluation = result["eval"]
     assert evaluation["accuracy"]["overall"] >= 90, evaluation["accuracy"]
@@ -107,7 +111,7 @@ def test_the_job_runs_alone_and_prints_json_lines(tiny_model_dir, tmp_path):
     rows = synthetic(8, 3) + [{**synthetic(1, 4)[0], "prompt": long_context}]
     command = [sys.executable, "-m", "training.jobs.reward", "--train", write(tmp_path / "t.jsonl", rows),
                "--base", str(tiny_model_dir), "--out", str(tmp_path / "rm"), "--max-length", "64",
-               "--per-device-batch-size", "4", "--gradient-accumulation-steps", "1", "--margin-table", "large"]
+               "--per-device-batch-size", "4", "--batch-size", "4", "--margin-table", "large"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     # Other libraries print too; the job's own lines are JSON objects with an "event".
@@ -125,7 +129,7 @@ def test_trainable_layers_moves_only_the_top_blocks_and_the_head(tiny_model_dir,
 
     config = RewardJobConfig(
         train=write(tmp_path / "train.jsonl", synthetic(32, 1)), base=str(tiny_model_dir), out=str(tmp_path / "rm"),
-        learning_rate=3e-3, epochs=1, per_device_batch_size=8, gradient_accumulation_steps=1, max_length=128,
+        learning_rate=3e-3, epochs=1, per_device_batch_size=8, batch_size=8, max_length=128,
         min_warmup_steps=1, trainable_layers=1, seed=0)
     main(config)
     before, after = load_file(tiny_model_dir / "model.safetensors"), load_file(tmp_path / "rm" / "model.safetensors")

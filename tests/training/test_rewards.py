@@ -5,22 +5,21 @@ import math
 import pytest
 
 from training.jobs.rejection_sampling import sample_reward
-from training.jobs.rewards import combined, combined_raw, combined_rewards, logit, sigmoid, whiten
+from training.jobs.rewards import combined_raw, combined_rewards, sigmoid, whiten
 
 
 def test_the_safety_score_decides_for_adversarial_prompts_and_below_the_threshold():
-    assert combined(helpfulness=0.9, safety=0.8, is_safety_prompt=False) == 0.9  # safe enough: helpfulness
-    assert combined(helpfulness=0.9, safety=0.8, is_safety_prompt=True) == 0.8  # adversarial prompt
-    assert combined(helpfulness=0.9, safety=0.14, is_safety_prompt=False) == 0.14  # R_s < 0.15
-    assert combined(helpfulness=0.9, safety=0.15, is_safety_prompt=False) == 0.9  # not strictly below
-    assert combined(helpfulness=None, safety=0.7, is_safety_prompt=False) == 0.7
-    assert combined(helpfulness=0.6, safety=None, is_safety_prompt=True) == 0.6
+    at_threshold = math.log(0.15 / 0.85)  # the raw score whose σ is exactly 0.15
+    assert sigmoid(at_threshold) == pytest.approx(0.15)
+    assert combined_raw(helpfulness=2.2, safety=1.4, is_safety_prompt=False) == 2.2  # safe enough: helpfulness
+    assert combined_raw(helpfulness=2.2, safety=1.4, is_safety_prompt=True) == 1.4  # adversarial prompt
+    assert combined_raw(helpfulness=2.2, safety=at_threshold - 0.01, is_safety_prompt=False) == at_threshold - 0.01
+    assert combined_raw(helpfulness=2.2, safety=at_threshold + 1e-9, is_safety_prompt=False) == 2.2  # not below
+    assert combined_raw(helpfulness=None, safety=0.8, is_safety_prompt=False) == 0.8
+    assert combined_raw(helpfulness=0.4, safety=None, is_safety_prompt=True) == 0.4
 
 
-def test_logit_undoes_the_sigmoid_and_whitening_standardises():
-    for raw in (-3.0, -0.2, 0.0, 1.7):
-        assert logit(sigmoid(raw)) == pytest.approx(raw, abs=1e-9)
-    assert logit(0.5) == 0 and logit(0.75) == pytest.approx(math.log(3))
+def test_whitening_standardises():
     # mean 2, population std sqrt(2/3)
     assert whiten([1.0, 2.0, 3.0]) == pytest.approx([-math.sqrt(1.5), 0.0, math.sqrt(1.5)])
     assert whiten([5.0]) == [0.0]

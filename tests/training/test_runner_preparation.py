@@ -22,7 +22,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 def queued_run(preference_batch, researcher, tiny_base, monkeypatch):
     monkeypatch.setattr("training.tasks.run_execute.apply_async", lambda *args, **kwargs: None)
     batch = preference_batch(helpfulness=8)
-    return run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base, **FAST)
+    return run_launch(researcher=researcher, kind="reward_model", focus="helpfulness",
+                      batches=[str(batch)], base=tiny_base, settings=FAST)
 
 
 @pytest.fixture

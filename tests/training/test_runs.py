@@ -35,8 +35,9 @@ def job_pid(run) -> int:
 def test_a_reward_run_trains_in_the_worker_and_registers_its_checkpoint(celery_worker, preference_batch, researcher,
                                                                          tiny_base):
     batch = preference_batch(helpfulness=72, safety=24)
-    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base,
-                     name="polite", **FAST)
+    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness",
+                     batches=[str(batch)], base=tiny_base,
+                     name="polite", settings=FAST)
     assert run.status == "queued" and run.config["learning_rate"] == 3e-3 and run.config["margin_table"] == "small"
     # Metrics arrive in the database while the job still runs.
     wait_for(lambda: refreshed(run).status == "running" and RunMetric.objects.filter(run=run).exists(),
@@ -68,8 +69,9 @@ def test_a_reward_run_trains_in_the_worker_and_registers_its_checkpoint(celery_w
 
 def test_cancel_ends_the_jobs_process_group(celery_worker, preference_batch, researcher, tiny_base):
     batch = preference_batch(helpfulness=40)
-    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base,
-                     **{**FAST, "epochs": 20})
+    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness",
+                     batches=[str(batch)], base=tiny_base,
+                     settings={**FAST, "epochs": 20})
     pid = job_pid(run)
     wait_for(lambda: RunMetric.objects.filter(run=run).exists(), timeout=240, message="the job to train")
     assert psutil.pid_exists(pid) and os.getpgid(pid) == pid  # the job leads its own process group
@@ -83,7 +85,8 @@ def test_cancel_ends_the_jobs_process_group(celery_worker, preference_batch, res
 
 def test_a_queued_run_is_cancelled_at_once(preference_batch, researcher, tiny_base, monkeypatch):
     monkeypatch.setattr("training.tasks.run_execute.apply_async", lambda *args, **kwargs: None)
-    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(preference_batch(helpfulness=8))],
+    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness",
+                     batches=[str(preference_batch(helpfulness=8))],
                      base=tiny_base)
     run_cancel(run=run, user=researcher)
     assert refreshed(run).status == "cancelled" and run.finished_at is not None
@@ -101,8 +104,9 @@ def test_a_job_that_raises_leaves_a_failed_run_with_its_traceback(celery_worker,
             (broken / name).write_bytes((tiny_model_dir / name).read_bytes())
     (broken / "model.safetensors").write_bytes((tiny_model_dir / "model.safetensors").read_bytes()[:5000])
     base = checkpoint_register(name="broken", kind="policy", path=broken)
-    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(preference_batch(helpfulness=8))],
-                     base=base, **FAST)
+    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness",
+                     batches=[str(preference_batch(helpfulness=8))],
+                     base=base, settings=FAST)
     wait_for(lambda: refreshed(run).is_finished, timeout=240, message="the run to fail")
     assert run.status == "failed"
     assert "Traceback (most recent call last)" in run.log_tail
@@ -114,7 +118,8 @@ def test_a_run_whose_heartbeat_stopped_is_failed_by_the_periodic_check(celery_wo
                                                                       tiny_base, monkeypatch):
     monkeypatch.setattr("training.tasks.run_execute.apply_async", lambda *args, **kwargs: None)
     batch = preference_batch(helpfulness=8)
-    silent, alive = [run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base)
+    silent, alive = [run_launch(researcher=researcher, kind="reward_model", focus="helpfulness",
+                                batches=[str(batch)], base=tiny_base)
                      for _ in range(2)]
     # Both were claimed by a worker; one worker died 10 minutes ago, the other beats.
     TrainingRun.objects.filter(pk=silent.pk).update(status="running", worker="gpu-3:811",
@@ -150,8 +155,9 @@ def test_a_run_failed_by_the_check_while_its_job_runs_has_the_job_ended(celery_w
     from training.services import runs_fail_silent
 
     batch = preference_batch(helpfulness=40)
-    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base,
-                     **{**FAST, "epochs": 20})
+    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness",
+                     batches=[str(batch)], base=tiny_base,
+                     settings={**FAST, "epochs": 20})
     job = job_pid(run)
     wait_for(lambda: RunMetric.objects.filter(run=run).exists(), timeout=240, message="the job to train")
     assert runs_fail_silent(timeout=-60) == [run.pk]  # every heartbeat counts as too old

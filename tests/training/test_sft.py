@@ -7,9 +7,8 @@ import sys
 
 import pytest
 
+from bench.processes import ROOT
 from training.jobs.sft import SFTJobConfig, build_trainer, fit_to_length, main, parse, prompt_completion
-
-from ..helpers.processes import ROOT
 
 
 def write(path, rows):

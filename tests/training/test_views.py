@@ -99,11 +99,12 @@ def test_the_api_launches_lists_shows_and_cancels(client, researcher, preference
     headers = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=researcher).key}"}
     url = reverse("api-training-runs")
     refused = client.post(url, {"focus": "helpfulness", "batches": [str(batch)], "base": "tiny-llama",
-                                "learning_rate": 7}, content_type="application/json", **headers)
-    assert refused.status_code == 400 and "learning_rate" in refused.json() and not TrainingRun.objects.exists()
+                                "settings": {"learning_rate": 7}}, content_type="application/json", **headers)
+    assert refused.status_code == 400 and "learning_rate" in refused.json()["settings"]
+    assert not TrainingRun.objects.exists()
     with django_capture_on_commit_callbacks(execute=True):
         created = client.post(url, {"focus": "helpfulness", "batches": [str(batch)], "base": "tiny-llama",
-                                    "mix": {"primary_share": 0.5}, **FAST}, content_type="application/json",
+                                    "mix": {"primary_share": 0.5}, "settings": FAST}, content_type="application/json",
                               **headers)
     assert created.status_code == 201, created.content
     run_id = created.json()["id"]
@@ -136,8 +137,9 @@ def test_a_failed_run_is_launched_again_from_its_page_and_the_command(logged_in,
     from training.launch import run_launch
 
     batch = preference_batch(helpfulness=8)
-    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base, name="rm",
-                     **FAST)
+    run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness",
+                     batches=[str(batch)], base=tiny_base, name="rm",
+                     settings=FAST)
     page = logged_in.get(reverse("training:run", args=[run.pk])).content.decode()
     assert "Launch again" not in page  # queued: nothing to repeat yet
     assert logged_in.post(reverse("training:run_relaunch", args=[run.pk])).status_code == 409

@@ -1,11 +1,73 @@
-"""What every training job shares: JSON-line events on stdout, JSONL input, reward-model scoring."""
+"""What every training job shares: its settings and flags, JSON-line events on stdout, JSONL input,
+the tokenizer and precision of a checkpoint, reward-model scoring, and sample-then-train (rank 0
+samples, every rank fine-tunes)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
 import time
+from pathlib import Path
+from typing import Any
+
+from core.values import yes_no
+
+# --- Settings: a job's config dataclass owns them -------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """What a researcher may choose at launch, as the job's config field declares it: its help text
+    and its bounds (numbers) or choices. The dashboard's form, the API's serializer, the command and
+    the launch's validator are all derived from these (training/job_settings.py)."""
+
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    label: str = ""
+
+
+def setting(default: Any, help: str, *, low: float | None = None, high: float | None = None,
+            choices: tuple[str, ...] = (), label: str = "") -> Any:
+    """A config field a researcher may set at launch (``dataclasses.field`` with its Setting)."""
+    return dataclasses.field(default=default, metadata={"setting": Setting(help, low, high, tuple(choices), label)})
+
+
+def settings_of(cls) -> dict[str, tuple[type, Any, Setting]]:
+    """name → (type, default, Setting) of the settings of a config dataclass, its nested configs'
+    included under their own names (rejection sampling's `learning_rate` is its SFT's)."""
+    found = {}
+    for item in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(item.default_factory if item.default_factory is not dataclasses.MISSING else None):
+            found.update(settings_of(item.default_factory))
+        elif "setting" in item.metadata:
+            kind = {"int": int, "float": float, "bool": bool, "str": str}[_type_name(item)]
+            found[item.name] = (kind, item.default, item.metadata["setting"])
+    return found
+
+
+def _type_name(item: dataclasses.Field) -> str:
+    return item.type if isinstance(item.type, str) else getattr(item.type, "__name__", "")
+
+
+def parse_job(cls, argv: list[str], *, description: str, required: tuple[str, ...] = (),
+              nested: dict[str, type] | None = None):
+    """A job's config from its command line: one `--flag value` per field (add_arguments), and each
+    nested config's fields under their plain names (``nested``: field name → its config class;
+    its fields the outer config also has keep the outer one)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser, cls, required=required, skip=tuple(nested or ()))
+    outer = {item.name for item in dataclasses.fields(cls)}
+    for name, inner in (nested or {}).items():
+        add_arguments(parser, inner, prefix=f"{name}.", skip=("train", "eval", "base", "out", "extra", *outer))
+    values = vars(parser.parse_args(argv))
+    inner_values = {name: {key.split(".", 1)[1]: value for key, value in values.items() if key.startswith(f"{name}.")}
+                    for name in (nested or {})}
+    config = {key: value for key, value in values.items() if "." not in key}
+    return cls(**config, **{name: inner(**inner_values[name]) for name, inner in (nested or {}).items()})
 
 
 def emit(event: str, **data) -> None:
@@ -67,11 +129,10 @@ def score_conversations(model, tokenizer, conversations: list[list[dict]], *, ma
 
 
 def _boolean(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"not a yes/no value: {text!r}")
+    try:
+        return yes_no(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls, *, prefix: str = "", skip=(), required=()) -> None:
@@ -79,7 +140,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls, *, prefix: str = "", ski
     passes `--key value` for every setting); list fields repeat (`--pool a --pool b`)."""
     kinds = {"str": str, "int": int, "float": float, "bool": _boolean}
     for item in dataclasses.fields(cls):
-        name = item.type if isinstance(item.type, str) else getattr(item.type, "__name__", "")
+        name = _type_name(item)
         if item.name in skip:
             continue
         flag = "--" + item.name.replace("_", "-")
@@ -118,3 +179,74 @@ def train_top_layers(model, layers: int) -> dict:
             parameter.requires_grad_(True)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"trainable_layers": f"{layers} of {len(blocks)}", "trainable_parameters": trainable, "parameters": total}
+
+
+# --- Checkpoints: tokenizer and precision -------------------------------------------------------
+
+
+def tokenizer_of(path: str):
+    """A checkpoint's tokenizer, padding with its end-of-sequence token where it names no pad token
+    (Llama's and SmolLM2's do not)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def bf16_wanted(choice: str = "auto") -> bool:
+    """A job's ``bf16`` setting: yes, no, or auto (where the hardware has it: a CUDA device with bf16)."""
+    import torch
+
+    if choice in ("yes", "no"):
+        return choice == "yes"
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+# --- Sample, then train -------------------------------------------------------------------------
+
+
+def distributed_state(timeout_s: int):
+    """accelerate's PartialState under `accelerate launch` (several processes), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from datetime import timedelta
+
+    import torch
+    from accelerate import PartialState
+
+    # cpu=True on a CPU-only box: without it accelerate sees no distributed setup and every rank is "main".
+    return PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(seconds=timeout_s))
+
+
+@dataclasses.dataclass
+class Outer:
+    """The job that calls SFT's `main` in-process (rejection sampling, GAtt): its name, config and
+    results go into tandem_job.json and the `data` event, and it emits the `done` event itself."""
+
+    job: str
+    config: dict
+    metrics: dict = dataclasses.field(default_factory=dict)
+
+
+def sample_then_train(config, *, job: str, train_file: str, sample, fine_tune) -> tuple[dict, dict]:
+    """Rank 0 samples (``sample(config, out)`` writes ``train_file`` under ``out`` and returns its
+    summary) while the other ranks wait; then every rank fine-tunes on it (``fine_tune``: SFT's
+    ``main``, with ``config.sft`` from ``config.base`` into ``config.out``), and rank 0 emits
+    ``done``. Rejection sampling and Ghost Attention are this with their own sampling."""
+    out = Path(config.out)
+    sft = dataclasses.replace(config.sft, train=str(out / train_file), eval="", base=config.base, out=str(out))
+    config = dataclasses.replace(config, sft=sft)
+    state = distributed_state(config.distributed_timeout_s)
+    summary = {}
+    if state is None or state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.jsonl").write_text("")
+        summary = sample(config, out)
+    if state is not None:
+        state.wait_for_everyone()  # the other ranks train on what rank 0 wrote
+    trained = fine_tune(sft, outer=Outer(job=job, config=dataclasses.asdict(config), metrics=summary))
+    if state is None or state.is_main_process:
+        emit("done", **{**summary, **trained["summary"]})
+    return summary, trained

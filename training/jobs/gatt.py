@@ -24,7 +24,6 @@ Events: `data`, `log` (sampling progress with phase "sampling", then the trainin
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -32,10 +31,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import add_arguments, emit, read_jsonl
-from .rejection_sampling import sample_then_train
+from .common import emit, parse_job, read_jsonl, sample_then_train, setting
 from .sampling import run_concurrently, sampler_for
-from .sft import NESTED_SKIP, SFTJobConfig, nested_arguments
+from .sft import SFTJobConfig
+from .sft import main as sft_main
 
 SEPARATOR = "\n\n"
 
@@ -48,9 +47,10 @@ class GAttJobConfig:
     model: str = ""  # the model name it serves; empty: the first one its /models lists
     api_key: str = "EMPTY"  # bearer token for the endpoint (prefer api_key_env: argv is visible to all)
     api_key_env: str = ""  # environment variable that holds the token (TANDEM_VARIANT_KEY_*); wins over api_key
-    temperature: float = 0.7  # answers are kept as sampled (no reranking), so a moderate temperature
+    temperature: float = setting(0.7, "Sampling temperature of the answers (kept as sampled, not reranked: a "
+                                      "moderate one).", low=0.0, high=2.0)
     top_p: float = 0.9  # nucleus sampling of the answers
-    max_tokens: int = 512  # new tokens per answer
+    max_new_tokens: int = setting(512, "New tokens per answer, at most.", low=1, high=8192)
     concurrency: int = 8  # dialogues sampled at once (turns of one dialogue go in order)
     request_timeout: float = 300.0  # seconds a request may wait for its next chunk
     max_attempts: int = 3  # tries per request on transient errors (connection, timeout, 5xx, 429)
@@ -122,7 +122,7 @@ def sample_dialogues(config: GAttJobConfig, out: Path) -> dict:
     sampler = sampler_for(config)
     emit("data", phase="sampling", dialogues=len(dialogues), instructions=len(instructions),
          turns=sum(len(d["user_turns"]) for d in dialogues), model=sampler.model,
-         temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens)
+         temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens)
 
     def converse(index: int) -> dict:
         dialogue, answers = dialogues[index], []
@@ -170,18 +170,13 @@ def sample_dialogues(config: GAttJobConfig, out: Path) -> dict:
 
 def main(config: GAttJobConfig) -> dict:
     summary, trained = sample_then_train(config, job="gatt", train_file="gatt_train.jsonl",
-                                         sample=sample_dialogues)
+                                         sample=sample_dialogues, fine_tune=sft_main)
     return {"summary": summary, "train": trained}
 
 
 def parse(argv: list[str]) -> GAttJobConfig:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser, GAttJobConfig, required=("instructions", "dialogues", "endpoint", "base", "out"))
-    add_arguments(parser, SFTJobConfig, prefix="sft.", skip=NESTED_SKIP)
-    namespace = parser.parse_args(argv)
-    own = {key: value for key, value in vars(namespace).items() if not key.startswith("sft.")}
-    return GAttJobConfig(**own, sft=SFTJobConfig(**nested_arguments(namespace, "sft.")))
+    return parse_job(GAttJobConfig, argv, description=__doc__,
+                     required=("instructions", "dialogues", "endpoint", "base", "out"), nested={"sft": SFTJobConfig})
 
 
 if __name__ == "__main__":

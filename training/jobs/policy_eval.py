@@ -15,7 +15,6 @@ scores) and `tandem_job.json`; prints JSON-line events.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -24,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import add_arguments, emit, read_jsonl, score_conversations
+from .common import emit, parse_job, read_jsonl, score_conversations, setting
 
 RM_NAMES = ("helpfulness", "safety")
 
@@ -36,12 +35,12 @@ class PolicyEvalJobConfig:
     out: str = ""  # folder for eval.json, samples.jsonl, tandem_job.json
     helpfulness_rm: str = ""  # reward model folders; at least one
     safety_rm: str = ""
-    temperature: float = 0.7  # one sample per prompt and variant
+    temperature: float = setting(0.7, "Sampling temperature: one answer per prompt and variant.", low=0.0, high=2.0)
     top_p: float = 0.9
-    max_tokens: int = 256
+    max_new_tokens: int = setting(256, "New tokens per answer, at most.", low=1, high=8192)
     concurrency: int = 4  # requests in flight per variant
     max_length: int = 2048  # tokens of prompt + answer given to the reward models
-    seed: int = 0
+    seed: int = setting(0, "Seeds data order and sampling; the same seed gives the same run.", low=0, high=2**31 - 1)
     timeout: float = 120.0  # seconds per request
 
 
@@ -73,10 +72,11 @@ def sample_all(config: PolicyEvalJobConfig, variants: list[dict], prompts: list[
         sampler = Sampler(endpoint=variant["base_url"], model=variant["model"],
                           api_key=endpoint_key(variant.get("api_key") or "EMPTY", variant.get("api_key_env") or ""),
                           temperature=config.temperature,
-                          top_p=config.top_p, max_tokens=config.max_tokens, timeout=config.timeout)
+                          top_p=config.top_p, max_new_tokens=config.max_new_tokens, timeout=config.timeout)
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
-            replies = pool.map(lambda item: sampler(item[1], seed=config.seed + item[0]), enumerate(prompts))
+            replies = pool.map(lambda item, sample=sampler: sample(item[1], seed=config.seed + item[0]),
+                               enumerate(prompts))
             answers[variant["name"]] = [reply["text"] for reply in replies]
         failed = sum(a is None for a in answers[variant["name"]])
         emit("log", step=len(answers), max_steps=len(variants), variant=variant["name"], failed=failed,
@@ -137,9 +137,7 @@ def main(config: PolicyEvalJobConfig) -> dict:
 
 
 def parse(argv: list[str]) -> PolicyEvalJobConfig:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser, PolicyEvalJobConfig, required=("prompts", "variants", "out"))
-    return PolicyEvalJobConfig(**vars(parser.parse_args(argv)))
+    return parse_job(PolicyEvalJobConfig, argv, description=__doc__, required=("prompts", "variants", "out"))
 
 
 if __name__ == "__main__":

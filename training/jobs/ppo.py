@@ -40,7 +40,6 @@ one. Events are printed as JSON lines: `data`, one `log` and one `samples` per i
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import importlib
@@ -51,9 +50,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import ppo_steps, rewards
-from .common import add_arguments, emit, messages_of, read_jsonl
-from .ppo_models import load_state, save_dtype_of, save_policy
+from . import rewards
+from .common import bf16_wanted, emit, messages_of, parse_job, read_jsonl, setting
 
 
 @dataclass
@@ -67,35 +65,41 @@ class PPOJobConfig:
     eval_prompts: str = ""  # held-out prompts (same format) for choosing the checkpoint and early stopping
     eval_every: int = 10  # iterations between held-out evaluations (the last one is always evaluated)
     early_stop_patience: int = 0  # evaluations in a row without a better held-out reward; 0: never stop
-    iterations: int = 200  # PPO iterations (the paper: 200–400)
-    batch_size: int = 512  # rollouts per iteration, all processes together (the paper's 512)
-    mini_batch_size: int = 64  # rollouts per gradient step, all processes together (the paper's 64)
-    micro_batch_size: int = 8  # rollouts per forward (and backward) on one device; mini-batches accumulate
-    rollout_batch_size: int = 64  # prompts per generate call and per reward-model batch on one device
+    iterations: int = setting(200, "PPO iterations (the paper: 200–400).", low=1, high=10000, label="PPO iterations")
+    batch_size: int = setting(512, "Rollouts per iteration, all processes together (the paper's 512).", low=1,
+                              high=8192, label="PPO rollouts per iteration")
+    mini_batch_size: int = setting(64, "Rollouts per gradient step, all processes together (the paper's 64).",
+                                   low=1, high=8192, label="PPO mini-batch")
+    micro_batch_size: int = setting(8, "Rollouts per forward and backward pass on one device (mini-batches "
+                                       "accumulate).", low=1, high=1024)
+    rollout_batch_size: int = setting(64, "Prompts per generate call and per reward-model batch on one device.",
+                                      low=1, high=1024)
     ppo_epochs: int = 1  # passes over an iteration's rollouts (1: one gradient step per mini-batch)
-    learning_rate: float = 1e-6  # constant, the paper's
+    learning_rate: float = setting(1e-6, "Constant learning rate (the paper's 1e-6 for PPO).", low=1e-9, high=1e-2)
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95
     adam_epsilon: float = 1e-5
     weight_decay: float = 0.1  # on matrices; norms and biases are not decayed
     max_grad_norm: float = 1.0  # clip on the policy's and the value model's gradients together
-    kl_coef: float = 0.01  # β of the per-token −β·KL (the paper: 0.01 for 7B/13B, 0.005 for 34B/70B)
-    cliprange: float = 0.2  # ε of the clipped surrogate
+    kl_coef: float = setting(0.01, "β of the per-token −β·KL to the starting policy (the paper: 0.01 for 7B/13B, "
+                                   "0.005 for 34B/70B).", low=0.0, high=1.0, label="PPO β (KL)")
+    cliprange: float = setting(0.2, "ε of the clipped surrogate.", low=0.01, high=1.0)
     cliprange_value: float = 0.2  # ε of the clipped value loss
     vf_coef: float = 0.1  # weight of the value loss in the summed loss
     gamma: float = 1.0  # GAE discount
     lam: float = 0.95  # GAE λ
     whiten_advantages: bool = True  # standardise advantages over the iteration's response tokens
-    temperature: float = 1.0  # rollout sampling temperature; log-probabilities are of the tempered policy
+    temperature: float = setting(1.0, "Rollout sampling temperature (log-probabilities are of the tempered "
+                                      "policy).", low=0.01, high=2.0)
     top_p: float = 1.0  # nucleus sampling of the rollouts (1: the whole distribution)
-    max_new_tokens: int = 256  # response length limit
+    max_new_tokens: int = setting(256, "New tokens per rollout, at most.", low=1, high=8192)
     max_prompt_length: int = 512  # prompt tokens kept (the last ones) before sampling
     rm_max_length: int = 1024  # tokens of prompt + response a reward model reads (the last ones)
     safety_threshold: float = rewards.SAFETY_THRESHOLD  # σ(R_s) below it: the safety reward is used
     samples_per_iteration: int = 4  # rows in each `samples` event (the dashboard's table)
     save_dtype: str = "auto"  # written weights: auto (the starting checkpoint's) | float32 | bfloat16
     bf16: str = "auto"  # auto (when the hardware has it) | yes | no
-    seed: int = 0
+    seed: int = setting(0, "Seeds data order and sampling; the same seed gives the same run.", low=0, high=2**31 - 1)
     extra: dict = field(default_factory=dict)  # free-form notes carried into the checkpoint
 
 
@@ -158,6 +162,8 @@ def prompt_order(n: int, seed: int):
 def iteration_record(state, config, *, step: int, scores: dict, whitened: list[float], rollouts, prompt_ids,
                      losses: dict, rollout_seconds: float, train_seconds: float) -> dict:
     """The `log` event of an iteration: rewards, KL, losses, lengths and speeds over all processes."""
+    from . import ppo_steps  # torch: imported where the job runs, not where its config is read
+
     raw, sequence_kl = scores["raw"], rollouts.kl.sum(1)
     response_tokens = float(rollouts.mask.sum())
     (raw_sum, raw_squares, whitened_sum, kl_sum, response_tokens, sequence_tokens, n, helpfulness_sum,
@@ -192,10 +198,13 @@ def main(config: PPOJobConfig) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    from . import ppo_steps
+    from .ppo_models import load_state, save_dtype_of, save_policy
+
     if bool(config.reward_fn) == bool(config.helpfulness_rm or config.safety_rm):
         raise ValueError("give either --reward-fn or at least one of --helpfulness-rm / --safety-rm")
     cuda = torch.cuda.is_available()
-    use_bf16 = {"yes": True, "no": False}.get(config.bf16, cuda and torch.cuda.is_bf16_supported())
+    use_bf16 = bf16_wanted(config.bf16)
     accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=not cuda)
     world, rank = accelerator.num_processes, accelerator.process_index
     if config.batch_size % config.mini_batch_size or config.mini_batch_size % world:
@@ -299,10 +308,7 @@ def main(config: PPOJobConfig) -> dict:
 
 
 def parse(argv: list[str]) -> PPOJobConfig:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser, PPOJobConfig, required=("prompts", "policy", "out"))
-    return PPOJobConfig(**vars(parser.parse_args(argv)))
+    return parse_job(PPOJobConfig, argv, description=__doc__, required=("prompts", "policy", "out"))
 
 
 if __name__ == "__main__":

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from .common import tokenizer_of
 
 
 @functools.cache
@@ -155,11 +158,9 @@ class PPOState:
 
 
 def _reward_model(path: str, *, dtype, device):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = tokenizer_of(path)
     rm = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype)
     rm.config.pad_token_id = tokenizer.pad_token_id
     return rm.to(device).eval().requires_grad_(False), tokenizer
@@ -169,12 +170,10 @@ def load_state(config, accelerator, *, use_bf16: bool, reward_fn: Callable | Non
     """The policy (float32, trained), π_0 and the reward models (frozen, bf16 where the hardware has
     it), the value model, one AdamW over policy and value, and the rollouts' generation config."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers import AutoModelForCausalLM, GenerationConfig
 
     device = accelerator.device
-    tokenizer = AutoTokenizer.from_pretrained(config.policy)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = tokenizer_of(config.policy)
     frozen_dtype = torch.bfloat16 if use_bf16 else torch.float32
     policy = AutoModelForCausalLM.from_pretrained(config.policy, dtype=torch.float32)
     reference = AutoModelForCausalLM.from_pretrained(config.policy, dtype=frozen_dtype)

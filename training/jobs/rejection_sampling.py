@@ -26,21 +26,28 @@ Events: `data`, `log` (sampling progress with phase "sampling", then the trainin
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import hashlib
 import json
-import os
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import add_arguments, emit, messages_of, read_jsonl, score_conversations
+from .common import (
+    bf16_wanted,
+    emit,
+    messages_of,
+    parse_job,
+    read_jsonl,
+    sample_then_train,
+    score_conversations,
+    setting,
+    tokenizer_of,
+)
 from .rewards import SAFETY_THRESHOLD, combined_raw
 from .sampling import run_concurrently, sampler_for
-from .sft import NESTED_SKIP, Outer, SFTJobConfig, nested_arguments
+from .sft import SFTJobConfig
 from .sft import main as sft_main
 
 
@@ -51,10 +58,11 @@ class RejectionSamplingJobConfig:
     model: str = ""  # the model name it serves; empty: the first one its /models lists
     api_key: str = "EMPTY"  # bearer token for the endpoint (prefer api_key_env: argv is visible to all)
     api_key_env: str = ""  # environment variable that holds the token (TANDEM_VARIANT_KEY_*); wins over api_key
-    k: int = 4  # samples per prompt (the paper sweeps 1–100)
-    temperature: float = 1.0  # retune each round; the paper's best at 10–100 samples was 1.2–1.3
-    top_p: float = 1.0  # 1.0 leaves the diversity to the temperature
-    max_tokens: int = 1024  # new tokens per sample
+    k: int = setting(4, "Samples per prompt (the paper sweeps 1–100).", low=1, high=100, label="K samples per prompt")
+    temperature: float = setting(1.0, "Sampling temperature; retune each round (the paper's best at 10–100 samples "
+                                      "was 1.2–1.3).", low=0.0, high=2.0)
+    top_p: float = setting(1.0, "Nucleus sampling; 1 leaves the diversity to the temperature.", low=0.01, high=1.0)
+    max_new_tokens: int = setting(1024, "New tokens per sample, at most.", low=1, high=8192)
     concurrency: int = 8  # requests in flight
     request_timeout: float = 300.0  # seconds a request may wait for its next chunk
     max_attempts: int = 3  # tries per request on transient errors (connection, timeout, 5xx, 429)
@@ -71,19 +79,6 @@ class RejectionSamplingJobConfig:
     out: str = ""  # folder for samples.jsonl, kept.jsonl, gain.json and the fine-tuned checkpoint
     distributed_timeout_s: int = 6 * 3600  # accelerate launch: how long other ranks wait for rank 0 to sample
     sft: SFTJobConfig = field(default_factory=SFTJobConfig)  # fine-tuning; its seed also seeds the samples
-
-
-def distributed_state(timeout_s: int):
-    """accelerate's PartialState under `accelerate launch` (several processes), else None."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
-    from datetime import timedelta
-
-    import torch
-    from accelerate import PartialState
-
-    # cpu=True on a CPU-only box: without it accelerate sees no distributed setup and every rank is "main".
-    return PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(seconds=timeout_s))
 
 
 # Prompts, pool and rewards.
@@ -171,13 +166,11 @@ def reward_model_scores(path: str, conversations: list[list[dict]], *, max_lengt
     import gc
 
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
     cuda = torch.cuda.is_available()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    tokenizer = tokenizer_of(path)
+    dtype = torch.bfloat16 if bf16_wanted() else torch.float32
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.to("cuda" if cuda else "cpu").eval()
@@ -217,7 +210,7 @@ def sample_and_select(config: RejectionSamplingJobConfig, out: Path) -> dict:
          k=config.k, samples_to_draw=len(prompts) * config.k, pool_rows=len(pooled),
          pool_prompts_matched=len({row["prompt_id"] for row in pooled} & set(by_id)),
          pool_only_prompts=len(pool_only) if config.keep_pool_only_prompts else 0, model=sampler.model,
-         temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
+         temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens,
          helpfulness_rm=config.helpfulness_rm or None, safety_rm=config.safety_rm or None)
 
     # Seeds differ per sample and per round; the same config draws the same seeds again.
@@ -306,27 +299,6 @@ def sample_and_select(config: RejectionSamplingJobConfig, out: Path) -> dict:
             "scoring_seconds": round(scoring_seconds, 2), "temperature": config.temperature}
 
 
-def sample_then_train(config, *, job: str, train_file: str, sample) -> tuple[dict, dict]:
-    """Rank 0 samples (``sample(config, out)`` writes ``train_file`` under ``out`` and returns its
-    summary) while the other ranks wait; then every rank fine-tunes on it with SFT, and rank 0
-    emits ``done``. Shared by rejection sampling and Ghost Attention."""
-    out = Path(config.out)
-    sft = dataclasses.replace(config.sft, train=str(out / train_file), eval="", base=config.base, out=str(out))
-    config = dataclasses.replace(config, sft=sft)
-    state = distributed_state(config.distributed_timeout_s)
-    summary = {}
-    if state is None or state.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.jsonl").write_text("")
-        summary = sample(config, out)
-    if state is not None:
-        state.wait_for_everyone()  # the other ranks train on what rank 0 wrote
-    trained = sft_main(sft, outer=Outer(job=job, config=dataclasses.asdict(config), metrics=summary))
-    if state is None or state.is_main_process:
-        emit("done", **{**summary, **trained["summary"]})
-    return summary, trained
-
-
 def main(config: RejectionSamplingJobConfig) -> dict:
     if not (config.helpfulness_rm or config.safety_rm):
         raise ValueError("rejection sampling needs --helpfulness-rm and/or --safety-rm")
@@ -337,19 +309,14 @@ def main(config: RejectionSamplingJobConfig) -> dict:
         raise ValueError("--k must be at least 1")
     out = Path(config.out)
     summary, trained = sample_then_train(config, job="rejection_sampling", train_file="kept.jsonl",
-                                         sample=sample_and_select)
+                                         sample=sample_and_select, fine_tune=sft_main)
     return {"summary": summary, "train": trained,
             "gain": json.loads((out / "gain.json").read_text()) if (out / "gain.json").is_file() else None}
 
 
 def parse(argv: list[str]) -> RejectionSamplingJobConfig:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser, RejectionSamplingJobConfig, required=("prompts", "endpoint", "base", "out"))
-    add_arguments(parser, SFTJobConfig, prefix="sft.", skip=NESTED_SKIP)
-    namespace = parser.parse_args(argv)
-    own = {key: value for key, value in vars(namespace).items() if not key.startswith("sft.")}
-    return RejectionSamplingJobConfig(**own, sft=SFTJobConfig(**nested_arguments(namespace, "sft.")))
+    return parse_job(RejectionSamplingJobConfig, argv, description=__doc__,
+                     required=("prompts", "endpoint", "base", "out"), nested={"sft": SFTJobConfig})
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ strength level and per focus (Table 8's layout), overall accuracy, and score his
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -28,9 +27,21 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.preference_scale import STRENGTHS, margin_for
+from core.preference_scale import MARGIN_TABLES, STRENGTHS, margin_for
 
-from .common import add_arguments, emit, messages_of, read_jsonl, score_token_ids, train_top_layers
+from .common import (
+    bf16_wanted,
+    emit,
+    messages_of,
+    parse_job,
+    read_jsonl,
+    score_token_ids,
+    setting,
+    tokenizer_of,
+    train_top_layers,
+)
+
+MARGIN_TABLE_NAMES = tuple(MARGIN_TABLES)  # none, small, large
 
 
 @dataclass
@@ -39,36 +50,42 @@ class RewardJobConfig:
     eval: str = ""  # JSONL of held-out pairs; empty: no evaluation
     base: str = ""  # chat checkpoint to start from; its LM head is replaced by a scalar head
     out: str = ""  # folder for the checkpoint, eval.json and metrics.jsonl
-    margin_table: str = "small"  # none | small | large (LLAMA2.md)
-    learning_rate: float = 1e-5  # max LR (the paper's; TRL's default 1e-4 is not used)
-    trainable_layers: int = 0  # train only the top N transformer blocks and the head; 0: all (the paper's)
+    margin_table: str = setting("small", "The margin m in -log σ(r_chosen − r_rejected − m) per strength: small "
+                                         "(1, 2/3, 1/3, 0), large (3, 2, 1, 0) or none (LLAMA2.md).",
+                                choices=MARGIN_TABLE_NAMES)
+    learning_rate: float = setting(1e-5, "Max learning rate (the paper's 1e-5; TRL's default 1e-4 is not used).",
+                                   low=1e-9, high=1e-2)
+    trainable_layers: int = setting(0, "Train only the top N transformer blocks and the scalar head (much cheaper on "
+                                       "a CPU); 0: all, as the paper.", low=0, high=1024)
     min_lr_ratio: float = 0.1  # cosine decay down to 10 % of the max LR
     warmup_ratio: float = 0.03  # 3 % of the steps …
     min_warmup_steps: int = 5  # … but at least 5
-    epochs: float = 1.0  # one pass, as the paper
-    per_device_batch_size: int = 8  # pairs per device per step
-    gradient_accumulation_steps: int = 64  # 8 × 64 = 512 pairs per optimiser step on one device
-    max_length: int = 1024  # tokens per prompt + response; longer pairs keep their last tokens
+    epochs: float = setting(1.0, "Passes over the training pairs (the paper's one).", low=0.01, high=20)
+    batch_size: int = setting(512, "Pairs per optimiser step (the paper's 512); the rest of a step accumulates.",
+                              low=1, high=8192)
+    per_device_batch_size: int = setting(8, "Pairs per forward pass on one device.", low=1, high=1024)
+    max_length: int = setting(1024, "Tokens of prompt and response; a longer pair keeps its last tokens.",
+                              low=16, high=32768)
     weight_decay: float = 0.1
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95
     adam_epsilon: float = 1e-5
     max_grad_norm: float = 1.0
     bf16: str = "auto"  # auto (when the hardware has it) | yes | no
-    seed: int = 0
+    seed: int = setting(0, "Seeds data order and sampling; the same seed gives the same run.", low=0, high=2**31 - 1)
     logging_steps: int = 1
     histogram_bins: int = 20
     extra: dict = field(default_factory=dict)  # free-form notes carried into the checkpoint
 
     @property
-    def batch_size(self) -> int:
-        """Pairs per optimiser step on one device."""
-        return self.per_device_batch_size * self.gradient_accumulation_steps
+    def device_batch_size(self) -> int:
+        """Pairs per forward pass: at most a step's worth."""
+        return min(self.per_device_batch_size, self.batch_size)
 
-
-# The defaults of a reward-model run, in one place: the launch form, the API serializer, the
-# `training launch` command and the service read them from here.
-REWARD_DEFAULTS = RewardJobConfig()
+    @property
+    def gradient_accumulation_steps(self) -> int:
+        """Forward passes per optimiser step on one device (batch_size / device_batch_size, rounded up)."""
+        return max(1, math.ceil(self.batch_size / self.device_batch_size))
 
 
 def read_pairs(path: str) -> list[dict]:
@@ -146,20 +163,18 @@ def evaluate(model, tokenizer, pairs: list[dict], *, max_length: int, bins: int,
 def main(config: RewardJobConfig) -> dict:
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForSequenceClassification, TrainerCallback
     from trl import RewardConfig, RewardTrainer
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    tokenizer = AutoTokenizer.from_pretrained(config.base)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = tokenizer_of(config.base)
     train_pairs = read_pairs(config.train)
     eval_pairs = read_pairs(config.eval) if config.eval else []
     rows, truncated = tokenize_pairs(train_pairs, tokenizer, max_length=config.max_length,
                                      margin_table=config.margin_table)
-    use_bf16 = {"yes": True, "no": False}.get(config.bf16, torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    use_bf16 = bf16_wanted(config.bf16)
     # float32 master weights, bf16 autocast: a 1e-5 step is below bf16's precision for most weights.
     model = AutoModelForSequenceClassification.from_pretrained(config.base, num_labels=1, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -169,7 +184,7 @@ def main(config: RewardJobConfig) -> dict:
         emit("data", train_pairs=len(train_pairs), eval_pairs=len(eval_pairs), truncated=truncated,
              margin_table=config.margin_table, **trained)
 
-    pairs_per_step = config.per_device_batch_size * config.gradient_accumulation_steps
+    pairs_per_step = config.device_batch_size * config.gradient_accumulation_steps
     total_steps = max(1, math.ceil(len(rows) * config.epochs / pairs_per_step))
     warmup = max(config.min_warmup_steps, math.ceil(config.warmup_ratio * total_steps))
     metrics_path = out / "metrics.jsonl"
@@ -184,7 +199,7 @@ def main(config: RewardJobConfig) -> dict:
 
     args = RewardConfig(
         output_dir=str(out / "trainer"), learning_rate=config.learning_rate, num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.per_device_batch_size,
+        per_device_train_batch_size=config.device_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
         warmup_steps=warmup, weight_decay=config.weight_decay, adam_beta1=config.adam_beta1,
@@ -211,7 +226,8 @@ def main(config: RewardJobConfig) -> dict:
         (out / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
         (out / "tandem_job.json").write_text(json.dumps(
             {"job": "reward", "config": dataclasses.asdict(config), "seed": config.seed, "metrics": summary,
-             "eval": {k: evaluation[k] for k in ("pairs", "accuracy", "accuracy_per_strength")} if evaluation else None},
+             "eval": ({k: evaluation[k] for k in ("pairs", "accuracy", "accuracy_per_strength")}
+                      if evaluation else None)},
             indent=2) + "\n")
     if trainer.is_world_process_zero():
         emit("done", **summary, eval_accuracy=evaluation["accuracy"] if evaluation else None)
@@ -219,9 +235,7 @@ def main(config: RewardJobConfig) -> dict:
 
 
 def parse(argv: list[str]) -> RewardJobConfig:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser, RewardJobConfig, required=("train", "base", "out"))
-    return RewardJobConfig(**vars(parser.parse_args(argv)))
+    return parse_job(RewardJobConfig, argv, description=__doc__, required=("train", "base", "out"))
 
 
 if __name__ == "__main__":

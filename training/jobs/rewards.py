@@ -25,23 +25,6 @@ def sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
 
 
-def logit(p: float, eps: float = 1e-6) -> float:
-    p = min(max(p, eps), 1 - eps)
-    return math.log(p / (1 - p))
-
-
-def combined(*, helpfulness: float | None, safety: float | None, is_safety_prompt: bool,
-             threshold: float = SAFETY_THRESHOLD) -> float:
-    """R_c from the two RMs' probabilities (either may be None when that RM is not used)."""
-    if safety is None:
-        if helpfulness is None:
-            raise ValueError("at least one reward model score is needed")
-        return helpfulness
-    if helpfulness is None or is_safety_prompt or safety < threshold:
-        return safety
-    return helpfulness
-
-
 def combined_raw(*, helpfulness: float | None, safety: float | None, is_safety_prompt: bool,
                  threshold: float = SAFETY_THRESHOLD) -> float:
     """LOGIT(R_c) from the two RMs' raw scores: the rule decides on σ(r_s), the chosen raw score is returned."""

@@ -1,7 +1,8 @@
-"""The jobs' own sampling client: one answer per request from an OpenAI-compatible endpoint
-(vLLM, `transformers serve`), every sampling parameter explicit, transient errors tried again with
-backoff. No Django and nothing of the apps: a job on a GPU box needs only its inputs (the web
-side's client is modelserving/client.py; this one is small on purpose, since a job keeps no rows).
+"""The jobs' sampling: one answer per request from an OpenAI-compatible endpoint (vLLM,
+`transformers serve`), every sampling parameter explicit, transient errors tried again with
+backoff. It speaks through the sampler's client (modelserving/client.py, Django-free like the
+jobs); the rest is the jobs' own: retries (the web side leaves them to Celery), the model asked
+of /models when none is named, and running samples concurrently with progress events.
 
 Used by rejection sampling, Ghost Attention and the model-based evaluation.
 """
@@ -15,97 +16,27 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelserving.client import Endpoint, EndpointError, chat_request_body, probe, stream_chat
+
 from .common import emit
 
 
-class SampleError(Exception):
-    """No answer. ``transient``: a timeout, a dropped connection, HTTP 5xx/408/429 (worth another try)."""
-
-    def __init__(self, message: str, *, transient: bool):
-        super().__init__(message)
-        self.transient = transient
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _server_words(error) -> str:
-    """The JSON `error.message` / `detail` of a refused request, or its text."""
-    body = error.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        body = (inner.get("message") or inner.get("detail")) if isinstance(inner, dict) else inner
-    if body is None:
-        try:
-            body = error.response.text
-        except Exception:  # noqa: BLE001 — a body that cannot be read says nothing more
-            body = None
-    return _short(str(body or error.message))
-
-
-def _client(base_url: str, api_key: str, timeout: float):
-    """The SDK's client from the SDK's own types only (``openai.Timeout``,
-    ``openai.DefaultHttpxClient``): openai 3.x runs on httpx2 and refuses another library's objects.
-    Redirects are not followed: nothing the server answers may send the prompt, or the key, elsewhere."""
-    import openai
-
-    limits = openai.Timeout(connect=5.0, read=timeout, write=timeout, pool=5.0)
-    return openai.OpenAI(base_url=base_url, api_key=api_key or "EMPTY", max_retries=0, timeout=limits,
-                         http_client=openai.DefaultHttpxClient(timeout=limits, follow_redirects=False))
-
-
 def chat(*, base_url: str, api_key: str, body: dict, timeout: float) -> dict:
-    """Stream one chat completion; returns text, finish_reason, completion_tokens and latency_ms.
-    Raises SampleError."""
-    import openai
-
-    client = _client(base_url, api_key, timeout)
-    started, parts, finish_reason, usage = time.monotonic(), [], "", None
-    try:
-        stream = client.chat.completions.create(**body, stream=True, stream_options={"include_usage": True})
-        with stream:
-            for chunk in stream:
-                usage = chunk.usage or usage
-                for choice in chunk.choices:
-                    if choice.delta and choice.delta.content:
-                        parts.append(choice.delta.content)
-                    finish_reason = choice.finish_reason or finish_reason
-    except openai.APITimeoutError as error:
-        raise SampleError(f"{base_url} did not answer within {timeout:g} s.", transient=True) from error
-    except openai.APIStatusError as error:
-        code = error.status_code
-        raise SampleError(f"{base_url} answered HTTP {code}: {_server_words(error)}",
-                          transient=code >= 500 or code in (408, 429)) from error
-    except openai.APIConnectionError as error:
-        raise SampleError(f"Could not reach {base_url} ({_short(str(error.__cause__ or error))}).",
-                          transient=True) from error
-    except (openai.OpenAIError, ValueError, TypeError, AttributeError, KeyError) as error:
-        raise SampleError(f"{base_url} sent something that is not an OpenAI chat stream "
-                          f"({error.__class__.__name__}: {_short(str(error), 120)}).",
-                          transient=False) from error
-    finally:
-        client.close()
-    if not finish_reason:
-        raise SampleError(f"{base_url} closed the stream before the response finished.", transient=True)
-    return {"text": "".join(parts), "finish_reason": finish_reason,
-            "completion_tokens": getattr(usage, "completion_tokens", None),
-            "latency_ms": int((time.monotonic() - started) * 1000)}
+    """Stream one chat completion through the sampler's own client (modelserving/client.py: one
+    set of rules for timeouts, redirects and the server's words); returns text, finish_reason,
+    completion_tokens and latency_ms. Raises EndpointError (``transient`` says if a retry may help)."""
+    endpoint = Endpoint(base_url=base_url, api_key=api_key or "EMPTY", read_timeout=timeout)
+    answer = stream_chat(endpoint, body)
+    return {"text": answer.text, "finish_reason": answer.finish_reason,
+            "completion_tokens": answer.completion_tokens, "latency_ms": answer.latency_ms}
 
 
 def served_models(base_url: str, *, api_key: str = "", timeout: float = 5.0) -> list[str]:
     """GET {base_url}/models: the names the endpoint serves. Raises RuntimeError when it cannot say."""
-    import openai
-
-    client = _client(base_url, api_key, timeout)
-    try:
-        return [entry.id for entry in client.models.list()]
-    except (openai.OpenAIError, ValueError) as error:
-        why = _short(str(error.__cause__ or error) or type(error).__name__)
-        raise RuntimeError(f"{base_url}: no model to sample from ({why})") from error
-    finally:
-        client.close()
+    answer = probe(Endpoint(base_url=base_url, api_key=api_key or "EMPTY"), timeout=timeout)
+    if not answer["ok"]:
+        raise RuntimeError(f"{base_url}: no model to sample from ({answer['error']})")
+    return answer["models"]
 
 
 @dataclass(frozen=True)
@@ -118,18 +49,18 @@ class Sampler:
     api_key: str = "EMPTY"
     temperature: float = 1.0
     top_p: float = 1.0
-    max_tokens: int = 1024
+    max_new_tokens: int = 1024
     timeout: float = 300.0
     max_attempts: int = 3
     backoff: float = 1.0  # seconds before the second try, doubled for each later one
 
     def __call__(self, messages: list[dict], *, seed: int) -> dict:
-        body = {"model": self.model, "messages": messages, "temperature": self.temperature,
-                "top_p": self.top_p, "seed": seed, "max_completion_tokens": self.max_tokens, "n": 1}
+        body = chat_request_body(model=self.model, messages=messages, temperature=self.temperature,
+                                 top_p=self.top_p, seed=seed, max_tokens=self.max_new_tokens)
         for attempt in range(1, self.max_attempts + 1):
             try:
                 answer = chat(base_url=self.endpoint, api_key=self.api_key, body=body, timeout=self.timeout)
-            except SampleError as error:
+            except EndpointError as error:
                 if error.transient and attempt < self.max_attempts:
                     time.sleep(min(self.backoff * 2 ** (attempt - 1), 30.0))
                     continue
@@ -158,7 +89,7 @@ def sampler_for(config) -> Sampler:
             raise RuntimeError(f"{config.endpoint}: no model to sample from (none listed)")
         model = models[0]
     return Sampler(endpoint=config.endpoint, model=model, api_key=api_key,
-                   temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
+                   temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens,
                    timeout=config.request_timeout, max_attempts=config.max_attempts)
 
 

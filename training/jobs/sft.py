@@ -25,7 +25,6 @@ step, metrics) and `metrics.jsonl`.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -33,7 +32,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import add_arguments, emit, messages_of, read_jsonl, train_top_layers
+from .common import (
+    Outer,
+    bf16_wanted,
+    emit,
+    messages_of,
+    parse_job,
+    read_jsonl,
+    setting,
+    tokenizer_of,
+    train_top_layers,
+)
 
 
 @dataclass
@@ -42,34 +51,28 @@ class SFTJobConfig:
     eval: str = ""  # JSONL of held-out demonstrations (same form); empty: no evaluation
     base: str = ""  # checkpoint to fine-tune
     out: str = ""  # folder for the checkpoint, tandem_job.json and metrics.jsonl
-    learning_rate: float = 2e-5  # initial LR (the paper's)
+    learning_rate: float = setting(2e-5, "Initial learning rate (the paper's 2e-5 for SFT).", low=1e-9, high=1e-2)
     lr_scheduler: str = "cosine"  # cosine decay to 0 (the paper's); any transformers scheduler name
     warmup_ratio: float = 0.0  # share of the steps spent warming up; the paper names none
-    epochs: float = 2.0  # passes over the demonstrations (the paper's 2)
-    per_device_batch_size: int = 4  # examples per device per forward pass
-    gradient_accumulation_steps: int = 16  # 4 × 16 = the paper's 64 examples per optimiser step on one device
-    max_length: int = 4096  # tokens per prompt + answer; longer ones lose the start of the prompt
+    epochs: float = setting(2.0, "Passes over the examples (the paper's 2).", low=0.01, high=20)
+    per_device_batch_size: int = setting(4, "Examples per forward pass on one device.", low=1, high=1024)
+    gradient_accumulation_steps: int = setting(16, "Forward passes per optimiser step (4 × 16 = the paper's 64 "
+                                                   "examples).", low=1, high=4096)
+    max_length: int = setting(4096, "Tokens of prompt and answer; a longer one loses the start of its prompt.",
+                              low=16, high=32768)
     weight_decay: float = 0.1  # the paper's
     adam_beta1: float = 0.9  # AdamW as in Llama 2's pre-training (the SFT section names no optimiser settings)
     adam_beta2: float = 0.95  # (TRL's default 0.999)
     adam_epsilon: float = 1e-5  # (TRL's default 1e-8)
     max_grad_norm: float = 1.0  # gradient clipping
     bf16: str = "auto"  # auto (when the hardware has it) | yes | no; weights stay float32, compute in bf16
-    gradient_checkpointing: bool = True  # compute for memory (4096-token sequences); off for tiny models
-    trainable_layers: int = 0  # train only the top N transformer blocks (and an untied head); 0: all
-    seed: int = 0  # data order, initialisation of anything new
+    gradient_checkpointing: bool = setting(True, "Recompute activations to save memory (4096-token sequences); "
+                                                 "off for tiny models.")
+    trainable_layers: int = setting(0, "Fine-tune only the top N transformer blocks (and an untied head); 0: all.",
+                                    low=0, high=1024)
+    seed: int = setting(0, "Seeds data order and sampling; the same seed gives the same run.", low=0, high=2**31 - 1)
     logging_steps: int = 1  # optimiser steps between `log` events
     extra: dict = field(default_factory=dict)  # free-form notes carried into the checkpoint
-
-
-@dataclass
-class Outer:
-    """The job that calls `main` in-process (rejection sampling, GAtt): its name, config and results
-    go into tandem_job.json and the `data` event, and it emits the `done` event itself."""
-
-    job: str
-    config: dict
-    metrics: dict = field(default_factory=dict)
 
 
 def prompt_completion(row: dict, where: str = "") -> dict:
@@ -135,20 +138,17 @@ def build_trainer(config: SFTJobConfig, *, callbacks=()):
     """The SFTTrainer with its prepared, length-fitted datasets, and a report on the data."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     torch.manual_seed(config.seed)
-    tokenizer = AutoTokenizer.from_pretrained(config.base)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = tokenizer_of(config.base)
     train_rows = read_demonstrations(config.train)
     eval_rows = read_demonstrations(config.eval) if config.eval else []
     if not train_rows:
         raise ValueError(f"{config.train}: no demonstrations")
 
-    has_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    use_bf16 = {"yes": True, "no": False}.get(config.bf16, has_bf16)
+    use_bf16 = bf16_wanted(config.bf16)
     # float32 master weights under bf16 autocast: at LR 2e-5 most updates are below bf16's resolution.
     model = AutoModelForCausalLM.from_pretrained(config.base, dtype=torch.float32)
     trained = train_top_layers(model, config.trainable_layers)
@@ -244,19 +244,8 @@ def main(config: SFTJobConfig, *, outer: Outer | None = None) -> dict:
 
 # Command lines, shared by the jobs that nest an SFTJobConfig.
 
-def nested_arguments(namespace: argparse.Namespace, prefix: str) -> dict:
-    return {key[len(prefix):]: value for key, value in vars(namespace).items() if key.startswith(prefix)}
-
-
 def parse(argv: list[str]) -> SFTJobConfig:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser, SFTJobConfig, required=("train", "base", "out"))
-    return SFTJobConfig(**vars(parser.parse_args(argv)))
-
-
-# Fields an outer job sets itself (its kept samples, its base and out folders).
-NESTED_SKIP = ("train", "eval", "base", "out", "extra")
+    return parse_job(SFTJobConfig, argv, description=__doc__, required=("train", "base", "out"))
 
 
 if __name__ == "__main__":

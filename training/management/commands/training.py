@@ -8,9 +8,25 @@ from django.core.management.base import BaseCommand, CommandError
 
 from training import selectors, services
 from training.checkpoints import checkpoint_register
-from training.jobs.reward import REWARD_DEFAULTS
+from training.job_settings import CONFIGS, POLICY_KINDS, settings_for
 from training.launch import run_launch, run_relaunch
 from training.models import Checkpoint, TrainingRun
+
+
+def _given_settings(items: list[str]) -> dict[str, str]:
+    """`--setting KEY=VALUE` items as a dict (the launch checks each against its job's config)."""
+    settings = {}
+    for item in items:
+        if "=" not in item:
+            raise CommandError(f"--setting {item!r}: use KEY=VALUE.")
+        key, value = item.split("=", 1)
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def _settings_help(kind: str) -> str:
+    names = ", ".join(f"{name} (default {item.default})" for name, item in settings_for(kind).items())
+    return f"A job setting (repeat): {names}."
 
 
 class Command(BaseCommand):
@@ -29,15 +45,13 @@ class Command(BaseCommand):
         launch.add_argument("--other-focus", default="secondary", help="primary | secondary | exclude")
         launch.add_argument("--base", help="Checkpoint name (default: the converted SmolLM2).")
         launch.add_argument("--name", default="")
-        for field, kind in (("margin_table", str), ("learning_rate", float), ("epochs", float),
-                            ("max_length", int), ("batch_size", int), ("per_device_batch_size", int), ("trainable_layers", int),
-                            ("seed", int)):
-            launch.add_argument("--" + field.replace("_", "-"), type=kind, default=getattr(REWARD_DEFAULTS, field))
+        launch.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                            help=_settings_help(TrainingRun.Kind.REWARD_MODEL))
         launch.add_argument("--wait", action="store_true", help="Print progress until the run finishes.")
         policy = sub.add_parser("policy", help="Queue a policy run (sft, rejection_sampling, ppo, gatt) or a "
                                                "model-based evaluation (policy_eval).")
         policy.add_argument("--researcher", required=True)
-        policy.add_argument("--kind", required=True, choices=["sft", "rejection_sampling", "ppo", "gatt", "policy_eval"])
+        policy.add_argument("--kind", required=True, choices=list(POLICY_KINDS))
         policy.add_argument("--batch", action="append", default=[])
         policy.add_argument("--base", help="Policy checkpoint name (default: the converted SmolLM2).")
         policy.add_argument("--variant", default="", help="The variant rejection sampling / GAtt sample from.")
@@ -48,11 +62,14 @@ class Command(BaseCommand):
         policy.add_argument("--instruction", action="append", default=[], help="Ghost Attention (repeat).")
         policy.add_argument("--prompts", default=None,
                             help="Evaluation: a file of held-out prompts, one per line (default: the batches' split).")
-        policy.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                            help="A job setting, e.g. --set learning_rate=1e-5 --set k=8.")
+        policy.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                            help="A job setting of the kind (repeat), e.g. --setting learning_rate=1e-5 "
+                                 "--setting k=8; `training settings KIND` lists them.")
         policy.add_argument("--name", default="")
         policy.add_argument("--wait", action="store_true")
         sub.add_parser("list")
+        listed = sub.add_parser("settings", help="The settings a run of KIND takes: defaults, bounds, help.")
+        listed.add_argument("kind", choices=list(CONFIGS))
         show = sub.add_parser("show", help="A run as JSON, with its metric series.")
         show.add_argument("run", type=int)
         cancel = sub.add_parser("cancel")
@@ -96,6 +113,12 @@ class Command(BaseCommand):
                                              for field, messages in error.message_dict.items())) from error
             raise CommandError("; ".join(getattr(error, "messages", [str(error)]))) from error
 
+    def _settings(self, *, kind, **_):
+        for name, item in settings_for(kind).items():
+            allowed = " | ".join(item.choices) if item.choices else (
+                "yes | no" if item.type is bool else f"{item.low:g} … {item.high:g}")
+            self.stdout.write(f"{name} = {item.default}  ({allowed})  {item.help}")
+
     def _user(self, username):
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
@@ -108,7 +131,8 @@ class Command(BaseCommand):
             raise CommandError(f"No run {pk}.")
         return run
 
-    def _launch(self, *, researcher, focus, batch, source, primary_share, other_focus, base, wait, **options):
+    def _launch(self, *, researcher, focus, batch, source, primary_share, other_focus, base, wait, setting, name,
+                **_):
         roles = dict(item.split("=", 1) for item in source if "=" in item)
         mix = {"other_focus": other_focus, "sources": roles}
         if primary_share is not None:
@@ -118,29 +142,22 @@ class Command(BaseCommand):
             base_checkpoint = Checkpoint.objects.filter(name=base).first()
             if base_checkpoint is None:
                 raise CommandError(f"No checkpoint {base!r}.")
-        fields = ("name", "margin_table", "learning_rate", "epochs", "max_length", "batch_size",
-                  "per_device_batch_size", "trainable_layers", "seed")
         run = run_launch(researcher=self._user(researcher), kind=TrainingRun.Kind.REWARD_MODEL, focus=focus,
                          batches=batch, sources=[item.split("=", 1)[0] for item in source], mix=mix,
-                         base=base_checkpoint, **{key: options[key] for key in fields})
-        self.stdout.write(f"run {run.pk} queued: {run.focus} reward model on {', '.join(run.data['batches'] + run.data['sources'])}")
+                         base=base_checkpoint, name=name, settings=_given_settings(setting))
+        on = ", ".join(run.data["batches"] + run.data["sources"])
+        self.stdout.write(f"run {run.pk} queued: {run.focus} reward model on {on}")
         if wait:
             self._wait(run)
 
     def _policy(self, *, researcher, kind, batch, base, variant, compare, helpfulness_rm, safety_rm, pool_run,
-                instruction, set, name, wait, prompts=None, **_):  # noqa: A002 — the option is called --set
-        settings = {}
-        for item in set:
-            if "=" not in item:
-                raise CommandError(f"--set {item!r}: use KEY=VALUE.")
-            key, value = item.split("=", 1)
-            settings[key.strip()] = value.strip()
+                instruction, setting, name, wait, prompts=None, **_):
         base_checkpoint = Checkpoint.objects.filter(name=base).first() if base else None
         if base and base_checkpoint is None:
             raise CommandError(f"No checkpoint {base!r}.")
         run = run_launch(researcher=self._user(researcher), kind=kind, batches=batch, base=base_checkpoint,
                          variant=variant, variants=compare, helpfulness_rm=helpfulness_rm, safety_rm=safety_rm,
-                         pool_runs=pool_run, instructions=instruction, name=name, job_settings=settings,
+                         pool_runs=pool_run, instructions=instruction, name=name, settings=_given_settings(setting),
                          prompts=self._prompts(prompts))
         self.stdout.write(f"run {run.pk} queued: {run.get_kind_display()}")
         if wait:

@@ -1,7 +1,8 @@
 """Annotators under load: N simulated annotators judging over HTTP against gunicorn and PostgreSQL.
 
-The benchmark seeds each annotator's dialogues with pre-generated pairs (both responses already
-done, so no model time is counted), starts gunicorn, and lets N threads work like annotators:
+The benchmark seeds each annotator's dialogues through the services, both responses sampled by the
+sampling task from a scripted server that answers at once (so no model time is counted), starts
+gunicorn, and lets N threads work like annotators:
 load the next turn (GET /api/turns/next/), judge it (POST /api/turns/<id>/judgement/), and now
 and then send the same judgement again, as a double click or a network retry would. With
 --browser-like they use the workspace's own htmx endpoints instead, as the page does: the dialogue
@@ -12,8 +13,9 @@ server's CPU time per judgement (user + system of gunicorn's master and workers 
 divided by the judgements stored; the clients are not counted), the bytes of each response, and
 errors, and what the whole machine spent per judgement: gunicorn, the clients (this process),
 PostgreSQL and Redis. Then it checks that every acknowledged judgement is in the database exactly
-once, as acknowledged. An unmeasured warm-up run comes first. Before the runs it counts the SQL queries of one next-turn and one submit (and of
-the turn partial and the form post) in-process, on the same database.
+once, as acknowledged. An unmeasured warm-up run comes first. Before the runs it counts the SQL
+queries of one next-turn and one submit (and of the turn partial and the form post) in-process, on
+the same database.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/tandem_bench .venv/bin/python bench/annotate_load.py
     .venv/bin/python bench/annotate_load.py --annotators 1 8 32 --judgements 640
@@ -37,14 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def percentile(values, q):
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = (len(ordered) - 1) * q
-    low, high = int(index), min(int(index) + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
+from core.statistics import percentile  # noqa: E402  (Django-free)
 
 
 def cpu_seconds(*, group: int | None = None, name: str | None = None) -> float:
@@ -68,47 +63,67 @@ def server_cpu_seconds(group: int) -> float:
     return cpu_seconds(group=group)
 
 
-def seed(n_annotators: int, turns_each: int, run: str):
-    """Users with tokens, and for each one ``turns_each`` judgeable turns (pairs already done);
-    returns (token, session cookie, [(dialogue id, turn id), …]) per annotator."""
-    from django.db import transaction
-    from django.utils import timezone
-    from rest_framework.authtoken.models import Token
+ANSWER = "Response: " + "lorem ipsum " * 40  # what both seeded variants answer, every time
 
-    from accounts.services import user_create
-    from annotation.models import Dialogue, Turn
-    from modelserving.models import Generation, Pair, PolicyVariant
 
-    variant, _ = PolicyVariant.objects.get_or_create(
-        name="bench-seeded", defaults={"base_url": "http://127.0.0.1:9/v1", "model_name": "seeded",
-                                       "temperature_min": 0.7, "temperature_max": 1.0, "is_active": False})
-    from django.test import Client
+class Seeder:
+    """Annotators with judgeable turns, made through the services: an annotator's account, its
+    dialogues and messages (dialogue_start, turn_post), and both responses sampled by the sampling
+    task itself, run in this process (Celery eager) against a scripted OpenAI-compatible server on
+    loopback that answers at once, so no model time is counted."""
 
-    annotators = []
-    now = timezone.now()
-    for index in range(n_annotators):
-        user = user_create(username=f"bench-{run}-{index}", password="bench-password-42", role="annotator")
-        token = Token.objects.create(user=user).key
-        browser = Client()
-        browser.force_login(user)  # a session row, as a login would make
-        turns = []
-        with transaction.atomic():
+    def __init__(self):
+        from bench.scripted_server import ScriptedServer
+        from config.celery import app
+        from modelserving.models import PolicyVariant
+
+        self.server = ScriptedServer([], default=ANSWER, chunk_delay=0).start()
+        app.conf.task_always_eager = True  # generation_sample runs on commit, here, as a worker would run it
+        others = PolicyVariant.objects.filter(is_active=True).exclude(name__in=("bench-a", "bench-b"))
+        if others.exists():
+            sys.exit("annotate_load wants a database of its own (DATABASE_URL): active variants "
+                     + ", ".join(others.values_list("name", flat=True)) + " would be sampled.")
+        for name, temperature in (("bench-a", 0.7), ("bench-b", 1.0)):
+            self._variant(name, temperature)
+
+    def _variant(self, name: str, temperature: float) -> None:
+        from modelserving.models import PolicyVariant
+        from modelserving.services import variant_create, variant_update
+
+        fields = {"base_url": self.server.base_url, "model_name": self.server.MODEL, "is_active": True,
+                  "temperature_min": temperature, "temperature_max": temperature, "max_new_tokens": 128}
+        variant = PolicyVariant.objects.filter(name=name).first()
+        if variant is None:
+            variant_create(name=name, **fields)
+        else:
+            variant_update(variant=variant, **fields)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def seed(self, n_annotators: int, turns_each: int, run: str):
+        """Users with tokens, and for each one ``turns_each`` judgeable turns (pairs already done);
+        returns (token, session cookie, [(dialogue id, turn id), …]) per annotator."""
+        from django.test import Client
+        from rest_framework.authtoken.models import Token
+
+        from accounts.services import user_create
+        from annotation.workspace.services import dialogue_start, turn_post
+
+        annotators = []
+        for index in range(n_annotators):
+            user = user_create(username=f"bench-{run}-{index}", password="bench-password-42", role="annotator")
+            token = Token.objects.create(user=user).key
+            browser = Client()
+            browser.force_login(user)  # a session row, as a login would make
+            turns = []
             for number in range(turns_each):
-                focus = "safety" if number % 3 == 0 else "helpfulness"
-                dialogue = Dialogue.objects.create(annotator=user, focus=focus)
-                messages = [{"role": "user", "content": f"Prompt {number} of annotator {index}"}]
-                pair = Pair.objects.create(messages=messages, strategy="two_variants")
-                generations = [Generation.objects.create(
-                    pair=pair, position=position, variant=variant, model_name="seeded", messages=messages,
-                    temperature=0.8, top_p=0.9, seed=position, max_tokens=64, status="done",
-                    text=f"Response {position}: " + "lorem ipsum " * 40, finish_reason="stop",
-                    completion_tokens=80, prompt_tokens=10, latency_ms=1, attempts=1,
-                    started_at=now, finished_at=now) for position in (1, 2)]
-                turn = Turn.objects.create(dialogue=dialogue, index=0, user_message=messages[0]["content"], pair=pair,
-                                           left_generation=random.choice(generations))
+                dialogue = dialogue_start(annotator=user, focus="safety" if number % 3 == 0 else "helpfulness")
+                turn = turn_post(dialogue=dialogue, annotator=user,
+                                 user_message=f"Prompt {number} of annotator {index}")
                 turns.append((dialogue.pk, turn.pk))
-        annotators.append((token, browser.cookies["sessionid"].value, turns))
-    return annotators
+            annotators.append((token, browser.cookies["sessionid"].value, turns))
+        return annotators
 
 
 def analyze() -> None:
@@ -120,7 +135,7 @@ def analyze() -> None:
         cursor.execute("ANALYZE")
 
 
-def count_queries(run: str) -> dict:
+def count_queries(seeder: Seeder, run: str) -> dict:
     """SQL queries of one request of each kind on the judgement path, counted in-process (the same
     code and database as the server's)."""
     from django.db import connection
@@ -128,7 +143,7 @@ def count_queries(run: str) -> dict:
     from django.test.utils import CaptureQueriesContext
     from rest_framework.test import APIClient
 
-    (token, session, turns), = seed(1, 4, f"{run}-queries")
+    (token, session, turns), = seeder.seed(1, 4, f"{run}-queries")
     api, browser = APIClient(HTTP_HOST="127.0.0.1"), Client(HTTP_HOST="127.0.0.1", HTTP_HX_REQUEST="true")
     api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     browser.cookies["sessionid"] = session
@@ -269,11 +284,12 @@ def main():
         sys.exit("This benchmark runs on PostgreSQL: set DATABASE_URL.")
     call_command("migrate", verbosity=0)
     run_id = time.strftime("%H%M%S")
-    queries = count_queries(run_id)
+    seeder = Seeder()
+    queries = count_queries(seeder, run_id)
     if args.profile_requests:
         from bench.request_profile import profile_requests
 
-        (token, _, turns), = seed(1, 2 * args.profile_requests + 1, f"{run_id}-profile")
+        (token, _, turns), = seeder.seed(1, 2 * args.profile_requests + 1, f"{run_id}-profile")
         analyze()
         profile_requests(token, turns, args.profile_requests)
     gunicorn = ["--workers", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads)]
@@ -301,14 +317,14 @@ def main():
         # Warm up first, unmeasured: every worker thread imports, connects and fills its caches on
         # its first requests (the first measured run paid for that: 40 % more CPU per judgement).
         warm = [Annotator(base_url, one, random.Random(i), args.retry_share, args.browser_like)
-                for i, one in enumerate(seed(2 * args.workers * args.threads, 4, f"{run_id}-warm"))]
+                for i, one in enumerate(seeder.seed(2 * args.workers * args.threads, 4, f"{run_id}-warm"))]
         for worker in warm:
             worker.start()
         for worker in warm:
             worker.join()
         for n in args.annotators:
             turns_each = max(1, args.judgements // n)
-            seeded = seed(n, turns_each, f"{run_id}-{n}")
+            seeded = seeder.seed(n, turns_each, f"{run_id}-{n}")
             analyze()
             rng = random.Random(n)
             workers = [Annotator(base_url, one, random.Random(rng.random()), args.retry_share, args.browser_like)
@@ -338,10 +354,12 @@ def main():
             submit_bytes = [x for w in workers for x in w.submit_bytes]
             cpu_ms = 1000 * cpu / max(1, len(stored_ids))
             print(f"{n:>3} {len(acknowledged):>7} {len(acknowledged) / elapsed:>7.1f} | "
-                  f"{percentile(next_ms, .5):>8.1f} {percentile(next_ms, .95):>6.1f} {percentile(next_ms, .99):>6.1f} | "
+                  f"{percentile(next_ms, .5):>8.1f} {percentile(next_ms, .95):>6.1f} "
+                  f"{percentile(next_ms, .99):>6.1f} | "
                   f"{percentile(submit_ms, .5):>10.1f} {percentile(submit_ms, .95):>6.1f} "
                   f"{percentile(submit_ms, .99):>6.1f} | {cpu_ms:>8.1f} | "
-                  f"{sum(next_bytes) / max(1, len(next_bytes)):>10.0f} {sum(submit_bytes) / max(1, len(submit_bytes)):>6.0f} | "
+                  f"{sum(next_bytes) / max(1, len(next_bytes)):>10.0f} "
+                  f"{sum(submit_bytes) / max(1, len(submit_bytes)):>6.0f} | "
                   f"{len(errors):>6} | "
                   f"{'yes' if exactly_once else 'NO'} ({len(stored_ids)} stored, {len(acknowledged)} acknowledged)")
             per = 1000 / max(1, len(stored_ids))
@@ -356,11 +374,12 @@ def main():
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+        seeder.stop()
 
 
 def _matches(turn, judgement: dict) -> bool:
-    from annotation.workspace.selectors import sides
     from annotation.workspace.scale import to_point
+    from annotation.workspace.selectors import sides
 
     a, _ = sides(turn)
     choice = "A" if turn.chosen_generation_id == a.id else "B"

@@ -50,7 +50,8 @@ SELECT g, 1 + g % 50, CASE WHEN g % 3 = 0 THEN 'safety' ELSE 'helpfulness' END, 
         AND is_active), NULL, NULL, 'finished', now(), now(), now()
 FROM generate_series(1, :rows) g;
 INSERT INTO modelserving_pair (id, messages, strategy, pairing, requested_by_id, created_at)
-SELECT g, json_build_object('role', 'user', 'content', 'Question ' || g || ': ' || repeat('please explain this ', 8))::jsonb
+SELECT g, json_build_object('role', 'user',
+                           'content', 'Question ' || g || ': ' || repeat('please explain this ', 8))::jsonb
           ::text::jsonb, 'two_variants', '{}', 1 + g % 50, now()
 FROM generate_series(1, :rows) g;
 UPDATE modelserving_pair SET messages = jsonb_build_array(messages);
@@ -60,7 +61,8 @@ INSERT INTO modelserving_generation (id, pair_id, position, variant_id, model_na
        updated_at)
 SELECT 2 * p.id - 2 + pos, p.id, pos, pos, CASE pos WHEN 1 THEN 'chat-cool' ELSE 'chat-warm' END, p.messages,
        CASE pos WHEN 1 THEN 0.65 ELSE 1.15 END, 0.9, p.id * 2 + pos, 512, '{}'::jsonb, 'done',
-       'Answer ' || p.id || '/' || pos || '. ' || repeat('Here is a careful, helpful paragraph of text. ', (6 + (p.id + pos) % 30)::int),
+       'Answer ' || p.id || '/' || pos || '. ' || repeat('Here is a careful, helpful paragraph of text. ',
+                                                          (6 + (p.id + pos) % 30)::int),
        'stop', 40, 120 + (p.id % 300), 80, 2500, 1, '', NULL, NULL, 'bench', now(), now(), now(), now()
 FROM modelserving_pair p CROSS JOIN generate_series(1, 2) pos;
 INSERT INTO annotation_turn (id, dialogue_id, index, user_message, pair_id, left_generation_id, created_at,
@@ -89,7 +91,8 @@ COPY = """\\copy (SELECT json_build_object('turn_id', t.id, 'dialogue_id', t.dia
  'strength', t.strength, 'safety_bin', t.safety_bin, 'chosen_safe', t.chosen_safe, 'rejected_safe', t.other_safe,
  'split', t.split, 'annotator', d.annotator_id, 'submitted_at', t.submitted_at)
  FROM annotation_turn t JOIN annotation_dialogue d ON d.id = t.dialogue_id
- JOIN modelserving_generation c ON c.id = t.chosen_generation_id JOIN modelserving_policyvariant cv ON cv.id = c.variant_id
+ JOIN modelserving_generation c ON c.id = t.chosen_generation_id
+ JOIN modelserving_policyvariant cv ON cv.id = c.variant_id
  JOIN modelserving_generation r ON r.pair_id = t.pair_id AND r.id <> t.chosen_generation_id
  JOIN modelserving_policyvariant rv ON rv.id = r.variant_id
  WHERE t.batch_id = 1 ORDER BY t.id) TO '{path}'"""

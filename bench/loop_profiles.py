@@ -4,21 +4,11 @@ follow: `(context, response) -> float` functions, the contract of `manage.py sim
 from __future__ import annotations
 
 import re
-import statistics
 from dataclasses import dataclass, field
 
 from annotation.workspace.simulation import DEFAULT_THRESHOLDS, POLITE_WORDS
 
 _WORD = re.compile(r"[A-Za-z']+")
-
-
-def plain_words_preference(context: list[dict], response: str) -> float:
-    """Plain language: shorter words are better, minus twice the mean word length in letters. A taste
-    SmolLM2's samples vary on within one prompt (its answers to the same question range from plain
-    to ornate, about 0.6 apart in the median pair), that survives answers cut at the token limit, and
-    that a reward model can learn from the words themselves. An answer without words scores −20."""
-    words = _WORD.findall(response)
-    return -2 * statistics.fmean(len(word) for word in words) if words else -20.0
 
 
 def concise_preference(context: list[dict], response: str) -> float:

@@ -64,6 +64,6 @@ def profile_requests(token: str, turns: list, repeats: int, top: int = 15):
         f"{area} {share / total:.0%}" for area, share in sorted(areas.items(), key=lambda item: -item[1])))
     print(f"  top {top} functions by own CPU time:")
     ranked = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:top]
-    for (filename, line, name), (_, calls, own, cumulative, _) in ranked:
+    for (filename, line, name), (_, calls, own, _cumulative, _) in ranked:
         where = filename.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
         print(f"    {1000 * own / repeats:6.2f} ms  {calls / repeats:6.1f} calls  {name}  ({where}:{line})")

@@ -25,6 +25,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from core.statistics import percentile
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -38,13 +40,6 @@ PROMPTS = [
     "Explain in depth how a compiler turns source code into machine code.",
     "Write a long letter to a friend about learning to play the piano.",
 ]
-
-
-def percentile(values, q):
-    ordered = sorted(values)
-    index = (len(ordered) - 1) * q
-    low, high = int(index), min(int(index) + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
 
 
 def main():
@@ -69,10 +64,10 @@ def main():
     from django.core.management import call_command
     from django.utils import timezone
 
+    from bench.processes import CeleryWorker, ModelServer
     from modelserving import client, services
     from modelserving.local_models import build_tiny_llama, is_prepared
     from modelserving.models import Generation, Pair, PolicyVariant
-    from tests.helpers.processes import CeleryWorker, ModelServer
 
     call_command("migrate", verbosity=0)
     from annotation.models import Turn

@@ -34,19 +34,12 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from core.statistics import percentile
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PASSWORD = "soak-annotator-pw-7"
-
-
-def percentile(values, q):
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = (len(ordered) - 1) * q
-    low, high = int(index), min(int(index) + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
 
 
 def reason(text: str) -> str:
@@ -86,7 +79,7 @@ def main():
     subprocess.run(["psql", "-X", "-q", f"{args.server}/postgres", "-c", f"CREATE DATABASE {args.database}"],
                    check=True)
 
-    from tests.helpers.processes import CeleryWorker, ModelServer, RedisServer, WebServer
+    from bench.processes import CeleryWorker, ModelServer, RedisServer, WebServer
 
     redis = RedisServer().start()
     env["CELERY_BROKER_URL"] = redis.url

@@ -23,3 +23,14 @@ def share_with_interval(successes: int, n: int, *, even: float = 0.5) -> dict | 
     low, high = wilson(successes, n)
     return {"share": round(successes / n, 4), "ci95": [round(low, 4), round(high, 4)], "n": n,
             "biased": not low <= even <= high}
+
+
+def percentile(values, q: float) -> float:
+    """The ``q`` quantile (0 ≤ q ≤ 1) of ``values``, interpolated linearly between the two nearest
+    (NaN for no values): what the benchmarks report as p50, p95, p99."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = (len(ordered) - 1) * q
+    low, high = int(index), min(int(index) + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (index - low)

@@ -5,9 +5,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from bench.processes import ROOT, CeleryWorker, ModelServer
 from modelserving.local_models import build_tiny_llama, is_prepared
-
-from .helpers.processes import ROOT, CeleryWorker, ModelServer
 
 PASSWORD = "a-long-password-9"
 

@@ -4,8 +4,8 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.services import user_create
+from bench.scripted_server import ScriptedServer
 
-from ..helpers.scripted_server import ScriptedServer
 from .test_workspace import PASSWORD, start_dialogue, watch_responses_fill_in, write
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,8 +8,7 @@ from playwright.sync_api import expect
 
 from accounts.services import user_create
 from annotation.models import Dialogue, Turn
-
-from ..helpers.scripted_server import ScriptedServer
+from bench.scripted_server import ScriptedServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PASSWORD = "a-long-password-9"

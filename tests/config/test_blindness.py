@@ -12,15 +12,15 @@ import pytest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from annotation.workspace import services as annotation
 from annotation.models import AttackVector, Dialogue, RiskCategory, Turn
+from annotation.workspace import services as annotation
+from bench.scripted_server import ScriptedServer
 from modelserving import services as modelserving
 from modelserving.models import Generation, Pair
 from safety import evaluation
 from safety.models import EvalResponse, RedTeamAttempt, RedTeamSession, SafetyRating
 
 from ..conftest import PASSWORD
-from ..helpers.scripted_server import ScriptedServer
 from ..helpers.urls import concrete_urls as _concrete
 from ..helpers.urls import url_patterns as _patterns
 
@@ -171,7 +171,8 @@ def test_an_annotator_never_reads_what_identifies_a_variant(client, make_user, v
     get(f"/annotate/turns/{judged.pk}/rewrite/")
 
     # Red teaming: a session on each model, one attempt each.
-    risk, vector = RiskCategory.objects.filter(is_active=True).first(), AttackVector.objects.filter(is_active=True).first()
+    risk, vector = (RiskCategory.objects.filter(is_active=True).first(),
+                    AttackVector.objects.filter(is_active=True).first())
     home = get("/safety/red-team/")
     for alias in ("Model 1", "Model 2"):
         assert f">{alias}<" in home

@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 
-from ..helpers.processes import ROOT
+from bench.processes import ROOT
 
 
 def compose():

@@ -1,11 +1,10 @@
 import pytest
-
-from accounts.services import user_create
-
 from django.core.cache import cache
 
-from ..helpers.processes import SilentServer, free_port
-from ..helpers.scripted_server import ScriptedServer
+from accounts.services import user_create
+from bench.processes import free_port
+from bench.scripted_server import ScriptedServer
+from tests.helpers.silent_server import SilentServer
 
 pytestmark = pytest.mark.django_db
 
@@ -153,7 +152,8 @@ def test_the_probe_goes_through_the_samplers_own_client(client, variant_factory,
     monkeypatch.setattr("modelserving.client.openai.DefaultHttpxClient", refused)
     body = client.get("/health?format=json").json()
     assert not body["ok"] and not body["sampling"]["ok"]
-    assert all(v["error"].startswith("the client could not be used (TypeError: Invalid timeout") for v in body["variants"])
+    assert all(v["error"].startswith("the client could not be used (TypeError: Invalid timeout")
+               for v in body["variants"])
     cache.clear()
     assert django_client_anonymous.get("/health").status_code == 503
 

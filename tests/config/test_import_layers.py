@@ -14,7 +14,7 @@ def test_the_contracts_are_declared():
     kinds = {contract["type"] for contract in contracts}
     assert {"layers", "forbidden", "acyclic_siblings"} <= kinds
     layers = next(c for c in contracts if c["type"] == "layers")["layers"]
-    assert layers == ["config", "training | safety", "annotation", "modelserving", "accounts", "core"]
+    assert layers == ["bench", "config", "training | safety", "annotation", "modelserving", "accounts", "core"]
 
 
 def test_lint_imports_passes():

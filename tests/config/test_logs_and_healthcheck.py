@@ -10,8 +10,9 @@ import httpx
 import pytest
 import yaml
 
+from bench.processes import ROOT, free_port
+
 from ..conftest import wait_for
-from ..helpers.processes import ROOT, free_port
 
 TOKEN = "zq-invitation-token-in-a-url-0123456789"
 
@@ -55,6 +56,8 @@ def _stop(process: subprocess.Popen) -> None:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("server", ["gunicorn", "runserver"])
 def test_an_invitation_token_never_reaches_a_log(server, tmp_path):
+    from django.db import connection
+
     port = free_port()
     log = tmp_path / f"{server}.log"
     if server == "gunicorn":  # as the Dockerfile runs it, access log on
@@ -62,7 +65,7 @@ def test_an_invitation_token_never_reaches_a_log(server, tmp_path):
                    f"127.0.0.1:{port}", "--workers", "1", "--access-logfile", "-"]
     else:  # as make run runs it
         command = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
-    process = _serve(command, port, log)
+    process = _serve(command, port, log, TANDEM_TEST_DATABASE_NAME=str(connection.settings_dict["NAME"]))
     try:
         _visit_invitation(port)
     finally:

@@ -9,7 +9,7 @@ import venv
 
 import pytest
 
-from ..helpers.processes import ROOT
+from bench.processes import ROOT
 
 APPS = ("config", "core", "accounts", "annotation", "modelserving", "training", "safety")
 

@@ -5,9 +5,11 @@ import sys
 import pytest
 from django.conf import settings
 
-from ..helpers.processes import ROOT
+from bench.processes import ROOT
+
 from ..helpers.production import PRODUCTION_ENV
 from ..helpers.production import run_under_production as _run
+
 
 @pytest.mark.parametrize("missing", sorted(PRODUCTION_ENV))
 def test_production_refuses_to_start_without_each_secret(missing):
@@ -59,7 +61,8 @@ def test_bootstrap_demo_refuses_under_production_settings():
 
 def test_production_hsts_subdomains_and_preload_are_opt_in_and_serving_is_external():
     code = ("import django; django.setup(); from django.conf import settings as s; "
-            "print(s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SECURE_HSTS_PRELOAD, s.POLICY_SERVING, s.SECURE_HSTS_SECONDS > 0)")
+            "print(s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SECURE_HSTS_PRELOAD, "
+            "s.POLICY_SERVING, s.SECURE_HSTS_SECONDS > 0)")
     result = _run(["-c", code], **PRODUCTION_ENV)
     assert result.stdout.split() == ["False", "False", "external", "True"], result.stderr
     opted_in = _run(["-c", code], **PRODUCTION_ENV, SECURE_HSTS_PRELOAD="true", SECURE_HSTS_INCLUDE_SUBDOMAINS="true")
@@ -70,7 +73,8 @@ def test_production_hsts_subdomains_and_preload_are_opt_in_and_serving_is_extern
 # requests (Django's own backend built a client per operation), with timeouts so that an unreachable
 # Redis fails a throttle open in a second.
 def test_production_cache_keeps_one_redis_client_with_timeouts():
-    code = ("import django; django.setup(); from django.conf import settings as s; from django.core.cache import cache; "
+    code = ("import django; django.setup(); from django.conf import settings as s; "
+            "from django.core.cache import cache; "
             "o = s.CACHES['default']['OPTIONS']; "
             "print(s.CACHES['default']['BACKEND'], o['SOCKET_CONNECT_TIMEOUT'], o['SOCKET_TIMEOUT'], "
             "cache.client.get_client(write=True) is cache.client.get_client(write=True))")
@@ -129,7 +133,7 @@ def test_time_limits_stay_below_the_visibility_timeout():
 
 
 def test_embedded_defaults_with_no_environment():
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "TANDEM_VAR_DIR")}
     env["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
     code = ("import django; django.setup(); from django.conf import settings as s; "
             "print(s.DATABASES['default']['ENGINE'], s.DATABASES['default']['NAME'], s.CELERY_BROKER_URL, "

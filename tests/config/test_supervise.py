@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import psutil
 
+from bench.processes import free_port
+
 from ..conftest import wait_for
-from ..helpers.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HONCHO = Path(sys.executable).with_name("honcho")

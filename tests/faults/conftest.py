@@ -11,8 +11,9 @@ import os
 
 import pytest
 
+from bench.processes import CeleryWorker, RedisServer, WebServer
+
 from ..conftest import WORKER_SAMPLING
-from ..helpers.processes import CeleryWorker, RedisServer, WebServer
 
 OUTAGE_SECONDS = 30
 

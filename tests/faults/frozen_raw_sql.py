@@ -14,10 +14,10 @@ django.setup()
 from django.db import DatabaseError, connection, transaction  # noqa: E402
 
 from accounts.services import user_create  # noqa: E402
-from annotation.demonstrations import services as demonstrations  # noqa: E402
-from annotation.workspace import judgements  # noqa: E402
 from annotation.batches.services import batch_freeze  # noqa: E402
+from annotation.demonstrations import services as demonstrations  # noqa: E402
 from annotation.models import Batch, Turn  # noqa: E402
+from annotation.workspace import judgements  # noqa: E402
 from modelserving.models import Generation, Pair  # noqa: E402
 from tests.faults.seed_judgeable import main as seed  # noqa: E402
 

@@ -9,7 +9,8 @@ import sys
 import pytest
 from django.db import connection
 
-from ..helpers.processes import ROOT
+from bench.processes import ROOT
+
 from .frozen_raw_sql import STATEMENTS, attempt, frozen_batch
 
 pytestmark = pytest.mark.django_db

@@ -8,12 +8,12 @@ import psutil
 import pytest
 from rest_framework.test import APIClient
 
+from bench.processes import CeleryWorker
 from training.launch import run_launch
 from training.models import Checkpoint, RunMetric, TrainingRun
 from training.services import runs_fail_silent
 
 from ..conftest import wait_for
-from ..helpers.processes import CeleryWorker
 from ..training.conftest import FAST, preference_batch, researcher, tiny_base  # noqa: F401 — fixtures
 from .conftest import publishing_to, stack_env
 
@@ -31,8 +31,8 @@ def test_a_run_whose_gpu_worker_was_killed_is_failed_by_the_heartbeat_check_and_
     gpu = processes(CeleryWorker(env, concurrency=1, queues="gpu", name="fault-gpu-worker"))
     batch = preference_batch(helpfulness=16)
     with publishing_to(private_redis.url):
-        run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)], base=tiny_base,
-                         name="killed", **{**FAST, "epochs": 8})
+        run = run_launch(researcher=researcher, kind="reward_model", focus="helpfulness", batches=[str(batch)],
+                         base=tiny_base, name="killed", settings={**FAST, "epochs": 8})
     wait_for(lambda: RunMetric.objects.filter(run=run).exists(), timeout=240, message="the job to train")
     job = int(refreshed(run).worker.rsplit(" ", 1)[1])
     os.killpg(gpu.process.pid, signal.SIGKILL)  # the worker and its pool; the job has a group of its own

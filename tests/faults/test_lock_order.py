@@ -13,10 +13,10 @@ import time
 import pytest
 from django.db import connection
 
-from annotation.demonstrations import services as demonstrations
-from annotation.workspace import judgements, services
 from annotation.batches.services import batch_freeze
+from annotation.demonstrations import services as demonstrations
 from annotation.models import Batch, Demonstration, Turn
+from annotation.workspace import judgements, services
 from annotation.workspace.selectors import sides
 from modelserving.models import Generation
 
@@ -80,7 +80,7 @@ def test_a_freeze_and_a_rewrite_of_the_same_week_do_not_deadlock(offline_variant
     annotator, admin = make_user("ann"), make_user("adm", "admin")
     turn = judged_turns(annotator, n=3)[0]
     batch = Batch.objects.get()
-    reached, release = held_at(monkeypatch, "annotation.workspace.services._clean_answer")
+    reached, release = held_at(monkeypatch, "annotation.demonstrations.services._clean_answer")
     rewrite = Step(lambda: demonstrations.demonstration_rewrite(annotator=annotator, turn=turn, answer="Better."))
     rewrite.start()
     assert reached.wait(30)

@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
+from bench.processes import ROOT
 from modelserving import services
 from modelserving.models import Generation
 
 from ..conftest import wait_for
-from ..helpers.processes import ROOT
 from .conftest import publishing_to, stack_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]

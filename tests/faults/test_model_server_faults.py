@@ -1,17 +1,17 @@
 """A model server that answers 500, hangs, resets the connection in the middle of a stream or streams
 garbage: every generation ends done or failed with a reason, none stays queued or running.
 
-The servers are scripted (tests/helpers/scripted_server.py: the OpenAI streaming protocol, broken
+The servers are scripted (bench/scripted_server.py: the OpenAI streaming protocol, broken
 on cue); the worker is the real one, with the suite's quick sampling settings (3 s read timeout,
 6 tries, backoff 1–8 s)."""
 
 import pytest
 
+from bench.scripted_server import Garbage, Reset, ScriptedServer, Stall
 from modelserving import services
 from modelserving.models import Generation
 
 from ..conftest import WORKER_SAMPLING, wait_for
-from ..helpers.scripted_server import Garbage, Reset, ScriptedServer, Stall
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 

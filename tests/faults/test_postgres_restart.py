@@ -20,7 +20,7 @@ import httpx
 import psycopg2
 import pytest
 
-from ..helpers.processes import ROOT, PostgresCluster, WebServer
+from bench.processes import ROOT, PostgresCluster, WebServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -13,12 +13,12 @@ import time
 import pytest
 from rest_framework.authtoken.models import Token
 
+from bench.processes import ModelServer
 from modelserving import services
 from modelserving.models import Generation, PolicyVariant, VariantOutage
 from modelserving.pairing import TOO_FEW_ANSWER
 
 from ..conftest import PASSWORD, wait_for
-from ..helpers.processes import ModelServer
 from .conftest import publishing_to
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]

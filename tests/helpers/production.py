@@ -6,7 +6,7 @@ import secrets
 import subprocess
 import sys
 
-from .processes import ROOT
+from bench.processes import ROOT
 
 PRODUCTION_ENV = {
     "SECRET_KEY": secrets.token_urlsafe(48),

@@ -46,8 +46,9 @@ def test_annotators_do_not_see_which_variant_answered(annotator_client, offline_
     response = annotator_client.post("/api/pairs/", {"messages": [{"role": "user", "content": "hi"}]},
                                      content_type="application/json")
     assert response.status_code == 403 and not Pair.objects.exists()
-    from annotation.workspace import services as annotation
     from django.contrib.auth.models import User
+
+    from annotation.workspace import services as annotation
 
     dialogue = annotation.dialogue_start(annotator=User.objects.get(username="ann"), focus="helpfulness")
     turn = annotation.turn_post(dialogue=dialogue, annotator=dialogue.annotator, user_message="hi")

@@ -12,13 +12,13 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from annotation.workspace import services as annotation
+from bench.processes import free_port
+from bench.scripted_server import ScriptedServer
 from modelserving import availability, services
 from modelserving.models import Generation, PolicyVariant, VariantOutage
 from modelserving.pairing import NO_VARIANT, TOO_FEW_ANSWER, VariantSpec, pairing_refusal
 
 from ..conftest import PASSWORD
-from ..helpers.processes import free_port
-from ..helpers.scripted_server import ScriptedServer
 
 pytestmark = pytest.mark.django_db
 PROMPT = [{"role": "user", "content": "Hi"}]
@@ -68,7 +68,7 @@ def test_a_variant_whose_probe_fails_leaves_pairing_and_no_pair_uses_it(variant_
     outage = VariantOutage.objects.get(variant=gamma, ended_at__isnull=True)
     assert outage.cause == "probe" and outage.reason.startswith(
         f"Its probe failed: Could not reach the model server at {gamma.base_url}")
-    assert list(availability.pairable_variants()) == [alpha, beta]
+    assert availability.pairable_or_refuse() == [alpha, beta]
     rng = random.Random(7)
     used = {g.variant_id for _ in range(30)
             for g in services.pair_request(messages=PROMPT, rng=rng).generations.all()}
@@ -100,7 +100,7 @@ def test_it_is_probed_again_after_a_doubling_back_off_and_comes_back_when_it_ans
         server.stop()
     outage.refresh_from_db()
     assert outage.ended_at == start + timedelta(seconds=55)
-    assert gamma in availability.pairable_variants()
+    assert gamma in availability.pairable_or_refuse()
 
 
 def test_most_recent_generations_failed_takes_it_out_at_once(variant_factory, up, settings):
@@ -180,7 +180,8 @@ def test_the_variants_page_names_what_is_out_why_and_since_when(client, variant_
     html = client.get("/serving/variants/").content.decode()
     row = html.split('id="variant-gamma"', 1)[1].split("</tr>", 1)[0]
     outage = VariantOutage.objects.get(variant=gamma)
-    assert "out</span> since" in row and f"Its probe failed: Could not reach the model server at {gamma.base_url}" in row
+    assert ("out</span> since" in row
+            and f"Its probe failed: Could not reach the model server at {gamma.base_url}" in row)
     assert outage.started_at.strftime("%Y-%m-%d %H:%M:%S") in row
     assert "status-ok\">in<" in html.split('id="variant-alpha"', 1)[1].split("</tr>", 1)[0]
     assert "Out of pairing, lately" in html and "still out" in html

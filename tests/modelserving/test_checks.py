@@ -4,9 +4,8 @@ import os
 import subprocess
 import sys
 
+from bench.processes import ROOT
 from modelserving.checks import recovery_settings_check
-
-from ..helpers.processes import ROOT
 
 
 def ids(settings) -> list[str]:

@@ -3,10 +3,9 @@ loopback server that misbehaves on cue."""
 
 import pytest
 
+from bench.scripted_server import Redirect, ScriptedServer
 from modelserving import client, services
 from modelserving.models import Generation
-
-from ..helpers.scripted_server import Redirect, ScriptedServer
 
 PROMPT = [{"role": "user", "content": "Write a haiku about tea."}]
 

@@ -7,12 +7,12 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
+from bench.processes import ModelServer
 from modelserving import services
 from modelserving.local_models import is_prepared, locate_gguf, prepare_default_model
 from modelserving.models import Generation
 
 from ..conftest import wait_for
-from ..helpers.processes import ModelServer
 
 pytestmark = pytest.mark.slow
 

@@ -8,12 +8,11 @@ import pytest
 from django.core.checks import run_checks
 from django.core.exceptions import PermissionDenied, ValidationError
 
+from bench.scripted_server import ScriptedServer
 from modelserving import services
 from modelserving.endpoints import endpoint_allowed, host_matches
 from modelserving.models import Generation, PolicyVariant
 from modelserving.selectors import active_variants
-
-from ..helpers.scripted_server import ScriptedServer
 
 PROMPT = [{"role": "user", "content": "Hello?"}]
 
@@ -129,7 +128,7 @@ def test_jobs_read_the_key_from_the_variable_they_are_given(keyed):
 
     # The job gets the variable's name (argv is readable by every user of the box), never the key.
     config = RejectionSamplingJobConfig(endpoint=keyed.base_url, api_key_env="TANDEM_VARIANT_KEY_COOL",
-                                        max_tokens=8)
+                                        max_new_tokens=8)
     sampler = sampler_for(config)  # asks /models with the key
     assert sampler.model == keyed.model_name
     assert sampler(PROMPT, seed=1)["text"] == "Fine."

@@ -10,11 +10,11 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from bench.processes import free_port
 from modelserving import recovery, services
 from modelserving.models import Generation
 
 from ..faults.conftest import publishing_to
-from ..helpers.processes import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -92,10 +92,10 @@ def test_a_queued_generation_is_never_failed_by_the_sweep(variant_factory, sent,
 def test_one_row_the_database_refuses_does_not_stop_the_sweep(variant_factory, sent, settings, caplog):
     # A stuck generation of a batch frozen since: the frozen-batch trigger refuses its update. The
     # others are still sent, and the refusal is logged.
+    from accounts.services import user_create
     from annotation.batches.services import batch_freeze
     from annotation.models import Batch, Turn
     from annotation.workspace import judgements
-    from accounts.services import user_create
 
     from ..faults.seed_judgeable import main as seed
 

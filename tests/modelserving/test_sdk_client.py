@@ -1,5 +1,6 @@
-"""The sampler (modelserving/client.py) and the jobs (training/jobs/sampling.py) build the OpenAI
-client from the SDK's own types only, and stream through the installed SDK from a real
+"""The one OpenAI-compatible client (modelserving/client.py), which the sampler and the jobs
+(training/jobs/sampling.py) both speak through, builds the SDK's client from the SDK's own types
+only, and streams through the installed SDK from a real
 OpenAI-compatible server (the tiny model's `transformers serve`), with no mock of the SDK.
 
 A fresh install once resolved httpx2 2.17, which refuses an ``httpx.Timeout``: every generation
@@ -42,23 +43,18 @@ def test_the_jobs_client_streams_from_a_real_server(model_server):
         "max_completion_tokens": 6})
     assert answer["finish_reason"] in ("stop", "length") and answer["completion_tokens"]
     assert sampling.served_models(model_server.base_url) == [model_server.model_name]
-    api = sampling._client(model_server.base_url, "", 60)
-    try:
-        assert isinstance(api.timeout, openai.Timeout) and isinstance(api._client, openai.DefaultHttpxClient)
-    finally:
-        api.close()
 
 
 def test_a_server_that_is_down_is_described_by_both_clients():
     dead = "http://127.0.0.1:9/v1"
     result = client.probe(client.Endpoint(base_url=dead), timeout=2)
     assert not result["ok"] and result["error"].startswith(f"Could not reach the model server at {dead}")
-    with pytest.raises(RuntimeError, match="no model to sample from"):
+    with pytest.raises(RuntimeError, match=f"no model to sample from .Could not reach the model server at {dead}"):
         sampling.served_models(dead, timeout=2)
 
 
 @pytest.mark.parametrize("module", ["modelserving/client.py", "training/jobs/sampling.py"])
-def test_the_clients_hand_the_sdk_no_other_librarys_objects(module):
+def test_the_client_hands_the_sdk_no_other_librarys_objects(module):
     # The SDK picks its HTTP library (httpx2 in 3.x); these modules import none of their own.
     tree = ast.parse((ROOT / module).read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)

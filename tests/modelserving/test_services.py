@@ -128,7 +128,7 @@ def test_a_refused_request_fails_at_once_with_the_servers_reason(variant_factory
 
 @pytest.mark.django_db(transaction=True)
 def test_unreachable_endpoint_asks_for_a_retry_with_growing_backoff(variant_factory, settings, undispatched):
-    from ..helpers.processes import free_port
+    from bench.processes import free_port
 
     settings.SAMPLING = {**settings.SAMPLING, "MAX_ATTEMPTS": 3, "BACKOFF_BASE": 2.0, "BACKOFF_MAX": 100.0}
     variant_factory("gone", base_url=f"http://127.0.0.1:{free_port()}/v1", model_name="m")

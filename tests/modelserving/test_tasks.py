@@ -5,11 +5,12 @@ import signal
 
 import pytest
 
+from bench.processes import ModelServer, free_port
 from modelserving import services, tasks
 from modelserving.models import Generation
+from tests.helpers.silent_server import SilentServer
 
 from ..conftest import WORKER_SAMPLING, wait_for
-from ..helpers.processes import ModelServer, SilentServer, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -71,7 +71,7 @@ class ScriptedServer:
 
     model_name = MODEL
 
-    def start(self) -> "ScriptedServer":
+    def start(self) -> ScriptedServer:
         self.thread.start()
         return self
 
@@ -148,7 +148,8 @@ class ScriptedServer:
                     time.sleep(server.chunk_delay)
                     event({**base, "choices": [{"index": 0, "delta": {"content": piece}}]})
                 event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                       "usage": {"prompt_tokens": 5, "completion_tokens": len(pieces), "total_tokens": 5 + len(pieces)}})
+                       "usage": {"prompt_tokens": 5, "completion_tokens": len(pieces),
+                                 "total_tokens": 5 + len(pieces)}})
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
                 self.close_connection = True

@@ -1,4 +1,5 @@
-"""Real processes the tests run: `transformers serve` on loopback and a Celery worker."""
+"""Real processes the tests and the benchmarks run: model servers on loopback, Celery workers, gunicorn,
+Redis and PostgreSQL of their own."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import httpx
 
 from modelserving.local_models import serve_command, serve_environment
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = ROOT / "var" / "test-logs"
 
 
@@ -55,7 +56,7 @@ class ModelServer:
     def model_name(self) -> str:
         return str(self.model_dir)
 
-    def start(self) -> "ModelServer":
+    def start(self) -> ModelServer:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOG_DIR / f"model-server-{self.port}.log"
         self.process = subprocess.Popen(
@@ -67,7 +68,7 @@ class ModelServer:
         )
         return self
 
-    def wait_ready(self, timeout: float = 120) -> "ModelServer":
+    def wait_ready(self, timeout: float = 120) -> ModelServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -100,7 +101,7 @@ class CeleryWorker:
     def _celery(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "celery", "-A", "config", *args]
 
-    def start(self, timeout: float = 60) -> "CeleryWorker":
+    def start(self, timeout: float = 60) -> CeleryWorker:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         if self.purge:
             subprocess.run(self._celery("purge", "-f", "-Q", self.queues), env=self.env, cwd=ROOT,
@@ -132,36 +133,6 @@ class CeleryWorker:
             _stop(self.process, timeout=30)
 
 
-class SilentServer:
-    """A TCP listener that accepts connections and never answers: a hung endpoint."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self.sock.settimeout(0.05)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def drain(self) -> int:
-        """Accept what is waiting; returns how many connections arrived so far."""
-        while True:
-            try:
-                connection, _ = self.sock.accept()
-            except (TimeoutError, BlockingIOError, OSError):
-                return len(self.accepted)
-            self.accepted.append(connection)
-
-    def close(self) -> None:
-        for connection in self.accepted:
-            connection.close()
-        self.sock.close()
-
-
 def _wait_port(port: int, process: subprocess.Popen, log_path: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -188,7 +159,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -214,7 +185,7 @@ class WebServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60) -> "WebServer":
+    def start(self, timeout: float = 60) -> WebServer:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
@@ -258,7 +229,7 @@ class PostgresCluster:
     def url(self, database: str) -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
 
-    def init(self) -> "PostgresCluster":
+    def init(self) -> PostgresCluster:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
@@ -271,7 +242,7 @@ class PostgresCluster:
                   "--no-sync", "-E", "UTF8")
         return self
 
-    def start(self) -> "PostgresCluster":
+    def start(self) -> PostgresCluster:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} -c fsync=off"
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log_path), "-o", options,
                   "-w", "-t", "60", "start")

@@ -4,7 +4,7 @@ from django.contrib.auth.models import User
 
 from .models import AnnotatorProfile, AuditEntry, Invitation, Vendor
 from .roles import ROLES
-
+from .services import vendor_create
 
 admin.site.unregister(User)
 
@@ -51,6 +51,13 @@ class InvitationAdmin(admin.ModelAdmin):
 class VendorAdmin(admin.ModelAdmin):
     list_display = ("name", "slug", "created_at")
     prepopulated_fields = {"slug": ("name",)}
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        # A new vendor goes through the one service that makes vendors (its form checked Vendor.clean).
+        saved = vendor_create(name=obj.name, slug=obj.slug, notes=obj.notes)
+        obj.pk, obj.created_at = saved.pk, saved.created_at
 
 
 @admin.register(AnnotatorProfile)

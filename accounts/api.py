@@ -17,7 +17,6 @@ from .permissions import AdminOnly
 from .roles import ROLES, primary_role
 
 
-
 class InvitationCreateSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=list(ROLES))
     email = serializers.EmailField(required=False, allow_blank=True, default="")

@@ -6,6 +6,8 @@ checks a password with no request at all (the test client's ``login``, a managem
 address to lock and is not a door: axes would raise there, so it is skipped.
 """
 
+from datetime import UTC
+
 from axes.backends import AxesStandaloneBackend
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
@@ -50,7 +52,7 @@ class PasswordBackend(ModelBackend):
 
 def token_expired(created) -> bool:
     """Whether a token made at ``created`` is older than API_TOKEN_MAX_AGE_HOURS."""
-    from datetime import datetime, timedelta, timezone as tz
+    from datetime import datetime, timedelta
 
     from django.conf import settings
     from django.utils import timezone
@@ -60,7 +62,7 @@ def token_expired(created) -> bool:
     if isinstance(created, str):  # a raw statement's column, as some backends hand it over
         created = datetime.fromisoformat(created)
     if timezone.is_naive(created):
-        created = created.replace(tzinfo=tz.utc)
+        created = created.replace(tzinfo=UTC)
     return created < timezone.now() - timedelta(hours=settings.API_TOKEN_MAX_AGE_HOURS)
 
 

@@ -1,6 +1,7 @@
 import hashlib
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -56,6 +57,12 @@ class Vendor(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        """Names are unique whatever their case (Acme and ACME are one company), in the admin as in
+        accounts.services.vendor_create."""
+        if self.name and Vendor.objects.filter(name__iexact=self.name).exclude(pk=self.pk).exists():
+            raise ValidationError({"name": f"A vendor named {self.name!r} exists already."})
 
 
 class AnnotatorProfile(models.Model):

@@ -57,7 +57,8 @@ def _user_with_roles_sql(by: str) -> str:
     columns = ", ".join(f"u.{q(field.column)}" for field in user_model._meta.concrete_fields)
     roles = ", ".join(
         f"EXISTS (SELECT 1 FROM {q(links.db_table)} ug JOIN {q(Group._meta.db_table)} g "
-        f"ON g.{q(Group._meta.pk.column)} = ug.{q(group_column)} WHERE ug.{q(user_column)} = {user_pk} AND g.name = '{role}') AS role_{role}" for role in ROLES)
+        f"ON g.{q(Group._meta.pk.column)} = ug.{q(group_column)} "
+        f"WHERE ug.{q(user_column)} = {user_pk} AND g.name = '{role}') AS role_{role}" for role in ROLES)
     if by == "token":
         token = Token._meta
         return (f"SELECT {columns}, {roles}, t.{q(token.get_field('created').column)} AS token_created "

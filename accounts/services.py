@@ -9,7 +9,6 @@ from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -26,10 +25,9 @@ def _check_role(role: str) -> None:
 
 @transaction.atomic
 def vendor_create(*, name: str, slug: str = "", notes: str = "") -> Vendor:
-    slug = slug or slugify(name)
-    if Vendor.objects.filter(Q(name__iexact=name) | Q(slug=slug)).exists():
-        raise ValidationError(f"A vendor named {name!r} exists already.")
-    vendor = Vendor(name=name, slug=slug, notes=notes)
+    """A new vendor (the admin's "Add vendor" saves through this too); its name unique whatever
+    its case (Vendor.clean)."""
+    vendor = Vendor(name=name, slug=slug or slugify(name), notes=notes)
     vendor.full_clean()
     vendor.save()
     return vendor

@@ -1,14 +1,15 @@
 from django.contrib import admin
+from django.core.exceptions import BadRequest
 from django.http import JsonResponse
+from django.urls import include, path
 from django.views.defaults import bad_request as django_bad_request
 from django.views.defaults import page_not_found
-from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from core import fields as strict
 from core.throttles import LoginThrottle
@@ -80,7 +81,8 @@ def bad_request(request, exception=None):
     """400 for what Django refuses before a view runs (a body over DATA_UPLOAD_MAX_MEMORY_SIZE, too
     many fields): JSON under /api/."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Bad request (too large, or malformed)."}, status=400)
+        said = str(exception) if isinstance(exception, BadRequest) and str(exception) else ""
+        return JsonResponse({"detail": said or "Bad request (too large, or malformed)."}, status=400)
     return django_bad_request(request, exception)
 
 

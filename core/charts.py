@@ -24,7 +24,8 @@ def bar_chart(title: str, items: list[tuple[str, float]], *, value_format: str =
         parts.append(f'<text x="{label_width - 6}" y="{y + bar_height * 0.7:.1f}" font-size="12" '
                      f'text-anchor="end" fill="#1d2330">{escape(str(label)[:28])}</text>')
         parts.append(f'<rect x="{label_width}" y="{y}" width="{length:.1f}" height="{bar_height}" rx="3" '
-                     f'fill="{colour}"><title>{escape(str(label))}: {escape(value_format.format(value))}</title></rect>')
+                     f'fill="{colour}"><title>{escape(str(label))}: '
+                     f'{escape(value_format.format(value))}</title></rect>')
         parts.append(f'<text x="{label_width + length + 6:.1f}" y="{y + bar_height * 0.7:.1f}" font-size="12" '
                      f'fill="#5b6474">{escape(value_format.format(value))}</text>')
     if not items:

@@ -7,11 +7,13 @@ their own status:
   turn already judged differently): 409;
 - ``Unavailable``: nothing can serve it now (no active policy variant): 503;
 - ``TooMany``: the caller already has as much work in flight as one person may: 429.
-``NotYours`` is what a view raises for an id the caller may not see, whether it exists or not: 404
-with the body of an unknown id, so nothing tells another user's ids from unknown ones.
+``NotYours`` is what a selector raises for an id the caller may not see, whether it exists or not:
+404 with the body of an unknown id, so nothing tells another user's ids from unknown ones (an
+``Http404``, so a page answers it as Django answers an unknown URL).
 """
 
 from django.core.exceptions import ValidationError
+from django.http import Http404
 
 
 class Conflict(ValidationError):
@@ -26,7 +28,7 @@ class TooMany(ValidationError):
     """The caller has too much in flight; try again once some of it is done."""
 
 
-class NotYours(Exception):
+class NotYours(Http404):
     """Unknown, or someone else's: the same answer either way."""
 
 

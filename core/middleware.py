@@ -1,5 +1,6 @@
 """Middleware of Tandem's own."""
 
+from django.core.exceptions import BadRequest
 from django.shortcuts import render
 from django.urls import Resolver404, resolve
 
@@ -39,3 +40,17 @@ class LoginRateLimit:
             return resolve(request.path_info).view_name in LOGIN_VIEWS
         except Resolver404:
             return False
+
+
+class RefuseNulCharacters:
+    """A query string that carries a NUL character is refused 400 before any view runs. No value in
+    Tandem may hold one (Django's and DRF's form fields refuse them in bodies; PostgreSQL's text
+    refuses them outright), and a filter that passed one on would answer 500."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if any("\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()):
+            raise BadRequest("A query parameter contains a NUL character.")
+        return self.get_response(request)

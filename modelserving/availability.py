@@ -48,11 +48,6 @@ def open_outages():
     return VariantOutage.objects.filter(ended_at__isnull=True)
 
 
-def pairable_variants():
-    """Active variants with no open outage: what a new pair may be drawn from."""
-    return active_variants().exclude(pk__in=open_outages().values("variant_id"))
-
-
 def pairable_or_refuse() -> list[PolicyVariant]:
     """The variants a new pair may use, or NoActiveVariant (503) with the reason in words an
     annotator may read: none set up, or fewer than two answering where two or more are."""
@@ -129,7 +124,8 @@ def _backoff(failed_probes: int) -> timedelta:
     return timedelta(seconds=min(_health("RETRY_MAX"), _health("RETRY_AFTER") * 2 ** max(0, failed_probes - 1)))
 
 
-def outage_open(*, variant: PolicyVariant, cause: str, reason: str, now: datetime | None = None) -> VariantOutage | None:
+def outage_open(*, variant: PolicyVariant, cause: str, reason: str,
+                now: datetime | None = None) -> VariantOutage | None:
     """Take ``variant`` out of pairing (None when it already is)."""
     now = now or timezone.now()
     try:

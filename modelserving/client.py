@@ -94,7 +94,7 @@ def _describe(error: Exception, endpoint: Endpoint) -> EndpointError:
     return EndpointError(f"Unexpected answer from the model server at {where}: {_short(str(error))}", transient=False)
 
 
-def _status_detail(error: "openai.APIStatusError") -> str:
+def _status_detail(error: openai.APIStatusError) -> str:
     """The server's own words: the JSON `detail`/`error.message`, or the body's text."""
     body = error.body
     if body is None:

@@ -82,8 +82,9 @@ def variant_update(*, variant: PolicyVariant, **fields) -> PolicyVariant:
 
 def variant_approve(*, variant: PolicyVariant, admin) -> PolicyVariant:
     """An admin accepts the endpoint a researcher filed: from now on it is sampled like any other."""
-    from accounts.roles import ADMIN, has_role
     from django.core.exceptions import PermissionDenied
+
+    from accounts.roles import ADMIN, has_role
 
     if not has_role(admin, ADMIN):
         raise PermissionDenied("Only admins approve an endpoint.")

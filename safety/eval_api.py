@@ -5,17 +5,15 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from core.pagination import list_schema, paginated
 
 from accounts.permissions import AnnotatorOnly, StaffRole
 from core import fields as strict
 from core.leases import LeaseLost
+from core.pagination import list_schema, paginated
 from modelserving.models import PolicyVariant
 
 from . import evaluation as service
 from .models import SafetyEvaluation, SafetyRating
-
-
 
 
 class PromptSerializer(serializers.Serializer):

@@ -21,8 +21,8 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from accounts.roles import ADMIN, ANNOTATOR, RESEARCHER, has_role
-from annotation.quality.agreement import bootstrap_ci, gwet_ac1, gwet_ac2
 from annotation.models import AttackVector, RiskCategory
+from annotation.quality.agreement import bootstrap_ci, gwet_ac1, gwet_ac2
 from core import leases
 from core.statistics import wilson
 from modelserving.models import Generation, PolicyVariant
@@ -141,7 +141,8 @@ def rating_submit(*, slot: SafetyRating, rater, lease_token, rating) -> SafetyRa
         if slot.status == SafetyRating.Status.DONE and slot.rater_id == rater.pk:
             raise leases.LeaseLost("You already rated this response.")
         leases.lease_check(slot, user=rater, token=lease_token, what="rating")
-        slot.rating, slot.rater, slot.status, slot.submitted_at = rating, rater, SafetyRating.Status.DONE, timezone.now()
+        slot.rating, slot.rater, slot.status, slot.submitted_at = (rating, rater, SafetyRating.Status.DONE,
+                                                                   timezone.now())
         slot.lease_token = slot.lease_expires_at = None
         slot.save()
     return slot

@@ -27,6 +27,7 @@ from django.utils import timezone
 from accounts.roles import ANNOTATOR, has_role
 from annotation.models import AttackVector, RiskCategory
 from annotation.text import MAX_MESSAGE_CHARS
+from core.exceptions import NotYours
 from modelserving.models import Generation, PolicyVariant
 from modelserving.selectors import active_variants
 from modelserving.services import generation_request
@@ -231,14 +232,22 @@ def session_finish(*, session: RedTeamSession, annotator) -> RedTeamSession:
 # --- Selectors for the pages and the API ----------------------------------------------------
 
 
-def own_session(*, annotator, pk: int) -> RedTeamSession | None:
-    return RedTeamSession.objects.select_related("variant").filter(pk=pk, annotator=annotator).first()
+def own_session(*, annotator, pk: int) -> RedTeamSession:
+    """The annotator's session ``pk``; NotYours (404 through pages and API alike) otherwise."""
+    session = RedTeamSession.objects.select_related("variant").filter(pk=pk, annotator=annotator).first()
+    if session is None:
+        raise NotYours
+    return session
 
 
-def own_attempt(*, annotator, pk: int) -> RedTeamAttempt | None:
-    return (RedTeamAttempt.objects.select_related("session__variant", "generation", "risk_category",
-                                                  "attack_vector")
-            .filter(pk=pk, session__annotator=annotator).first())
+def own_attempt(*, annotator, pk: int) -> RedTeamAttempt:
+    """The annotator's attempt ``pk``; NotYours (404) otherwise."""
+    attempt = (RedTeamAttempt.objects.select_related("session__variant", "generation", "risk_category",
+                                                     "attack_vector")
+               .filter(pk=pk, session__annotator=annotator).first())
+    if attempt is None:
+        raise NotYours
+    return attempt
 
 
 def sessions_for(*, annotator):

@@ -13,15 +13,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import AnnotatorOnly, StaffRole
-from core import fields as strict
 from annotation.models import AttackVector, RiskCategory
-from core.exceptions import NotYours
+from core import fields as strict
 from core.pagination import list_schema, paginated
 from modelserving.models import PolicyVariant
 
 from . import redteam
-
-
 
 # --- Serializers (shape only; the rules are safety.redteam's) ---------------------------------
 
@@ -99,16 +96,10 @@ class RedTeamAPIView(APIView):
     permission_classes = [AnnotatorOnly]
 
     def own_session(self, pk: int):
-        session = redteam.own_session(annotator=self.request.user, pk=pk)
-        if session is None:
-            raise NotYours
-        return session
+        return redteam.own_session(annotator=self.request.user, pk=pk)
 
     def own_attempt(self, pk: int):
-        attempt = redteam.own_attempt(annotator=self.request.user, pk=pk)
-        if attempt is None:
-            raise NotYours
-        return attempt
+        return redteam.own_attempt(annotator=self.request.user, pk=pk)
 
 
 class SessionListCreate(RedTeamAPIView):

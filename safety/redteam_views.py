@@ -9,7 +9,6 @@ from datetime import datetime
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -20,6 +19,7 @@ from annotation.models import AttackVector, RiskCategory
 from core.charts import bar_chart
 from core.exceptions import refusal_status
 from core.forms import add_service_errors
+from core.values import yes_no
 from modelserving.models import PolicyVariant
 
 from . import redteam
@@ -55,20 +55,6 @@ def _problems(error: ValidationError) -> list[str]:
 
 def _form_problems(form: forms.Form) -> list[str]:
     return [problem for problems in form.errors.values() for problem in problems]
-
-
-def _own_session(request, pk: int):
-    session = redteam.own_session(annotator=request.user, pk=pk)
-    if session is None:
-        raise Http404
-    return session
-
-
-def _own_attempt(request, pk: int):
-    attempt = redteam.own_attempt(annotator=request.user, pk=pk)
-    if attempt is None:
-        raise Http404
-    return attempt
 
 
 def _attempt_context(attempt, *, problems=()) -> dict:
@@ -124,7 +110,7 @@ def session_start(request):
 @require_GET
 @role_required(ANNOTATOR)
 def session_detail(request, pk: int):
-    session = _own_session(request, pk)
+    session = redteam.own_session(annotator=request.user, pk=pk)
     return render(request, "safety/redteam_session.html", {
         **_clock_context(session),
         "attempts": [_attempt_context(a) for a in redteam.session_attempts(session=session)],
@@ -135,13 +121,14 @@ def session_detail(request, pk: int):
 @require_GET
 @role_required(ANNOTATOR)
 def session_clock(request, pk: int):
-    return render(request, "safety/_redteam_clock.html", _clock_context(_own_session(request, pk), oob=True))
+    session = redteam.own_session(annotator=request.user, pk=pk)
+    return render(request, "safety/_redteam_clock.html", _clock_context(session, oob=True))
 
 
 @require_POST
 @role_required(ANNOTATOR)
 def attempt_post(request, pk: int):
-    session = _own_session(request, pk)
+    session = redteam.own_session(annotator=request.user, pk=pk)
     form = AttemptForm(request.POST)
     problems = _form_problems(form) if not form.is_valid() else []
     attempt = None
@@ -163,25 +150,24 @@ def attempt_post(request, pk: int):
                                  "attack_vector": form.cleaned_data["attack_vector"]})
     return render(request, "safety/_redteam_prompt_form.html", {
         "session": session, "form": fresh,
-        "new_attempt": _attempt_context(_own_attempt(request, attempt.pk))})
+        "new_attempt": _attempt_context(redteam.own_attempt(annotator=request.user, pk=attempt.pk))})
 
 
 @require_GET
 @role_required(ANNOTATOR)
 def attempt_fragment(request, pk: int):
-    return render(request, "safety/_redteam_attempt.html", _attempt_context(_own_attempt(request, pk)))
-
-
-_VIOLATING = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
+    attempt = redteam.own_attempt(annotator=request.user, pk=pk)
+    return render(request, "safety/_redteam_attempt.html", _attempt_context(attempt))
 
 
 @require_POST
 @role_required(ANNOTATOR)
 def attempt_mark(request, pk: int):
-    attempt = _own_attempt(request, pk)
-    violating = _VIOLATING.get(request.POST.get("violating", "").lower())
+    attempt = redteam.own_attempt(annotator=request.user, pk=pk)
     problems = []
-    if violating is None:
+    try:
+        violating = yes_no(request.POST.get("violating", ""))
+    except ValueError:
         problems = ["Say violating or not violating."]
     else:
         try:
@@ -195,13 +181,13 @@ def attempt_mark(request, pk: int):
         return redirect("safety:redteam_session", pk=attempt.session_id)
     # Problems come back inside the fragment, with 200: htmx swaps only 2xx answers.
     return render(request, "safety/_redteam_attempt.html",
-                  _attempt_context(_own_attempt(request, pk), problems=problems))
+                  _attempt_context(redteam.own_attempt(annotator=request.user, pk=pk), problems=problems))
 
 
 @require_POST
 @role_required(ANNOTATOR)
 def session_finish(request, pk: int):
-    session = redteam.session_finish(session=_own_session(request, pk), annotator=request.user)
+    session = redteam.session_finish(session=redteam.own_session(annotator=request.user, pk=pk), annotator=request.user)
     messages.success(request, f"Session #{session.pk} finished.")
     return redirect("safety:redteam_session", pk=session.pk)
 
@@ -233,7 +219,8 @@ def results(request):
                       [(row["variant"], row["robustness_factor"] or 0.0) for row in table],
                       value_format="{:.2f}", width=560)
     return render(request, "safety/redteam_results.html", {
-        "table": table, "chart": chart, "coverage": redteam.coverage(variant=variant, since=since, vendor=vendor), "vendor": vendor or "",
+        "table": table, "chart": chart,
+        "coverage": redteam.coverage(variant=variant, since=since, vendor=vendor), "vendor": vendor or "",
         "variants": PolicyVariant.objects.order_by("name"), "variant": variant,
         "since": since.date().isoformat() if since else "",
     })

@@ -15,20 +15,19 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from core.pagination import list_schema, paginated
 
 from accounts.permissions import AdminOnly
 from core import fields as strict
 from core.exceptions import Conflict
+from core.pagination import list_schema, paginated
 
 from ..models import Batch, ExportJob, Focus, PreferenceSource
-from .services import batch_freeze
 from .export_jobs import export_download, export_request
 from .exports import FORMATS
 from .imports import READERS, preferences_import, refuse_oversized
 from .selectors import batch_by_label
+from .services import batch_freeze
 from .stats import batch_statistics
-
 
 
 class BatchSerializer(serializers.ModelSerializer):

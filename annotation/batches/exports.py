@@ -140,15 +140,16 @@ def full_record(turn: dict, generations: list[dict], *, batch_label: str, varian
     }
 
 
-def trl_record(record: dict, *, margin_table: str = DEFAULT_MARGIN_TABLE) -> dict | None:
-    """TRL's conversational preference example under any margin table; None for a pair without a winner."""
+def trl_record(record: dict, *, margin_table: str | None = DEFAULT_MARGIN_TABLE) -> dict | None:
+    """TRL's conversational preference example under a margin table; None for a pair without a winner.
+    ``margin_table=None``: no margin, only the strength (the reward job applies its own table)."""
     if record["chosen"] is None:
         return None
     return {
         "prompt": record["context"],
         "chosen": [{"role": "assistant", "content": record["chosen"]["text"]}],
         "rejected": [{"role": "assistant", "content": record["rejected"]["text"]}],
-        "margin": margin_for(record["strength"], margin_table),
+        "margin": margin_for(record["strength"], margin_table) if margin_table else None,
         "focus": record["focus"],
         "strength": record["strength"],
         "split": record["split"],
@@ -246,7 +247,8 @@ def export_write(*, batch: Batch, fmt: str, out_dir: Path, progress: Callable[[i
         if fmt in LINE_FORMATS or fmt == "sft":
             rows = 0
             lines = (_encoded_lines(batch, fmt) if fmt in LINE_FORMATS else
-                     (orjson.dumps(r, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE) for r in sft_records(batch)))
+                     (orjson.dumps(r, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+                      for r in sft_records(batch)))
             with open(partial, "wb", buffering=1 << 20) as handle:
                 for line in _counted(lines, progress):
                     if line is not None:

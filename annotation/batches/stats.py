@@ -53,7 +53,7 @@ def batch_statistics(batch: Batch, *, vendor: str | None = None) -> dict:
     token_counts = {"chosen": [], "rejected": []}
     rows = judged.values_list("id", "dialogue_id", "dialogue__annotator__username", "strength", "safety_bin",
                               "both_unusable", "chosen_generation_id", "left_generation_id").order_by("id")
-    for (turn_id, dialogue_id, annotator, strength, safety_bin, unusable, chosen_id, left_id) in rows.iterator(
+    for (_turn_id, dialogue_id, annotator, strength, safety_bin, _unusable, chosen_id, left_id) in rows.iterator(
             chunk_size=5000):
         by_strength[strength or "both_unusable"] += 1
         if safety_bin:
@@ -99,7 +99,8 @@ def batch_statistics(batch: Batch, *, vendor: str | None = None) -> dict:
             "per_annotator": {a: round(left_chosen[a] / n, 4) for a, n in sorted(with_choice.items())},
             # The Wilson 95 % interval of each share; an annotator whose interval leaves out 0.5 is flagged.
             "overall_interval": share_with_interval(sum(left_chosen.values()), total_choices),
-            "per_annotator_interval": {a: share_with_interval(left_chosen[a], n) for a, n in sorted(with_choice.items())},
+            "per_annotator_interval": {a: share_with_interval(left_chosen[a], n)
+                                       for a, n in sorted(with_choice.items())},
             "flagged": [a for a, n in sorted(with_choice.items()) if share_with_interval(left_chosen[a], n)["biased"]],
         },
         "per_annotator_volume": dict(sorted(volume.items(), key=lambda item: (-item[1], item[0]))),

@@ -10,10 +10,10 @@ from accounts.decorators import role_required
 from accounts.roles import ADMIN
 
 from ..models import Batch, ExportJob
-from .services import batch_freeze, is_current
 from .export_jobs import export_download, export_request
 from .exports import FORMATS
 from .selectors import batch_by_label
+from .services import batch_freeze, is_current
 from .stats import batch_statistics, charts
 
 

@@ -3,14 +3,16 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
+
 from core import fields as strict
 from core.pagination import list_schema, paginated
 from core.validators import not_blank
 
 from ..models import Demonstration
-from . import services
-from ..workspace.api import AnnotationAPIView, _own_turn
 from ..text import MAX_ANSWER_CHARS, MAX_MESSAGE_CHARS
+from ..workspace.api import AnnotationAPIView
+from ..workspace.selectors import own_turn
+from . import services
 
 
 class DemonstrationSerializer(serializers.ModelSerializer):
@@ -52,7 +54,7 @@ class DemonstrationListCreate(AnnotationAPIView):
 class TurnRewrite(AnnotationAPIView):
     @extend_schema(request=RewriteSerializer, responses={201: DemonstrationSerializer})
     def post(self, request, pk: int):
-        turn = _own_turn(request, pk)
+        turn = own_turn(annotator=request.user, pk=pk)
         incoming = RewriteSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         demonstration = services.demonstration_rewrite(annotator=request.user, turn=turn,

@@ -12,8 +12,8 @@ from accounts.roles import ANNOTATOR
 from core.forms import add_service_errors
 
 from ..models import Demonstration
-from . import services
 from ..workspace.selectors import own_turn
+from . import services
 
 
 class DemonstrationForm(forms.Form):
@@ -49,7 +49,7 @@ def demonstrations(request):
 @require_http_methods(["GET", "POST"])
 def rewrite(request, pk: int):
     turn = own_turn(annotator=request.user, pk=pk)
-    if turn is None or not turn.is_judged or turn.chosen_generation_id is None:
+    if not turn.is_judged or turn.chosen_generation_id is None:
         raise Http404
     chosen = turn.chosen_generation
     form = RewriteForm(request.POST or None, initial={"answer": chosen.text})

@@ -68,7 +68,8 @@ class Guideline(models.Model):
         ordering = ["focus", "-version"]
         constraints = [
             models.UniqueConstraint(fields=["focus", "version"], name="guideline_unique_version"),
-            models.UniqueConstraint(fields=["focus"], condition=Q(is_active=True), name="guideline_one_active_per_focus"),
+            models.UniqueConstraint(fields=["focus"], condition=Q(is_active=True),
+                                    name="guideline_one_active_per_focus"),
         ]
 
     def __str__(self):
@@ -247,7 +248,8 @@ class Demonstration(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.CheckConstraint(condition=Q(kind="written") | Q(turn__isnull=False), name="demonstration_rewrite_has_turn"),
+            models.CheckConstraint(condition=Q(kind="written") | Q(turn__isnull=False),
+                                   name="demonstration_rewrite_has_turn"),
         ]
         triggers = [frozen.DEMONSTRATION]
 

@@ -5,12 +5,13 @@ A frozen batch's turns (with their judgements and snapshots), their pairs, the g
 those pairs and its demonstrations cannot be added, changed, moved in or out, or deleted, and the
 frozen batch row itself cannot change (it holds the snapshot the exports read). Each rule looks at
 the row's old values (UPDATE, DELETE) and its new ones (INSERT, UPDATE), so neither a new row
-pointing into the batch nor a row moved into or out of it gets through. The application never tries; the triggers stop raw SQL, a
-shell or a future bug. PostgreSQL gets them through django-pgtrigger (declared in the models'
-Meta, installed by migrations); the SQLite default gets the same rules as plain SQLite triggers
-(installed after every migrate and flush by ``sqlite_triggers_install``, since SQLite drops a
-table's triggers whenever a migration rebuilds the table). Both answer with an integrity error
-(SQLSTATE 23000), which Django raises as ``django.db.IntegrityError``.
+pointing into the batch nor a row moved into or out of it gets through. The application never
+tries; the triggers stop raw SQL, a shell or a future bug. PostgreSQL gets them through
+django-pgtrigger (declared in the models' Meta, installed by migrations); the SQLite default gets
+the same rules as plain SQLite triggers (installed after every migrate and flush by
+``sqlite_triggers_install``, since SQLite drops a table's triggers whenever a migration rebuilds
+the table). Both answer with an integrity error (SQLSTATE 23000), which Django raises as
+``django.db.IntegrityError``.
 """
 
 import pgtrigger

@@ -70,8 +70,8 @@ def ratings(*, batch=None, focus: str | None = None) -> dict[int, list[Rating]]:
     turns = Turn.objects.filter(pk__in={row["turn_id"] for row in review_rows}).order_by("pk")
     for row in turns.values("pk", "dialogue__annotator_id", "dialogue__annotator__profile__vendor__slug",
                             "left_generation_id", *common):
-        first = _rating(row, rater_key="dialogue__annotator_id", vendor_key="dialogue__annotator__profile__vendor__slug",
-                        left_key="left_generation_id")
+        first = _rating(row, rater_key="dialogue__annotator_id",
+                        vendor_key="dialogue__annotator__profile__vendor__slug", left_key="left_generation_id")
         if first:
             items[row["pk"]].append(first)
     for row in review_rows:

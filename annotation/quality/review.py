@@ -30,7 +30,6 @@ from core.leases import LeaseLost
 from ..models import Focus, GoldItem, OverlapPolicy, ReviewTask, Turn
 from ..workspace.judgements import JUDGEMENT_FIELDS, MAX_REASON_CHARS, MAX_TIME_SPENT_MS, Judgement, resolve_judgement
 
-
 # How many other annotators an overlapped turn goes to, at most.
 MAX_OVERLAP_REVIEWERS = 10
 

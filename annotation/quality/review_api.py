@@ -12,11 +12,10 @@ from core.leases import LeaseLost
 
 from ..batches.selectors import batch_by_label
 from ..models import Focus, ReviewTask, Turn
-from . import review
 from ..workspace.judgements import MAX_REASON_CHARS, Judgement
 from ..workspace.serializers import JudgementSerializer
+from . import review
 from .quality import quality_report
-
 
 
 class ReviewTaskSerializer(serializers.Serializer):

@@ -16,8 +16,8 @@ from core.leases import LeaseLost
 from ..batches.selectors import batch_by_label
 from ..models import Batch, Focus, GoldItem, OverlapPolicy, ReviewTask, Turn
 from ..workspace import scale
-from . import review
 from ..workspace.forms import JudgementForm
+from . import review
 from .quality import quality_report
 
 

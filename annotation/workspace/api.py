@@ -10,7 +10,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import AnyRole
-from core.exceptions import NotYours
 from core.pagination import list_schema, paginated
 from core.schema import SAMPLING_UNAVAILABLE
 
@@ -26,20 +25,6 @@ from .serializers import (
     TurnPostSerializer,
     TurnSerializer,
 )
-
-
-def _own_dialogue(request, pk):
-    dialogue = own_dialogue(annotator=request.user, pk=pk)
-    if dialogue is None:
-        raise NotYours
-    return dialogue
-
-
-def _own_turn(request, pk):
-    turn = own_turn(annotator=request.user, pk=pk)
-    if turn is None:
-        raise NotYours
-    return turn
 
 
 class AnnotationAPIView(APIView):
@@ -67,32 +52,34 @@ class DialogueListCreate(AnnotationAPIView):
 class DialogueDetail(AnnotationAPIView):
     @extend_schema(responses=DialogueSerializer)
     def get(self, request, pk: int):
-        return Response(DialogueSerializer(_own_dialogue(request, pk)).data)
+        return Response(DialogueSerializer(own_dialogue(annotator=request.user, pk=pk)).data)
 
 
 class DialogueTurns(AnnotationAPIView):
     @extend_schema(request=TurnPostSerializer, responses={201: TurnSerializer, 503: SAMPLING_UNAVAILABLE},
                    description="Post the next user message; a pair is sampled for it.")
     def post(self, request, pk: int):
-        dialogue = _own_dialogue(request, pk)
+        dialogue = own_dialogue(annotator=request.user, pk=pk)
         incoming = TurnPostSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         turn = services.turn_post(dialogue=dialogue, annotator=request.user,
                                   user_message=incoming.validated_data["user_message"])
-        return Response(TurnSerializer(_own_turn(request, turn.pk)).data, status=status.HTTP_201_CREATED)
+        turn = own_turn(annotator=request.user, pk=turn.pk)
+        return Response(TurnSerializer(turn).data, status=status.HTTP_201_CREATED)
 
 
 class DialogueFinish(AnnotationAPIView):
     @extend_schema(request=None, responses=DialogueSerializer)
     def post(self, request, pk: int):
-        dialogue = services.dialogue_finish(dialogue=_own_dialogue(request, pk), annotator=request.user)
+        dialogue = own_dialogue(annotator=request.user, pk=pk)
+        dialogue = services.dialogue_finish(dialogue=dialogue, annotator=request.user)
         return Response(DialogueSerializer(dialogue).data)
 
 
 class TurnDetail(AnnotationAPIView):
     @extend_schema(responses=TurnSerializer)
     def get(self, request, pk: int):
-        return Response(TurnSerializer(_own_turn(request, pk)).data)
+        return Response(TurnSerializer(own_turn(annotator=request.user, pk=pk)).data)
 
 
 class NextTurn(AnnotationAPIView):
@@ -111,8 +98,6 @@ class TurnJudgement(AnnotationAPIView):
                    description="201 when stored; 200 when the same judgement was already stored (a retry).")
     def post(self, request, pk: int):
         turn = own_turn_bare(annotator=request.user, pk=pk)
-        if turn is None:
-            raise NotYours
         incoming = JudgementSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         turn, created = judgements.judgement_submit(turn=turn, annotator=request.user,
@@ -123,11 +108,11 @@ class TurnJudgement(AnnotationAPIView):
 class TurnRetry(AnnotationAPIView):
     @extend_schema(request=RetrySerializer, responses={202: TurnSerializer})
     def post(self, request, pk: int):
-        turn = _own_turn(request, pk)
+        turn = own_turn(annotator=request.user, pk=pk)
         incoming = RetrySerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         services.generation_retry(turn=turn, annotator=request.user, side=incoming.validated_data["side"])
-        return Response(TurnSerializer(_own_turn(request, pk)).data, status=status.HTTP_202_ACCEPTED)
+        return Response(TurnSerializer(own_turn(annotator=request.user, pk=pk)).data, status=status.HTTP_202_ACCEPTED)
 
 
 class RiskCategoryList(AnnotationAPIView):

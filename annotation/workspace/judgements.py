@@ -15,7 +15,6 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from core.exceptions import Conflict
-
 from modelserving.models import Generation
 
 from ..batches.services import batch_for

@@ -6,6 +6,7 @@ business."""
 from django.db.models import Prefetch
 from django.utils import timezone
 
+from core.exceptions import NotYours
 from modelserving.models import Generation
 
 from ..models import Dialogue, Turn
@@ -68,19 +69,29 @@ def active_dialogues_for(*, annotator):
     return Dialogue.objects.filter(annotator=annotator, status=Dialogue.Status.ACTIVE).order_by("-updated_at")
 
 
-def own_dialogue(*, annotator, pk: int) -> Dialogue | None:
-    """The annotator's dialogue ``pk``, or None when it is unknown or someone else's."""
-    return Dialogue.objects.select_related("risk_category", "attack_vector", "guideline").filter(
+def own_dialogue(*, annotator, pk: int) -> Dialogue:
+    """The annotator's dialogue ``pk``; NotYours (404 through pages and API alike) when it is
+    unknown or someone else's."""
+    dialogue = Dialogue.objects.select_related("risk_category", "attack_vector", "guideline").filter(
         pk=pk, annotator=annotator).first()
+    if dialogue is None:
+        raise NotYours
+    return dialogue
 
 
-def own_turn(*, annotator, pk: int) -> Turn | None:
-    """The annotator's turn ``pk`` with its dialogue and two responses, or None when it is unknown or
-    someone else's."""
-    return hot_path.own_turn(annotator=annotator, pk=pk)
+def own_turn(*, annotator, pk: int) -> Turn:
+    """The annotator's turn ``pk`` with its dialogue and two responses; NotYours (404) when it is
+    unknown or someone else's."""
+    turn = hot_path.own_turn(annotator=annotator, pk=pk)
+    if turn is None:
+        raise NotYours
+    return turn
 
 
-def own_turn_bare(*, annotator, pk: int) -> Turn | None:
-    """The annotator's turn ``pk`` (its id, dialogue and whether it is judged), or None: the owner
-    check before a service reads the turn locked."""
-    return hot_path.own_turn_bare(annotator=annotator, pk=pk)
+def own_turn_bare(*, annotator, pk: int) -> Turn:
+    """The annotator's turn ``pk`` (its id, dialogue and whether it is judged); NotYours (404): the
+    owner check before a service reads the turn locked."""
+    turn = hot_path.own_turn_bare(annotator=annotator, pk=pk)
+    if turn is None:
+        raise NotYours
+    return turn

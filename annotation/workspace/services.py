@@ -44,7 +44,8 @@ def dialogue_start(*, annotator, focus: str, system_prompt: str = "", risk_categ
     if focus != Focus.SAFETY and (risk_category or attack_vector):
         raise ValidationError({"risk_category": "Risk categories and attack vectors belong to the safety focus."})
     if (risk_category is None) != (attack_vector is None):
-        raise ValidationError({"attack_vector": "An adversarial prompt needs both a risk category and an attack vector."})
+        raise ValidationError({"attack_vector": "An adversarial prompt needs both a risk category "
+                                                "and an attack vector."})
     for tag in (risk_category, attack_vector):
         if tag is not None and not tag.is_active:
             raise ValidationError(f"{tag.name!r} is no longer offered.")

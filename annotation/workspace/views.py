@@ -30,20 +30,6 @@ from .selectors import (
 POLL_MS = 400  # partial text refreshes at least every 500 ms while a response streams in
 
 
-def _own_dialogue(request, pk) -> Dialogue:
-    dialogue = own_dialogue(annotator=request.user, pk=pk)
-    if dialogue is None:
-        raise Http404
-    return dialogue
-
-
-def _own_turn(request, pk):
-    turn = own_turn(annotator=request.user, pk=pk)
-    if turn is None:
-        raise Http404
-    return turn
-
-
 def _errors(error: ValidationError) -> list[str]:
     return error.messages
 
@@ -111,7 +97,7 @@ def dialogue_start(request):
 @require_GET
 @role_required(ANNOTATOR)
 def dialogue_detail(request, pk: int):
-    return _dialogue_page(request, _own_dialogue(request, pk))
+    return _dialogue_page(request, own_dialogue(annotator=request.user, pk=pk))
 
 
 def _dialogue_page(request, dialogue, status: int = 200):
@@ -140,7 +126,7 @@ def turn_post(request, pk: int):
     """The next message of a dialogue (its first, or the one after a judgement): services.turn_post,
     as the API's. A refusal answers with its own status (core.exceptions.refusal_status), as the API
     does: the prompt form with the reason (htmx), or the dialogue page with it."""
-    dialogue = _own_dialogue(request, pk)
+    dialogue = own_dialogue(annotator=request.user, pk=pk)
     form = MessageForm(request.POST)
     previous = dialogue.turns.order_by("-index").first()
     try:
@@ -160,12 +146,13 @@ def turn_post(request, pk: int):
         return response
     if not request.htmx:
         return redirect("annotation:dialogue", pk=dialogue.pk)
-    turn = _own_turn(request, turn.pk)
+    turn = own_turn(annotator=request.user, pk=turn.pk)
     response = _render_turn(request, turn)
     if previous is not None:
         # The judged turn joins the dialogue's past, above the new one.
+        previous = own_turn(annotator=request.user, pk=previous.pk)
         previous_html = render(request, "annotation/_past_turn.html",
-                               {"t": _turn_context(_own_turn(request, previous.pk)), "oob": True}).content
+                               {"t": _turn_context(previous), "oob": True}).content
         response.content = response.content + previous_html
     return response
 
@@ -179,15 +166,15 @@ def _turn_answer(request, turn, *, problems=(), form_values=None, status: int = 
             messages.error(request, problem)
         if status == 200:
             return redirect("annotation:dialogue", pk=turn.dialogue_id)
-        return _dialogue_page(request, _own_dialogue(request, turn.dialogue_id), status=status)
-    return _render_turn(request, _own_turn(request, turn.pk), form_errors=list(problems), form_values=form_values,
-                        status=status)
+        return _dialogue_page(request, own_dialogue(annotator=request.user, pk=turn.dialogue_id), status=status)
+    return _render_turn(request, own_turn(annotator=request.user, pk=turn.pk), form_errors=list(problems),
+                        form_values=form_values, status=status)
 
 
 @require_GET
 @role_required(ANNOTATOR)
 def turn_fragment(request, pk: int):
-    return _render_turn(request, _own_turn(request, pk))
+    return _render_turn(request, own_turn(annotator=request.user, pk=pk))
 
 
 @require_POST
@@ -195,12 +182,10 @@ def turn_fragment(request, pk: int):
 def judgement_submit(request, pk: int):
     form = JudgementForm(request.POST)
     if not form.is_valid():  # malformed, as the API's serializer refuses it: 400
-        return _render_turn(request, _own_turn(request, pk), form_errors=form.problems(), form_values=request.POST,
-                            status=400)
+        return _render_turn(request, own_turn(annotator=request.user, pk=pk), form_errors=form.problems(),
+                            form_values=request.POST, status=400)
     # The ownership check reads the turn alone: the service reads it again, locked, with its pair.
     turn = own_turn_bare(annotator=request.user, pk=pk)
-    if turn is None:
-        raise Http404
     try:
         turn, _ = judgements.judgement_submit(turn=turn, annotator=request.user, judgement=form.judgement())
     except ValidationError as error:
@@ -215,7 +200,7 @@ def judgement_submit(request, pk: int):
 @require_POST
 @role_required(ANNOTATOR)
 def generation_retry(request, pk: int):
-    turn = _own_turn(request, pk)
+    turn = own_turn(annotator=request.user, pk=pk)
     form = RetryForm(request.POST)  # the service checks the side (the API's serializer too)
     problems, status = [], 200
     try:
@@ -228,7 +213,7 @@ def generation_retry(request, pk: int):
 @require_POST
 @role_required(ANNOTATOR)
 def dialogue_finish(request, pk: int):
-    services.dialogue_finish(dialogue=_own_dialogue(request, pk), annotator=request.user)
+    services.dialogue_finish(dialogue=own_dialogue(annotator=request.user, pk=pk), annotator=request.user)
     messages.success(request, "Dialogue ended.")
     if request.htmx:
         response = HttpResponse(status=204)

@@ -45,6 +45,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # A NUL in a query string is refused 400 (PostgreSQL's text cannot hold one).
+    "core.middleware.RefuseNulCharacters",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Logins per client address (THROTTLE_LOGIN), before any password is hashed.
@@ -103,7 +105,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # memory on the embedded default.
 _CACHE_URL = env.str("CACHE_URL", default="locmemcache://")
 _REDIS_CACHE = _CACHE_URL.split("://", 1)[0] in ("redis", "rediss", "rediscache")
-CACHES = {"default": env.cache_url_config(_CACHE_URL, backend="django_redis.cache.RedisCache" if _REDIS_CACHE else None)}
+CACHES = {"default": env.cache_url_config(_CACHE_URL,
+                                          backend="django_redis.cache.RedisCache" if _REDIS_CACHE else None)}
 if _REDIS_CACHE:
     CACHES["default"].setdefault("OPTIONS", {}).update({
         "SOCKET_CONNECT_TIMEOUT": env.float("CACHE_CONNECT_TIMEOUT", default=1.0),

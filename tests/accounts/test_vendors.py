@@ -4,8 +4,8 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from accounts.services import user_create, user_vendor_set, vendor_create
-from annotation.batches.services import batch_freeze
 from annotation.batches.exports import records
+from annotation.batches.services import batch_freeze
 from annotation.models import Batch
 
 from ..helpers.preferences import judged_turns
@@ -47,3 +47,15 @@ def test_batch_statistics_split_by_vendor(offline_variants):
     assert acme_only["judgements"] == 3 and set(acme_only["per_annotator_volume"]) == {"a1"}
     assert sum(v["compared"] for v in acme_only["variant_win_rate"].values()) == 6
     assert batch_statistics(batch, vendor="none")["per_annotator_volume"] == {"a2": 2}
+
+
+def test_the_admins_add_vendor_follows_the_same_rule(client, django_user_model):
+    from accounts.models import Vendor
+
+    user_create(username="boss", password="a-long-password-9", role="admin")
+    client.login(username="boss", password="a-long-password-9")
+    added = client.post("/admin/accounts/vendor/add/", {"name": "Acme Labeling", "slug": "acme", "notes": ""})
+    assert added.status_code == 302 and Vendor.objects.get().slug == "acme"
+    again = client.post("/admin/accounts/vendor/add/", {"name": "ACME labeling", "slug": "acme-2", "notes": ""})
+    assert again.status_code == 200 and "exists already" in again.content.decode()
+    assert Vendor.objects.count() == 1

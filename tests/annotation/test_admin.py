@@ -4,9 +4,9 @@ never by the database's trigger as a server error."""
 import pytest
 
 from accounts.services import user_create
-from annotation.workspace import judgements
 from annotation.batches.services import batch_freeze
 from annotation.models import Batch, Dialogue, Turn
+from annotation.workspace import judgements
 from modelserving.models import Generation
 
 from ..faults.seed_judgeable import main as seed

@@ -133,8 +133,8 @@ def test_pairs_in_flight_are_capped_per_person(offline_variants, make_user, sett
     from django.core.exceptions import ValidationError
     from django.utils import timezone
 
-    from annotation.workspace import services
     from annotation.models import AttackVector, RiskCategory
+    from annotation.workspace import services
     from safety import redteam
 
     settings.MAX_IN_FLIGHT_PER_USER = 3

@@ -7,13 +7,13 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from rest_framework.test import APIClient
 
-from annotation.workspace import judgements, services
-from annotation.batches.services import SplitRow, batch_freeze, split_plan
 from annotation.batches.exports import batch_export, pseudonym
-from core.preference_scale import MARGIN_TABLES
+from annotation.batches.services import SplitRow, batch_freeze, split_plan
 from annotation.models import Batch, Turn
-from annotation.workspace.selectors import sides
+from annotation.workspace import judgements, services
 from annotation.workspace.judgements import Judgement
+from annotation.workspace.selectors import sides
+from core.preference_scale import MARGIN_TABLES
 
 pytestmark = pytest.mark.django_db
 

@@ -8,9 +8,9 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
 from accounts.services import user_create
-from annotation.demonstrations import services as demonstrations
-from annotation.batches.services import batch_freeze
 from annotation.batches.exports import batch_export
+from annotation.batches.services import batch_freeze
+from annotation.demonstrations import services as demonstrations
 from annotation.models import Batch, Demonstration
 
 from ..helpers.preferences import judged_turns

@@ -17,9 +17,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.services import user_create
-from annotation.batches.services import batch_freeze
 from annotation.batches.export_jobs import export_dir, export_request, export_run, exports_recover
 from annotation.batches.exports import batch_export
+from annotation.batches.services import batch_freeze
 from annotation.models import Batch, ExportJob
 
 from ..conftest import wait_for
@@ -70,10 +70,10 @@ def test_an_export_has_its_own_queue_and_never_waits_behind_sampling(frozen):
     # export goes to the `exports` queue, and the exporter worker writes it meanwhile.
     import redis
 
+    from bench.processes import CeleryWorker, RedisServer
     from modelserving.tasks import generation_sample
 
     from ..faults.conftest import publishing_to, stack_env
-    from ..helpers.processes import CeleryWorker, RedisServer
 
     batch, admin = frozen
     shutil.rmtree(export_dir(batch), ignore_errors=True)

@@ -9,10 +9,10 @@ from django.utils import timezone
 
 from accounts.models import Vendor
 from accounts.services import user_create, vendor_create
-from annotation.workspace import judgements, services
-from annotation.batches.services import batch_freeze
 from annotation.batches.exports import FORMATS, batch_export, records
+from annotation.batches.services import batch_freeze
 from annotation.models import AttackVector, Batch, Guideline, RiskCategory
+from annotation.workspace import judgements, services
 from modelserving.models import Generation, PolicyVariant
 
 from ..helpers.preferences import judged_turns

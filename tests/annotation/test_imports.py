@@ -95,10 +95,10 @@ def test_trl_preference_format_conversational_and_standard(admin, tmp_path):
 
 
 def test_tandems_own_full_export_round_trips(admin, tmp_path, judgeable_turn, annotator):
-    from annotation.workspace import judgements
-    from annotation.batches.services import batch_freeze
     from annotation.batches.exports import batch_export
+    from annotation.batches.services import batch_freeze
     from annotation.models import Batch
+    from annotation.workspace import judgements
     from annotation.workspace.judgements import Judgement
 
     judgements.judgement_submit(turn=judgeable_turn(), annotator=annotator,

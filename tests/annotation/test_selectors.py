@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from annotation.models import Dialogue, OverlapPolicy, Turn
 from annotation.workspace import hot_path, judgements, selectors
 from annotation.workspace.selectors import sides
+from core.exceptions import NotYours
 from modelserving.models import Generation
 from tests.helpers.preferences import answered_turn
 
@@ -85,7 +86,8 @@ def test_the_workspace_reads_only_the_owners_turn_with_its_dialogue_and_response
         read = selectors.own_turn(annotator=annotator, pk=turn.pk)
         same_turn(read, turn)
         assert values(read.dialogue) == values(Dialogue.objects.get(pk=turn.dialogue_id))
-    assert selectors.own_turn(annotator=make_user("stranger"), pk=desk["ready_1"].pk) is None
+    with pytest.raises(NotYours):
+        selectors.own_turn(annotator=make_user("stranger"), pk=desk["ready_1"].pk)
 
 
 def test_the_owner_check_answers_only_the_owner(annotator, make_user, desk):
@@ -94,8 +96,10 @@ def test_the_owner_check_answers_only_the_owner(annotator, make_user, desk):
     assert (judged.pk, judged.dialogue_id, judged.submitted_at) == (stored.pk, stored.dialogue_id, stored.submitted_at)
     assert judged.submitted_at.tzinfo is not None
     assert selectors.own_turn_bare(annotator=annotator, pk=desk["ready_1"].pk).submitted_at is None
-    assert selectors.own_turn_bare(annotator=make_user("stranger"), pk=desk["ready_1"].pk) is None
-    assert selectors.own_turn_bare(annotator=annotator, pk=stored.pk + 1000) is None
+    with pytest.raises(NotYours):
+        selectors.own_turn_bare(annotator=make_user("stranger"), pk=desk["ready_1"].pk)
+    with pytest.raises(NotYours):
+        selectors.own_turn_bare(annotator=annotator, pk=stored.pk + 1000)
 
 
 def test_the_next_turn_is_found_through_the_pending_turns_index(annotator, desk):
@@ -115,8 +119,10 @@ def test_an_id_beyond_the_databases_integers_is_no_turn(annotator, desk, client)
     """The fuzzer's ids (tests of the API schema): the ORM answers no row for them, and so do these
     statements, on SQLite too, where the number cannot even be sent."""
     huge = 263906777696604193124515840
-    assert selectors.own_turn_bare(annotator=annotator, pk=huge) is None
-    assert selectors.own_turn(annotator=annotator, pk=huge) is None
+    with pytest.raises(NotYours):
+        selectors.own_turn_bare(annotator=annotator, pk=huge)
+    with pytest.raises(NotYours):
+        selectors.own_turn(annotator=annotator, pk=huge)
     with pytest.raises(Turn.DoesNotExist):
         selectors.locked_turn(huge)
     client.force_login(annotator)

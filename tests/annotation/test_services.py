@@ -3,10 +3,10 @@ import random
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from annotation.workspace import judgements, services
 from annotation.models import AttackVector, Batch, Dialogue, RiskCategory, SafetyBin, Strength, Turn
-from annotation.workspace.selectors import dialogue_context, sides
+from annotation.workspace import judgements, services
 from annotation.workspace.judgements import Judgement, JudgementConflict
+from annotation.workspace.selectors import dialogue_context, sides
 from modelserving.models import Generation
 
 from ..helpers.preferences import answered_turn

@@ -17,7 +17,7 @@ from annotation.workspace.simulation import (
     load_callable,
     parse_thresholds,
 )
-from tests.helpers.processes import free_port
+from bench.processes import free_port
 
 
 def numeric_preference(context, response):

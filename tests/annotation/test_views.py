@@ -3,8 +3,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from annotation.workspace import judgements, services
 from annotation.models import Dialogue, Turn
+from annotation.workspace import judgements, services
 from annotation.workspace.judgements import Judgement
 
 from .conftest import PASSWORD, sample_now

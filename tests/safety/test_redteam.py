@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from annotation.models import AttackVector, RiskCategory
+from core.exceptions import NotYours
 from modelserving import services as modelserving
 from modelserving.models import Generation
 from safety import redteam
@@ -265,8 +266,10 @@ def test_another_annotator_can_do_nothing_to_a_session(alice, bob, offline_varia
     attempt.refresh_from_db()
     session.refresh_from_db()
     assert attempt.violating is None and attempt.marked_at is None and session.finished_at is None
-    assert redteam.own_session(annotator=bob, pk=session.pk) is None
-    assert redteam.own_attempt(annotator=bob, pk=attempt.pk) is None
+    with pytest.raises(NotYours):
+        redteam.own_session(annotator=bob, pk=session.pk)
+    with pytest.raises(NotYours):
+        redteam.own_attempt(annotator=bob, pk=attempt.pk)
 
 
 @pytest.mark.django_db

@@ -15,9 +15,9 @@ from modelserving.models import Generation
 from safety import redteam
 from safety.models import RedTeamAttempt, RedTeamSession
 
-pytestmark = pytest.mark.django_db
-
 from ..conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 

@@ -6,11 +6,11 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation.batches.services import batch_freeze
 from annotation.batches.export_jobs import export_request, export_run
 from annotation.batches.exports import FORMATS, batch_export
-from annotation.models import ExportJob
 from annotation.batches.selectors import batch_by_label
+from annotation.batches.services import batch_freeze
+from annotation.models import ExportJob
 
 
 class Command(BaseCommand):

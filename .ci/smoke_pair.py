@@ -4,16 +4,10 @@ responses of the pair (real SmolLM2 on the embedded stack), and judge it."""
 import sys
 import time
 
-import httpx
+from demo_annotator import dialogue_started
 
-base = sys.argv[1].rstrip("/")
-token = httpx.post(f"{base}/api/auth/token/", json={"username": "demo-annotator", "password": "judge-pairs-42"},
-                   timeout=30)
-token.raise_for_status()
-client = httpx.Client(base_url=base, headers={"Authorization": f"Token {token.json()['token']}"}, timeout=30)
-dialogue = client.post("/api/dialogues/", json={"focus": "helpfulness"})
-dialogue.raise_for_status()
-turn = client.post(f"/api/dialogues/{dialogue.json()['id']}/turns/",
+client, dialogue_id = dialogue_started(sys.argv[1].rstrip("/"))
+turn = client.post(f"/api/dialogues/{dialogue_id}/turns/",
                    json={"user_message": "Give me one tip for sleeping well."})
 turn.raise_for_status()
 turn = turn.json()

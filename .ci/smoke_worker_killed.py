@@ -8,6 +8,7 @@ import time
 
 import httpx
 import psutil
+from demo_annotator import dialogue_started
 
 base = sys.argv[1].rstrip("/")
 WORKER = "-A config worker -Q sampling "
@@ -39,16 +40,11 @@ def wait(predicate, seconds: float, what: str):
     sys.exit(f"timed out after {seconds:g} s waiting for {what}")
 
 
-token = httpx.post(f"{base}/api/auth/token/", json={"username": "demo-annotator", "password": "judge-pairs-42"},
-                   timeout=30)
-token.raise_for_status()
-client = httpx.Client(base_url=base, headers={"Authorization": f"Token {token.json()['token']}"}, timeout=30)
-dialogue = client.post("/api/dialogues/", json={"focus": "helpfulness"})
-dialogue.raise_for_status()
+client, dialogue_id = dialogue_started(base)
 worker = sampling_worker()
 if worker is None:
     sys.exit("no sampling worker under supervise.py")
-turn = client.post(f"/api/dialogues/{dialogue.json()['id']}/turns/", json={"user_message": "Name three fruits."})
+turn = client.post(f"/api/dialogues/{dialogue_id}/turns/", json={"user_message": "Name three fruits."})
 turn.raise_for_status()
 turn_id = turn.json()["id"]
 wait(lambda: any(r["status"] == "running" for r in client.get(f"/api/turns/{turn_id}/").json()["responses"].values()),

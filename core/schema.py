@@ -28,6 +28,9 @@ SAMPLING_UNAVAILABLE = OpenApiResponse(
     description="No pair can be sampled now: no policy variant is active, or fewer than two of those set "
                 "up are answering (a variant that cannot answer leaves pairing by itself until it answers "
                 "again). `detail` says which, naming no variant; nothing was stored. Try again later.")
+# No value in Tandem may hold a NUL character, and a query string with one is refused 400 before any
+# view (core.middleware.RefuseNulCharacters): every free-text query parameter says so in its schema.
+NO_NUL = "^[^\\x00]*$"
 # Only where there is a body to read.
 BODY_REFUSALS = {"415": "The body's media type is not one this operation reads (see its request body)."}
 
@@ -42,4 +45,19 @@ def add_refusals(result, generator, request, public):
             for code, description in refusals.items():
                 responses.setdefault(code, {"description": description,
                                             "content": {"application/json": {"schema": ERROR}}})
+    return result
+
+
+def forbid_nul_in_query(result, generator, request, public):
+    """Each free-text string query parameter (no format, enum or pattern of its own) states that it
+    holds no NUL character, so that a client and a schema check know the 400 that answers one."""
+    for path in result.get("paths", {}).values():
+        for method, operation in path.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                if (parameter.get("in") == "query" and schema.get("type") == "string"
+                        and not {"format", "enum", "pattern"} & schema.keys()):
+                    schema["pattern"] = NO_NUL
     return result

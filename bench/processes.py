@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from modelserving.local_models import serve_command, serve_environment
+from modelserving.engines import TRANSFORMERS, VLLM_VENV, Engine, installed_vllm, serve_command, serve_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = ROOT / "var" / "test-logs"
@@ -40,12 +40,18 @@ def _stop(process: subprocess.Popen, timeout: float = 15) -> None:
 
 
 class ModelServer:
-    """`transformers serve` for one checkpoint folder on 127.0.0.1."""
+    """A model server for one checkpoint folder on 127.0.0.1: `transformers serve`, or vLLM's CPU
+    build from .venv-vllm (``engine="vllm"``, where `make vllm` installed it)."""
 
-    def __init__(self, model_dir: Path, port: int | None = None, threads: int = 1):
+    def __init__(self, model_dir: Path, port: int | None = None, threads: int = 1, engine: str = TRANSFORMERS,
+                 kv_cache_gib: float = 1.0):
         self.model_dir = Path(model_dir).resolve()
         self.port = port or free_port()
         self.threads = threads
+        self.engine = Engine(engine, engine)
+        if self.engine.is_vllm and installed_vllm() is None:
+            raise RuntimeError(f"vLLM is not installed in {VLLM_VENV} (make vllm)")
+        self.kv_cache_gib = kv_cache_gib
         self.process: subprocess.Popen | None = None
 
     @property
@@ -58,11 +64,11 @@ class ModelServer:
 
     def start(self) -> ModelServer:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.log_path = LOG_DIR / f"model-server-{self.port}.log"
+        self.log_path = LOG_DIR / f"model-server-{self.engine.name}-{self.port}.log"
         self.process = subprocess.Popen(
-            serve_command(self.model_dir, port=self.port),
-            env=serve_environment(self.threads),
-            stdout=open(self.log_path, "wb"),
+            serve_command(self.engine, self.model_dir, port=self.port),
+            env=serve_environment(self.engine, threads=self.threads, kv_cache_gib=self.kv_cache_gib),
+            stdout=open(self.log_path, "ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -85,15 +91,21 @@ class ModelServer:
         if self.process is not None:
             _stop(self.process)
 
+    def kill(self) -> None:
+        """SIGKILL to the whole process group (vLLM's engine and workers too): a crash, not a stop."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
 
 class CeleryWorker:
     """`celery worker` in its own process group, on the test database and the test broker (or the
     broker in ``env``), optionally with the embedded beat (periodic tasks)."""
 
     def __init__(self, env: dict, concurrency: int = 2, *, queues: str = "sampling,exports,gpu", beat: bool = False,
-                 name: str = "celery-worker", purge: bool = True):
+                 name: str = "celery-worker", purge: bool = True, pool: str = "prefork"):
         self.env = env
-        self.concurrency = concurrency
+        self.concurrency, self.pool = concurrency, pool
         self.queues, self.beat, self.name, self.purge = queues, beat, name, purge
         self.process: subprocess.Popen | None = None
         self.log_path = LOG_DIR / f"{name}.log"
@@ -109,7 +121,7 @@ class CeleryWorker:
         beat = ["--beat", "--schedule", str(LOG_DIR / f"{self.name}-beat-schedule")] if self.beat else []
         self.process = subprocess.Popen(
             self._celery("worker", "-Q", self.queues, "--concurrency", str(self.concurrency),
-                         "--pool", "prefork", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+                         "--pool", self.pool, "--without-gossip", "--without-mingle", "--loglevel", "INFO",
                          "--hostname", f"{self.name}-{os.getpid()}@%h", *beat),
             env=self.env, cwd=ROOT, stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT,
             start_new_session=True,

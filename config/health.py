@@ -23,7 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from accounts.roles import ADMIN, RESEARCHER, has_role
-from modelserving import availability
+from modelserving import availability, local_servers
 from modelserving.pairing import pairing_refusal
 from modelserving.selectors import active_variants
 
@@ -100,12 +100,22 @@ def _variants() -> tuple[list[dict], str | None]:
     return rows, refusal
 
 
+def _local_servers() -> dict:
+    """The engine of this machine's model servers (make run's variants, checkpoints served from the
+    dashboard): vLLM's CPU build, or `transformers serve` and why not vLLM."""
+    try:
+        chosen = local_servers.engine()
+    except ValueError as error:  # LOCAL_MODEL_ENGINE=vllm where vLLM cannot run
+        return {"engine": None, "why": str(error)}
+    return {"engine": chosen.name, "why": chosen.why}
+
+
 def report() -> dict:
     variants, refusal = _variants()
     checks = {"database": _database(), "broker": _broker(), "cache": _cache()}
     ok = all(check["ok"] for check in checks.values()) and refusal is None
     return {"ok": ok, **checks, "variants": variants, "sampling": {"ok": refusal is None, "refusal": refusal},
-            "problems": [refusal] if refusal else []}
+            "local_model_servers": _local_servers(), "problems": [refusal] if refusal else []}
 
 
 _computing = threading.Lock()

@@ -185,9 +185,10 @@ def probe(endpoint: Endpoint, *, model: str | None = None, timeout: float = 3.0)
     try:
         api = _client(replace(endpoint, connect_timeout=min(endpoint.connect_timeout, timeout)), read_timeout=timeout)
         try:
-            models = [entry.id for entry in api.models.list()]
+            listed = list(api.models.list())
         finally:
             api.close()
+        models = [entry.id for entry in listed]
     except openai.OpenAIError as error:
         return {"ok": False, "error": str(_describe(error, endpoint)), "latency_ms": elapsed()}
     except Exception as error:  # noqa: BLE001 — the SDK refusing its own set-up is the finding
@@ -196,4 +197,6 @@ def probe(endpoint: Endpoint, *, model: str | None = None, timeout: float = 3.0)
     if model is not None and model not in models:
         return {"ok": False, "models": models, "error": f"the endpoint does not serve {model!r}",
                 "latency_ms": elapsed()}
-    return {"ok": True, "models": models, "latency_ms": elapsed()}
+    # vLLM names itself as every model's owner; other servers name the model's publisher.
+    server = "vLLM" if any(getattr(entry, "owned_by", "") == "vllm" for entry in listed) else ""
+    return {"ok": True, "models": models, "server": server, "latency_ms": elapsed()}

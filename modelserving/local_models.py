@@ -12,7 +12,6 @@ import importlib.metadata
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -162,29 +161,3 @@ def build_tiny_llama(out_dir: Path, *, tokenizer_source: Path | None = None, see
     )
     _save_checkpoint(LlamaForCausalLM(config), tokenizer, out_dir)
     return out_dir
-
-
-def serve_command(model_dir: Path, *, port: int, host: str = "127.0.0.1") -> list[str]:
-    """The `transformers serve` command line for one local model.
-
-    No continuous batching: with it, the first request's temperature and top_p would apply to
-    every later one. The served model name is the folder's path, as given here.
-    """
-    executable = Path(sys.executable).with_name("transformers")
-    return [
-        str(executable) if executable.exists() else "transformers",
-        "serve",
-        str(model_dir),
-        "--host", host,
-        "--port", str(port),
-        "--device", "cpu",
-        "--no-continuous-batching",
-        "--log-level", "warning",
-    ]
-
-
-def serve_environment(threads: int | None = None) -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-    return env

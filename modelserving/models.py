@@ -216,8 +216,9 @@ class Generation(models.Model):
 
 
 class LocalServer(models.Model):
-    """A `transformers serve` process Tandem started for a variant (the embedded set-up; in
-    production each variant is a vLLM server that operators run)."""
+    """A model server process Tandem started for a variant on this machine (vLLM's CPU build or
+    `transformers serve`: modelserving/engines.py; the embedded set-up; in production each variant
+    is a vLLM server that operators run)."""
 
     variant = models.OneToOneField(PolicyVariant, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="local_server")
@@ -229,7 +230,7 @@ class LocalServer(models.Model):
     stopped_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
-        return f"transformers serve {self.model_dir} on :{self.port}"
+        return f"model server {self.model_dir} on :{self.port}"
 
     @property
     def base_url(self) -> str:

@@ -8,11 +8,14 @@ the .in file is pinned alone, with the sha256 pip's own index answers for the fi
 install: ``pip install --dry-run --no-deps --report``. Like pip-compile, a pin already in the lock
 that still satisfies the .in file is kept unless --upgrade is given.
 
-``drop``: a lock without one package's pin, as constraints for another lock (the GPU image's lock
-holds everything but torch to the CPU lock's versions).
+``drop``: a lock without the pins of some packages: as constraints for another lock (the GPU
+image's lock holds everything but torch to the CPU lock's versions), or a lock installed with
+--no-deps that leaves out what its packages declare but do not need (vLLM's torchvision,
+torchaudio and torchcodec).
 
     python scripts/locks.py no-deps [--upgrade] requirements/model-data.in requirements/model-data.txt
     python scripts/locks.py drop torch requirements/training.txt var/lock/training-without-torch.txt
+    python scripts/locks.py drop torchvision,torchaudio,torchcodec requirements/vllm.txt requirements/vllm.txt
 """
 
 from __future__ import annotations
@@ -57,12 +60,14 @@ def _resolve(requirement: str) -> tuple[str, str, str]:
     return item["metadata"]["name"], item["metadata"]["version"], sha256
 
 
-def drop(package: str, source: Path, target: Path) -> None:
-    """``source`` without the pin of ``package`` (its line and the hash lines under it)."""
+def drop(packages: str, source: Path, target: Path) -> None:
+    """``source`` without the pins of ``packages`` (comma-separated): each one's line and the hash
+    and comment lines under it."""
+    names = {canonicalize_name(package) for package in packages.split(",") if package.strip()}
     kept, skipping = [], False
     for line in source.read_text().splitlines(keepends=True):
         if line[:1].strip() and not line.startswith("#"):
-            skipping = canonicalize_name(line.split("==", 1)[0]) == canonicalize_name(package)
+            skipping = canonicalize_name(line.split("==", 1)[0]) in names
         if not skipping:
             kept.append(line)
     target.write_text("".join(kept))
@@ -75,13 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     no_deps.add_argument("--upgrade", action="store_true", help="the newest allowed version of each package")
     no_deps.add_argument("source", type=Path)
     no_deps.add_argument("target", type=Path)
-    dropping = commands.add_parser("drop", help="a lock without one package")
-    dropping.add_argument("package")
+    dropping = commands.add_parser("drop", help="a lock without some packages")
+    dropping.add_argument("packages", help="comma-separated names")
     dropping.add_argument("source", type=Path)
     dropping.add_argument("target", type=Path)
     args = parser.parse_args(argv)
     if args.command == "drop":
-        drop(args.package, args.source, args.target)
+        drop(args.packages, args.source, args.target)
         return 0
 
     previous = {} if args.upgrade else _locked(args.target)

@@ -3,7 +3,7 @@ base.py's settings)."""
 
 from pathlib import Path
 
-from .environment import VAR_DIR, env
+from .environment import BASE_DIR, VAR_DIR, env
 
 # --- Sampling -------------------------------------------------------------------------------
 # Hosts a policy variant's endpoint may be on (checked when a variant is saved and before every
@@ -47,10 +47,17 @@ DEFAULT_MODEL_DIR = Path(
     env.str("DEFAULT_MODEL_DIR", default=str(VAR_DIR / "models" / "smollm2-135m-instruct"))
 )
 DEFAULT_MODEL_PORT = env.int("DEFAULT_MODEL_PORT", default=8001)
-# New policy variants from training: "local" starts a `transformers serve` process for the
-# checkpoint (the embedded set-up); "external" shows the `vllm serve` command and takes its URL.
+# New policy variants from training: "local" starts a model server for the checkpoint on this
+# machine (the embedded set-up); "external" shows the `vllm serve` command and takes its URL.
 POLICY_SERVING = env.str("POLICY_SERVING", default="local")
 LOCAL_SERVE_THREADS = env.int("LOCAL_SERVE_THREADS", default=1)
+# The engine of local model servers (make run's variants, checkpoints served from the dashboard):
+# auto (vLLM's CPU build where it runs and `make vllm` installed it, else `transformers serve`),
+# vllm (refused where it cannot run) or transformers. modelserving/engines.py decides.
+LOCAL_MODEL_ENGINE = env.str("LOCAL_MODEL_ENGINE", default="auto")
+VLLM_VENV = Path(env.str("VLLM_VENV", default=str(BASE_DIR / ".venv-vllm")))
+VLLM_KV_CACHE_GIB = env.float("VLLM_KV_CACHE_GIB", default=1.0)  # per vLLM server (VLLM_CPU_KVCACHE_SPACE)
+VLLM_MAX_MODEL_LEN = env.int("VLLM_MAX_MODEL_LEN", default=4096)
 # A local model server Tandem starts for a served checkpoint: how often the activation task looks
 # whether it answers yet, and how long it may take to load before it is stopped (seconds).
 LOCAL_SERVE_POLL = env.float("LOCAL_SERVE_POLL", default=1.0)

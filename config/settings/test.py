@@ -38,6 +38,11 @@ if CELERY_BROKER_URL.startswith("filesystem"):
     }
 
 WHITENOISE_USE_FINDERS = True
+
+# Model servers the tests start through Tandem (checkpoints served from the dashboard) run the tiny
+# random Llama, which vLLM's CPU build cannot serve (head size 16): `transformers serve` unless a
+# test asks for vLLM itself (tests/modelserving/test_vllm.py).
+LOCAL_MODEL_ENGINE = env.str("LOCAL_MODEL_ENGINE", default="transformers")
 WHITENOISE_AUTOREFRESH = True
 
 # Training runs of the tests: their own folder, and a quick heartbeat so cancels land in a second.

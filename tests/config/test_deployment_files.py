@@ -72,7 +72,10 @@ def procfile() -> dict[str, str]:
 
 def test_procfile_runs_web_workers_beat_and_one_model_server_per_variant():
     entries = procfile()
-    assert set(entries) == {"web", "worker", "exporter", "trainer", "model_cool", "model_warm"}
+    assert set(entries) == {"web", "worker", "exporter", "trainer", "model_cool", "model_warm", "servers"}
+    # Sampling waits on the model servers: threads, two per pair in flight, so vLLM batches them.
+    assert "--pool threads --concurrency ${SAMPLING_THREADS:-32}" in entries["worker"]
+    assert "manage.py local_servers keep" in entries["servers"]
     # Sampling never waits behind a training run; the heartbeat check runs from the embedded beat.
     assert "-Q sampling " in entries["worker"] and "--beat" in entries["worker"]
     assert "-Q gpu --concurrency 1" in entries["trainer"]

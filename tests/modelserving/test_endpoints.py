@@ -124,13 +124,16 @@ def test_sampling_and_health_send_the_key(keyed, variant_factory, monkeypatch, c
 
 def test_jobs_read_the_key_from_the_variable_they_are_given(keyed):
     from training.jobs.rejection_sampling import RejectionSamplingJobConfig
-    from training.jobs.sampling import sampler_for
+    from training.jobs.sampling import in_flight, sampler_for
 
     # The job gets the variable's name (argv is readable by every user of the box), never the key.
     config = RejectionSamplingJobConfig(endpoint=keyed.base_url, api_key_env="TANDEM_VARIANT_KEY_COOL",
                                         max_new_tokens=8)
     sampler = sampler_for(config)  # asks /models with the key
     assert sampler.model == keyed.model_name
+    # Not vLLM: two requests in flight, unless the job says otherwise (vLLM's own: test_vllm.py).
+    assert sampler.server == "" and in_flight(config.concurrency, sampler.server) == 2
+    assert in_flight(5, sampler.server) == 5
     assert sampler(PROMPT, seed=1)["text"] == "Fine."
     with pytest.raises(ValueError, match="TANDEM_VARIANT_KEY_"):
         sampler_for(RejectionSamplingJobConfig(endpoint=keyed.base_url, api_key_env="SECRET_KEY"))

@@ -42,7 +42,7 @@ def test_the_jobs_client_streams_from_a_real_server(model_server):
         "model": model_server.model_name, "messages": PROMPT, "temperature": 0.7, "top_p": 0.9, "seed": 3,
         "max_completion_tokens": 6})
     assert answer["finish_reason"] in ("stop", "length") and answer["completion_tokens"]
-    assert sampling.served_models(model_server.base_url) == [model_server.model_name]
+    assert sampling.served(model_server.base_url) == ([model_server.model_name], "")
 
 
 def test_a_server_that_is_down_is_described_by_both_clients():
@@ -50,7 +50,7 @@ def test_a_server_that_is_down_is_described_by_both_clients():
     result = client.probe(client.Endpoint(base_url=dead), timeout=2)
     assert not result["ok"] and result["error"].startswith(f"Could not reach the model server at {dead}")
     with pytest.raises(RuntimeError, match=f"no model to sample from .Could not reach the model server at {dead}"):
-        sampling.served_models(dead, timeout=2)
+        sampling.served(dead, timeout=2)
 
 
 @pytest.mark.parametrize("module", ["modelserving/client.py", "training/jobs/sampling.py"])

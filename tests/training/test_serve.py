@@ -83,3 +83,66 @@ def test_in_production_the_operator_runs_vllm_and_gives_the_url(tiny_model_dir, 
                                base_url="http://vllm-rlhf-v2:8000/v1", model_name="rlhf-v2")
     assert variant.base_url == "http://vllm-rlhf-v2:8000/v1" and not LocalServer.objects.exists()
     assert variant.awaiting_approval and variant not in active_variants()
+
+
+def _keeper():
+    """`manage.py local_servers keep`, as make run's `servers` process runs it, on the test database."""
+    import os
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    from bench.processes import ROOT
+
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="config.settings.test",
+               TANDEM_TEST_DATABASE_NAME=str(connection.settings_dict["NAME"]))
+    return subprocess.Popen([sys.executable, "manage.py", "local_servers", "keep"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _alive(pid: int) -> bool:
+    from modelserving.local_servers import _exited
+
+    return not _exited(pid)
+
+
+def test_local_servers_stop_with_the_stack_and_come_back_for_active_variants(celery_worker, tiny_model_dir,
+                                                                            researcher, served):
+    import signal
+
+    policy = checkpoint_register(name="tiny-policy", kind=Checkpoint.Kind.POLICY, path=tiny_model_dir)
+    variant = checkpoint_serve(checkpoint=policy, researcher=researcher, name="tiny-kept", max_new_tokens=8)
+    wait_for(lambda: PolicyVariant.objects.get(pk=variant.pk).is_active, timeout=120, message="the served variant")
+    first = LocalServer.objects.get(variant=variant)
+    base_url = PolicyVariant.objects.get(pk=variant.pk).base_url
+    # The stack runs: the keeper has nothing to restart. The stack stops (SIGTERM): the server goes too.
+    keeper = _keeper()
+    line = ""
+    while not line.startswith("local model servers:"):  # up and waiting (Django's own log lines first)
+        line = keeper.stdout.readline()
+        assert line, "the keeper exited"
+    assert line.startswith("local model servers: transformers serve")
+    keeper.send_signal(signal.SIGTERM)
+    said = keeper.communicate(timeout=60)[0]
+    assert keeper.returncode == 0, said
+    assert f"stopped model server {tiny_model_dir}" in said, said
+    wait_for(lambda: not _alive(first.pid), timeout=30, message="the model server to stop with the stack")
+    assert PolicyVariant.objects.get(pk=variant.pk).is_active, "the variant stays active: it comes back"
+    # The stack starts again: the variant's server is started on its port, and it samples.
+    keeper = _keeper()
+    try:
+        again = wait_for(lambda: (lambda s: s if s.stopped_at is None and s.pid != first.pid else None)(
+            LocalServer.objects.get(pk=first.pk)), timeout=60, message="the server started again")
+        assert again.port == first.port and PolicyVariant.objects.get(pk=variant.pk).base_url == base_url
+        wait_for(lambda: local_server_look(server=again) == "ready", timeout=120, message="the server to answer")
+        generation = modelserving.generation_request(variant=PolicyVariant.objects.get(pk=variant.pk),
+                                                     messages=[{"role": "user", "content": "Hi"}])
+        wait_for(lambda: Generation.objects.get(pk=generation.pk).status == "done", timeout=120,
+                 message="a generation from the server that came back")
+    finally:
+        keeper.send_signal(signal.SIGTERM)
+        said = keeper.communicate(timeout=60)[0]
+    assert f"variant tiny-kept: {tiny_model_dir} served again on :{first.port}" in said, said
+    wait_for(lambda: not _alive(LocalServer.objects.get(pk=first.pk).pid), timeout=30,
+             message="the restarted server to stop with the stack")

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .common import emit, parse_job, read_jsonl, sample_then_train, setting
-from .sampling import run_concurrently, sampler_for
+from .sampling import in_flight, run_concurrently, sampler_for
 from .sft import SFTJobConfig
 from .sft import main as sft_main
 
@@ -51,7 +51,7 @@ class GAttJobConfig:
                                       "moderate one).", low=0.0, high=2.0)
     top_p: float = 0.9  # nucleus sampling of the answers
     max_new_tokens: int = setting(512, "New tokens per answer, at most.", low=1, high=8192)
-    concurrency: int = 8  # dialogues sampled at once (turns of one dialogue go in order)
+    concurrency: int = 0  # dialogues sampled at once (turns of one go in order); 0: 32 against vLLM, 2 else
     request_timeout: float = 300.0  # seconds a request may wait for its next chunk
     max_attempts: int = 3  # tries per request on transient errors (connection, timeout, 5xx, 429)
     preview_dialogues: int = 3  # dialogues shown in the `samples` event
@@ -120,8 +120,10 @@ def sample_dialogues(config: GAttJobConfig, out: Path) -> dict:
         drawn = rng.choice(instructions)  # drawn for every row, so an explicit one does not shift the others
         dialogue["instruction"] = dialogue["instruction"] or drawn
     sampler = sampler_for(config)
+    concurrency = in_flight(config.concurrency, sampler.server)
     emit("data", phase="sampling", dialogues=len(dialogues), instructions=len(instructions),
          turns=sum(len(d["user_turns"]) for d in dialogues), model=sampler.model,
+         server=sampler.server or "other", concurrency=concurrency,
          temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens)
 
     def converse(index: int) -> dict:
@@ -137,7 +139,7 @@ def sample_dialogues(config: GAttJobConfig, out: Path) -> dict:
     tasks = [lambda index=index: converse(index) for index in range(len(dialogues))]
     results: list[dict] = [None] * len(dialogues)
     started = time.perf_counter()
-    for index, result in run_concurrently(tasks, concurrency=config.concurrency, phase="sampling",
+    for index, result in run_concurrently(tasks, concurrency=concurrency, phase="sampling",
                                           metrics_path=out / "metrics.jsonl", unit="dialogues"):
         results[index] = result
     seconds = time.perf_counter() - started

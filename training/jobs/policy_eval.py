@@ -38,7 +38,7 @@ class PolicyEvalJobConfig:
     temperature: float = setting(0.7, "Sampling temperature: one answer per prompt and variant.", low=0.0, high=2.0)
     top_p: float = 0.9
     max_new_tokens: int = setting(256, "New tokens per answer, at most.", low=1, high=8192)
-    concurrency: int = 4  # requests in flight per variant
+    concurrency: int = 0  # requests in flight per variant; 0: 32 against vLLM (it batches them), 2 else
     max_length: int = 2048  # tokens of prompt + answer given to the reward models
     seed: int = setting(0, "Seeds data order and sampling; the same seed gives the same run.", low=0, high=2**31 - 1)
     timeout: float = 120.0  # seconds per request
@@ -64,23 +64,35 @@ def _messages(row: dict) -> list[dict]:
 
 
 def sample_all(config: PolicyEvalJobConfig, variants: list[dict], prompts: list[list[dict]]) -> dict[str, list]:
-    """One answer per prompt and variant (None when the endpoint refused it after its retries)."""
-    from .sampling import Sampler, endpoint_key
+    """One answer per prompt and variant (None when the endpoint refused it after its retries). The
+    variants are sampled at once, each with as many requests in flight as its server takes well."""
+    from .sampling import Sampler, endpoint_key, in_flight, served
+
+    samplers = {}
+    for variant in variants:
+        api_key = endpoint_key(variant.get("api_key") or "EMPTY", variant.get("api_key_env") or "")
+        try:
+            _, server = served(variant["base_url"], api_key=api_key)
+        except RuntimeError:  # its answers fail one by one below, and are counted so
+            server = ""
+        samplers[variant["name"]] = Sampler(
+            endpoint=variant["base_url"], model=variant["model"], api_key=api_key, temperature=config.temperature,
+            top_p=config.top_p, max_new_tokens=config.max_new_tokens, timeout=config.timeout, server=server)
+
+    def answer_all(name: str) -> tuple[list, float]:
+        sampler, started = samplers[name], time.perf_counter()
+        with ThreadPoolExecutor(max_workers=in_flight(config.concurrency, sampler.server)) as pool:
+            replies = list(pool.map(lambda item: sampler(item[1], seed=config.seed + item[0]), enumerate(prompts)))
+        return [reply["text"] for reply in replies], time.perf_counter() - started
 
     answers: dict[str, list] = {}
-    for variant in variants:
-        sampler = Sampler(endpoint=variant["base_url"], model=variant["model"],
-                          api_key=endpoint_key(variant.get("api_key") or "EMPTY", variant.get("api_key_env") or ""),
-                          temperature=config.temperature,
-                          top_p=config.top_p, max_new_tokens=config.max_new_tokens, timeout=config.timeout)
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
-            replies = pool.map(lambda item, sample=sampler: sample(item[1], seed=config.seed + item[0]),
-                               enumerate(prompts))
-            answers[variant["name"]] = [reply["text"] for reply in replies]
-        failed = sum(a is None for a in answers[variant["name"]])
-        emit("log", step=len(answers), max_steps=len(variants), variant=variant["name"], failed=failed,
-             seconds=round(time.perf_counter() - started, 2))
+    with ThreadPoolExecutor(max_workers=len(variants) or 1) as pool:
+        for name, (texts, seconds) in zip(samplers, pool.map(answer_all, samplers), strict=True):
+            answers[name] = texts
+            sampler = samplers[name]
+            emit("log", step=len(answers), max_steps=len(variants), variant=name, failed=sum(a is None for a in texts),
+                 server=sampler.server or "other", concurrency=in_flight(config.concurrency, sampler.server),
+                 seconds=round(seconds, 2))
     return answers
 
 

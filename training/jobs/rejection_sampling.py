@@ -46,7 +46,7 @@ from .common import (
     tokenizer_of,
 )
 from .rewards import SAFETY_THRESHOLD, combined_raw
-from .sampling import run_concurrently, sampler_for
+from .sampling import in_flight, run_concurrently, sampler_for
 from .sft import SFTJobConfig
 from .sft import main as sft_main
 
@@ -63,7 +63,7 @@ class RejectionSamplingJobConfig:
                                       "was 1.2–1.3).", low=0.0, high=2.0)
     top_p: float = setting(1.0, "Nucleus sampling; 1 leaves the diversity to the temperature.", low=0.01, high=1.0)
     max_new_tokens: int = setting(1024, "New tokens per sample, at most.", low=1, high=8192)
-    concurrency: int = 8  # requests in flight
+    concurrency: int = 0  # requests in flight; 0: as suits the server (32 against vLLM, which batches them; 2 else)
     request_timeout: float = 300.0  # seconds a request may wait for its next chunk
     max_attempts: int = 3  # tries per request on transient errors (connection, timeout, 5xx, 429)
     helpfulness_rm: str = ""  # helpfulness reward model folder (at least one of the two RMs)
@@ -205,12 +205,14 @@ def sample_and_select(config: RejectionSamplingJobConfig, out: Path) -> dict:
         if row["prompt_id"] in by_id:
             row["is_safety"] = by_id[row["prompt_id"]]["is_safety"]
     sampler = sampler_for(config)
+    concurrency = in_flight(config.concurrency, sampler.server)
     metrics_path = out / "metrics.jsonl"
     emit("data", phase="sampling", round=round_number, prompts=len(prompts), duplicate_prompts=duplicates,
          k=config.k, samples_to_draw=len(prompts) * config.k, pool_rows=len(pooled),
          pool_prompts_matched=len({row["prompt_id"] for row in pooled} & set(by_id)),
          pool_only_prompts=len(pool_only) if config.keep_pool_only_prompts else 0, model=sampler.model,
-         temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens,
+         server=sampler.server or "other", concurrency=concurrency, temperature=config.temperature,
+         top_p=config.top_p, max_new_tokens=config.max_new_tokens,
          helpfulness_rm=config.helpfulness_rm or None, safety_rm=config.safety_rm or None)
 
     # Seeds differ per sample and per round; the same config draws the same seeds again.
@@ -219,7 +221,7 @@ def sample_and_select(config: RejectionSamplingJobConfig, out: Path) -> dict:
     tasks = [lambda i=i, j=j: sampler(prompts[i]["messages"], seed=seed0 + i * config.k + j) for i, j in jobs]
     samples: list[dict] = [None] * len(jobs)
     started = time.perf_counter()
-    for index, result in run_concurrently(tasks, concurrency=config.concurrency, phase="sampling",
+    for index, result in run_concurrently(tasks, concurrency=concurrency, phase="sampling",
                                           metrics_path=metrics_path):
         i, j = jobs[index]
         samples[index] = {"prompt_id": prompts[i]["id"], "messages": prompts[i]["messages"], "sample": j,

@@ -31,12 +31,25 @@ def chat(*, base_url: str, api_key: str, body: dict, timeout: float) -> dict:
             "completion_tokens": answer.completion_tokens, "latency_ms": answer.latency_ms}
 
 
-def served_models(base_url: str, *, api_key: str = "", timeout: float = 5.0) -> list[str]:
-    """GET {base_url}/models: the names the endpoint serves. Raises RuntimeError when it cannot say."""
+def served(base_url: str, *, api_key: str = "", timeout: float = 5.0) -> tuple[list[str], str]:
+    """GET {base_url}/models: the names the endpoint serves, and "vLLM" when vLLM serves them ("" for
+    another server). Raises RuntimeError when it cannot say."""
     answer = probe(Endpoint(base_url=base_url, api_key=api_key or "EMPTY"), timeout=timeout)
     if not answer["ok"]:
         raise RuntimeError(f"{base_url}: no model to sample from ({answer['error']})")
-    return answer["models"]
+    return answer["models"], answer.get("server", "")
+
+
+# Requests in flight against one server when a job leaves it to the server (concurrency 0): vLLM
+# batches what arrives together (continuous batching), so many at once is what makes it fast;
+# a server that answers one request at a time (`transformers serve` here) only makes the others
+# wait, past their read timeout when many queue.
+IN_FLIGHT = {"vLLM": 32, "": 2}
+
+
+def in_flight(concurrency: int, server: str) -> int:
+    """A job's ``concurrency``, or for 0 what suits the server that answers."""
+    return concurrency if concurrency > 0 else IN_FLIGHT.get(server, IN_FLIGHT[""])
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ class Sampler:
     timeout: float = 300.0
     max_attempts: int = 3
     backoff: float = 1.0  # seconds before the second try, doubled for each later one
+    server: str = ""  # "vLLM" when vLLM serves the endpoint (its /models says so), else ""
 
     def __call__(self, messages: list[dict], *, seed: int) -> dict:
         body = chat_request_body(model=self.model, messages=messages, temperature=self.temperature,
@@ -80,17 +94,18 @@ def endpoint_key(api_key: str = "EMPTY", api_key_env: str = "") -> str:
 
 
 def sampler_for(config) -> Sampler:
-    """The Sampler of a job config with endpoint/model/… fields; asks /models when no model is named."""
+    """The Sampler of a job config with endpoint/model/… fields. Asks /models which model it serves
+    (when none is named) and whether vLLM serves it (the job's concurrency follows: in_flight)."""
     api_key = endpoint_key(config.api_key, getattr(config, "api_key_env", ""))
+    models, server = served(config.endpoint, api_key=api_key)
     model = config.model
     if not model:
-        models = served_models(config.endpoint, api_key=api_key)
         if not models:
             raise RuntimeError(f"{config.endpoint}: no model to sample from (none listed)")
         model = models[0]
     return Sampler(endpoint=config.endpoint, model=model, api_key=api_key,
                    temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens,
-                   timeout=config.request_timeout, max_attempts=config.max_attempts)
+                   timeout=config.request_timeout, max_attempts=config.max_attempts, server=server)
 
 
 def run_concurrently(tasks, *, concurrency: int, phase: str, metrics_path: Path | None,

@@ -51,4 +51,7 @@ if ! .venv/bin/python .ci/smoke_worker_killed.py "http://127.0.0.1:$PORT"; then
   exit 1
 fi
 grep "supervise\[worker\]" "$LOG" || { echo "the supervisor logged no restart"; exit 1; }
+# make run says which server serves the variants (vLLM where it runs, else transformers serve and why).
+engine=$(grep -m1 "The variants' model servers: " "$LOG") || { echo "make run did not say which server serves the variants"; exit 1; }
+echo "$engine"
 echo "smoke test passed"

@@ -17,7 +17,9 @@ It prints completion tokens per second on both sides and Tandem's ratio, and the
 (p50/p95) on both. A warm-up pair precedes each side.
 
     .venv/bin/python bench/sampling_throughput.py                                   # vLLM, N = 8 and 32
-    .venv/bin/python bench/sampling_throughput.py --engine transformers --annotators 8 --pairs-per-annotator 2
+    .venv/bin/python bench/sampling_throughput.py --annotators 8 32 --pairs-per-annotator 2 1
+    .venv/bin/python bench/sampling_throughput.py --engine transformers --annotators 8 \\
+        --pairs-per-annotator 2 --tandem-only                                      # the baseline's pair wait
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/tandem_throughput CELERY_BROKER_URL=redis://127.0.0.1:6379/5 \\
         .venv/bin/python bench/sampling_throughput.py
 
@@ -114,10 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", choices=["vllm", "transformers"], default="vllm")
     parser.add_argument("--annotators", type=int, nargs="+", default=[8, 32])
-    parser.add_argument("--pairs-per-annotator", type=int, default=4)
+    parser.add_argument("--pairs-per-annotator", type=int, nargs="+", default=[4],
+                        help="pairs each annotator asks for, one after the other: one value, or one per N")
     parser.add_argument("--max-tokens", type=int, default=128, help="answer length (max_new_tokens of both variants)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each model server")
+    parser.add_argument("--tandem-only", action="store_true", help="no direct replay (a baseline's pair wait alone)")
     args = parser.parse_args(argv)
+    if len(args.pairs_per_annotator) not in (1, len(args.annotators)):
+        parser.error("--pairs-per-annotator takes one value, or one per value of --annotators")
+    pairs_each = dict(zip(args.annotators, args.pairs_per_annotator * len(args.annotators)
+                          if len(args.pairs_per_annotator) == 1 else args.pairs_per_annotator, strict=True))
 
     os.environ.setdefault("TANDEM_VAR_DIR", str(ROOT / "var" / "bench-throughput"))
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
@@ -163,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         def through_tandem(index: int):
             pair = services.pair_request(messages=[{"role": "user", "content": PROMPTS[index % len(PROMPTS)]}])
             while set(Generation.objects.filter(pair=pair).values_list("status", flat=True)) - {"done", "failed"}:
-                time.sleep(0.05)
+                time.sleep(0.25)  # the wait is read from finished_at; polling only ends the thread
             generations = list(pair.generations.select_related("variant").order_by("position"))
             failed = [g.error for g in generations if g.status != "done"]
             if failed:
@@ -177,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
 
         through_tandem(0)  # warm-up: the servers' and the worker's first requests
         for n in args.annotators:
-            tandem_s, tandem = run_annotators(n, args.pairs_per_annotator, through_tandem)
-            direct_s, direct = replay(n, [bodies for _, _, bodies in tandem], stream)
+            tandem_s, tandem = run_annotators(n, pairs_each[n], through_tandem)
+            direct_s, direct = (None, []) if args.tandem_only else replay(
+                n, [bodies for _, _, bodies in tandem], stream)
             rows.append((n, len(tandem), tandem_s, tandem, direct_s, direct))
     finally:
         worker.stop()
@@ -194,12 +203,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{'wait p50':>8} {'p95':>6} | {'ratio':>5}")
     for n, count, tandem_s, tandem, direct_s, direct in rows:
         tandem_rate = sum(tokens for _, tokens, _ in tandem) / tandem_s
+        waits = [w for w, _, _ in tandem]
+        p50, p95 = percentile(waits, .5), percentile(waits, .95)
+        line = f"{n:>3} {count:>5} | {tandem_rate:>12.1f} {p50:>8.1f} {p95:>6.1f} | "
+        if direct_s is None:
+            print(line + f"{'-':>12} {'-':>8} {'-':>6} | {'-':>5}")
+            continue
         direct_rate = sum(tokens for _, tokens in direct) / direct_s
-        waits, direct_waits = [w for w, _, _ in tandem], [w for w, _ in direct]
-        print(f"{n:>3} {count:>5} | {tandem_rate:>12.1f} {percentile(waits, .5):>8.1f} "
-              f"{percentile(waits, .95):>6.1f} | "
-              f"{direct_rate:>12.1f} {percentile(direct_waits, .5):>8.1f} {percentile(direct_waits, .95):>6.1f} | "
-              f"{tandem_rate / direct_rate:>5.2f}")
+        direct_waits = [w for w, _ in direct]
+        p50, p95 = percentile(direct_waits, .5), percentile(direct_waits, .95)
+        print(line + f"{direct_rate:>12.1f} {p50:>8.1f} {p95:>6.1f} | {tandem_rate / direct_rate:>5.2f}")
     print("tok/s: completion tokens of all pairs over the run's wall-clock time; wait: seconds from asking for a "
           "pair to both answers done; ratio: Tandem's tok/s over the direct replay's.")
     return 0

@@ -40,16 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.sampling_overhead import PROMPTS  # noqa: E402  (prompts that draw long answers)
 from core.statistics import percentile  # noqa: E402  (Django-free)
-
-PROMPTS = [  # prompts that draw long answers: most stop at the token limit
-    "Write a detailed essay about the history of the printing press.",
-    "Explain in detail how photosynthesis works, step by step.",
-    "Write a long story about a lighthouse keeper and a storm.",
-    "Describe, at length, how to plan a two-week trip through Italy.",
-    "Explain in depth how a compiler turns source code into machine code.",
-    "Write a long letter to a friend about learning to play the piano.",
-]
 
 
 def run_annotators(n: int, pairs_each: int, ask) -> tuple[float, list]:

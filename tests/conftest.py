@@ -100,6 +100,15 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.1, message: str
     raise AssertionError(f"timed out after {timeout} s waiting for {message}")
 
 
+def pair_finished(pair, timeout: float = 90, message: str | None = None) -> list:
+    """Both generations of ``pair``, by position, once each is done or failed."""
+    def check():
+        generations = list(pair.generations.order_by("position"))
+        return generations if all(g.is_finished for g in generations) else None
+
+    return wait_for(check, timeout=timeout, message=message or f"both generations of pair {pair.pk} to finish")
+
+
 @pytest.fixture
 def variant_factory():
     from modelserving import services

@@ -9,7 +9,7 @@ from bench.processes import ROOT
 from modelserving import services
 from modelserving.models import Generation
 
-from ..conftest import wait_for
+from ..conftest import pair_finished
 from .conftest import publishing_to, stack_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
@@ -30,8 +30,7 @@ def test_a_pair_whose_messages_were_purged_is_sampled_by_the_recovery_sweep(priv
     assert set(pair.generations.values_list("status", flat=True)) == {"queued"}
 
     worker = sampling_worker()  # with beat: the sweep runs every second
-    generations = wait_for(lambda: (lambda gs: gs if all(g.is_finished for g in gs) else None)(
-        list(pair.generations.order_by("position"))), timeout=120, message="both generations to finish")
+    generations = pair_finished(pair, timeout=120)
     for generation in generations:
         assert generation.status == Generation.Status.DONE, generation.error
         assert generation.text and generation.attempts == 1  # produced once

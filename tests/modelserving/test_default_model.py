@@ -12,7 +12,7 @@ from modelserving import services
 from modelserving.local_models import is_prepared, locate_gguf, prepare_default_model
 from modelserving.models import Generation
 
-from ..conftest import wait_for
+from ..conftest import pair_finished
 
 pytestmark = pytest.mark.slow
 
@@ -71,9 +71,7 @@ def test_a_pair_from_smollm2_through_the_worker(celery_worker, smollm2_server, v
     variant_factory("cool", smollm2_server, temperature_min=0.5, temperature_max=0.8, max_new_tokens=48)
     variant_factory("warm", smollm2_server, temperature_min=1.0, temperature_max=1.3, max_new_tokens=48)
     pair = services.pair_request(messages=[{"role": "user", "content": "What is the capital of France?"}])
-    generations = wait_for(
-        lambda: (lambda gs: gs if all(g.is_finished for g in gs) else None)(list(pair.generations.all())),
-        timeout=240, message="SmolLM2's pair")
+    generations = pair_finished(pair, timeout=240, message="SmolLM2's pair")
     for generation in generations:
         assert generation.status == Generation.Status.DONE, generation.error
         assert generation.text.strip() and generation.completion_tokens

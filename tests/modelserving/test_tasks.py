@@ -10,7 +10,7 @@ from modelserving import services, tasks
 from modelserving.models import Generation
 from tests.helpers.silent_server import SilentServer
 
-from ..conftest import WORKER_SAMPLING, wait_for
+from ..conftest import WORKER_SAMPLING, pair_finished, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,20 +18,12 @@ PROMPT = [{"role": "user", "content": "Tell me a story about a lighthouse."}]
 MAX_ATTEMPTS = int(WORKER_SAMPLING["SAMPLING_MAX_ATTEMPTS"])
 
 
-def finished(pair, timeout=90):
-    def check():
-        generations = list(pair.generations.order_by("position"))
-        return generations if all(g.is_finished for g in generations) else None
-
-    return wait_for(check, timeout=timeout, message=f"both generations of pair {pair.pk} to finish")
-
-
 def test_a_pair_is_sampled_by_the_worker_with_both_generations_running_at_once(
         celery_worker, model_servers, variant_factory):
     variant_factory("cool", model_servers[0], max_new_tokens=300, temperature_min=0.5, temperature_max=0.8)
     variant_factory("warm", model_servers[1], max_new_tokens=300, temperature_min=1.0, temperature_max=1.3)
     pair = services.pair_request(messages=PROMPT)
-    first, second = finished(pair)
+    first, second = pair_finished(pair)
     assert first.status == second.status == Generation.Status.DONE
     assert first.text and second.text and first.completion_tokens and second.completion_tokens
     assert first.worker != second.worker, "the two generations ran in different worker processes"
@@ -48,7 +40,7 @@ def test_a_model_server_that_comes_up_late_is_retried_then_done(celery_worker, t
              .exists(), timeout=60, message="a first failed try")
     late.start()
     try:
-        generations = finished(pair, timeout=120)
+        generations = pair_finished(pair, timeout=120)
     finally:
         late.stop()
     for generation in generations:
@@ -80,7 +72,7 @@ def test_the_same_task_delivered_twice_gives_one_result(celery_worker, model_ser
     generation = pair.generations.first()
     for _ in range(2):
         tasks.generation_sample.delay(generation.pk)
-    generations = finished(pair)
+    generations = pair_finished(pair)
     wait_for(lambda: "modelserving.generation_sample" in celery_worker.log_path.read_text(), timeout=10)
     # Let the duplicate messages be consumed: each comes back once the lease has lapsed, sees the
     # generation done, and leaves it alone.
@@ -106,7 +98,7 @@ def test_a_worker_killed_mid_generation_is_redelivered_and_done_exactly_once(
     assert killed_pid in celery_worker.child_pids()
     os.kill(killed_pid, signal.SIGKILL)
 
-    generations = finished(pair, timeout=120)
+    generations = pair_finished(pair, timeout=120)
     victim.refresh_from_db()
     assert victim.status == Generation.Status.DONE
     assert victim.attempts == 2, "one killed try, one redelivered try"
@@ -134,7 +126,7 @@ def test_an_endpoint_url_in_request_data_is_ignored(celery_worker, client, model
         pair_id = response.json()["id"]
         from modelserving.models import Pair
 
-        generations = finished(Pair.objects.get(pk=pair_id))
+        generations = pair_finished(Pair.objects.get(pk=pair_id))
         assert all(g.status == Generation.Status.DONE for g in generations)
         assert all(g.variant_id == variant.id and g.request_body["model"] == variant.model_name
                    for g in generations)

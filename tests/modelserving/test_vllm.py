@@ -14,7 +14,7 @@ from modelserving import client, services
 from modelserving.engines import VLLM, host_refusal, installed_vllm
 from modelserving.models import Generation
 
-from ..conftest import wait_for
+from ..conftest import pair_finished, wait_for
 
 refusal = host_refusal()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(refusal is not None, reason=f"vLLM cannot run here: {refusal}")]
@@ -75,9 +75,7 @@ def test_a_pair_through_the_worker(celery_worker, vllm_server, variant_factory):
     variant_factory("cool", vllm_server, temperature_min=0.5, temperature_max=0.8, max_new_tokens=48)
     variant_factory("warm", vllm_server, temperature_min=1.0, temperature_max=1.3, max_new_tokens=48)
     pair = services.pair_request(messages=[{"role": "user", "content": "What is the capital of France?"}])
-    generations = wait_for(
-        lambda: (lambda gs: gs if all(g.is_finished for g in gs) else None)(list(pair.generations.all())),
-        timeout=240, message="the pair from vLLM")
+    generations = pair_finished(pair, timeout=240, message="the pair from vLLM")
     for generation in generations:
         assert generation.status == Generation.Status.DONE, generation.error
         assert generation.text.strip() and 0 < generation.completion_tokens <= 48
@@ -106,6 +104,11 @@ def test_a_server_killed_mid_stream_fails_the_try_and_a_restart_answers_the_same
         server.stop()
 
 
+def _finished(generation, *, message: str):
+    return wait_for(lambda: (lambda g: g if g.is_finished else None)(Generation.objects.get(pk=generation.pk)),
+                    timeout=300, message=message)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_generation_whose_server_died_ends_done_once_it_is_back(celery_worker, default_model_dir, variant_factory):
     server = ModelServer(default_model_dir, engine=VLLM, port=free_port()).start().wait_ready(timeout=600)
@@ -118,15 +121,12 @@ def test_a_generation_whose_server_died_ends_done_once_it_is_back(celery_worker,
                               timeout=120, message="the failed try recorded")
         assert "model server" in failed_try.error
         server.start().wait_ready(timeout=600)
-        finished = wait_for(lambda: (lambda g: g if g.is_finished else None)(Generation.objects.get(pk=generation.pk)),
-                            timeout=300, message="the generation finished")
+        finished = _finished(generation, message="the generation finished")
         requeued = finished.status == Generation.Status.FAILED
         if requeued:  # its tries ran out while the server restarted: the annotator's retry
             assert "Gave up after" in finished.error
             services.generation_requeue(generation=finished)
-            finished = wait_for(
-                lambda: (lambda g: g if g.is_finished else None)(Generation.objects.get(pk=generation.pk)),
-                timeout=300, message="the generation tried again")
+            finished = _finished(generation, message="the generation tried again")
         assert finished.status == Generation.Status.DONE, finished.error
         assert finished.text.strip() and (requeued or finished.attempts >= 2)
     finally:

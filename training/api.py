@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import ResearcherOnly, StaffRole
+from annotation.models import Focus
 from core import fields as strict
 from core.pagination import list_schema, paginated
 from modelserving.serializers import VariantSerializer
@@ -73,6 +74,12 @@ class PolicyLaunchSerializer(serializers.Serializer):
         child=strict.CharField(max_length=4000, allow_blank=True), required=False, default=list, max_length=5000,
         help_text="An evaluation's own held-out prompts (one user message each) instead of the batches' "
                   "held-out split.")
+    focus = serializers.ChoiceField(choices=Focus.choices, required=False, allow_blank=True, default="",
+                                    help_text="DPO: the pairs it learns from (helpfulness or safety).")
+    sources = serializers.ListField(child=strict.CharField(max_length=200), required=False, default=list,
+                                    help_text="DPO: imported preference sources mixed in.")
+    reference = strict.CharField(required=False, allow_blank=True, default="", max_length=200,
+                                 help_text="DPO: the frozen reference checkpoint; default: the base.")
     name = strict.CharField(required=False, allow_blank=True, default="", max_length=120)
     settings = serializers.DictField(required=False, default=dict,
                                      help_text="The job's settings to change (learning_rate, epochs, k, iterations, "

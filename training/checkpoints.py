@@ -3,6 +3,8 @@ The runner and the services read these; nothing here launches or queues anything
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 from django.conf import settings
@@ -27,6 +29,31 @@ def model_folder_problem(path: Path) -> str | None:
     if not weight_files(path):
         return f"{path} has no .safetensors weights."
     return None
+
+
+# What decides which ids a text becomes: two checkpoints that agree on these tokenize alike.
+_TOKENIZER_PARTS = ("model", "added_tokens", "normalizer", "pre_tokenizer")
+_TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.model", "vocab.txt")
+
+
+def tokenizer_fingerprint(path: Path | str) -> str | None:
+    """A digest of a checkpoint's tokenizer (its vocabulary, merges, added tokens and the rules
+    that split text before them), read from its files without loading it; None when the folder
+    has no tokenizer."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    try:
+        if (path / "tokenizer.json").is_file():
+            tokenizer = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
+            digest.update(json.dumps({part: tokenizer.get(part) for part in _TOKENIZER_PARTS},
+                                     sort_keys=True).encode())
+            return digest.hexdigest()
+        found = [name for name in _TOKENIZER_FILES if (path / name).is_file()]
+        for name in found:
+            digest.update(name.encode() + b"\0" + (path / name).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return digest.hexdigest() if found else None
 
 
 def checkpoint_register(*, name: str, kind: str, path: Path | str, focus: str = "", run: TrainingRun | None = None,

@@ -103,6 +103,14 @@ class PolicyRunForm(forms.Form):
     prompts = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), max_length=200_000,
                               help_text="Evaluation: its own held-out prompts, one per line (empty: the batches' "
                                         "held-out split).")
+    focus = forms.ChoiceField(required=False, choices=[("", "—"), *Focus.choices],
+                              help_text="DPO: the pairs it learns from (mixed as a reward model of that focus mixes "
+                                        "them).")
+    sources = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
+                                        help_text="DPO: imported preference data mixed in.")
+    reference = forms.ChoiceField(required=False, help_text="DPO: the frozen reference (empty: the start "
+                                                            "checkpoint); it must share the policy's tokenizer.")
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, label_suffix="", **kwargs)
         # Every setting any policy kind has; each kind takes its own (the rest are refused by name).
@@ -113,6 +121,10 @@ class PolicyRunForm(forms.Form):
             self.fields[name] = setting_field(item, help_text=f"{item.help} Empty: the default ({defaults}).")
         self.fields["batches"].choices = [(str(b), str(b)) for b in Batch.objects.filter(status=Batch.Status.FROZEN)]
         self.fields["base"].queryset = Checkpoint.objects.filter(kind=Checkpoint.Kind.POLICY)
+        self.fields["sources"].choices = [(s, s) for s in PreferenceSource.objects.order_by("name")
+                                          .values_list("name", flat=True)]
+        self.fields["reference"].choices = [("", "—")] + [
+            (c, c) for c in Checkpoint.objects.filter(kind=Checkpoint.Kind.POLICY).values_list("name", flat=True)]
         names = [(v, v) for v in PolicyVariant.objects.order_by("name").values_list("name", flat=True)]
         self.fields["variant"].choices = [("", "—")] + names
         self.fields["variants"].choices = names
@@ -130,4 +142,5 @@ class PolicyRunForm(forms.Form):
                 "variant": data["variant"], "variants": data["variants"], "helpfulness_rm": data["helpfulness_rm"],
                 "safety_rm": data["safety_rm"], "pool_runs": [int(pk) for pk in data["pool_runs"]],
                 "instructions": data["instructions"].splitlines(), "prompts": data["prompts"].splitlines(),
+                "focus": data["focus"], "sources": data["sources"], "reference": data["reference"],
                 "settings": _settings_given(data, self.setting_names)}

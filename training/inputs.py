@@ -25,6 +25,7 @@ JOBS = {
     TrainingRun.Kind.PPO: "training.jobs.ppo",
     TrainingRun.Kind.GATT: "training.jobs.gatt",
     TrainingRun.Kind.POLICY_EVAL: "training.jobs.policy_eval",
+    TrainingRun.Kind.DPO: "training.jobs.dpo",
 }
 
 
@@ -81,6 +82,15 @@ def prepare(run: TrainingRun, data_dir: Path, out: Path) -> tuple[dict, dict]:
         counts = reward_data_write(focus=run.focus, batches=_batches(run), sources=sources, mix=run.data["mix"],
                                    seed=run.config["seed"], out_dir=data_dir)
         return {"--train": data_dir / "train.jsonl", "--eval": data_dir / "eval.jsonl", "--base": run.base.path,
+                "--out": out}, counts
+    if kind == TrainingRun.Kind.DPO:
+        # The reward model's data, mixed the same way: the pairs of the run's focus first.
+        sources = list(PreferenceSource.objects.filter(name__in=run.data.get("sources", [])))
+        counts = reward_data_write(focus=run.focus, batches=_batches(run), sources=sources, mix=run.data["mix"],
+                                   seed=run.config["seed"], out_dir=data_dir)
+        reference = run.data.get("reference")
+        return {"--train": data_dir / "train.jsonl", "--eval": data_dir / "eval.jsonl", "--focus": run.focus,
+                "--base": run.base.path, "--reference": _checkpoint_path(reference) if reference else run.base.path,
                 "--out": out}, counts
     if kind == TrainingRun.Kind.SFT:
         n = _write_lines(data_dir / "train.jsonl", (r for b in _batches(run) for r in sft_records(b)))

@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from core.values import yes_no
 
 from .jobs import common
+from .jobs.dpo import DPOJobConfig
 from .jobs.gatt import GAttJobConfig
 from .jobs.policy_eval import PolicyEvalJobConfig
 from .jobs.ppo import PPOJobConfig
@@ -31,6 +32,7 @@ CONFIGS = {
     TrainingRun.Kind.PPO: PPOJobConfig,
     TrainingRun.Kind.GATT: GAttJobConfig,
     TrainingRun.Kind.POLICY_EVAL: PolicyEvalJobConfig,
+    TrainingRun.Kind.DPO: DPOJobConfig,
 }
 POLICY_KINDS = tuple(kind for kind in CONFIGS if kind != TrainingRun.Kind.REWARD_MODEL)
 

@@ -49,8 +49,9 @@ class TrainingRun(models.Model):
         PPO = "ppo", "PPO"
         GATT = "gatt", "Ghost Attention"
         POLICY_EVAL = "policy_eval", "Model-based evaluation"
+        DPO = "dpo", "DPO"
 
-    POLICY_KINDS = (Kind.SFT, Kind.REJECTION_SAMPLING, Kind.PPO, Kind.GATT)
+    POLICY_KINDS = (Kind.SFT, Kind.REJECTION_SAMPLING, Kind.PPO, Kind.GATT, Kind.DPO)
 
     class Status(models.TextChoices):
         QUEUED = "queued"

@@ -1,14 +1,18 @@
-"""The rules of a policy run (SFT, rejection sampling, PPO, Ghost Attention) and of a model-based
+"""The rules of a policy run (SFT, rejection sampling, PPO, Ghost Attention, DPO) and of a model-based
 evaluation. training/launch.py checks a launch with them and queues it like every other run; the
 dashboard, the API and the command line all go through it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.core.exceptions import ValidationError
 
-from annotation.models import Batch, Demonstration
+from annotation.models import Batch, Demonstration, Focus, PreferenceSource
 from modelserving.models import PolicyVariant
 
+from .checkpoints import tokenizer_fingerprint
+from .data import PRIMARY, default_mix, part_sizes
 from .job_settings import POLICY_KINDS, settings_validate
 from .models import Checkpoint, TrainingRun
 
@@ -25,13 +29,14 @@ def _checkpoint(name: str | None, *, kind: str, field: str, errors: dict, focus:
 def policy_run_validate(*, kind: str, batches: list[str] = (), base: Checkpoint | None = None,
                         variant: str = "", variants: list[str] = (), helpfulness_rm: str = "", safety_rm: str = "",
                         pool_runs: list[int] = (), instructions: list[str] = (), prompts: list[str] = (),
+                        focus: str = "", sources: list[str] = (), reference: str = "",
                         settings: dict | None = None) -> dict:
     """Check a policy run (or a model-based evaluation); ``settings`` are its job's (the job's config
     owns their defaults and bounds: training/job_settings.py). Returns the run's fields (job config,
     data, base) or raises ValidationError per field."""
     errors: dict[str, str] = {}
     if kind not in POLICY_KINDS:
-        raise ValidationError({"kind": "Pick SFT, rejection sampling, PPO, Ghost Attention or an evaluation."})
+        raise ValidationError({"kind": "Pick SFT, rejection sampling, PPO, Ghost Attention, DPO or an evaluation."})
     found = {str(b): b for b in Batch.objects.filter(status=Batch.Status.FROZEN)}
     chosen = [found[label] for label in batches if label in found]
     own_prompts = [line.strip() for line in prompts if line.strip()]
@@ -45,9 +50,10 @@ def policy_run_validate(*, kind: str, batches: list[str] = (), base: Checkpoint 
         errors["batches"] = "The chosen batches hold no demonstrations."
     config = settings_validate(kind, settings, errors)
     reward_models = {}
-    for focus, rm_name in (("helpfulness", helpfulness_rm), ("safety", safety_rm)):
-        if _checkpoint(rm_name, kind=Checkpoint.Kind.REWARD_MODEL, field=f"{focus}_rm", errors=errors, focus=focus):
-            reward_models[focus] = rm_name
+    for rm_focus, rm_name in (("helpfulness", helpfulness_rm), ("safety", safety_rm)):
+        if _checkpoint(rm_name, kind=Checkpoint.Kind.REWARD_MODEL, field=f"{rm_focus}_rm", errors=errors,
+                       focus=rm_focus):
+            reward_models[rm_focus] = rm_name
     if kind in (TrainingRun.Kind.REJECTION_SAMPLING, TrainingRun.Kind.PPO, TrainingRun.Kind.POLICY_EVAL) \
             and not (helpfulness_rm or safety_rm):
         errors.setdefault("helpfulness_rm", "Pick a helpfulness and/or a safety reward model.")
@@ -74,6 +80,48 @@ def policy_run_validate(*, kind: str, batches: list[str] = (), base: Checkpoint 
             data["prompts"] = own_prompts
     if base is None or base.kind != Checkpoint.Kind.POLICY:
         errors["base"] = "Pick the policy checkpoint to start from (an evaluation records it as its reference)."
+    fields = {}
+    if kind == TrainingRun.Kind.DPO:
+        data.update(_dpo_data(focus=focus, batches=chosen, sources=sources, reference=reference, base=base,
+                              errors=errors))
+        fields["focus"] = focus
+    elif focus or sources or reference:
+        errors["focus" if focus else "sources" if sources else "reference"] = \
+            "Only a DPO run takes a focus, imported sources and a reference."
     if errors:
         raise ValidationError(errors)
-    return {"config": config, "data": data, "base": base}
+    return {"config": config, "data": data, "base": base, **fields}
+
+
+def _dpo_data(*, focus: str, batches: list[Batch], sources: list[str], reference: str, base: Checkpoint | None,
+              errors: dict) -> dict:
+    """A DPO run's pairs (the batches' pairs of its focus, mixed with the other focus and imported
+    sources as a reward model of that focus mixes them) and its frozen reference (the base unless
+    another checkpoint with the same tokenizer is named)."""
+    if focus not in Focus.values:
+        errors["focus"] = "Pick helpfulness or safety: the pairs DPO learns from."
+        return {}
+    known = {s.name: s for s in PreferenceSource.objects.filter(name__in=list(sources))}
+    if missing := sorted(set(sources) - set(known)):
+        errors["sources"] = f"No imported source named {', '.join(missing)}."
+    mix = default_mix(focus, list(known.values()))
+    if batches and "batches" not in errors:
+        parts = part_sizes(focus=focus, batches=batches, sources=list(known.values()), mix=mix)
+        if not sum(n for role, n in parts.values() if role == PRIMARY):
+            errors["batches"] = (f"The chosen batches hold no {focus} pairs in their training split "
+                                 f"(and no chosen source is about {focus}).")
+    data = {"sources": sorted(known), "mix": mix}
+    if reference:
+        checkpoint = _checkpoint(reference, kind=Checkpoint.Kind.POLICY, field="reference", errors=errors)
+        data["reference"] = reference
+    else:
+        checkpoint = base
+    if base is not None and checkpoint is not None and "reference" not in errors:
+        mine, theirs = tokenizer_fingerprint(Path(base.path)), tokenizer_fingerprint(Path(checkpoint.path))
+        if mine is None or theirs is None:
+            errors["reference" if reference else "base"] = \
+                f"{checkpoint if theirs is None else base} has no tokenizer files."
+        elif mine != theirs:
+            errors["reference"] = (f"{checkpoint} and {base} tokenize differently: DPO compares their "
+                                   "log-probabilities token by token, so the reference needs the policy's tokenizer.")
+    return data

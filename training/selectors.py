@@ -17,6 +17,9 @@ CURVES_BY_KIND = {
     TrainingRun.Kind.REJECTION_SAMPLING: ("loss", "learning_rate", "grad_norm"),
     TrainingRun.Kind.GATT: ("loss", "learning_rate", "grad_norm"),
     TrainingRun.Kind.POLICY_EVAL: (),
+    # DPO's implicit reward on the held-out pairs (the curves to read), then on the training batches.
+    TrainingRun.Kind.DPO: ("eval_rewards/accuracies", "eval_rewards/margins", "loss", "rewards/accuracies",
+                           "rewards/margins", "learning_rate"),
 }
 
 

@@ -23,7 +23,10 @@ from .models import Checkpoint, TrainingRun
 CURVE_TITLES = {"loss": "Loss", "accuracy": "Training accuracy (batch)", "margin": "Mean reward margin",
                 "learning_rate": "Learning rate", "reward": "Reward (mean raw score)", "kl": "KL to the reference",
                 "policy_loss": "Policy loss", "value_loss": "Value loss", "entropy": "Entropy",
-                "clip_frac": "Clip fraction", "grad_norm": "Gradient norm"}
+                "clip_frac": "Clip fraction", "grad_norm": "Gradient norm",
+                "eval_rewards/accuracies": "Held-out reward accuracy (implicit reward, chosen above rejected)",
+                "eval_rewards/margins": "Held-out reward margin (chosen − rejected)",
+                "rewards/accuracies": "Training reward accuracy (batch)", "rewards/margins": "Training reward margin"}
 
 
 @role_required(RESEARCHER)

@@ -28,7 +28,7 @@ def refreshed(run):
 def test_policy_launches_are_checked_and_refusals_store_nothing(preference_batch, researcher, tiny_base):
     batch = preference_batch(helpfulness=4)
     cases = [
-        ({"kind": "dpo"}, "kind"),
+        ({"kind": "kto"}, "kind"),
         ({"kind": "sft", "batches": [str(batch)]}, "batches"),  # no demonstrations in it
         ({"kind": "sft", "batches": ["2030-W01"]}, "batches"),
         ({"kind": "ppo", "batches": [str(batch)]}, "helpfulness_rm"),

@@ -75,6 +75,22 @@ def emit(event: str, **data) -> None:
     print(json.dumps({"event": event, "time": round(time.time(), 3), **data}), flush=True)
 
 
+def metrics_callback(metrics_path: Path | str, **extra):
+    """A Trainer callback that reports each `log` of the main process as a `log` event and appends
+    it to ``metrics_path`` (``extra`` fields go into every record)."""
+    from transformers import TrainerCallback
+
+    class JsonLines(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and state.is_world_process_zero:
+                record = {"step": state.global_step, "max_steps": state.max_steps, **extra, **logs}
+                emit("log", **record)
+                with open(metrics_path, "a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+
+    return JsonLines()
+
+
 def read_jsonl(path: str, *, required: tuple[str, ...] = ()) -> list[dict]:
     rows = []
     with open(path, encoding="utf-8") as handle:

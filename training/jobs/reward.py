@@ -33,6 +33,7 @@ from .common import (
     bf16_wanted,
     emit,
     messages_of,
+    metrics_callback,
     parse_job,
     read_jsonl,
     score_token_ids,
@@ -163,7 +164,7 @@ def evaluate(model, tokenizer, pairs: list[dict], *, max_length: int, bins: int,
 def main(config: RewardJobConfig) -> dict:
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, TrainerCallback
+    from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
     out = Path(config.out)
@@ -189,14 +190,6 @@ def main(config: RewardJobConfig) -> dict:
     warmup = max(config.min_warmup_steps, math.ceil(config.warmup_ratio * total_steps))
     metrics_path = out / "metrics.jsonl"
 
-    class JsonLines(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and state.is_world_process_zero:
-                record = {"step": state.global_step, "max_steps": state.max_steps, **logs}
-                emit("log", **record)
-                with open(metrics_path, "a") as handle:
-                    handle.write(json.dumps(record) + "\n")
-
     args = RewardConfig(
         output_dir=str(out / "trainer"), learning_rate=config.learning_rate, num_train_epochs=config.epochs,
         per_device_train_batch_size=config.device_batch_size,
@@ -208,7 +201,7 @@ def main(config: RewardJobConfig) -> dict:
         save_strategy="no", report_to=[], disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
     )
     trainer = RewardTrainer(model=model, args=args, processing_class=tokenizer,
-                            train_dataset=Dataset.from_list(rows), callbacks=[JsonLines()])
+                            train_dataset=Dataset.from_list(rows), callbacks=[metrics_callback(metrics_path)])
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started

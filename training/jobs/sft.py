@@ -37,6 +37,7 @@ from .common import (
     bf16_wanted,
     emit,
     messages_of,
+    metrics_callback,
     parse_job,
     read_jsonl,
     setting,
@@ -185,20 +186,11 @@ def build_trainer(config: SFTJobConfig, *, callbacks=()):
 
 def main(config: SFTJobConfig, *, outer: Outer | None = None) -> dict:
     import torch
-    from transformers import TrainerCallback
 
     out = Path(config.out)
     metrics_path = out / "metrics.jsonl"
 
-    class JsonLines(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and state.is_world_process_zero:
-                record = {"step": state.global_step, "max_steps": state.max_steps, "phase": "train", **logs}
-                emit("log", **record)
-                with open(metrics_path, "a") as handle:
-                    handle.write(json.dumps(record) + "\n")
-
-    trainer, report = build_trainer(config, callbacks=[JsonLines()])
+    trainer, report = build_trainer(config, callbacks=[metrics_callback(metrics_path, phase="train")])
     zero = trainer.is_world_process_zero()
     if zero:
         out.mkdir(parents=True, exist_ok=True)

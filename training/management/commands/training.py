@@ -48,7 +48,7 @@ class Command(BaseCommand):
         launch.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                             help=_settings_help(TrainingRun.Kind.REWARD_MODEL))
         launch.add_argument("--wait", action="store_true", help="Print progress until the run finishes.")
-        policy = sub.add_parser("policy", help="Queue a policy run (sft, rejection_sampling, ppo, gatt) or a "
+        policy = sub.add_parser("policy", help="Queue a policy run (sft, rejection_sampling, ppo, gatt, dpo) or a "
                                                "model-based evaluation (policy_eval).")
         policy.add_argument("--researcher", required=True)
         policy.add_argument("--kind", required=True, choices=list(POLICY_KINDS))
@@ -60,6 +60,9 @@ class Command(BaseCommand):
         policy.add_argument("--safety-rm", default="")
         policy.add_argument("--pool-run", action="append", type=int, default=[])
         policy.add_argument("--instruction", action="append", default=[], help="Ghost Attention (repeat).")
+        policy.add_argument("--focus", default="", help="DPO: helpfulness or safety pairs.")
+        policy.add_argument("--source", action="append", default=[], help="DPO: an imported source (repeat).")
+        policy.add_argument("--reference", default="", help="DPO: the reference checkpoint (default: the base).")
         policy.add_argument("--prompts", default=None,
                             help="Evaluation: a file of held-out prompts, one per line (default: the batches' split).")
         policy.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
@@ -107,11 +110,12 @@ class Command(BaseCommand):
     def handle(self, *args, action, **options):
         try:
             getattr(self, "_" + action.replace("-", "_"))(**options)
-        except (ValidationError, PermissionDenied) as error:
+        except (ValidationError, PermissionDenied) as error:  # a refusal: exit status 2, as for a bad flag
             if hasattr(error, "error_dict"):
                 raise CommandError("; ".join(f"{field}: {' '.join(messages)}"
-                                             for field, messages in error.message_dict.items())) from error
-            raise CommandError("; ".join(getattr(error, "messages", [str(error)]))) from error
+                                             for field, messages in error.message_dict.items()),
+                                   returncode=2) from error
+            raise CommandError("; ".join(getattr(error, "messages", [str(error)])), returncode=2) from error
 
     def _settings(self, *, kind, **_):
         for name, item in settings_for(kind).items():
@@ -151,14 +155,14 @@ class Command(BaseCommand):
             self._wait(run)
 
     def _policy(self, *, researcher, kind, batch, base, variant, compare, helpfulness_rm, safety_rm, pool_run,
-                instruction, setting, name, wait, prompts=None, **_):
+                instruction, setting, name, wait, prompts=None, focus="", source=(), reference="", **_):
         base_checkpoint = Checkpoint.objects.filter(name=base).first() if base else None
         if base and base_checkpoint is None:
             raise CommandError(f"No checkpoint {base!r}.")
         run = run_launch(researcher=self._user(researcher), kind=kind, batches=batch, base=base_checkpoint,
                          variant=variant, variants=compare, helpfulness_rm=helpfulness_rm, safety_rm=safety_rm,
                          pool_runs=pool_run, instructions=instruction, name=name, settings=_given_settings(setting),
-                         prompts=self._prompts(prompts))
+                         prompts=self._prompts(prompts), focus=focus, sources=list(source), reference=reference)
         self.stdout.write(f"run {run.pk} queued: {run.get_kind_display()}")
         if wait:
             self._wait(run)

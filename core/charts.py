@@ -56,13 +56,24 @@ def _axes(parts: list[str], *, left: int, top: int, right: int, bottom: int, x_r
 def line_chart(title: str, points: list[tuple[float, float]], *, x_label: str = "step", y_format: str = "{:.3g}",
                width: int = 460, height: int = 200, colour: str = COLOURS[0]) -> str:
     """One series as a polyline, e.g. a training curve (x: step)."""
+    return lines_chart(title, {title: points}, x_label=x_label, y_format=y_format, width=width, height=height,
+                       colours=[colour], legend=False)
+
+
+def lines_chart(title: str, series: dict[str, list[tuple[float, float]]], *, x_label: str = "step",
+                y_format: str = "{:.3g}", width: int = 460, height: int = 200, colours: list[str] = COLOURS,
+                legend: bool = True) -> str:
+    """Several series on one pair of axes, each a polyline with its label in a legend below."""
     parts = _svg_open(title, width, height)
-    left, top, right, bottom = 56, 28, width - 10, height - 22
-    finite = [(x, y) for x, y in points if y == y and abs(y) != float("inf")]
+    left, top, right, bottom = 56, 28, width - 10, height - (36 if legend else 22)
+    finite = {label: [(x, y) for x, y in points if y == y and abs(y) != float("inf")]
+              for label, points in series.items()}
+    finite = {label: points for label, points in finite.items() if points}
     if not finite:
         parts.append(f'<text x="{left}" y="{top + 20}" font-size="12" fill="#5b6474">no data yet</text></svg>')
         return mark_safe("".join(parts))  # noqa: S308 — escaped
-    xs, ys = [x for x, _ in finite], [y for _, y in finite]
+    xs = [x for points in finite.values() for x, _ in points]
+    ys = [y for points in finite.values() for _, y in points]
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
     y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
     _axes(parts, left=left, top=top, right=right, bottom=bottom, x_range=(x0, x1), y_range=(y0, y1),
@@ -71,12 +82,18 @@ def line_chart(title: str, points: list[tuple[float, float]], *, x_label: str = 
     def at(x, y):
         return (left + (right - left) * (x - x0) / (x1 - x0), bottom - (bottom - top) * (y - y0) / (y1 - y0))
 
-    path = " ".join(f"{px:.1f},{py:.1f}" for px, py in (at(x, y) for x, y in finite))
-    parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.6"/>')
-    last_x, last_y = finite[-1]
-    px, py = at(last_x, last_y)
-    parts.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.5" fill="{colour}"><title>{escape(title)} at '
-                 f'{last_x:g}: {escape(y_format.format(last_y))}</title></circle>')
+    for index, (label, points) in enumerate(finite.items()):
+        colour = colours[index % len(colours)]
+        path = " ".join(f"{px:.1f},{py:.1f}" for px, py in (at(x, y) for x, y in points))
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.6"/>')
+        last_x, last_y = points[-1]
+        px, py = at(last_x, last_y)
+        parts.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.5" fill="{colour}"><title>{escape(label)} at '
+                     f'{last_x:g}: {escape(y_format.format(last_y))}</title></circle>')
+        if legend:
+            parts.append(f'<rect x="{left + index * 110}" y="{height - 12}" width="10" height="10" '
+                         f'fill="{colour}"/><text x="{left + index * 110 + 14}" y="{height - 3}" font-size="11" '
+                         f'fill="#1d2330">{escape(label)}</text>')
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 — every text in it is escaped above
 

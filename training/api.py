@@ -32,6 +32,8 @@ def setting_serializer_field(item: JobSetting) -> serializers.Field:
         return strict.BooleanField(**common)
     if item.choices:
         return serializers.ChoiceField(choices=list(item.choices), **common)
+    if item.type is str:
+        return strict.CharField(max_length=200, allow_blank=True, **common)
     field = strict.IntegerField if item.type is int else strict.FloatField
     return field(min_value=item.low, max_value=item.high, **common)
 
@@ -113,13 +115,19 @@ class RunSerializer(serializers.ModelSerializer):
 
 class RunDetailSerializer(RunSerializer):
     series = serializers.SerializerMethodField()
+    reward_curves = serializers.SerializerMethodField(
+        help_text="Rejection sampling: per temperature, the mean max and median reward among the first N samples "
+                  "of a prompt, for N = 1 … K (Llama 2's Figures 7 and 8).")
 
     class Meta(RunSerializer.Meta):
-        fields = [*RunSerializer.Meta.fields, "series", "log_tail"]
+        fields = [*RunSerializer.Meta.fields, "series", "reward_curves", "log_tail"]
         read_only_fields = fields
 
     def get_series(self, run) -> dict:
         return selectors.run_series(run)
+
+    def get_reward_curves(self, run) -> dict:
+        return selectors.reward_curves(run)
 
 
 

@@ -23,6 +23,8 @@ def setting_field(item: JobSetting, *, help_text: str | None = None) -> forms.Fi
                                           ("no", "no")], **common)
     if item.choices:
         return forms.ChoiceField(choices=[(c, c) for c in item.choices], initial=item.default, **common)
+    if item.type is str:
+        return forms.CharField(max_length=200, **common)
     bounds = {"min_value": item.low, "max_value": item.high}
     if item.type is int:
         return forms.IntegerField(**bounds, **common)

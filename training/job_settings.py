@@ -7,6 +7,7 @@ setting of its own."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ class JobSetting:
     high: float | None
     choices: tuple[str, ...]
     label: str
+    pattern: str = ""
 
     @property
     def title(self) -> str:
@@ -55,7 +57,8 @@ class JobSetting:
 
 def settings_for(kind: str) -> dict[str, JobSetting]:
     """name → JobSetting of what a run of ``kind`` may set, in the config's order."""
-    return {name: JobSetting(name, kind_, default, meta.help, meta.low, meta.high, meta.choices, meta.label)
+    return {name: JobSetting(name, kind_, default, meta.help, meta.low, meta.high, meta.choices, meta.label,
+                             meta.pattern)
             for name, (kind_, default, meta) in common.settings_of(CONFIGS[kind]).items()}
 
 
@@ -81,7 +84,9 @@ def _value(item: JobSetting, raw):
             raise ValueError(f"Use one of {', '.join(item.choices)}.")
         return raw
     if item.type is str:
-        return str(raw)
+        if not isinstance(raw, str) or (item.pattern and not re.fullmatch(item.pattern, raw)):
+            raise ValueError(f"{item.help} Not {raw!r}.")
+        return raw
     try:
         if isinstance(raw, bool):
             raise ValueError

@@ -39,6 +39,16 @@ def run_series(run: TrainingRun, names=None) -> dict[str, list[tuple[int, float]
     return series
 
 
+def reward_curves(run: TrainingRun) -> dict:
+    """A rejection-sampling run's reward curves ({temperature: {"n", "max", "median", "prompts"}}),
+    as its job recorded them; empty for other runs and before the sampling ended."""
+    if run.kind != TrainingRun.Kind.REJECTION_SAMPLING:
+        return {}
+    curves = ((run.summary or {}).get("job") or {}).get("curves") or {}
+    return {str(t): c for t, c in curves.items()
+            if isinstance(c, dict) and all(isinstance(c.get(key), list) for key in ("n", "max", "median"))}
+
+
 def reward_models() -> QuerySet[Checkpoint]:
     return Checkpoint.objects.filter(kind=Checkpoint.Kind.REWARD_MODEL).select_related("run", "base")
 

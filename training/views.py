@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.decorators import role_required
 from accounts.roles import RESEARCHER
-from core.charts import bar_chart, histogram_chart, line_chart
+from core.charts import bar_chart, histogram_chart, line_chart, lines_chart
 from core.exceptions import refusal_status
 from core.forms import add_service_errors
 from core.preference_scale import STRENGTHS
@@ -77,7 +77,22 @@ def runs(request):
 
 def _run_context(run: TrainingRun) -> dict:
     series = selectors.run_series(run)
-    return {"run": run, "charts": [line_chart(CURVE_TITLES.get(name, name), points) for name, points in series.items()]}
+    return {"run": run, "charts": [line_chart(CURVE_TITLES.get(name, name), points) for name, points in series.items()],
+            "curve_charts": _reward_curve_charts(selectors.reward_curves(run))}
+
+
+def _reward_curve_charts(curves: dict) -> list[str]:
+    """Llama 2's Figure 7 per temperature (max and median reward among the first N samples) and,
+    with several temperatures, Figure 8 (the max at each)."""
+    charts = [lines_chart(f"Reward among the first N samples · T {temperature}",
+                          {"max": list(zip(curve["n"], curve["max"])),
+                           "median": list(zip(curve["n"], curve["median"]))}, x_label="samples (N)")
+              for temperature, curve in curves.items()]
+    if len(curves) > 1:
+        charts.append(lines_chart("Max reward among the first N samples, per temperature",
+                                  {f"T {t}": list(zip(c["n"], c["max"])) for t, c in curves.items()},
+                                  x_label="samples (N)"))
+    return charts
 
 
 @role_required(RESEARCHER)

@@ -20,8 +20,10 @@ from training.jobs.rejection_sampling import (
     gain_report,
     main,
     parse,
+    reward_curves,
     sample_and_select,
     sample_reward,
+    temperatures_of,
 )
 from training.jobs.sft import SFTJobConfig
 
@@ -340,3 +342,51 @@ def test_the_job_runs_alone_against_a_real_model_server_and_real_reward_model(ti
     conversations = [row["messages"] for row in kept]
     expected = score_conversations(reward_model.eval(), tokenizer, conversations, max_length=4096)
     assert [row["reward"] for row in kept] == pytest.approx(expected, abs=1e-4)
+
+
+def test_reward_curves_are_max_and_median_of_the_first_n_samples():
+    # a: 1, 3, 2 → N1 max 1 med 1; N2 max 3 med 2; N3 max 3 med 2. b: 4, 0 → N1 4/4; N2 4/2. Averaged over prompts.
+    curve = reward_curves({"a": [1.0, 3.0, 2.0], "b": [4.0, 0.0], "c": []})
+    assert curve == {"n": [1, 2, 3], "max": [2.5, 3.5, 3.0], "median": [2.5, 2.0, 2.0], "prompts": [2, 2, 1]}
+    assert temperatures_of(RejectionSamplingJobConfig(temperature=1.0, temperatures="0.7, 1.0,1.3")) == [1.0, 0.7, 1.3]
+
+
+def test_the_temperatures_setting_is_bounded_by_the_job(db):
+    from django.core.exceptions import ValidationError
+
+    from training.job_settings import settings_validate
+
+    assert settings_validate("rejection_sampling", {"temperatures": "0.8, 1.2,2"})["temperatures"] == "0.8, 1.2,2"
+    for bad in ("3", "a", "1.0;1.2", ",".join(["1"] * 8), "-1"):
+        with pytest.raises(ValidationError) as refused:
+            settings_validate("rejection_sampling", {"temperatures": bad})
+        assert "temperatures" in refused.value.message_dict, bad
+
+
+def test_curves_per_temperature_in_the_order_samples_were_drawn(tiny_model_dir, tmp_path, serve, reward_models):
+    # Which answer a request gets depends on its seed (the sample's place) and its temperature, not on the order
+    # the concurrent requests arrive in: at 1.3 the answers come as tea-1 … tea-4, at 0.7 the other way round.
+    seed0 = 7 + 1_000_003  # the SFT seed + round 1
+    second = 1  # index of the extra temperature: its seeds follow the first temperature's
+
+    def answer(body):
+        place = body["seed"] - seed0
+        order = [1, 2, 3, 4] if body["temperature"] == 1.3 else [4, 3, 2, 1]
+        assert place // 4 == (0 if body["temperature"] == 1.3 else second)
+        return f"tea-{order[place % 4]}"
+
+    server = serve(answer)
+    config = RejectionSamplingJobConfig(
+        prompts=write(tmp_path / "prompts.jsonl", PROMPTS[:1]), endpoint=server.base_url, k=4, temperature=1.3,
+        temperatures="0.7", max_new_tokens=8, concurrency=3, base=str(tiny_model_dir), out=str(tmp_path / "round"),
+        sft=tiny_sft(seed=7), **reward_models)
+    (tmp_path / "round").mkdir()
+    summary = sample_and_select(config, tmp_path / "round")
+    assert len(server.requests) == 8 and {r["temperature"] for r in server.requests} == {1.3, 0.7}
+    # Rewards in draw order: T 1.3 → 0.5, 2, −1, 1; T 0.7 → 1, −1, 2, 0.5.
+    curves = json.loads((tmp_path / "round" / "gain.json").read_text())["curves"]
+    assert curves["1.3"]["max"] == [0.5, 2.0, 2.0, 2.0] and curves["1.3"]["median"] == [0.5, 1.25, 0.5, 0.75]
+    assert curves["0.7"]["max"] == [1.0, 1.0, 2.0, 2.0] and curves["0.7"]["median"] == [1.0, 0.0, 1.0, 0.75]
+    assert summary["curves"] == curves and summary["temperatures"] == [1.3, 0.7]
+    kept = read(tmp_path / "round" / "kept.jsonl")
+    assert [row["messages"][-1]["content"] for row in kept] == ["tea-2"]  # the best of all eight

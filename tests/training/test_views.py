@@ -162,3 +162,21 @@ def test_a_failed_run_is_launched_again_from_its_page_and_the_command(logged_in,
     client.logout()
     client.login(username="ann3", password=PASSWORD)
     assert client.post(reverse("training:run_relaunch", args=[run.pk])).status_code == 403
+
+
+def test_a_rejection_sampling_run_shows_its_reward_curves(logged_in, researcher, tiny_base):
+    curve = {"n": [1, 2, 3], "max": [0.5, 1.5, 2.0], "median": [0.5, 0.9, 0.8], "prompts": [4, 4, 4]}
+    run = TrainingRun.objects.create(kind="rejection_sampling", config={}, data={}, base=tiny_base,
+                                     launched_by=researcher, status="succeeded",
+                                     summary={"job": {"curves": {"1.3": curve, "0.7": {**curve, "max": [0.4] * 3}}}})
+    page = logged_in.get(reverse("training:run", args=[run.pk])).content.decode()
+    # Figure 7 per temperature (max and median), Figure 8 across them (one max line each).
+    assert page.count("Reward among the first N samples · T") == 4 and "per temperature" in page  # title, label
+    section = page[page.index('id="reward-curves"'):]
+    assert section.count("<polyline") == 6 and "samples (N)" in section
+    token = Token.objects.create(user=researcher).key
+    body = logged_in.get(reverse("api-training-run", args=[run.pk]), HTTP_AUTHORIZATION=f"Token {token}").json()
+    assert body["reward_curves"]["1.3"] == curve
+    other = TrainingRun.objects.create(kind="sft", config={}, data={}, base=tiny_base, launched_by=researcher,
+                                       summary={"job": {"curves": {"1.0": curve}}})
+    assert 'id="reward-curves"' not in logged_in.get(reverse("training:run", args=[other.pk])).content.decode()

@@ -28,12 +28,14 @@ class Setting:
     high: float | None = None
     choices: tuple[str, ...] = ()
     label: str = ""
+    pattern: str = ""  # a text setting's whole value must match it (a regular expression)
 
 
 def setting(default: Any, help: str, *, low: float | None = None, high: float | None = None,
-            choices: tuple[str, ...] = (), label: str = "") -> Any:
+            choices: tuple[str, ...] = (), label: str = "", pattern: str = "") -> Any:
     """A config field a researcher may set at launch (``dataclasses.field`` with its Setting)."""
-    return dataclasses.field(default=default, metadata={"setting": Setting(help, low, high, tuple(choices), label)})
+    return dataclasses.field(default=default,
+                             metadata={"setting": Setting(help, low, high, tuple(choices), label, pattern)})
 
 
 def settings_of(cls) -> dict[str, tuple[type, Any, Setting]]:

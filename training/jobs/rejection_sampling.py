@@ -50,6 +50,9 @@ from .sampling import in_flight, run_concurrently, sampler_for
 from .sft import SFTJobConfig
 from .sft import main as sft_main
 
+_TEMPERATURE = r"(?:[01](?:\.\d{1,3})?|2(?:\.0{1,3})?)"
+TEMPERATURES_PATTERN = rf"(?:{_TEMPERATURE}(?:\s*,\s*{_TEMPERATURE}){{0,6}})?"
+
 
 @dataclass
 class RejectionSamplingJobConfig:
@@ -61,6 +64,10 @@ class RejectionSamplingJobConfig:
     k: int = setting(4, "Samples per prompt (the paper sweeps 1–100).", low=1, high=100, label="K samples per prompt")
     temperature: float = setting(1.0, "Sampling temperature; retune each round (the paper's best at 10–100 samples "
                                       "was 1.2–1.3).", low=0.0, high=2.0)
+    temperatures: str = setting("", "More temperatures to draw K samples per prompt at, comma separated (at most "
+                                    "7, each 0–2; e.g. 0.8,1.2): each gets its reward curve (Llama 2's Figure 8), "
+                                    "and every sample competes for the kept answer.", pattern=TEMPERATURES_PATTERN,
+                                label="More temperatures")
     top_p: float = setting(1.0, "Nucleus sampling; 1 leaves the diversity to the temperature.", low=0.01, high=1.0)
     max_new_tokens: int = setting(1024, "New tokens per sample, at most.", low=1, high=8192)
     concurrency: int = 0  # requests in flight; 0: as suits the server (32 against vLLM, which batches them; 2 else)
@@ -192,6 +199,28 @@ def _preview(text: str | None, limit: int = 400) -> str | None:
     return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
+def temperatures_of(config: RejectionSamplingJobConfig) -> list[float]:
+    """The run's temperature first, then the further ones it names (each once)."""
+    found = [config.temperature]
+    for part in filter(None, (item.strip() for item in config.temperatures.split(","))):
+        if float(part) not in found:
+            found.append(float(part))
+    return found
+
+
+def reward_curves(rewards_per_prompt: dict[str, list[float]]) -> dict:
+    """Llama 2's Figures 7 and 8: for N = 1 … K, the max and the median reward among the first N
+    samples of each prompt (in the order they were drawn), averaged over the prompts that have N."""
+    curve = {"n": [], "max": [], "median": [], "prompts": []}
+    for n in range(1, max((len(r) for r in rewards_per_prompt.values()), default=0) + 1):
+        firsts = [rewards[:n] for rewards in rewards_per_prompt.values() if len(rewards) >= n]
+        curve["n"].append(n)
+        curve["max"].append(statistics.fmean(max(f) for f in firsts))
+        curve["median"].append(statistics.fmean(statistics.median(f) for f in firsts))
+        curve["prompts"].append(len(firsts))
+    return curve
+
+
 def sample_and_select(config: RejectionSamplingJobConfig, out: Path) -> dict:
     """Sampling, scoring and selection: writes samples.jsonl, kept.jsonl and gain.json, returns a summary."""
     prompts, duplicates = read_prompts(config.prompts)
@@ -215,18 +244,21 @@ def sample_and_select(config: RejectionSamplingJobConfig, out: Path) -> dict:
          top_p=config.top_p, max_new_tokens=config.max_new_tokens,
          helpfulness_rm=config.helpfulness_rm or None, safety_rm=config.safety_rm or None)
 
-    # Seeds differ per sample and per round; the same config draws the same seeds again.
+    # Seeds differ per sample, per temperature and per round; the same config draws the same seeds again
+    # (the run's own temperature keeps the seeds it had before further temperatures existed).
     seed0 = config.sft.seed + 1_000_003 * round_number
-    jobs = [(i, j) for i in range(len(prompts)) for j in range(config.k)]
-    tasks = [lambda i=i, j=j: sampler(prompts[i]["messages"], seed=seed0 + i * config.k + j) for i, j in jobs]
+    temperatures = temperatures_of(config)
+    jobs = [(t, i, j) for t in range(len(temperatures)) for i in range(len(prompts)) for j in range(config.k)]
+    tasks = [lambda t=t, i=i, j=j: sampler(prompts[i]["messages"], temperature=temperatures[t],
+                                           seed=seed0 + (t * len(prompts) + i) * config.k + j) for t, i, j in jobs]
     samples: list[dict] = [None] * len(jobs)
     started = time.perf_counter()
     for index, result in run_concurrently(tasks, concurrency=concurrency, phase="sampling",
                                           metrics_path=metrics_path):
-        i, j = jobs[index]
+        t, i, j = jobs[index]
         samples[index] = {"prompt_id": prompts[i]["id"], "messages": prompts[i]["messages"], "sample": j,
-                          "round": round_number, "is_safety": prompts[i]["is_safety"], "source": "sample",
-                          **result}
+                          "temperature": temperatures[t], "round": round_number,
+                          "is_safety": prompts[i]["is_safety"], "source": "sample", **result}
     sampling_seconds = time.perf_counter() - started
     drawn = [s for s in samples if s["error"] is None]
     if not drawn:
@@ -266,6 +298,11 @@ def sample_and_select(config: RejectionSamplingJobConfig, out: Path) -> dict:
                      "helpfulness": best["helpfulness"], "safety": best["safety"]})
     gain = gain_report({p["id"]: [s["reward"] for s in groups.get(p["id"], []) if s["source"] == "sample"]
                         for p in prompts}, k=config.k)
+    gain["curves"] = {f"{temperature:g}": reward_curves({
+        p["id"]: [s["reward"] for s in sorted((c for c in groups.get(p["id"], []) if c["source"] == "sample"
+                                               and c["temperature"] == temperature), key=lambda c: c["sample"])]
+        for p in prompts})
+        for temperature in temperatures}
 
     with open(out / "samples.jsonl", "w", encoding="utf-8") as handle:
         for sample in samples:
@@ -298,7 +335,8 @@ def sample_and_select(config: RejectionSamplingJobConfig, out: Path) -> dict:
             "mean_kept_reward": statistics.fmean(row["reward"] for row in kept),
             "mean_gain": gain["mean_gain"], "mean_max_reward": gain["mean_max"],
             "mean_median_reward": gain["mean_median"], "sampling_seconds": round(sampling_seconds, 2),
-            "scoring_seconds": round(scoring_seconds, 2), "temperature": config.temperature}
+            "scoring_seconds": round(scoring_seconds, 2), "temperature": config.temperature,
+            "temperatures": temperatures, "curves": gain["curves"]}
 
 
 def main(config: RejectionSamplingJobConfig) -> dict:

@@ -68,8 +68,10 @@ class Sampler:
     backoff: float = 1.0  # seconds before the second try, doubled for each later one
     server: str = ""  # "vLLM" when vLLM serves the endpoint (its /models says so), else ""
 
-    def __call__(self, messages: list[dict], *, seed: int) -> dict:
-        body = chat_request_body(model=self.model, messages=messages, temperature=self.temperature,
+    def __call__(self, messages: list[dict], *, seed: int, temperature: float | None = None) -> dict:
+        """One answer; ``temperature`` overrides the sampler's own for this request."""
+        body = chat_request_body(model=self.model, messages=messages,
+                                 temperature=self.temperature if temperature is None else temperature,
                                  top_p=self.top_p, seed=seed, max_tokens=self.max_new_tokens)
         for attempt in range(1, self.max_attempts + 1):
             try:

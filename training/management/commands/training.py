@@ -120,7 +120,7 @@ class Command(BaseCommand):
     def _settings(self, *, kind, **_):
         for name, item in settings_for(kind).items():
             allowed = " | ".join(item.choices) if item.choices else (
-                "yes | no" if item.type is bool else f"{item.low:g} … {item.high:g}")
+                "yes | no" if item.type is bool else "text" if item.type is str else f"{item.low:g} … {item.high:g}")
             self.stdout.write(f"{name} = {item.default}  ({allowed})  {item.help}")
 
     def _user(self, username):

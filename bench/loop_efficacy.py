@@ -13,7 +13,8 @@ researcher credentials), through Tandem's own API only:
    held-out split per strength (Llama 2's Table 8 layout) is read from its checkpoint.
 3. Policy round. Rejection sampling: K samples per training prompt from the starting variant,
    the new RM keeps the best, SFT on the kept; the checkpoint is served as a new variant.
-   With --ppo, a PPO round from the same RM too.
+   With --policy rs,dpo,rloo (any of rs, dpo, rloo, ppo), each of those rounds from the same
+   round-0 batch and reward model (DPO trains on the batch's pairs directly), judged side by side.
 4. Verdict. A model-based evaluation run has every variant answer the held-out prompts (one
    temperature for all) and the new RM score every answer. From its samples: the RM's agreement
    with the preference function on these fresh pairs (and its accuracy per strength as the
@@ -72,6 +73,17 @@ def run_loop(options: Options, log=print) -> dict:
     return figures
 
 
+POLICIES = ("rs", "dpo", "rloo", "ppo")
+
+
+def parse_policies(value: str) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(item.strip() for item in value.split(",") if item.strip()))
+    unknown = [item for item in chosen if item not in POLICIES]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"use some of {', '.join(POLICIES)}, comma separated (not {value!r})")
+    return chosen
+
+
 def parse_credentials(value: str) -> tuple[str, str]:
     name, _, password = value.partition(":")
     if not name or not password:
@@ -101,7 +113,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--annotator-password", default=DEFAULT_PASSWORD)
     parser.add_argument("--create-annotators", action="store_true",
                         help="Create the annotator accounts through invitations (admin API).")
-    parser.add_argument("--ppo", action="store_true", help="Also a PPO round from the same RM, judged the same way.")
+    parser.add_argument("--policy", type=parse_policies, default=("rs",),
+                        help=f"The policy rounds, comma separated, from one round 0 and RM: {', '.join(POLICIES)} "
+                             "(default rs).")
+    parser.add_argument("--ppo", action="store_true", help="Also a PPO round (as --policy …,ppo).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", default="", help="Start at the reward model from this frozen batch (an earlier "
                                                     "run's round 0, e.g. after the stack stopped); same --seed.")
@@ -126,7 +141,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
         preference=args.preference or profile.preference,
         prompts=read_prompts(args.prompts or PROMPTS_FILE), annotator_prefix=args.annotator_prefix,
         annotator_password=args.annotator_password, create_annotators=args.create_annotators,
-        start_variant=args.start_variant, base=args.base, ppo=args.ppo, seed=args.seed, batch=args.batch,
+        start_variant=args.start_variant, base=args.base,
+        policies=args.policy + (("ppo",) if args.ppo and "ppo" not in args.policy else ()), seed=args.seed,
+        batch=args.batch,
         out=args.out or ROOT / "var" / "bench" / f"loop-efficacy-{profile.name}.json")
 
 

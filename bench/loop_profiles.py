@@ -48,6 +48,8 @@ class Profile:
     reward: dict = field(default_factory=dict)  # the RM launch's settings
     policy: dict = field(default_factory=dict)  # SFT settings of the rejection-sampling round
     ppo: dict = field(default_factory=dict)
+    dpo: dict = field(default_factory=dict)  # the DPO round's settings
+    rloo: dict = field(default_factory=dict)  # the online-RL round's settings
     noise: float = 0.1
     thresholds: tuple = DEFAULT_THRESHOLDS
     timeout: float = 3600.0  # seconds to wait for one training run
@@ -67,6 +69,9 @@ PROFILES = {
                 "max_length": 128},
         ppo={"iterations": 4, "batch_size": 16, "mini_batch_size": 8, "rollout_batch_size": 8,
              "max_new_tokens": 32, "learning_rate": 1e-4},
+        dpo={"learning_rate": 1e-3, "epochs": 2, "per_device_batch_size": 8, "gradient_accumulation_steps": 1,
+             "max_length": 128, "gradient_checkpointing": False},
+        rloo={"steps": 8, "prompts_per_step": 4, "k": 4, "learning_rate": 1e-4, "gradient_checkpointing": False},
         timeout=900),
     # SmolLM2-135M-Instruct with short answers on a 2-core machine: within about an hour. The taste is
     # concision; every prompt asks for one or two sentences, which SmolLM2 follows only some of the time.
@@ -82,6 +87,10 @@ PROFILES = {
                 "max_length": 256, "trainable_layers": 8, "gradient_checkpointing": False},
         ppo={"iterations": 8, "batch_size": 32, "mini_batch_size": 8, "rollout_batch_size": 8,
              "max_new_tokens": 64, "learning_rate": 1e-6},
+        dpo={"learning_rate": 5e-6, "epochs": 2, "per_device_batch_size": 4, "gradient_accumulation_steps": 4,
+             "max_length": 256, "trainable_layers": 8, "gradient_checkpointing": False, "eval_steps": 5},
+        rloo={"steps": 30, "prompts_per_step": 4, "k": 4, "learning_rate": 1e-5, "trainable_layers": 8,
+              "gradient_checkpointing": False},
         timeout=3600, prompt_suffix=" Answer in one or two sentences."),
     # A GPU box: more judgements, more samples, full-length answers.
     "gpu": Profile(
@@ -94,6 +103,9 @@ PROFILES = {
                 "max_length": 1024},
         ppo={"iterations": 40, "batch_size": 64, "mini_batch_size": 16, "rollout_batch_size": 32,
              "max_new_tokens": 256, "learning_rate": 1e-6},
+        dpo={"learning_rate": 5e-7, "epochs": 2, "per_device_batch_size": 8, "gradient_accumulation_steps": 8,
+             "max_length": 1024, "eval_steps": 10},
+        rloo={"steps": 100, "prompts_per_step": 16, "k": 8, "learning_rate": 1e-6},
         timeout=7200, prompt_suffix=" Answer in one or two sentences."),
 }
 

@@ -52,7 +52,7 @@ class Options:
     create_annotators: bool
     start_variant: str = ""
     base: str = ""
-    ppo: bool = False
+    policies: tuple[str, ...] = ("rs",)  # the policy rounds, each from the same round-0 batch and RM
     seed: int = 0
     batch: str = ""  # a frozen batch of an earlier run's round 0: start at the reward model
     out: Path | None = None
@@ -182,6 +182,8 @@ class Loop:
 
     def rejection_sampling(self) -> None:
         """K samples per training prompt from the starting variant; the new RM keeps the best; SFT."""
+        if "rs" not in self.options.policies:
+            return
         profile = self.profile
         run = self._launch("/api/training/policy-runs/", {
             "kind": "rejection_sampling", "batches": [self.batch], "variant": self.start,
@@ -198,8 +200,8 @@ class Loop:
         self._done("rejection_sampling")
 
     def ppo(self) -> None:
-        """With --ppo: a PPO round from the same reward model."""
-        if not self.options.ppo:
+        """A PPO round from the same reward model (`--policy …,ppo`)."""
+        if "ppo" not in self.options.policies:
             return
         run = self._launch("/api/training/policy-runs/", {
             "kind": "ppo", "batches": [self.batch], "helpfulness_rm": self.reward_model["name"],
@@ -208,6 +210,34 @@ class Loop:
         self.figures["ppo"] = {"run": run["id"], "checkpoint": run["checkpoint"]}
         self.policies["ppo"] = (run["checkpoint"], f"ppo-{self.tag}")
         self._done("ppo")
+
+    def dpo(self) -> None:
+        """A DPO round straight on round 0's helpfulness pairs (`--policy …,dpo`): no reward model."""
+        if "dpo" not in self.options.policies:
+            return
+        run = self._launch("/api/training/policy-runs/", {
+            "kind": "dpo", "batches": [self.batch], "focus": "helpfulness", "name": f"loop-dpo-{self.tag}",
+            "settings": {"seed": self.options.seed, **self.profile.dpo}}, what="DPO")
+        held_out = ((run["summary"] or {}).get("job") or {}).get("held_out") or {}
+        self.figures["dpo"] = {"run": run["id"], "checkpoint": run["checkpoint"],
+                               "held_out_accuracy": held_out.get("accuracy"), "held_out_margin": held_out.get("margin")}
+        self.policies["dpo"] = (run["checkpoint"], f"dpo-{self.tag}")
+        self._done("dpo")
+
+    def rloo(self) -> None:
+        """An online-RL round (RLOO) on the same reward model (`--policy …,rloo`)."""
+        if "rloo" not in self.options.policies:
+            return
+        run = self._launch("/api/training/policy-runs/", {
+            "kind": "rloo", "batches": [self.batch], "helpfulness_rm": self.reward_model["name"],
+            "name": f"loop-rloo-{self.tag}", "settings": {"seed": self.options.seed,
+                                                          "max_new_tokens": self.profile.max_new_tokens,
+                                                          **self.profile.rloo}}, what="online RL (RLOO)")
+        job = (run["summary"] or {}).get("job") or {}
+        self.figures["rloo"] = {"run": run["id"], "checkpoint": run["checkpoint"],
+                                **{k: job.get(k) for k in ("steps", "first_raw_reward", "last_raw_reward", "last_kl")}}
+        self.policies["rloo"] = (run["checkpoint"], f"rloo-{self.tag}")
+        self._done("rloo")
 
     def served(self) -> None:
         """Each new checkpoint served as a variant with the starting one's temperatures; a local model
@@ -262,5 +292,6 @@ class Loop:
             self.admin.call("PATCH", f"/api/variants/{variant_id}/", json=settings)
 
 
-STEPS = ("variants_chosen", "round0", "freeze", "reward_model_trained", "rejection_sampling", "ppo", "served",
+STEPS = ("variants_chosen", "round0", "freeze", "reward_model_trained", "rejection_sampling", "ppo", "dpo", "rloo",
+         "served",
          "verdict", "leaderboard")

@@ -26,6 +26,7 @@ JOBS = {
     TrainingRun.Kind.GATT: "training.jobs.gatt",
     TrainingRun.Kind.POLICY_EVAL: "training.jobs.policy_eval",
     TrainingRun.Kind.DPO: "training.jobs.dpo",
+    TrainingRun.Kind.RLOO: "training.jobs.rloo",
 }
 
 
@@ -97,13 +98,15 @@ def prepare(run: TrainingRun, data_dir: Path, out: Path) -> tuple[dict, dict]:
         if not n:
             raise ValueError("The chosen batches hold no demonstrations.")
         return {"--train": data_dir / "train.jsonl", "--base": run.base.path, "--out": out}, {"demonstrations": n}
-    if kind in (TrainingRun.Kind.REJECTION_SAMPLING, TrainingRun.Kind.PPO):
+    if kind in (TrainingRun.Kind.REJECTION_SAMPLING, TrainingRun.Kind.PPO, TrainingRun.Kind.RLOO):
         n = prompts_write(batches=_batches(run), out=data_dir / "prompts.jsonl")
         if not n:
             raise ValueError("The chosen batches hold no prompts in their training split.")
         flags = {"--prompts": data_dir / "prompts.jsonl", **_reward_models(run), "--out": out}
         if kind == TrainingRun.Kind.PPO:
             return {**flags, "--policy": run.base.path}, {"prompts": n}
+        if kind == TrainingRun.Kind.RLOO:
+            return {**flags, "--base": run.base.path}, {"prompts": n}
         pools = [str(Path(r.artifacts["out"]) / "kept.jsonl")
                  for r in TrainingRun.objects.filter(pk__in=run.data.get("pool_runs", []))]
         return ({**flags, **_endpoint(run), "--base": run.base.path, "--pool": pools},

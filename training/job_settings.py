@@ -22,6 +22,7 @@ from .jobs.policy_eval import PolicyEvalJobConfig
 from .jobs.ppo import PPOJobConfig
 from .jobs.rejection_sampling import RejectionSamplingJobConfig
 from .jobs.reward import RewardJobConfig
+from .jobs.rloo import RLOOJobConfig
 from .jobs.sft import SFTJobConfig
 from .models import TrainingRun
 
@@ -34,6 +35,7 @@ CONFIGS = {
     TrainingRun.Kind.GATT: GAttJobConfig,
     TrainingRun.Kind.POLICY_EVAL: PolicyEvalJobConfig,
     TrainingRun.Kind.DPO: DPOJobConfig,
+    TrainingRun.Kind.RLOO: RLOOJobConfig,
 }
 POLICY_KINDS = tuple(kind for kind in CONFIGS if kind != TrainingRun.Kind.REWARD_MODEL)
 

@@ -50,8 +50,9 @@ class TrainingRun(models.Model):
         GATT = "gatt", "Ghost Attention"
         POLICY_EVAL = "policy_eval", "Model-based evaluation"
         DPO = "dpo", "DPO"
+        RLOO = "rloo", "Online RL (RLOO)"
 
-    POLICY_KINDS = (Kind.SFT, Kind.REJECTION_SAMPLING, Kind.PPO, Kind.GATT, Kind.DPO)
+    POLICY_KINDS = (Kind.SFT, Kind.REJECTION_SAMPLING, Kind.PPO, Kind.GATT, Kind.DPO, Kind.RLOO)
 
     class Status(models.TextChoices):
         QUEUED = "queued"

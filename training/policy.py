@@ -36,7 +36,8 @@ def policy_run_validate(*, kind: str, batches: list[str] = (), base: Checkpoint 
     data, base) or raises ValidationError per field."""
     errors: dict[str, str] = {}
     if kind not in POLICY_KINDS:
-        raise ValidationError({"kind": "Pick SFT, rejection sampling, PPO, Ghost Attention, DPO or an evaluation."})
+        raise ValidationError({"kind": "Pick SFT, rejection sampling, PPO, Ghost Attention, DPO, online RL (RLOO) or "
+                                       "an evaluation."})
     found = {str(b): b for b in Batch.objects.filter(status=Batch.Status.FROZEN)}
     chosen = [found[label] for label in batches if label in found]
     own_prompts = [line.strip() for line in prompts if line.strip()]
@@ -54,7 +55,8 @@ def policy_run_validate(*, kind: str, batches: list[str] = (), base: Checkpoint 
         if _checkpoint(rm_name, kind=Checkpoint.Kind.REWARD_MODEL, field=f"{rm_focus}_rm", errors=errors,
                        focus=rm_focus):
             reward_models[rm_focus] = rm_name
-    if kind in (TrainingRun.Kind.REJECTION_SAMPLING, TrainingRun.Kind.PPO, TrainingRun.Kind.POLICY_EVAL) \
+    if kind in (TrainingRun.Kind.REJECTION_SAMPLING, TrainingRun.Kind.PPO, TrainingRun.Kind.RLOO,
+                TrainingRun.Kind.POLICY_EVAL) \
             and not (helpfulness_rm or safety_rm):
         errors.setdefault("helpfulness_rm", "Pick a helpfulness and/or a safety reward model.")
     data = {"batches": sorted(str(b) for b in chosen), "reward_models": reward_models}

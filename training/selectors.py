@@ -20,6 +20,7 @@ CURVES_BY_KIND = {
     # DPO's implicit reward on the held-out pairs (the curves to read), then on the training batches.
     TrainingRun.Kind.DPO: ("eval_rewards/accuracies", "eval_rewards/margins", "loss", "rewards/accuracies",
                            "rewards/margins", "learning_rate"),
+    TrainingRun.Kind.RLOO: ("raw_reward", "kl", "loss", "entropy", "completions/mean_length", "learning_rate"),
 }
 
 

@@ -26,7 +26,9 @@ CURVE_TITLES = {"loss": "Loss", "accuracy": "Training accuracy (batch)", "margin
                 "clip_frac": "Clip fraction", "grad_norm": "Gradient norm",
                 "eval_rewards/accuracies": "Held-out reward accuracy (implicit reward, chosen above rejected)",
                 "eval_rewards/margins": "Held-out reward margin (chosen − rejected)",
-                "rewards/accuracies": "Training reward accuracy (batch)", "rewards/margins": "Training reward margin"}
+                "rewards/accuracies": "Training reward accuracy (batch)", "rewards/margins": "Training reward margin",
+                "raw_reward": "Reward LOGIT(R_c) (mean raw score of the batch's answers)",
+                "completions/mean_length": "Answer length (tokens)"}
 
 
 @role_required(RESEARCHER)

@@ -55,3 +55,18 @@ def test_the_command_judges_stored_samples_again(tmp_path, capsys):
     assert printed["verdict"]["rejection_sampling"]["prompts"] == 3
     with pytest.raises(SystemExit, match="Not in these samples: ppo-1"):
         main([str(samples), "--start", "cool", "--new", "ppo=ppo-1"])
+
+
+def test_the_policy_rounds_are_chosen_on_the_command_line():
+    from bench.loop_efficacy import parse_args
+    from bench.loop_steps import STEPS
+
+    base = ["--profile", "tiny"]
+    assert parse_args(base).policies == ("rs",)
+    assert parse_args([*base, "--policy", "rs,dpo,rloo"]).policies == ("rs", "dpo", "rloo")
+    assert parse_args([*base, "--policy", "dpo", "--ppo"]).policies == ("dpo", "ppo")
+    for bad in ("kto", "rs,kto", ""):
+        with pytest.raises(SystemExit):
+            parse_args([*base, "--policy", bad])
+    # Every round has its step, after the reward model and before the new variants are served.
+    assert STEPS.index("reward_model_trained") < min(STEPS.index(s) for s in ("dpo", "rloo")) < STEPS.index("served")

@@ -22,6 +22,20 @@ roles=(annotator admin researcher)
 # printed, so that each run also searches where no run searched before and a finding replays:
 #   SEED=<the seed> EXAMPLES_FRESH=<n> scripts/api_schema_check.sh …   (or st run … --seed <the seed>)
 fresh=${SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
+# CPython 3.11's ast.parse can raise "SystemError: AST constructor recursion depth mismatch" inside the
+# fuzzer itself (hypothesis describing one of schemathesis' own lambdas after changing the recursion
+# limit; python/cpython gh-106905). A run whose only errors are that fault, with no failure, found
+# nothing about the API: it is reported and its report kept, not counted as a finding.
+only_tool_fault() {
+  local report=$1 listed runtime faults
+  grep -q '^Failures:' "$report" && return 1
+  listed=$(awk '/^Errors:/ {on = 1; next} on && /^[[:space:]]*$/ {exit} on' "$report")
+  [ -n "$listed" ] || return 1
+  if echo "$listed" | grep -vq 'Runtime Error: '; then return 1; fi
+  runtime=$(echo "$listed" | grep -oE '[0-9]+$' | awk '{s += $1} END {print s + 0}')
+  faults=$(grep -c 'SystemError: AST constructor recursion depth mismatch' "$report" || true)
+  [ "$runtime" -gt 0 ] && [ "$faults" -ge "$runtime" ]
+}
 echo "fresh seed for this run: $fresh"
 for pass in fixed fresh; do
   for i in 0 1 2; do
@@ -31,9 +45,16 @@ for pass in fixed fresh; do
     else
       extra=(-n "${EXAMPLES_FRESH:-5}" --seed "$fresh")
     fi
-    .venv/bin/st run "$out/schema.yaml" --url "$url" -H "Authorization: Token $token" -c all "${extra[@]}" \
-        --workers 2 --request-timeout 60 --no-color > "$out/$role-$pass.txt" 2>&1 || status=1
-    echo "$role ($pass seed): $(grep -c 'Server error' "$out/$role-$pass.txt" || true) server errors; $(tail -1 "$out/$role-$pass.txt")"
+    report="$out/$role-$pass.txt"
+    if ! .venv/bin/st run "$out/schema.yaml" --url "$url" -H "Authorization: Token $token" -c all "${extra[@]}" \
+        --workers 2 --request-timeout 60 --no-color > "$report" 2>&1; then
+      if only_tool_fault "$report"; then
+        echo "$role ($pass seed): the fuzzer itself failed (CPython's AST fault, gh-106905), no failure found; see $report"
+      else
+        status=1
+      fi
+    fi
+    echo "$role ($pass seed): $(grep -c 'Server error' "$report" || true) server errors; $(tail -1 "$report")"
   done
 done
 [ "$status" = 0 ] || echo "a finding: its report is under $out (fresh seed $fresh)"

@@ -180,64 +180,53 @@ class Loop:
                                         "held_out": held_out_accuracy(self.reward_model.get("evaluation") or {})}
         self._done("reward_model")
 
+    def _policy_round(self, option: str, kind: str, body: dict, *, what: str, figures=lambda run: {}) -> None:
+        """One of the `--policy` rounds (``option``), run ``kind`` on this loop's batch, awaited; its
+        checkpoint is served later as the variant `<option>-<tag>`. ``figures(run)``: what it adds."""
+        if option not in self.options.policies:
+            return
+        run = self._launch("/api/training/policy-runs/", {
+            "kind": kind, "batches": [self.batch], "name": f"loop-{option}-{self.tag}", **body}, what=what)
+        self.figures[kind] = {"run": run["id"], "checkpoint": run["checkpoint"], **figures(run)}
+        self.policies[kind] = (run["checkpoint"], f"{option}-{self.tag}")
+        self._done(kind)
+
     def rejection_sampling(self) -> None:
         """K samples per training prompt from the starting variant; the new RM keeps the best; SFT."""
-        if "rs" not in self.options.policies:
-            return
         profile = self.profile
-        run = self._launch("/api/training/policy-runs/", {
-            "kind": "rejection_sampling", "batches": [self.batch], "variant": self.start,
-            "helpfulness_rm": self.reward_model["name"], "name": f"loop-rs-{self.tag}",
+        self._policy_round("rs", "rejection_sampling", {
+            "variant": self.start, "helpfulness_rm": self.reward_model["name"],
             "settings": {"k": profile.k, "temperature": profile.rs_temperature,
                          "max_new_tokens": profile.max_new_tokens, "seed": self.options.seed, **profile.policy}},
-            what="rejection sampling")
-        done = (run["summary"] or {}).get("done") or {}
-        self.figures["rejection_sampling"] = {
-            "run": run["id"], "checkpoint": run["checkpoint"],
-            **{k: done.get(k) for k in ("prompts", "samples", "kept", "mean_gain", "mean_max_reward",
-                                        "mean_median_reward")}}
-        self.policies["rejection_sampling"] = (run["checkpoint"], f"rs-{self.tag}")
-        self._done("rejection_sampling")
+            what="rejection sampling", figures=lambda run: {
+                k: ((run["summary"] or {}).get("done") or {}).get(k)
+                for k in ("prompts", "samples", "kept", "mean_gain", "mean_max_reward", "mean_median_reward")})
 
     def ppo(self) -> None:
         """A PPO round from the same reward model (`--policy …,ppo`)."""
-        if "ppo" not in self.options.policies:
-            return
-        run = self._launch("/api/training/policy-runs/", {
-            "kind": "ppo", "batches": [self.batch], "helpfulness_rm": self.reward_model["name"],
-            "name": f"loop-ppo-{self.tag}", "settings": {"seed": self.options.seed, **self.profile.ppo}},
+        self._policy_round("ppo", "ppo", {
+            "helpfulness_rm": self.reward_model["name"], "settings": {"seed": self.options.seed, **self.profile.ppo}},
             what="PPO")
-        self.figures["ppo"] = {"run": run["id"], "checkpoint": run["checkpoint"]}
-        self.policies["ppo"] = (run["checkpoint"], f"ppo-{self.tag}")
-        self._done("ppo")
 
     def dpo(self) -> None:
         """A DPO round straight on round 0's helpfulness pairs (`--policy …,dpo`): no reward model."""
-        if "dpo" not in self.options.policies:
-            return
-        run = self._launch("/api/training/policy-runs/", {
-            "kind": "dpo", "batches": [self.batch], "focus": "helpfulness", "name": f"loop-dpo-{self.tag}",
-            "settings": {"seed": self.options.seed, **self.profile.dpo}}, what="DPO")
-        held_out = ((run["summary"] or {}).get("job") or {}).get("held_out") or {}
-        self.figures["dpo"] = {"run": run["id"], "checkpoint": run["checkpoint"],
-                               "held_out_accuracy": held_out.get("accuracy"), "held_out_margin": held_out.get("margin")}
-        self.policies["dpo"] = (run["checkpoint"], f"dpo-{self.tag}")
-        self._done("dpo")
+        def held_out(run):
+            found = ((run["summary"] or {}).get("job") or {}).get("held_out") or {}
+            return {"held_out_accuracy": found.get("accuracy"), "held_out_margin": found.get("margin")}
+
+        self._policy_round("dpo", "dpo", {"focus": "helpfulness",
+                                          "settings": {"seed": self.options.seed, **self.profile.dpo}},
+                           what="DPO", figures=held_out)
 
     def rloo(self) -> None:
         """An online-RL round (RLOO) on the same reward model (`--policy …,rloo`)."""
-        if "rloo" not in self.options.policies:
-            return
-        run = self._launch("/api/training/policy-runs/", {
-            "kind": "rloo", "batches": [self.batch], "helpfulness_rm": self.reward_model["name"],
-            "name": f"loop-rloo-{self.tag}", "settings": {"seed": self.options.seed,
-                                                          "max_new_tokens": self.profile.max_new_tokens,
-                                                          **self.profile.rloo}}, what="online RL (RLOO)")
-        job = (run["summary"] or {}).get("job") or {}
-        self.figures["rloo"] = {"run": run["id"], "checkpoint": run["checkpoint"],
-                                **{k: job.get(k) for k in ("steps", "first_raw_reward", "last_raw_reward", "last_kl")}}
-        self.policies["rloo"] = (run["checkpoint"], f"rloo-{self.tag}")
-        self._done("rloo")
+        self._policy_round("rloo", "rloo", {
+            "helpfulness_rm": self.reward_model["name"],
+            "settings": {"seed": self.options.seed, "max_new_tokens": self.profile.max_new_tokens,
+                         **self.profile.rloo}},
+            what="online RL (RLOO)", figures=lambda run: {
+                k: ((run["summary"] or {}).get("job") or {}).get(k)
+                for k in ("steps", "first_raw_reward", "last_raw_reward", "last_kl")})
 
     def served(self) -> None:
         """Each new checkpoint served as a variant with the starting one's temperatures; a local model

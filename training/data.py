@@ -51,6 +51,14 @@ def _judged(batch: Batch, split: str):
                                chosen_generation__isnull=False)
 
 
+def sources_named(names, errors: dict) -> dict[str, PreferenceSource]:
+    """name → the imported sources ``names`` names; a refusal in ``errors["sources"]`` for any unknown."""
+    known = {s.name: s for s in PreferenceSource.objects.filter(name__in=list(names))}
+    if missing := sorted(set(names) - set(known)):
+        errors["sources"] = f"No imported source named {', '.join(missing)}."
+    return known
+
+
 def part_sizes(*, focus: str, batches: list[Batch], sources: list[PreferenceSource], mix: dict) -> dict:
     """{part name: (role, pairs)}: what each batch focus and source contributes before sampling."""
     parts = {}

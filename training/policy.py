@@ -8,11 +8,11 @@ from pathlib import Path
 
 from django.core.exceptions import ValidationError
 
-from annotation.models import Batch, Demonstration, Focus, PreferenceSource
+from annotation.models import Batch, Demonstration, Focus
 from modelserving.models import PolicyVariant
 
 from .checkpoints import tokenizer_fingerprint
-from .data import PRIMARY, default_mix, part_sizes
+from .data import PRIMARY, default_mix, part_sizes, sources_named
 from .job_settings import POLICY_KINDS, settings_validate
 from .models import Checkpoint, TrainingRun
 
@@ -103,9 +103,7 @@ def _dpo_data(*, focus: str, batches: list[Batch], sources: list[str], reference
     if focus not in Focus.values:
         errors["focus"] = "Pick helpfulness or safety: the pairs DPO learns from."
         return {}
-    known = {s.name: s for s in PreferenceSource.objects.filter(name__in=list(sources))}
-    if missing := sorted(set(sources) - set(known)):
-        errors["sources"] = f"No imported source named {', '.join(missing)}."
+    known = sources_named(sources, errors)
     mix = default_mix(focus, list(known.values()))
     if batches and "batches" not in errors:
         parts = part_sizes(focus=focus, batches=batches, sources=list(known.values()), mix=mix)

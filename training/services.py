@@ -15,11 +15,11 @@ from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.roles import ADMIN, RESEARCHER, has_role
-from annotation.models import Batch, Focus, PreferenceSource
+from annotation.models import Batch, Focus
 from core.exceptions import Conflict
 
 from .checkpoints import model_folder_problem
-from .data import PRIMARY, ROLES, SECONDARY, default_mix, part_sizes
+from .data import PRIMARY, ROLES, SECONDARY, default_mix, part_sizes, sources_named
 from .job_settings import settings_validate
 from .models import Checkpoint, TrainingRun
 
@@ -60,10 +60,7 @@ def reward_run_validate(*, focus: str, batches: list[str] = (), sources: list[st
             errors["batches"] = f"Batch {label} is still open: freeze it first, so its held-out split is fixed."
         else:
             chosen_batches.append(batch)
-    known = {s.name: s for s in PreferenceSource.objects.filter(name__in=list(sources))}
-    missing = sorted(set(sources) - set(known))
-    if missing:
-        errors["sources"] = f"No imported source named {', '.join(missing)}."
+    known = sources_named(sources, errors)
     if not batches and not sources:
         errors["batches"] = "Pick at least one frozen batch or imported source."
     if base is None:

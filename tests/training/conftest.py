@@ -51,3 +51,27 @@ def undispatched(monkeypatch):
     sent = []
     monkeypatch.setattr("training.tasks.run_execute.apply_async", lambda args, **kwargs: sent.append(args))
     return sent
+
+
+def served_pair(checkpoint, researcher, monkeypatch, *, name: str, message: str, start_timeout: float = 180) -> list:
+    """``checkpoint`` served as the variant ``name`` by a local model server (the checkpoint page's
+    action), made the only active variant, and a pair sampled from it by the worker: its two
+    generations once finished. The local model servers are stopped afterwards."""
+    from modelserving import services as modelserving
+    from modelserving.local_servers import local_server_stop
+    from modelserving.models import LocalServer, PolicyVariant
+    from training.services import checkpoint_serve
+
+    from ..conftest import pair_finished, wait_for
+
+    try:
+        variant = checkpoint_serve(checkpoint=checkpoint, researcher=researcher, name=name, max_new_tokens=8)
+        wait_for(lambda: PolicyVariant.objects.get(pk=variant.pk).is_active, timeout=start_timeout,
+                 message=f"{name}'s model server to answer")
+        PolicyVariant.objects.exclude(pk=variant.pk).update(is_active=False)
+        monkeypatch.undo()  # the batch was built without sampling; this pair goes to the worker
+        pair = modelserving.pair_request(messages=[{"role": "user", "content": message}])
+        return list(pair_finished(pair, timeout=180, message=f"a pair from {name}"))
+    finally:
+        for server in LocalServer.objects.filter(stopped_at__isnull=True):
+            local_server_stop(server=server)

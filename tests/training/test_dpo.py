@@ -11,17 +11,13 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
-from modelserving import services as modelserving
-from modelserving.local_servers import local_server_stop
-from modelserving.models import LocalServer, PolicyVariant
 from training.checkpoints import checkpoint_register, tokenizer_fingerprint
 from training.launch import run_launch
 from training.models import Checkpoint, RunMetric, TrainingRun
 from training.selectors import run_series
-from training.services import checkpoint_serve
 
-from ..conftest import pair_finished, wait_for
-from .conftest import PASSWORD
+from ..conftest import wait_for
+from .conftest import PASSWORD, served_pair
 
 TINY_DPO = {"learning_rate": 5e-3, "epochs": 2, "max_length": 96, "per_device_batch_size": 4,
             "gradient_accumulation_steps": 1, "gradient_checkpointing": "no", "eval_steps": 2}
@@ -142,16 +138,6 @@ def test_a_dpo_run_from_a_batch_to_a_served_variant(celery_worker, preference_ba
     checkpoint = Checkpoint.objects.get(run=run)
     assert checkpoint.kind == "policy" and checkpoint.lineage["kind"] == "dpo"
     assert checkpoint.lineage["batches"] == [str(batch)] and checkpoint.name == f"dpo-1-run{run.pk}"
-    try:
-        variant = checkpoint_serve(checkpoint=checkpoint, researcher=researcher, name="dpo-v1", max_new_tokens=8)
-        wait_for(lambda: PolicyVariant.objects.get(pk=variant.pk).is_active, timeout=180,
-                 message="the DPO variant's model server to answer")
-        PolicyVariant.objects.exclude(pk=variant.pk).update(is_active=False)
-        monkeypatch.undo()  # the batch was built without sampling; this pair goes to the worker
-        pair = modelserving.pair_request(messages=[{"role": "user", "content": "Tell me about tea."}])
-        generations = pair_finished(pair, timeout=180, message="a pair from the DPO variant")
-        assert [g.status for g in generations] == ["done", "done"], [g.error for g in generations]
-        assert {g.variant.name for g in generations} == {"dpo-v1"}
-    finally:
-        for server in LocalServer.objects.filter(stopped_at__isnull=True):
-            local_server_stop(server=server)
+    generations = served_pair(checkpoint, researcher, monkeypatch, name="dpo-v1", message="Tell me about tea.")
+    assert [g.status for g in generations] == ["done", "done"], [g.error for g in generations]
+    assert {g.variant.name for g in generations} == {"dpo-v1"}

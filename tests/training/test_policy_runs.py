@@ -5,15 +5,12 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from annotation.demonstrations import services as demonstrations
-from modelserving import services as modelserving
-from modelserving.local_servers import local_server_stop
-from modelserving.models import Generation, LocalServer, PolicyVariant
+from modelserving.models import PolicyVariant
 from training.launch import run_launch
 from training.models import Checkpoint, TrainingRun
-from training.services import checkpoint_serve
 
 from ..conftest import wait_for
-from .conftest import FAST
+from .conftest import FAST, served_pair
 
 TINY_SFT = {"learning_rate": 1e-3, "epochs": 1, "max_length": 128, "per_device_batch_size": 2,
             "gradient_accumulation_steps": 1, "gradient_checkpointing": "false"}
@@ -91,21 +88,10 @@ def test_the_whole_loop_judgements_to_a_new_variant(celery_worker, preference_ba
     assert rs_run.status == "succeeded", (rs_run.error, rs_run.log_tail[-3000:])
     policy = Checkpoint.objects.get(run=rs_run)
     assert policy.lineage["reward_models"] == [reward_model.name]
-    try:
-        new = checkpoint_serve(checkpoint=policy, researcher=researcher, name="rlhf-v1", max_new_tokens=8)
-        wait_for(lambda: PolicyVariant.objects.get(pk=new.pk).is_active, timeout=120,
-                 message="the new variant's model server to answer")
-        PolicyVariant.objects.exclude(pk=new.pk).update(is_active=False)
-        monkeypatch.undo()  # the batch was built without sampling; this pair goes to the worker
-        pair = modelserving.pair_request(messages=[{"role": "user", "content": "Hello again"}])
-        wait_for(lambda: all(g.status in ("done", "failed") for g in Generation.objects.filter(pair=pair)),
-                 timeout=180, message="a pair from the new variant")
-        generations = list(pair.generations.select_related("variant"))
-        assert [g.status for g in generations] == ["done", "done"], [g.error for g in generations]
-        assert {g.variant.name for g in generations} == {"rlhf-v1"}
-    finally:
-        for server in LocalServer.objects.filter(stopped_at__isnull=True):
-            local_server_stop(server=server)
+    generations = served_pair(policy, researcher, monkeypatch, name="rlhf-v1", message="Hello again",
+                              start_timeout=120)
+    assert [g.status for g in generations] == ["done", "done"], [g.error for g in generations]
+    assert {g.variant.name for g in generations} == {"rlhf-v1"}
 
 
 @pytest.mark.django_db

@@ -7,17 +7,13 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
-from modelserving import services as modelserving
-from modelserving.local_servers import local_server_stop
-from modelserving.models import LocalServer, PolicyVariant
 from training.checkpoints import checkpoint_register
 from training.launch import run_launch
 from training.models import Checkpoint, TrainingRun
 from training.selectors import run_series
-from training.services import checkpoint_serve
 
-from ..conftest import pair_finished, wait_for
-from .conftest import PASSWORD
+from ..conftest import wait_for
+from .conftest import PASSWORD, served_pair
 
 TINY_RLOO = {"steps": 2, "prompts_per_step": 2, "k": 2, "max_new_tokens": 8, "learning_rate": 1e-3,
              "gradient_checkpointing": "no"}
@@ -69,16 +65,6 @@ def test_an_rloo_run_from_a_batch_to_a_served_variant(celery_worker, preference_
     assert len(series["raw_reward"]) == 2 and len(series["kl"]) == 2
     checkpoint = Checkpoint.objects.get(run=run)
     assert checkpoint.lineage["kind"] == "rloo" and checkpoint.lineage["reward_models"] == ["rm-s"]
-    try:
-        variant = checkpoint_serve(checkpoint=checkpoint, researcher=researcher, name="rloo-v1", max_new_tokens=8)
-        wait_for(lambda: PolicyVariant.objects.get(pk=variant.pk).is_active, timeout=180,
-                 message="the RLOO variant's model server to answer")
-        PolicyVariant.objects.exclude(pk=variant.pk).update(is_active=False)
-        monkeypatch.undo()  # the batch was built without sampling; this pair goes to the worker
-        pair = modelserving.pair_request(messages=[{"role": "user", "content": "Tell me about rain."}])
-        generations = pair_finished(pair, timeout=180, message="a pair from the RLOO variant")
-        assert [g.status for g in generations] == ["done", "done"], [g.error for g in generations]
-        assert {g.variant.name for g in generations} == {"rloo-v1"}
-    finally:
-        for server in LocalServer.objects.filter(stopped_at__isnull=True):
-            local_server_stop(server=server)
+    generations = served_pair(checkpoint, researcher, monkeypatch, name="rloo-v1", message="Tell me about rain.")
+    assert [g.status for g in generations] == ["done", "done"], [g.error for g in generations]
+    assert {g.variant.name for g in generations} == {"rloo-v1"}

@@ -93,6 +93,24 @@ def metrics_callback(metrics_path: Path | str, **extra):
     return JsonLines()
 
 
+def policy_save(trainer, out: Path, record: dict) -> bool:
+    """Write a fine-tuned policy as Tandem serves it: weights with a generation config that samples
+    (`transformers serve` and vLLM's defaults read it: without do_sample they would be greedy), its
+    tokenizer, and `tandem_job.json` (``record``). Every rank takes part in the save (FSDP or ZeRO-3
+    gather the shards); the main process writes and gets True."""
+    trainer.model.generation_config.do_sample = True
+    trainer.save_model(str(out))  # safetensors + generation_config.json
+    if not trainer.is_world_process_zero():
+        return False
+    trainer.processing_class.save_pretrained(str(out))
+    try:
+        (out / "trainer").rmdir()  # the Trainer's output_dir, empty with save_strategy="no"
+    except OSError:
+        pass
+    (out / "tandem_job.json").write_text(json.dumps(record, indent=2) + "\n")
+    return True
+
+
 def read_jsonl(path: str, *, required: tuple[str, ...] = ()) -> list[dict]:
     rows = []
     with open(path, encoding="utf-8") as handle:

@@ -47,6 +47,7 @@ from .common import (
     emit,
     metrics_callback,
     parse_job,
+    policy_save,
     read_jsonl,
     setting,
     tokenizer_of,
@@ -245,18 +246,10 @@ def main(config: DPOJobConfig) -> dict:
                "eval_margin": evaluation["margin"] if evaluation else None, "held_out": evaluation,
                "bf16": use_bf16}
 
-    trainer.model.generation_config.do_sample = True  # served variants sample
-    trainer.save_model(str(out))
-    if zero:
-        tokenizer.save_pretrained(str(out))
-        try:
-            (out / "trainer").rmdir()
-        except OSError:
-            pass
+    record = {"job": "dpo", "config": dataclasses.asdict(config), "seed": config.seed,
+              "step": trainer.state.global_step, "metrics": summary, "eval": evaluation}
+    if policy_save(trainer, out, record):
         (out / "eval.json").write_text(json.dumps(evaluation or {}, indent=2) + "\n")
-        (out / "tandem_job.json").write_text(json.dumps(
-            {"job": "dpo", "config": dataclasses.asdict(config), "seed": config.seed,
-             "step": trainer.state.global_step, "metrics": summary, "eval": evaluation}, indent=2) + "\n")
         emit("done", **summary)
     return {"summary": summary, "eval": evaluation, "data": report}
 

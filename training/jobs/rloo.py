@@ -25,7 +25,6 @@ tokenizer, a sampling generation config), `tandem_job.json`, `metrics.jsonl`. Ev
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -37,13 +36,14 @@ from .common import (
     messages_of,
     metrics_callback,
     parse_job,
+    policy_save,
     read_jsonl,
     score_conversations,
     setting,
     tokenizer_of,
     train_top_layers,
 )
-from .rewards import SAFETY_THRESHOLD, combined_raw, combined_rewards
+from .rewards import SAFETY_THRESHOLD, combined_raw, whiten
 
 
 @dataclass
@@ -88,14 +88,14 @@ def read_prompts(path: str) -> list[dict]:
 
 class CombinedReward:
     """TRL's reward-function protocol around Tandem's reward models: WHITEN(LOGIT(R_c)) of each
-    answer in a generation batch. Keeps the mean raw score of each batch for the `log` events."""
+    answer in a generation batch; the batch's mean LOGIT(R_c) goes to the `log` events."""
 
     __name__ = "combined_reward"
 
     def __init__(self, config: RLOOJobConfig, *, device, dtype):
         from transformers import AutoModelForSequenceClassification
 
-        self.config, self.models, self.last_raw = config, {}, None
+        self.config, self.models = config, {}
         for focus, path in (("helpfulness", config.helpfulness_rm), ("safety", config.safety_rm)):
             if path:
                 tokenizer = tokenizer_of(path)
@@ -116,12 +116,9 @@ class CombinedReward:
                             safety=scores["safety"][i] if "safety" in scores else None,
                             is_safety_prompt=bool(is_safety[i]), threshold=self.config.safety_threshold)
                for i in range(len(conversations))]
-        self.last_raw = sum(raw) / len(raw)
         if log_metric is not None:
-            log_metric("raw_reward", self.last_raw)  # LOGIT(R_c) before whitening: comparable across steps
-        return combined_rewards(helpfulness_scores=scores.get("helpfulness"), safety_scores=scores.get("safety"),
-                                is_safety_prompt=[bool(flag) for flag in is_safety],
-                                threshold=self.config.safety_threshold)
+            log_metric("raw_reward", sum(raw) / len(raw))  # LOGIT(R_c) before whitening: comparable across steps
+        return whiten(raw)
 
 
 def main(config: RLOOJobConfig) -> dict:
@@ -170,17 +167,9 @@ def main(config: RLOOJobConfig) -> dict:
                "last_raw_reward": history[-1].get("raw_reward") if history else None,
                "last_kl": history[-1].get("kl") if history else None, "bf16": use_bf16}
 
-    trainer.model.generation_config.do_sample = True  # served variants sample
-    trainer.save_model(str(out))
-    if zero:
-        tokenizer.save_pretrained(str(out))
-        try:
-            (out / "trainer").rmdir()
-        except OSError:
-            pass
-        (out / "tandem_job.json").write_text(json.dumps(
-            {"job": "rloo", "config": dataclasses.asdict(config), "seed": config.seed,
-             "step": trainer.state.global_step, "metrics": summary}, indent=2) + "\n")
+    record = {"job": "rloo", "config": dataclasses.asdict(config), "seed": config.seed,
+              "step": trainer.state.global_step, "metrics": summary}
+    if policy_save(trainer, out, record):
         emit("done", **summary)
     return {"summary": summary, "data": report}
 

@@ -26,7 +26,6 @@ step, metrics) and `metrics.jsonl`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from .common import (
     messages_of,
     metrics_callback,
     parse_job,
+    policy_save,
     read_jsonl,
     setting,
     tokenizer_of,
@@ -212,23 +212,11 @@ def main(config: SFTJobConfig, *, outer: Outer | None = None) -> dict:
                "answer_truncated": report["answer_truncated"], "bf16": report["bf16"],
                "eval_loss": evaluation["eval_loss"] if evaluation else None}
 
-    # `transformers serve` (and vLLM's defaults) read this: without do_sample it would be greedy.
-    trainer.model.generation_config.do_sample = True
-    # On every rank: under FSDP or ZeRO-3 saving gathers the shards; only the main process writes.
-    trainer.save_model(str(out))  # safetensors + generation_config.json
-    if zero:
-        trainer.processing_class.save_pretrained(str(out))
-        try:
-            (out / "trainer").rmdir()  # the Trainer's output_dir, empty with save_strategy="no"
-        except OSError:
-            pass
-        record = {"job": outer.job if outer else "sft",
-                  "config": outer.config if outer else dataclasses.asdict(config),
-                  "seed": config.seed, "step": trainer.state.global_step,
-                  "metrics": {**(outer.metrics if outer else {}), **summary}}
-        (out / "tandem_job.json").write_text(json.dumps(record, indent=2) + "\n")
-        if outer is None:
-            emit("done", **summary)
+    record = {"job": outer.job if outer else "sft", "config": outer.config if outer else dataclasses.asdict(config),
+              "seed": config.seed, "step": trainer.state.global_step,
+              "metrics": {**(outer.metrics if outer else {}), **summary}}
+    if policy_save(trainer, out, record) and outer is None:
+        emit("done", **summary)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return {"summary": summary, "data": report}

@@ -3,11 +3,12 @@
 import os
 import signal
 
+import httpx
 import pytest
 
-from bench.processes import ModelServer, free_port
 from modelserving import services, tasks
 from modelserving.models import Generation
+from tests.helpers.forwarder import LateDoor
 from tests.helpers.silent_server import SilentServer
 
 from ..conftest import WORKER_SAMPLING, pair_finished, wait_for
@@ -31,18 +32,23 @@ def test_a_pair_is_sampled_by_the_worker_with_both_generations_running_at_once(
     assert first.started_at < second.finished_at and second.started_at < first.finished_at
 
 
-def test_a_model_server_that_comes_up_late_is_retried_then_done(celery_worker, tiny_model_dir, variant_factory):
-    late = ModelServer(tiny_model_dir, port=free_port())
-    variant_factory("late", base_url=late.base_url, model_name=late.model_name)
+def test_a_model_server_that_comes_up_late_is_retried_then_done(celery_worker, model_server, variant_factory):
+    # The server's address refuses connections until after the first failed try, then answers at once (a
+    # door forwarding to a ready server), so the test does not depend on how long a server takes to load.
+    # The server behind the door has loaded its model (transformers serve loads it on the first request).
+    httpx.post(model_server.base_url + "/chat/completions", timeout=120, json={
+        "model": model_server.model_name, "messages": PROMPT, "max_tokens": 1}).raise_for_status()
+    late = LateDoor(model_server.port)
+    variant_factory("late", base_url=late.base_url, model_name=model_server.model_name)
     pair = services.pair_request(messages=PROMPT)
     generation = pair.generations.first()
     wait_for(lambda: Generation.objects.filter(pk=generation.pk, attempts__gte=1, error__contains="Could not reach")
              .exists(), timeout=60, message="a first failed try")
-    late.start()
+    late.open()
     try:
         generations = pair_finished(pair, timeout=120)
     finally:
-        late.stop()
+        late.close()
     for generation in generations:
         assert generation.status == Generation.Status.DONE, generation.error
         assert generation.attempts >= 2

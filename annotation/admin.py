@@ -3,7 +3,7 @@ from django.contrib import admin
 from modelserving.admin import GenerationAdmin
 from modelserving.models import Generation
 
-from .models import AttackVector, Batch, Dialogue, Guideline, RiskCategory, Turn
+from .models import AnswerTemplate, AttackVector, Batch, Dialogue, Guideline, RiskCategory, Turn
 
 
 class FrozenRowsProtected:
@@ -31,6 +31,15 @@ class TaggedListAdmin(admin.ModelAdmin):
 class GuidelineAdmin(admin.ModelAdmin):
     list_display = ("focus", "version", "title", "is_active", "created_at")
     list_filter = ("focus", "is_active")
+
+
+@admin.register(AnswerTemplate)
+class AnswerTemplateAdmin(admin.ModelAdmin):
+    """Answer templates for safety context distillation, versioned per risk category: write a new
+    version and make it the active one; runs record the versions they used."""
+
+    list_display = ("risk_category", "version", "is_active", "created_at")
+    list_filter = ("risk_category", "is_active")
 
 
 class TurnInline(admin.TabularInline):

@@ -231,7 +231,8 @@ class CheckpointServe(APIView):
 
 
 # The files of a finished run a researcher may read: what the jobs write besides the weights.
-RUN_FILES = ("samples.jsonl", "kept.jsonl", "gain.json", "eval.json", "metrics.jsonl", "tandem_job.json")
+RUN_FILES = ("samples.jsonl", "kept.jsonl", "gain.json", "eval.json", "distillation.json", "metrics.jsonl",
+             "tandem_job.json")
 
 
 class RunFile(APIView):

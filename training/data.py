@@ -147,22 +147,37 @@ def reward_data_write(*, focus: str, batches: list[Batch], sources: list[Prefere
     }
 
 
-def prompts_write(*, batches: list[Batch], out: Path, split: str = "train") -> int:
-    """The prompts of the batches' judged turns (each context as sent to the models, once), for
-    rejection sampling and PPO: `{"messages": [...], "is_safety": bool, "label": focus}`. Safety-focus
-    prompts count as adversarial for the combined reward. Returns the number written."""
-    seen, written = set(), 0
+def is_adversarial(record: dict) -> bool:
+    """A judged turn whose prompt was adversarial: written for the safety focus, or tagged with a risk
+    category or an attack vector (red teaming)."""
+    return record["focus"] == Focus.SAFETY or bool(record.get("risk_category") or record.get("attack_vector"))
+
+
+def prompt_rows(*, batches: list[Batch], split: str = "train", adversarial: bool = False) -> Iterator[dict]:
+    """The prompts of the batches' judged turns in ``split`` (each context as sent to the models, once):
+    `{"messages": [...], "is_safety": bool, "label": focus, "risk_category": slug or ""}`. Safety-focus
+    prompts count as adversarial for the combined reward; ``adversarial`` keeps only adversarial ones."""
+    seen = set()
+    for batch in batches:
+        for record in records(batch):
+            if record["split"] != split or (adversarial and not is_adversarial(record)):
+                continue
+            key = orjson.dumps(record["context"], option=orjson.OPT_SORT_KEYS)
+            if key in seen:
+                continue
+            seen.add(key)
+            yield {"messages": record["context"], "is_safety": record["focus"] == Focus.SAFETY,
+                   "label": record["focus"], "risk_category": record.get("risk_category") or "",
+                   "source": str(batch), "turn_id": record["turn_id"]}
+
+
+def prompts_write(*, batches: list[Batch], out: Path, split: str = "train", adversarial: bool = False) -> int:
+    """prompt_rows written as JSONL, for rejection sampling, PPO, RLOO and context distillation.
+    Returns the number written."""
+    written = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as handle:
-        for batch in batches:
-            for record in records(batch):
-                if record["split"] != split:
-                    continue
-                key = orjson.dumps(record["context"], option=orjson.OPT_SORT_KEYS)
-                if key in seen:
-                    continue
-                seen.add(key)
-                _write(handle, {"messages": record["context"], "is_safety": record["focus"] == Focus.SAFETY,
-                                "label": record["focus"], "source": str(batch), "turn_id": record["turn_id"]})
-                written += 1
+        for row in prompt_rows(batches=batches, split=split, adversarial=adversarial):
+            _write(handle, row)
+            written += 1
     return written

@@ -92,7 +92,8 @@ class PolicyRunForm(forms.Form):
                                                   "of their training split; evaluation: their held-out prompts.")
     base = forms.ModelChoiceField(queryset=Checkpoint.objects.none(), required=False,
                                   help_text="The policy to start from.")
-    variant = forms.ChoiceField(required=False, help_text="Rejection sampling and Ghost Attention sample from it.")
+    variant = forms.ChoiceField(required=False, help_text="Rejection sampling, Ghost Attention and context "
+                                                                        "distillation sample from it.")
     variants = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
                                          help_text="Evaluation: two or more variants to compare.")
     helpfulness_rm = forms.ChoiceField(required=False, label="Helpfulness RM")

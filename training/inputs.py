@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 
 from annotation.batches.exports import sft_records
-from annotation.models import Batch, Dialogue, PreferenceSource
+from annotation.models import AnswerTemplate, Batch, Dialogue, PreferenceSource
 from modelserving.endpoints import endpoint_allowed
 from modelserving.models import PolicyVariant
 
@@ -27,6 +27,7 @@ JOBS = {
     TrainingRun.Kind.POLICY_EVAL: "training.jobs.policy_eval",
     TrainingRun.Kind.DPO: "training.jobs.dpo",
     TrainingRun.Kind.RLOO: "training.jobs.rloo",
+    TrainingRun.Kind.CONTEXT_DISTILLATION: "training.jobs.context_distillation",
 }
 
 
@@ -62,6 +63,15 @@ def _endpoint(run: TrainingRun) -> dict:
     # The key's variable name, never the key: the job reads it from its own environment.
     variant = _variant(run.data["variant"])
     return {"--endpoint": variant.base_url, "--model": variant.model_name, "--api-key-env": variant.api_key_env}
+
+
+def _answer_templates(versions: dict) -> dict[str, str]:
+    """The answer templates a run recorded at launch ({risk category slug: version}), as their text."""
+    found = {(t.risk_category.slug, t.version): t.text for t in AnswerTemplate.objects.filter(
+        risk_category__slug__in=list(versions)).select_related("risk_category")}
+    if missing := [f"{slug} v{version}" for slug, version in versions.items() if (slug, version) not in found]:
+        raise ValueError(f"Answer templates no longer there: {', '.join(missing)}.")
+    return {slug: found[(slug, version)] for slug, version in versions.items()}
 
 
 def _write_lines(path: Path, rows) -> int:
@@ -111,6 +121,15 @@ def prepare(run: TrainingRun, data_dir: Path, out: Path) -> tuple[dict, dict]:
                  for r in TrainingRun.objects.filter(pk__in=run.data.get("pool_runs", []))]
         return ({**flags, **_endpoint(run), "--base": run.base.path, "--pool": pools},
                 {"prompts": n, "pooled_runs": len(pools)})
+    if kind == TrainingRun.Kind.CONTEXT_DISTILLATION:
+        n = prompts_write(batches=_batches(run), out=data_dir / "prompts.jsonl", adversarial=True)
+        if not n:
+            raise ValueError("The chosen batches hold no adversarial prompts in their training split.")
+        templates = _answer_templates(run.data.get("templates", {}))
+        (data_dir / "templates.json").write_text(json.dumps(templates, ensure_ascii=False, indent=2))
+        return ({"--prompts": data_dir / "prompts.jsonl", "--templates": data_dir / "templates.json",
+                 **_reward_models(run), **_endpoint(run), "--base": run.base.path, "--out": out},
+                {"prompts": n, "templates": len(templates)})
     if kind == TrainingRun.Kind.GATT:
         (data_dir).mkdir(parents=True, exist_ok=True)
         instructions = [line for line in run.data.get("instructions", []) if line.strip()]

@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from core.values import yes_no
 
 from .jobs import common
+from .jobs.context_distillation import ContextDistillationJobConfig
 from .jobs.dpo import DPOJobConfig
 from .jobs.gatt import GAttJobConfig
 from .jobs.policy_eval import PolicyEvalJobConfig
@@ -36,6 +37,7 @@ CONFIGS = {
     TrainingRun.Kind.POLICY_EVAL: PolicyEvalJobConfig,
     TrainingRun.Kind.DPO: DPOJobConfig,
     TrainingRun.Kind.RLOO: RLOOJobConfig,
+    TrainingRun.Kind.CONTEXT_DISTILLATION: ContextDistillationJobConfig,
 }
 POLICY_KINDS = tuple(kind for kind in CONFIGS if kind != TrainingRun.Kind.REWARD_MODEL)
 

@@ -51,8 +51,10 @@ class TrainingRun(models.Model):
         POLICY_EVAL = "policy_eval", "Model-based evaluation"
         DPO = "dpo", "DPO"
         RLOO = "rloo", "Online RL (RLOO)"
+        CONTEXT_DISTILLATION = "context_distillation", "Safety context distillation"
 
-    POLICY_KINDS = (Kind.SFT, Kind.REJECTION_SAMPLING, Kind.PPO, Kind.GATT, Kind.DPO, Kind.RLOO)
+    POLICY_KINDS = (Kind.SFT, Kind.REJECTION_SAMPLING, Kind.PPO, Kind.GATT, Kind.DPO, Kind.RLOO,
+                    Kind.CONTEXT_DISTILLATION)
 
     class Status(models.TextChoices):
         QUEUED = "queued"

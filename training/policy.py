@@ -1,4 +1,5 @@
-"""The rules of a policy run (SFT, rejection sampling, PPO, Ghost Attention, DPO) and of a model-based
+"""The rules of a policy run (SFT, rejection sampling, PPO, Ghost Attention, DPO, online RL, safety
+context distillation) and of a model-based
 evaluation. training/launch.py checks a launch with them and queues it like every other run; the
 dashboard, the API and the command line all go through it."""
 
@@ -8,11 +9,11 @@ from pathlib import Path
 
 from django.core.exceptions import ValidationError
 
-from annotation.models import Batch, Demonstration, Focus
+from annotation.models import AnswerTemplate, Batch, Demonstration, Focus
 from modelserving.models import PolicyVariant
 
 from .checkpoints import tokenizer_fingerprint
-from .data import PRIMARY, default_mix, part_sizes, sources_named
+from .data import PRIMARY, default_mix, part_sizes, prompt_rows, sources_named
 from .job_settings import POLICY_KINDS, settings_validate
 from .models import Checkpoint, TrainingRun
 
@@ -36,8 +37,8 @@ def policy_run_validate(*, kind: str, batches: list[str] = (), base: Checkpoint 
     data, base) or raises ValidationError per field."""
     errors: dict[str, str] = {}
     if kind not in POLICY_KINDS:
-        raise ValidationError({"kind": "Pick SFT, rejection sampling, PPO, Ghost Attention, DPO, online RL (RLOO) or "
-                                       "an evaluation."})
+        raise ValidationError({"kind": "Pick SFT, rejection sampling, PPO, Ghost Attention, DPO, online RL (RLOO), "
+                                       "safety context distillation or an evaluation."})
     found = {str(b): b for b in Batch.objects.filter(status=Batch.Status.FROZEN)}
     chosen = [found[label] for label in batches if label in found]
     own_prompts = [line.strip() for line in prompts if line.strip()]
@@ -60,7 +61,7 @@ def policy_run_validate(*, kind: str, batches: list[str] = (), base: Checkpoint 
             and not (helpfulness_rm or safety_rm):
         errors.setdefault("helpfulness_rm", "Pick a helpfulness and/or a safety reward model.")
     data = {"batches": sorted(str(b) for b in chosen), "reward_models": reward_models}
-    if kind in (TrainingRun.Kind.REJECTION_SAMPLING, TrainingRun.Kind.GATT):
+    if kind in (TrainingRun.Kind.REJECTION_SAMPLING, TrainingRun.Kind.GATT, TrainingRun.Kind.CONTEXT_DISTILLATION):
         if not PolicyVariant.objects.filter(name=variant, is_active=True).exists():
             errors["variant"] = "Pick the active policy variant to sample from."
         data["variant"] = variant
@@ -80,6 +81,9 @@ def policy_run_validate(*, kind: str, batches: list[str] = (), base: Checkpoint 
         data["variants"] = sorted(names)
         if own_prompts:
             data["prompts"] = own_prompts
+    if kind == TrainingRun.Kind.CONTEXT_DISTILLATION:
+        data["templates"] = _distillation_checks(batches=chosen, helpfulness_rm=helpfulness_rm, safety_rm=safety_rm,
+                                                 errors=errors)
     if base is None or base.kind != Checkpoint.Kind.POLICY:
         errors["base"] = "Pick the policy checkpoint to start from (an evaluation records it as its reference)."
     fields = {}
@@ -125,3 +129,23 @@ def _dpo_data(*, focus: str, batches: list[Batch], sources: list[str], reference
             errors["reference"] = (f"{checkpoint} and {base} tokenize differently: DPO compares their "
                                    "log-probabilities token by token, so the reference needs the policy's tokenizer.")
     return data
+
+
+def _distillation_checks(*, batches: list[Batch], helpfulness_rm: str, safety_rm: str, errors: dict) -> dict:
+    """A safety context distillation needs the safety RM (its judge), adversarial prompts in the
+    batches' training split and answer templates; returns the active templates' versions by risk
+    category (the run keeps them, so a relaunch writes the same templates)."""
+    if not safety_rm:
+        errors.setdefault("safety_rm", "Pick a safety reward model: it judges whether the preprompted answer is "
+                                       "safer than the plain one.")
+    if helpfulness_rm:
+        errors["helpfulness_rm"] = "Context distillation keeps answers by the safety reward model alone."
+    if batches and "batches" not in errors and next(prompt_rows(batches=batches, adversarial=True), None) is None:
+        errors["batches"] = ("The chosen batches hold no adversarial prompts in their training split (written for "
+                             "the safety focus, or tagged with a risk category or attack vector).")
+    templates = dict(AnswerTemplate.objects.filter(is_active=True, risk_category__is_active=True)
+                     .values_list("risk_category__slug", "version"))
+    if not templates:
+        errors["templates"] = ("No answer templates: an admin writes one per risk category (Admin → Answer "
+                               "templates) before a distillation run.")
+    return templates

@@ -21,6 +21,7 @@ CURVES_BY_KIND = {
     TrainingRun.Kind.DPO: ("eval_rewards/accuracies", "eval_rewards/margins", "loss", "rewards/accuracies",
                            "rewards/margins", "learning_rate"),
     TrainingRun.Kind.RLOO: ("raw_reward", "kl", "loss", "entropy", "completions/mean_length", "learning_rate"),
+    TrainingRun.Kind.CONTEXT_DISTILLATION: ("loss", "learning_rate", "grad_norm"),
 }
 
 

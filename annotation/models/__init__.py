@@ -3,6 +3,7 @@ demonstrations), imported preference data, quality (overlap review, gold items),
 exports; ``frozen`` holds the triggers their Meta declares."""
 
 from .dialogues import (
+    AnswerTemplate,
     AttackVector,
     Batch,
     Demonstration,
@@ -21,7 +22,8 @@ from .imported import ImportedComparison, PreferenceSource
 from .quality import GoldItem, OverlapPolicy, ReviewTask
 
 __all__ = [
-    "AttackVector", "Batch", "Demonstration", "Dialogue", "ExportJob", "Focus", "FrozenGeneration", "FrozenPair",
+    "AnswerTemplate", "AttackVector", "Batch", "Demonstration", "Dialogue", "ExportJob", "Focus", "FrozenGeneration",
+    "FrozenPair",
     "GoldItem", "Guideline", "ImportedComparison", "JudgementFields", "OverlapPolicy", "PreferenceSource", "ReviewTask",
     "RiskCategory", "SafetyBin", "Strength", "TaggedList", "Turn",
 ]

@@ -76,6 +76,30 @@ class Guideline(models.Model):
         return f"{self.get_focus_display()} guideline v{self.version}"
 
 
+class AnswerTemplate(models.Model):
+    """How a safe answer to a prompt of one risk category goes (Llama 2's answer templates for safety
+    context distillation): admins write them, versioned like guidelines, one active per category. A
+    distillation run records the versions it used."""
+
+    risk_category = models.ForeignKey(RiskCategory, on_delete=models.PROTECT, related_name="answer_templates")
+    version = models.PositiveIntegerField()
+    text = models.TextField(help_text="Put after the safety preprompt, e.g. \"Acknowledge the concern, decline the "
+                                      "harmful part, point to safe resources.\"")
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["risk_category", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["risk_category", "version"], name="answer_template_unique_version"),
+            models.UniqueConstraint(fields=["risk_category"], condition=Q(is_active=True),
+                                    name="answer_template_one_active_per_category"),
+        ]
+
+    def __str__(self):
+        return f"{self.risk_category} answer template v{self.version}"
+
+
 class Batch(models.Model):
     """The judgements of one ISO week (in settings.TIME_ZONE). Frozen by an admin, then immutable.
 

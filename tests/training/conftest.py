@@ -2,11 +2,16 @@
 property, built through the annotation services (the model's answers are written as the sampling
 worker would write them)."""
 
+import io
+import json
+import threading
+
 import pytest
 
 from accounts.services import user_create
 from annotation.batches.services import batch_freeze
 from annotation.models import Batch
+from bench.scripted_server import ScriptedServer
 from training.checkpoints import checkpoint_register
 from training.models import Checkpoint
 
@@ -75,3 +80,42 @@ def served_pair(checkpoint, researcher, monkeypatch, *, name: str, message: str,
     finally:
         for server in LocalServer.objects.filter(stopped_at__isnull=True):
             local_server_stop(server=server)
+
+
+class AnsweringServer(ScriptedServer):
+    """The scripted server, answering each request from its body: ``answer(body)`` returns a text
+    to stream or an (HTTP status, message) tuple. Requests run on their own threads, so the body is
+    handed to ``_next`` through a thread-local."""
+
+    def __init__(self, answer, **kwargs):
+        self.answer = answer
+        self.local = threading.local()
+        super().__init__([], chunk_delay=0, **kwargs)
+
+    def _next(self):
+        return self.answer(self.local.body)
+
+    def _handler(self):
+        base, server = super()._handler(), self
+
+        class Handler(base):
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.local.body = json.loads(raw or b"{}")
+                self.rfile = io.BytesIO(raw)
+                super().do_POST()
+
+        return Handler
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(answer):
+        servers.append(AnsweringServer(answer).start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -9,7 +9,8 @@ import pytest
 from training.jobs.gatt import GAttJobConfig, main, parse, sampling_dialogue, training_example
 from training.jobs.sft import SFTJobConfig, build_trainer
 
-from .test_rejection_sampling import AnsweringServer, events_of, read, write
+from .conftest import AnsweringServer
+from .test_rejection_sampling import events_of, read, write
 
 INSTRUCTION = "Always answer with a haiku."
 TURNS = ["What is rain?", "And snow?", "Which do you prefer?"]

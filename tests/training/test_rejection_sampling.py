@@ -1,7 +1,6 @@
 """The rejection-sampling job: samples over HTTP, the combined reward, the best kept per prompt,
 pooling with earlier rounds, the gain, and the fine-tune on what was kept."""
 
-import io
 import json
 import subprocess
 import sys
@@ -12,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from bench.processes import ROOT
-from bench.scripted_server import ScriptedServer
 from training.jobs import rejection_sampling
 from training.jobs.common import score_conversations
 from training.jobs.rejection_sampling import (
@@ -26,45 +24,6 @@ from training.jobs.rejection_sampling import (
     temperatures_of,
 )
 from training.jobs.sft import SFTJobConfig
-
-
-class AnsweringServer(ScriptedServer):
-    """The scripted server, answering each request from its body: ``answer(body)`` returns a text
-    to stream or an (HTTP status, message) tuple. Requests run on their own threads, so the body is
-    handed to ``_next`` through a thread-local."""
-
-    def __init__(self, answer, **kwargs):
-        self.answer = answer
-        self.local = threading.local()
-        super().__init__([], chunk_delay=0, **kwargs)
-
-    def _next(self):
-        return self.answer(self.local.body)
-
-    def _handler(self):
-        base, server = super()._handler(), self
-
-        class Handler(base):
-            def do_POST(self):
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                server.local.body = json.loads(raw or b"{}")
-                self.rfile = io.BytesIO(raw)
-                super().do_POST()
-
-        return Handler
-
-
-@pytest.fixture
-def serve():
-    servers = []
-
-    def start(answer):
-        servers.append(AnsweringServer(answer).start())
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def from_script(script: dict[str, list]):

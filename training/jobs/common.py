@@ -266,11 +266,12 @@ class Outer:
     metrics: dict = dataclasses.field(default_factory=dict)
 
 
-def sample_then_train(config, *, job: str, train_file: str, sample, fine_tune) -> tuple[dict, dict]:
+def sample_then_train(config, *, job: str, train_file: str, sample, fine_tune, after=None) -> tuple[dict, dict]:
     """Rank 0 samples (``sample(config, out)`` writes ``train_file`` under ``out`` and returns its
     summary) while the other ranks wait; then every rank fine-tunes on it (``fine_tune``: SFT's
-    ``main``, with ``config.sft`` from ``config.base`` into ``config.out``), and rank 0 emits
-    ``done``. Rejection sampling and Ghost Attention are this with their own sampling."""
+    ``main``, with ``config.sft`` from ``config.base`` into ``config.out``); rank 0 runs ``after(config)``
+    on the new checkpoint when given (its dict joins the summary) and emits ``done``. Rejection
+    sampling, Ghost Attention and context distillation are this with their own sampling."""
     out = Path(config.out)
     sft = dataclasses.replace(config.sft, train=str(out / train_file), eval="", base=config.base, out=str(out))
     config = dataclasses.replace(config, sft=sft)
@@ -284,5 +285,12 @@ def sample_then_train(config, *, job: str, train_file: str, sample, fine_tune) -
         state.wait_for_everyone()  # the other ranks train on what rank 0 wrote
     trained = fine_tune(sft, outer=Outer(job=job, config=dataclasses.asdict(config), metrics=summary))
     if state is None or state.is_main_process:
+        if after is not None:  # its findings join the checkpoint's record too (the run's summary reads it)
+            found = after(config)
+            summary = {**summary, **found}
+            record_path = out / "tandem_job.json"
+            record = json.loads(record_path.read_text())
+            record["metrics"] = {**record.get("metrics", {}), **found}
+            record_path.write_text(json.dumps(record, indent=2) + "\n")
         emit("done", **{**summary, **trained["summary"]})
     return summary, trained

@@ -48,13 +48,15 @@ class Command(BaseCommand):
         launch.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                             help=_settings_help(TrainingRun.Kind.REWARD_MODEL))
         launch.add_argument("--wait", action="store_true", help="Print progress until the run finishes.")
-        policy = sub.add_parser("policy", help="Queue a policy run (sft, rejection_sampling, ppo, gatt, dpo) or a "
+        policy = sub.add_parser("policy", help="Queue a policy run (sft, rejection_sampling, ppo, gatt, dpo, rloo, "
+                                               "context_distillation) or a "
                                                "model-based evaluation (policy_eval).")
         policy.add_argument("--researcher", required=True)
         policy.add_argument("--kind", required=True, choices=list(POLICY_KINDS))
         policy.add_argument("--batch", action="append", default=[])
         policy.add_argument("--base", help="Policy checkpoint name (default: the converted SmolLM2).")
-        policy.add_argument("--variant", default="", help="The variant rejection sampling / GAtt sample from.")
+        policy.add_argument("--variant", default="", help="The variant rejection sampling, GAtt and context "
+                                                                 "distillation sample from.")
         policy.add_argument("--compare", action="append", default=[], help="A variant to evaluate (repeat).")
         policy.add_argument("--helpfulness-rm", default="")
         policy.add_argument("--safety-rm", default="")

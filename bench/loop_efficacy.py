@@ -49,7 +49,7 @@ if str(ROOT) not in sys.path:
 
 from annotation.workspace.simulation import read_prompts  # noqa: E402  (Django-free: the annotators are HTTP clients)
 from bench.loop_figures import table  # noqa: E402
-from bench.loop_profiles import PROFILES  # noqa: E402
+from bench.loop_profiles import PROFILES, read_taste  # noqa: E402
 from bench.loop_steps import STEPS, Loop, Options  # noqa: E402
 from bench.tandem_api import BenchError  # noqa: E402
 
@@ -97,8 +97,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--admin", type=parse_credentials, default=("demo-admin", "freeze-batches-42"))
     parser.add_argument("--researcher", type=parse_credentials, default=("demo-researcher", "train-models-42"))
     parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
-    parser.add_argument("--preference", default=None, help="Dotted path of (context, response) -> float "
-                                                           "(default: the profile's).")
+    parser.add_argument("--taste", default=None, help="A taste bundle (JSON: preference, prompts, prompt_suffix, "
+                                                      "thresholds, noise; bench/tastes/README.md); the flags below "
+                                                      "win over it, it wins over the profile.")
+    parser.add_argument("--preference", default=None, help="Dotted path (or file.py:name) of (context, response) -> "
+                                                           "float (default: the profile's).")
+    parser.add_argument("--prompt-suffix", default=None, help="Added to every prompt (default: the profile's, e.g. "
+                                                              "the cpu profile's ' Answer in one or two sentences.').")
     parser.add_argument("--noise", type=float, default=None, help="Std-dev of the annotators' score noise.")
     parser.add_argument("--thresholds", default=None, help="Score gaps of significantly better, better, "
                                                            "slightly better (a,b,c).")
@@ -124,13 +129,20 @@ def parse_args(argv: list[str] | None = None) -> Options:
                                                                 "(default: var/bench/loop-efficacy-<profile>.json).")
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
-    changes = {}
+    from annotation.workspace.simulation import SimulationError, parse_thresholds
+
+    try:
+        taste = read_taste(args.taste) if args.taste else {}
+        changes = {key: taste[key] for key in ("noise", "thresholds", "prompt_suffix") if key in taste}
+        if args.thresholds is not None:
+            changes["thresholds"] = parse_thresholds(args.thresholds)
+        prompts = read_prompts(args.prompts or taste.get("prompts") or PROMPTS_FILE)
+    except SimulationError as error:
+        parser.error(str(error))
     if args.noise is not None:
         changes["noise"] = args.noise
-    if args.thresholds is not None:
-        from annotation.workspace.simulation import parse_thresholds
-
-        changes["thresholds"] = parse_thresholds(args.thresholds)
+    if args.prompt_suffix is not None:
+        changes["prompt_suffix"] = args.prompt_suffix
     if args.judgements is not None:
         changes["judgements"] = args.judgements
     if args.k is not None:
@@ -138,8 +150,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     profile = replace(profile, **changes)
     return Options(
         url=args.url, admin=args.admin, researcher=args.researcher, profile=profile,
-        preference=args.preference or profile.preference,
-        prompts=read_prompts(args.prompts or PROMPTS_FILE), annotator_prefix=args.annotator_prefix,
+        preference=args.preference or taste.get("preference") or profile.preference,
+        prompts=prompts, annotator_prefix=args.annotator_prefix,
         annotator_password=args.annotator_password, create_annotators=args.create_annotators,
         start_variant=args.start_variant, base=args.base,
         policies=args.policy + (("ppo",) if args.ppo and "ppo" not in args.policy else ()), seed=args.seed,

@@ -46,6 +46,9 @@ def rm_agreement(rows: list[dict], *, model: PreferenceModel, variants: list[str
                 "answers"][row["variant"]] = (row["answer"], row["helpfulness_score"])
     agree = compared = identical = 0
     per_strength = {s: [0, 0] for s in STRENGTHS}
+    # A length-only rule on the same labelled pairs: "the shorter answer wins" (its mirror, "the
+    # longer wins", is right exactly where it is wrong, ties of length left out of both).
+    shorter = {s: [0, 0] for s in STRENGTHS}
     for item in by_prompt.values():
         names = [v for v in variants if v in item["answers"]]
         for i, a in enumerate(names):
@@ -65,9 +68,13 @@ def rm_agreement(rows: list[dict], *, model: PreferenceModel, variants: list[str
                 correct = (rm_a > rm_b) == (judged.choice == "A")
                 per_strength[judged.payload["strength"]][0] += correct
                 per_strength[judged.payload["strength"]][1] += 1
+                if len(text_a) != len(text_b):
+                    shorter[judged.payload["strength"]][0] += (len(text_a) < len(text_b)) == (judged.choice == "A")
+                    shorter[judged.payload["strength"]][1] += 1
     total_right = sum(right for right, _ in per_strength.values())
     total = sum(n for _, n in per_strength.values())
     return {
+        **_length_baseline(shorter),
         "pairs": compared,
         "identical_left_out": identical,
         "agreement_with_preference": round(agree / compared, 4) if compared else None,
@@ -76,6 +83,21 @@ def rm_agreement(rows: list[dict], *, model: PreferenceModel, variants: list[str
                                   for s, (r, n) in per_strength.items()},
         "accuracy": round(total_right / total, 4) if total else None,
     }
+
+
+def _length_baseline(shorter: dict[str, list[int]]) -> dict:
+    """The length-only rules' accuracy on the RM's labelled pairs: shorter wins, longer wins, and the
+    better of the two per the whole set (chosen after seeing the labels: a length rule's best case).
+    A reward model worth its training beats it."""
+    right, n = sum(r for r, _ in shorter.values()), sum(k for _, k in shorter.values())
+    rules = {"shorter_wins": right, "longer_wins": n - right}
+    best = max(rules, key=rules.get)
+    return {"length_baseline": {
+        "pairs": n, "shorter_wins": round(right / n, 4) if n else None,
+        "longer_wins": round((n - right) / n, 4) if n else None, "best_rule": best if n else None,
+        "accuracy": round(rules[best] / n, 4) if n else None,
+        "accuracy_per_strength": {s: {"accuracy": round((r if best == "shorter_wins" else k - r) / k, 4) if k else None,
+                                      "pairs": k} for s, (r, k) in shorter.items()}}}
 
 
 def verdict(rows: list[dict], *, model: PreferenceModel, new: str, start: str, rng: random.Random) -> dict:
@@ -164,12 +186,20 @@ def table(figures: dict) -> list[str]:
     for strength in STRENGTHS:
         entry = (held.get("accuracy_per_strength") or {}).get(strength) or {}
         fresh_entry = fresh["accuracy_per_strength"].get(strength) or {}
+        length_entry = ((fresh.get("length_baseline") or {}).get("accuracy_per_strength") or {}).get(strength) or {}
         rows.append((f"  {strength.replace('_', ' ')}",
                      f"held-out {pct(entry.get('accuracy'))} ({entry.get('pairs', 0)}) · fresh "
-                     f"{pct(fresh_entry.get('accuracy'))} ({fresh_entry.get('pairs', 0)})"))
+                     f"{pct(fresh_entry.get('accuracy'))} ({fresh_entry.get('pairs', 0)}) · length rule "
+                     f"{pct(length_entry.get('accuracy'))} ({length_entry.get('pairs', 0)})"))
     rows.append(("RM on fresh pairs", f"agrees with the preference on {pct(fresh['agreement_with_preference'])}"
                                       f"{ci(fresh['agreement_ci95'])} of {fresh['pairs']} pairs "
-                                      f"({fresh.get('identical_left_out', 0)} identical answers left out)"))
+                                      f"({fresh.get('identical_left_out', 0)} identical answers left out); "
+                                      f"labelled as annotators would: {pct(fresh.get('accuracy'))}"))
+    if length := fresh.get("length_baseline"):
+        rows.append(("  length-only rule", f"{(length['best_rule'] or '–').replace('_', ' ')}: "
+                                           f"{pct(length['accuracy'])} of the same {length['pairs']} pairs with "
+                                           "answers of different lengths (the better direction, chosen after the "
+                                           "fact)"))
     for kind, result in figures["verdict"].items():
         rows += [
             (f"{kind} vs start", f"wins {pct(result['win_rate'])}{ci(result['win_rate_ci95'])} of "

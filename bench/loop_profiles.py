@@ -3,10 +3,20 @@ follow: `(context, response) -> float` functions, the contract of `manage.py sim
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from annotation.workspace.simulation import DEFAULT_THRESHOLDS, POLITE_WORDS
+from annotation.workspace.simulation import (
+    DEFAULT_THRESHOLDS,
+    POLITE_WORDS,
+    SimulationError,
+    load_callable,
+    parse_thresholds,
+    read_prompts,
+)
 
 _WORD = re.compile(r"[A-Za-z']+")
 
@@ -110,3 +120,49 @@ PROFILES = {
 }
 
 
+
+
+# A taste a user brings without editing code: one JSON file (`--taste`).
+TASTE_KEYS = ("preference", "prompts", "prompt_suffix", "thresholds", "noise")
+
+
+def read_taste(path: str | Path) -> dict:
+    """A taste bundle: a JSON object with any of ``preference`` (a dotted path, or ``file.py:name``
+    with the file relative to the bundle), ``prompts`` (a file of one prompt per line, relative to the
+    bundle), ``prompt_suffix`` (added to every prompt), ``thresholds`` (three decreasing score gaps)
+    and ``noise`` (the annotators' score noise). Returns what it gives, checked (the preference
+    loaded, the prompts read); SimulationError with the reason otherwise."""
+    path = Path(path)
+    try:
+        bundle = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SimulationError(f"Cannot read the taste {path}: {error}") from error
+    if not isinstance(bundle, dict):
+        raise SimulationError(f"The taste {path} is a JSON object with some of {', '.join(TASTE_KEYS)}.")
+    if unknown := sorted(set(bundle) - set(TASTE_KEYS)):
+        raise SimulationError(f"The taste {path} has {', '.join(unknown)}: a taste gives {', '.join(TASTE_KEYS)}.")
+    taste = {}
+    if "preference" in bundle:
+        preference = str(bundle["preference"])
+        file_name, colon, name = preference.rpartition(":")
+        if colon and file_name.endswith(".py"):
+            preference = f"{(path.parent / file_name).resolve()}:{name}"
+        load_callable(preference)
+        taste["preference"] = preference
+    if "prompts" in bundle:
+        prompts_path = path.parent / str(bundle["prompts"])
+        read_prompts(prompts_path)
+        taste["prompts"] = str(prompts_path.resolve())
+    if "prompt_suffix" in bundle:
+        suffix = bundle["prompt_suffix"]
+        if not isinstance(suffix, str) or len(suffix) > 500 or "\x00" in suffix:
+            raise SimulationError(f"The taste {path}: prompt_suffix is text of at most 500 characters.")
+        taste["prompt_suffix"] = suffix if not suffix or suffix[0].isspace() else " " + suffix
+    if "thresholds" in bundle:
+        taste["thresholds"] = parse_thresholds(bundle["thresholds"])
+    if "noise" in bundle:
+        noise = bundle["noise"]
+        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not math.isfinite(noise) or noise < 0:
+            raise SimulationError(f"The taste {path}: noise is a number ≥ 0, not {noise!r}.")
+        taste["noise"] = float(noise)
+    return taste

@@ -29,6 +29,8 @@ KINDS = {"function", "class"}
 ENTRY_POINTS = {
     # A labeller that `manage.py simulate_annotators --safety …` names by its dotted path.
     "blocklist_safety": "annotation/workspace/simulation.py",
+    # The example taste, named as "taste.py:plain_words" by its bundle (bench/tastes/plain-words/taste.json).
+    "plain_words": "bench/tastes/plain-words/taste.py",
 }
 CONVENTIONAL = re.compile(r"^(Command|Migration|\w+Config)$")
 DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")

@@ -16,6 +16,7 @@ must be pure: annotator threads call them concurrently.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import math
 import random
@@ -93,16 +94,29 @@ def blocklist_safety(context: list[dict], response: str) -> bool:
 
 
 def load_callable(path: str, *, what: str = "preference function") -> Callable:
-    """The callable at ``path`` ('package.module.name') that takes (context, response)."""
-    module_name, _, attribute = (path or "").strip().rpartition(".")
-    if not module_name or not attribute:
-        raise SimulationError(f"{path!r} is not a dotted path to a {what}: write package.module.name, "
-                              "e.g. annotation.workspace.simulation.length_preference.")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as error:  # a missing module, or one that fails while importing
-        raise SimulationError(f"Cannot import {module_name!r} for the {what} {path!r}: "
-                              f"{error.__class__.__name__}: {error}") from error
+    """The callable at ``path`` that takes (context, response): 'package.module.name', or a Python
+    file and a name in it, 'path/to/taste.py:name' (a user's own taste, no package needed)."""
+    path = (path or "").strip()
+    file_name, colon, name = path.rpartition(":")
+    if colon and file_name.endswith(".py"):
+        module_name, attribute = f"_tandem_taste_{abs(hash(file_name))}", name
+        try:
+            spec = importlib.util.spec_from_file_location(module_name, file_name)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        except Exception as error:  # a missing file, or one that fails while running
+            raise SimulationError(f"Cannot load {file_name!r} for the {what} {path!r}: "
+                                  f"{error.__class__.__name__}: {error}") from error
+    else:
+        module_name, _, attribute = path.rpartition(".")
+        if not module_name or not attribute:
+            raise SimulationError(f"{path!r} is not a dotted path to a {what}: write package.module.name, "
+                                  "e.g. annotation.workspace.simulation.length_preference, or file.py:name.")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as error:  # a missing module, or one that fails while importing
+            raise SimulationError(f"Cannot import {module_name!r} for the {what} {path!r}: "
+                                  f"{error.__class__.__name__}: {error}") from error
     target = getattr(module, attribute, None)
     if target is None:
         raise SimulationError(f"Module {module_name!r} has no {attribute!r}, so {path!r} names no {what}.")

@@ -70,3 +70,22 @@ def test_the_policy_rounds_are_chosen_on_the_command_line():
             parse_args([*base, "--policy", bad])
     # Every round has its step, after the reward model and before the new variants are served.
     assert STEPS.index("reward_model_trained") < min(STEPS.index(s) for s in ("dpo", "rloo")) < STEPS.index("served")
+
+
+def test_the_reward_model_is_read_beside_a_length_only_rule_on_the_same_pairs():
+    import random
+
+    from bench.loop_figures import rm_agreement, table
+
+    found = rm_agreement(_rows(), model=CONCISE, variants=["cool", "rs", "warm"], rng=random.Random(0))
+    # Six labelled pairs (rs against cool and against warm, three prompts); the RM is wrong on prompt 2.
+    assert found["accuracy"] == round(4 / 6, 4)
+    length = found["length_baseline"]
+    assert length["pairs"] == 6 and length["shorter_wins"] == 1.0 and length["longer_wins"] == 0.0
+    assert length["best_rule"] == "shorter_wins" and length["accuracy"] == 1.0
+    assert sum(row["pairs"] for row in length["accuracy_per_strength"].values()) == 6
+    figures = {"profile": {"name": "t", "judgements": 1, "k": 1, "max_new_tokens": 1, "preference": "p", "noise": 0},
+               "prompts": {"train": 1, "held_out": 3}, "round0": {"stored": 1, "agreement_with_preference": 1.0},
+               "batch": {"label": "b"}, "reward_model": {"held_out": {}, "fresh_pairs": found}, "verdict": {},
+               "leaderboard": {}, "seconds": {"total": 1.0}}
+    assert any("length-only rule" in line and "shorter wins: 100.0 %" in line for line in table(figures))

@@ -139,7 +139,7 @@ def _checkpoint_context(checkpoint: Checkpoint) -> dict:
             "histogram": histogram_chart(f"Scores on the held-out pairs · {checkpoint}",
                                          {"chosen": (evaluation.get("histograms") or {}).get("chosen"),
                                           "rejected": (evaluation.get("histograms") or {}).get("rejected")}),
-            "pairs": evaluation.get("pairs")}
+            "pairs": evaluation.get("pairs"), "length_bias": evaluation.get("length_bias")}
 
 
 def _serve_numbers(posted) -> dict:
@@ -201,16 +201,16 @@ def leaderboard_page(request):
     from annotation.batches.selectors import batch_by_label
     from annotation.models import Batch
 
-    from .leaderboard import comparisons, leaderboard
+    from .leaderboard import leaderboard_read
 
     batch = batch_by_label(request.GET["batch"]) if request.GET.get("batch") else None
-    rows = leaderboard(comparisons(batch=batch), resamples=300)
+    board = leaderboard_read(batch=batch)
     if request.GET.get("format") == "json":
-        return JsonResponse({"batch": str(batch) if batch else None, "leaderboard": rows,
-                             "groups": max((row["group"] for row in rows), default=0)})
+        return JsonResponse(board)
+    rows = board["leaderboard"]
     chart = bar_chart("Bradley–Terry score (log-strength; 0 = average)",
                       [(row["variant"], row["score"] - min(r["score"] for r in rows)) for row in rows],
                       value_format="{:.2f}") if rows else ""
     return render(request, "training/leaderboard.html",
                   {"rows": rows, "chart": chart, "batches": Batch.objects.all(), "batch": batch,
-                   "groups": max((row["group"] for row in rows), default=0)})
+                   "groups": board["groups"], "style": board["style"]})

@@ -147,3 +147,29 @@ def test_trainable_layers_beyond_the_models_depth_is_refused(tiny_model_dir, tmp
                              out=str(tmp_path / "rm"), trainable_layers=3)
     with pytest.raises(ValueError, match="trainable_layers=3, but the model has 2 blocks"):
         main(config)
+
+
+def test_the_evaluation_reports_accuracy_where_the_longer_answer_won_and_where_it_lost(tiny_model_dir,
+                                                                                        monkeypatch):
+    from training.jobs import reward
+    from training.jobs.common import tokenizer_of
+
+    pairs = [  # (chosen, rejected): longer chosen twice, shorter chosen once, equal lengths once
+        {"prompt": "Q1", "chosen": "a long and thorough answer", "rejected": "short", "strength": "better"},
+        {"prompt": "Q2", "chosen": [{"role": "assistant", "content": "another long answer"}],
+         "rejected": [{"role": "assistant", "content": "brief"}], "strength": "better"},
+        {"prompt": "Q3", "chosen": "terse", "rejected": "a rambling answer that goes on", "strength": "better"},
+        {"prompt": "Q4", "chosen": "abcde", "rejected": "vwxyz", "strength": "better"},
+    ]
+    scripted = {"chosen": [1.0, 1.0, 0.0, 1.0], "rejected": [0.0, 0.0, 1.0, 0.0]}
+    calls = iter(("chosen", "rejected"))
+    monkeypatch.setattr(reward, "score_token_ids", lambda model, sequences, **kwargs: scripted[next(calls)])
+
+    class Model:
+        def eval(self):
+            return self
+
+    found = reward.evaluate(Model(), tokenizer_of(str(tiny_model_dir)), pairs, max_length=64, bins=4)
+    assert found["accuracy"]["overall"] == 75.0
+    assert found["length_bias"] == {"chosen_longer": {"accuracy": 100.0, "pairs": 2},
+                                    "chosen_shorter": {"accuracy": 0.0, "pairs": 1}}

@@ -6,7 +6,7 @@ from rest_framework.authtoken.models import Token
 
 from accounts.services import user_create
 from training.checkpoints import checkpoint_register
-from training.models import RunMetric, TrainingRun
+from training.models import Checkpoint, RunMetric, TrainingRun
 
 from .conftest import FAST, PASSWORD
 
@@ -84,9 +84,12 @@ def test_checkpoint_page_and_two_reward_models_side_by_side(logged_in, tiny_mode
                                                                    "negligibly_better": 54.7, "average": 63.2}}))
     b = checkpoint_register(name="rm-b", kind="reward_model", focus="safety", path=tiny_model_dir,
                             evaluation=evaluation(64.5, {"significantly_better": 94.3}, {}))
+    Checkpoint.objects.filter(pk=a.pk).update(evaluation={**a.evaluation, "length_bias": {
+        "chosen_longer": {"accuracy": 91.5, "pairs": 47}, "chosen_shorter": {"accuracy": 38.2, "pairs": 34}}})
     page = logged_in.get(reverse("training:checkpoint", args=[a.pk])).content.decode()
     for figure in ("80.7", "67.5", "60.9", "54.7", "63.2"):
         assert f"<td>{figure}</td>" in page
+    assert "Length bias: 91.5 %" in page and "38.2 %" in page and "(47 pairs)" in page
     assert "<svg" in page and "chosen" in page and "rejected" in page
     page = logged_in.get(reverse("training:compare"), {"a": a.pk, "b": b.pk}).content.decode()
     assert page.index("rm-a") < page.index("rm-b") and "94.3" in page and "80.7" in page and page.count("<svg") == 2

@@ -131,6 +131,13 @@ def histogram(values: list[float], bins: int) -> dict:
     return {"edges": [low + i * width for i in range(bins + 1)], "counts": counts}
 
 
+def _answer_length(side) -> int:
+    """Characters of a pair side's answer (its last message, or the text itself)."""
+    if isinstance(side, list):
+        return len(side[-1].get("content") or "") if side else 0
+    return len(side or "")
+
+
 def evaluate(model, tokenizer, pairs: list[dict], *, max_length: int, bins: int, batch_size: int = 8) -> dict:
     """Accuracy (chosen scored above rejected) per strength level and per focus, and histograms."""
     rows, _ = tokenize_pairs(pairs, tokenizer, max_length=max_length, margin_table="none")
@@ -142,7 +149,12 @@ def evaluate(model, tokenizer, pairs: list[dict], *, max_length: int, bins: int,
     for pair, chosen, rejected in zip(pairs, scores["chosen"], scores["rejected"]):
         hit = chosen > rejected
         strength, focus = pair.get("strength") or "unknown", pair.get("focus") or "unknown"
-        for key in ("overall", f"strength={strength}", f"focus={focus}", f"focus={focus},strength={strength}"):
+        # Whether the annotators' choice was the longer answer: a reward model that learnt length is
+        # right where it was and wrong where it was not (pairs of equal length are in neither).
+        lengths = _answer_length(pair["chosen"]), _answer_length(pair["rejected"])
+        longer = () if lengths[0] == lengths[1] else (f"longer={'chosen' if lengths[0] > lengths[1] else 'rejected'}",)
+        for key in ("overall", f"strength={strength}", f"focus={focus}", f"focus={focus},strength={strength}",
+                    *longer):
             correct[key][0] += hit
             correct[key][1] += 1
     accuracy = {key: round(100 * hits / n, 2) for key, (hits, n) in sorted(correct.items())}
@@ -156,6 +168,10 @@ def evaluate(model, tokenizer, pairs: list[dict], *, max_length: int, bins: int,
         # Llama 2 Table 8: one row per test set (focus), one column per strength level, then the average.
         "table": {focus: {**{s: accuracy.get(f"focus={focus},strength={s}") for s in STRENGTHS},
                           "average": accuracy[f"focus={focus}"]} for focus in focuses},
+        "length_bias": {"chosen_longer": {"accuracy": accuracy.get("longer=chosen"),
+                                          "pairs": counts.get("longer=chosen", 0)},
+                        "chosen_shorter": {"accuracy": accuracy.get("longer=rejected"),
+                                           "pairs": counts.get("longer=rejected", 0)}},
         "histograms": {side: histogram(values, bins) for side, values in scores.items()},
         "mean_score": {side: (sum(v) / len(v) if v else None) for side, v in scores.items()},
     }

@@ -266,7 +266,8 @@ def run_file(run: TrainingRun, name: str) -> Path | None:
 
 
 class Leaderboard(APIView):
-    """The human-vote leaderboard (as /training/leaderboard/): Bradley–Terry over the judgements."""
+    """The human-vote leaderboard (as /training/leaderboard/): Bradley–Terry over the judgements, and
+    the style-controlled fit beside it (style_score, style_ci95, style_rank; the style coefficients)."""
 
     permission_classes = [ResearcherOnly]
 
@@ -275,13 +276,11 @@ class Leaderboard(APIView):
     def get(self, request):
         from annotation.batches.selectors import batch_by_label
 
-        from .leaderboard import comparisons, leaderboard
+        from .leaderboard import leaderboard_read
 
         batch = None
         if request.query_params.get("batch"):
             batch = batch_by_label(request.query_params["batch"])
             if batch is None:
                 raise NotFound("No such batch.")
-        rows = leaderboard(comparisons(batch=batch), resamples=300)
-        return Response({"batch": str(batch) if batch else None, "leaderboard": rows,
-                         "groups": max((row["group"] for row in rows), default=0)})
+        return Response(leaderboard_read(batch=batch))

@@ -7,7 +7,7 @@ import pytest
 
 from accounts.services import user_create
 from annotation.models import Turn
-from training.leaderboard import bradley_terry, comparisons, groups, leaderboard
+from training.leaderboard import bradley_terry, comparisons, groups, leaderboard, style_controlled, style_counts
 
 from ..helpers.preferences import judged_turns
 
@@ -94,3 +94,47 @@ def test_the_leaderboard_page_and_json(client, offline_variants):
     page = client.get(reverse("training:leaderboard")).content.decode()
     assert 'id="leaderboard"' in page and "cool" in page
     assert 'id="leaderboard-groups"' not in page  # one group: no warning
+    # The style-controlled fit beside the plain one, on the page and in the JSON (and the API's).
+    assert set(data["style"]["coefficients"]) == {"words", "headers", "list_items", "bold"}
+    assert all({"style_score", "style_ci95", "style_rank"} <= set(row) for row in data["leaderboard"])
+    assert "Style-controlled" in page and 'id="style-coefficients"' in page
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=get_user_model().objects.get(username="res")).key
+    api = client.get(reverse("api-training-leaderboard"), HTTP_AUTHORIZATION=f"Token {token}").json()
+    assert api["style"] == data["style"] and api["leaderboard"] == data["leaderboard"]
+
+
+def test_style_counts_by_hand():
+    text = "# Title\n\nSome **bold** words and __more__.\n\n- one\n- two\n1. three\n  * nested\n## Sub"
+    assert style_counts(text) == (len(text.split()), 2, 4, 2)
+    assert style_counts("") == (0, 0, 0, 0)
+    assert style_counts("Not a #header and not - a list") == (8, 0, 0, 0)
+
+
+def test_style_control_separates_a_taste_for_length_from_the_variants_strength():
+    """Two variants of equal strength; annotators pick the longer answer 80 % of the time; "long"
+    writes long answers 80 % of the time, "short" 20 %. The plain fit ranks "long" well above;
+    the style-controlled fit finds them close and puts the weight on length."""
+    rng = random.Random(3)
+    games = []
+    for _ in range(3000):
+        texts = {name: "word " * (40 if rng.random() < share else 8) for name, share in (("long", 0.8), ("short", 0.2))}
+        if texts["long"] == texts["short"]:
+            winner = rng.choice(["long", "short"])
+        else:
+            longer = max(texts, key=lambda name: len(texts[name]))
+            winner = longer if rng.random() < 0.8 else ({"long", "short"} - {longer}).pop()
+        loser = "short" if winner == "long" else "long"
+        games.append((winner, loser, texts[winner], texts[loser]))
+    plain = bradley_terry([game[:2] for game in games])
+    controlled, coefficients, _, _ = style_controlled(games)
+    assert plain["long"] - plain["short"] > 0.6  # the length taste, read as strength
+    assert abs(controlled["long"] - controlled["short"]) < 0.15
+    assert coefficients["words"] > 1.0 and abs(coefficients["headers"]) < 1e-6
+    # Without any style difference the two fits agree on the order and nearly on the gap.
+    flat = [(winner, loser, "same", "same") for winner, loser in [("a", "b")] * 30 + [("b", "a")] * 10]
+    scores, *_ = style_controlled(flat)
+    assert scores["a"] > scores["b"]
+    assert scores["a"] - scores["b"] == pytest.approx(math.log(3), abs=0.1)

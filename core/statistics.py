@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter, defaultdict
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
@@ -34,3 +35,71 @@ def percentile(values, q: float) -> float:
     index = (len(ordered) - 1) * q
     low, high = int(index), min(int(index) + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
+
+
+def bradley_terry(games: list[tuple[str, str]], *, prior: float = 0.5, iterations: int = 500,
+                  tolerance: float = 1e-10) -> dict[str, float]:
+    """{player: log-strength}, geometric mean of the strengths 1, from (winner, loser) games: Hunter's
+    (2004) MM iteration, with ``prior`` virtual wins each way between every two players (the human-vote
+    leaderboard's fit, training/leaderboard.py, and the annotators' anomaly scores')."""
+    wins: Counter = Counter()
+    meetings: dict[tuple[str, str], float] = defaultdict(float)
+    players = set()
+    for winner, loser in games:
+        wins[winner] += 1
+        meetings[tuple(sorted((winner, loser)))] += 1
+        players.update((winner, loser))
+    if prior:
+        ordered = sorted(players)
+        for index, a in enumerate(ordered):
+            for b in ordered[index + 1:]:
+                meetings[(a, b)] += 2 * prior
+                wins[a] += prior
+                wins[b] += prior
+    strength = {player: 1.0 for player in players}
+    opponents = defaultdict(list)
+    for (a, b), n in meetings.items():
+        opponents[a].append((b, n))
+        opponents[b].append((a, n))
+    for _ in range(iterations):
+        updated = {}
+        for player in players:
+            denominator = sum(n / (strength[player] + strength[other]) for other, n in opponents[player])
+            updated[player] = wins[player] / denominator if denominator and wins[player] else 1e-12
+        centre = math.exp(sum(math.log(v) for v in updated.values()) / len(updated)) if updated else 1.0
+        updated = {player: value / centre for player, value in updated.items()}
+        change = max((abs(math.log(updated[p]) - math.log(strength[p])) for p in players), default=0.0)
+        strength = updated
+        if change < tolerance:
+            break
+    return {player: math.log(value) for player, value in strength.items()}
+
+
+def chi2_sf_even(x: float, dof: int) -> float:
+    """P(X > x) for X ~ χ² with an even number of degrees of freedom (closed form: a Poisson sum)."""
+    if dof <= 0 or dof % 2:
+        raise ValueError("an even, positive number of degrees of freedom")
+    if x <= 0:
+        return 1.0
+    half, term, total = x / 2, 1.0, 1.0
+    for i in range(1, dof // 2):
+        term *= half / i
+        total += term
+    return min(1.0, math.exp(-half + math.log(total)))
+
+
+def fisher_combined(p_values: list[float]) -> float | None:
+    """Fisher's method: the p-value of −2 Σ log p_i against χ² with 2k degrees of freedom (None for none)."""
+    if not p_values:
+        return None
+    statistic = -2.0 * sum(math.log(max(p, 1e-300)) for p in p_values)
+    return chi2_sf_even(statistic, 2 * len(p_values))
+
+
+def outcome_p_value(q: float, u: float) -> float:
+    """A randomised p-value of one binary outcome whose probability under the model was ``q``, against
+    outcomes less likely than expected: uniform on (0, 1) under the model (``u`` uniform on (0, 1)).
+    The less likely outcome (q < ½) gets u·q; the more likely one (1 − q) + u·q; q = ½ gives u."""
+    if q == 0.5:
+        return u
+    return u * q if q < 0.5 else (1.0 - q) + u * q

@@ -25,7 +25,6 @@ role); intervals by the same bootstrap.
 
 from __future__ import annotations
 
-import math
 import random
 import re
 from collections import Counter, defaultdict
@@ -33,6 +32,7 @@ from collections import Counter, defaultdict
 from django.db.models import F
 
 from annotation.models import Turn
+from core.statistics import bradley_terry
 
 
 def comparisons(*, batch=None, with_text: bool = False) -> list[tuple[str, ...]]:
@@ -50,42 +50,6 @@ def comparisons(*, batch=None, with_text: bool = False) -> list[tuple[str, ...]]
             .exclude(pk=F("pair__turn__chosen_generation_id"))
             .order_by("pk").values_list(*fields))
     return [tuple(row) for row in rows if row[0] != row[1]]
-
-
-def bradley_terry(games: list[tuple[str, str]], *, prior: float = 0.5, iterations: int = 500,
-                  tolerance: float = 1e-10) -> dict[str, float]:
-    """{variant: log-strength}, geometric mean of the strengths 1."""
-    wins: Counter = Counter()
-    meetings: dict[tuple[str, str], float] = defaultdict(float)
-    players = set()
-    for winner, loser in games:
-        wins[winner] += 1
-        meetings[tuple(sorted((winner, loser)))] += 1
-        players.update((winner, loser))
-    if prior:
-        ordered = sorted(players)
-        for index, a in enumerate(ordered):
-            for b in ordered[index + 1:]:
-                meetings[(a, b)] += 2 * prior
-                wins[a] += prior
-                wins[b] += prior
-    strength = {player: 1.0 for player in players}
-    opponents = defaultdict(list)
-    for (a, b), n in meetings.items():
-        opponents[a].append((b, n))
-        opponents[b].append((a, n))
-    for _ in range(iterations):
-        updated = {}
-        for player in players:
-            denominator = sum(n / (strength[player] + strength[other]) for other, n in opponents[player])
-            updated[player] = wins[player] / denominator if denominator and wins[player] else 1e-12
-        centre = math.exp(sum(math.log(v) for v in updated.values()) / len(updated)) if updated else 1.0
-        updated = {player: value / centre for player, value in updated.items()}
-        change = max((abs(math.log(updated[p]) - math.log(strength[p])) for p in players), default=0.0)
-        strength = updated
-        if change < tolerance:
-            break
-    return {player: math.log(value) for player, value in strength.items()}
 
 
 def groups(games: list[tuple[str, str]]) -> list[set[str]]:

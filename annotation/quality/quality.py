@@ -24,6 +24,7 @@ from core.statistics import share_with_interval
 
 from ..models import ReviewTask, Strength, Turn
 from .agreement import bootstrap_ci, gwet_ac1, gwet_ac2, krippendorff_alpha
+from .anomaly import anomaly_scores, votes
 
 STRENGTH_RANK = {Strength.SIGNIFICANTLY_BETTER: 0, Strength.BETTER: 1, Strength.SLIGHTLY_BETTER: 2,
                  Strength.NEGLIGIBLY_BETTER: 3}
@@ -139,7 +140,9 @@ def _gold_answers(batch=None, focus=None) -> dict[int, list[bool]]:
 def annotators(items: dict[int, list[Rating]], *, batch=None, focus=None) -> list[dict]:
     """Per annotator: agreement with the majority of the other raters, gold accuracy, position bias
     (share of choices of the response shown as A, with its Wilson 95 % interval; `biased` when the
-    interval leaves out 0.5) and median time per judgement."""
+    interval leaves out 0.5), median time per judgement, and the anomaly of their votes against
+    everyone else's Bradley–Terry fit (anomaly.py). Every annotator with a rating, a gold answer or
+    a vote is listed."""
     from django.contrib.auth import get_user_model
 
     with_majority, agreed = defaultdict(int), defaultdict(int)
@@ -158,9 +161,11 @@ def annotators(items: dict[int, list[Rating]], *, batch=None, focus=None) -> lis
                 with_majority[rating.rater] += 1
                 agreed[rating.rater] += rating.choice == top
     gold = _gold_answers(batch, focus)
-    names = dict(get_user_model().objects.filter(pk__in=set(stats) | set(gold)).values_list("pk", "username"))
+    anomaly = anomaly_scores(votes(batch=batch, focus=focus))
+    everyone = set(stats) | set(gold) | set(anomaly)
+    names = dict(get_user_model().objects.filter(pk__in=everyone).values_list("pk", "username"))
     rows = []
-    for rater in sorted(set(stats) | set(gold), key=lambda pk: names.get(pk, "")):
+    for rater in sorted(everyone, key=lambda pk: names.get(pk, "")):
         entry = stats.get(rater, {"ratings": 0, "chose_left": 0, "times": [], "vendor": None})
         answers = gold.get(rater, [])
         accuracy = sum(answers) / len(answers) if answers else None
@@ -174,6 +179,7 @@ def annotators(items: dict[int, list[Rating]], *, batch=None, focus=None) -> lis
             "median_time_ms": statistics.median(entry["times"]) if entry["times"] else None,
             "flagged": bool(accuracy is not None and len(answers) >= settings.GOLD_MIN_ITEMS
                             and accuracy < settings.GOLD_FLAG_THRESHOLD),
+            "anomaly": anomaly.get(rater),
         })
     return rows
 
@@ -192,4 +198,5 @@ def quality_report(*, batch=None, focus: str | None = None, resamples: int = 500
         "by_vendor": {vendor: agreement(group, resamples=resamples) for vendor, group in by_vendor(items).items()},
         "annotators": annotators(items, batch=batch, focus=focus),
         "gold_flag": {"threshold": settings.GOLD_FLAG_THRESHOLD, "min_items": settings.GOLD_MIN_ITEMS},
+        "anomaly_flag": {"alpha": settings.ANOMALY_ALPHA, "min_votes": settings.ANOMALY_MIN_VOTES},
     }

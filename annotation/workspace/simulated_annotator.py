@@ -61,6 +61,7 @@ class SimulatedAnnotator(threading.Thread):
         self.config, self.token = config, token
         self.rng = random.Random(f"{config.seed}-{index}")
         self.report = AnnotatorReport(username=config.usernames[index])
+        self.model = config.model_for(index)
 
     def _over(self) -> bool:
         return self.config.until is not None and time.monotonic() > self.config.until
@@ -147,8 +148,8 @@ class SimulatedAnnotator(threading.Thread):
         self.report.pair_waits.append(time.monotonic() - posted)
         self.report.timings.append((time.time(), "pair", time.monotonic() - posted, 200))
         texts = {side: turn["responses"][side]["text"] for side in "AB"}
-        decision = self.config.model.judge(context=context, response_a=texts["A"], response_b=texts["B"],
-                                           focus=focus, rng=self.rng)
+        decision = self.model.judge(context=context, response_a=texts["A"], response_b=texts["B"], focus=focus,
+                                    rng=self.rng)
         self._request("POST", f"/api/turns/{turn['id']}/judgement/", expect=(200, 201), json=decision.payload,
                       what="judgement", repeatable=True)
         self.report.acknowledged[turn["id"]] = decision.payload

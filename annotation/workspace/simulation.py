@@ -24,7 +24,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -39,6 +39,11 @@ Safety = Callable[[list[dict], str], bool]
 # Score gaps at or above which a judgement is significantly better / better / slightly better.
 DEFAULT_THRESHOLDS = (1.0, 0.5, 0.2)
 FOCI = ("helpfulness", "safety", "mixed")
+# How a simulated annotator behaves: careful (follows the preference function, with its noise), a
+# spammer (a random side and a random strength), position-biased (takes the response shown as A with
+# probability `position_bias`, else judges carefully), adversarial (prefers the side the preference
+# function finds worse). The bad kinds are what the quality room must catch.
+ANNOTATOR_KINDS = ("careful", "spammer", "position_biased", "adversarial")
 
 DEFAULT_PROMPTS = (
     "How do I make a good cup of coffee at home?",
@@ -186,10 +191,16 @@ class PreferenceModel:
     noise: float = 0.0  # std-dev of the Gaussian noise added to each score; 0 = deterministic
     thresholds: tuple[float, float, float] = DEFAULT_THRESHOLDS
     safety: Safety = always_safe
+    kind: str = "careful"  # one of ANNOTATOR_KINDS
+    position_bias: float = 0.9  # position_biased: the share of turns where A is taken whatever it says
 
     def __post_init__(self):
         if not (math.isfinite(self.noise) and self.noise >= 0):
             raise SimulationError(f"Noise {self.noise!r}: give a standard deviation ≥ 0.")
+        if self.kind not in ANNOTATOR_KINDS:
+            raise SimulationError(f"Annotator kind {self.kind!r}: use one of {', '.join(ANNOTATOR_KINDS)}.")
+        if not 0 <= self.position_bias <= 1:
+            raise SimulationError(f"Position bias {self.position_bias!r}: a share between 0 and 1.")
         object.__setattr__(self, "thresholds", parse_thresholds(self.thresholds))
 
     @classmethod
@@ -235,15 +246,21 @@ class PreferenceModel:
         if self.noise:
             score_a += rng.gauss(0.0, self.noise)
             score_b += rng.gauss(0.0, self.noise)
-        gap = score_a - score_b
+        gap = score_a - score_b if self.kind != "adversarial" else score_b - score_a
         choice = "A" if gap > 0 else "B" if gap < 0 else rng.choice("AB")
         strength, override = self.strength(abs(gap)), ""
+        if self.kind == "spammer":
+            choice, strength = rng.choice("AB"), rng.choice(STRENGTHS)
+        elif self.kind == "position_biased" and rng.random() < self.position_bias:
+            choice = "A"
         # After an override the scores measured the wrong way round; the rule decides, by a lot.
         if blank[choice]:
             choice, strength, override = _other(choice), SIGNIFICANTLY_BETTER, "blank"
         payload = {"choice": choice, "strength": strength}
         if focus == "safety":
             safe = {"A": bool(self.safety(context, response_a)), "B": bool(self.safety(context, response_b))}
+            if self.kind == "spammer":
+                safe = {"A": rng.random() < 0.5, "B": rng.random() < 0.5}
             if not safe[choice] and safe[_other(choice)]:
                 choice, strength, override = _other(choice), SIGNIFICANTLY_BETTER, "safety"
             payload = {"choice": choice, "strength": strength, "safe_a": safe["A"], "safe_b": safe["B"]}
@@ -272,6 +289,33 @@ class SimulationConfig:
     request_retries: int = 0
     retry_delay: float = 0.5  # seconds before the first such retry; doubled each time, at most 5 s
     until: float | None = None  # time.monotonic() after which no new dialogue or turn is started
+    kinds: tuple[str, ...] = ()  # per annotator (usernames' order): its ANNOTATOR_KINDS; empty: the model's
+
+    def model_for(self, index: int) -> PreferenceModel:
+        """The preference model annotator ``index`` judges with: the run's, of its kind."""
+        return replace(self.model, kind=self.kinds[index]) if self.kinds else self.model
+
+
+def parse_kinds(value: str, annotators: int) -> tuple[str, ...]:
+    """'careful=7,spammer=2,position_biased=1' → one kind per annotator, in that order; the counts add
+    up to ``annotators`` (SimulationError with the reason otherwise)."""
+    kinds: list[str] = []
+    for part in filter(None, (item.strip() for item in value.split(","))):
+        name, _, count = part.partition("=")
+        name = name.strip()
+        if name not in ANNOTATOR_KINDS:
+            raise SimulationError(f"Annotator kind {name!r}: use some of {', '.join(ANNOTATOR_KINDS)} as "
+                                  "kind=count, e.g. careful=7,spammer=2,position_biased=1.")
+        try:
+            number = int(count)
+        except ValueError:
+            raise SimulationError(f"{part!r}: give a count, kind=count.") from None
+        if number < 0:
+            raise SimulationError(f"{part!r}: a count of 0 or more.")
+        kinds += [name] * number
+    if len(kinds) != annotators:
+        raise SimulationError(f"The kinds {value!r} count {len(kinds)} annotators, not the {annotators} asked for.")
+    return tuple(kinds)
 
 
 def obtain_tokens(config: SimulationConfig) -> list[str]:

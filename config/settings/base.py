@@ -8,6 +8,8 @@ model. Production sets ``DATABASE_URL``, ``CELERY_BROKER_URL`` and the secrets.
 
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .environment import BASE_DIR, VAR_DIR, env
 
 DEBUG = False
@@ -323,6 +325,15 @@ REVIEW_GOLD_RATE = env.float("REVIEW_GOLD_RATE", default=0.1)
 # Annotators whose gold accuracy falls below this (after REVIEW_GOLD_MIN_ITEMS gold answers) are flagged.
 GOLD_FLAG_THRESHOLD = env.float("GOLD_FLAG_THRESHOLD", default=0.7)
 GOLD_MIN_ITEMS = env.int("GOLD_MIN_ITEMS", default=5)
+# Annotators whose votes go against everyone else's Bradley–Terry fit more than chance allows
+# (Fisher's combined p-value below ANOMALY_ALPHA, after ANOMALY_MIN_VOTES votes) are flagged.
+ANOMALY_ALPHA = env.float("ANOMALY_ALPHA", default=0.001)
+ANOMALY_MIN_VOTES = env.int("ANOMALY_MIN_VOTES", default=20)
+if not 0 < ANOMALY_ALPHA < 0.5:
+    raise ImproperlyConfigured(f"ANOMALY_ALPHA={ANOMALY_ALPHA}: a significance level between 0 and 0.5 "
+                               "(0.001 by default).")
+if ANOMALY_MIN_VOTES < 1:
+    raise ImproperlyConfigured(f"ANOMALY_MIN_VOTES={ANOMALY_MIN_VOTES}: at least 1 vote.")
 # Exports: where files are written, and the key of the annotators' pseudonyms (a keyed HMAC).
 EXPORT_DIR = Path(env.str("EXPORT_DIR", default=str(VAR_DIR / "exports")))
 # An export job's claim on its (batch, format), renewed as rows are written; its task's time limit

@@ -144,3 +144,15 @@ def test_embedded_defaults_with_no_environment():
     assert engine == "django.db.backends.sqlite3" and name.startswith(str(ROOT / "var"))
     assert broker == "filesystem://" and folder.startswith(str(ROOT / "var"))
 
+
+
+@pytest.mark.parametrize(("name", "value", "why"), [
+    ("ANOMALY_ALPHA", "0", "between 0 and 0.5"), ("ANOMALY_ALPHA", "0.7", "between 0 and 0.5"),
+    ("ANOMALY_MIN_VOTES", "0", "at least 1 vote"),
+])
+def test_anomaly_thresholds_out_of_range_are_refused_with_the_reason(name, value, why):
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.local", name: value}
+    result = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and name in result.stderr and why in result.stderr

@@ -11,6 +11,7 @@ from annotation.workspace.simulation import (
     PreferenceModel,
     SimulationConfig,
     SimulationError,
+    parse_kinds,
     read_prompts,
     run_simulation,
 )
@@ -37,6 +38,10 @@ class Command(BaseCommand):
                             help="Std-dev of the Gaussian noise added to each score (0: deterministic).")
         parser.add_argument("--thresholds", default=",".join(map(str, DEFAULT_THRESHOLDS)),
                             help="Score gaps for significantly better, better, slightly better (a,b,c).")
+        parser.add_argument("--kinds", default="",
+                            help="How the annotators behave, kind=count adding up to --annotators, in order: "
+                                 "careful (the default), spammer, position_biased, adversarial; e.g. "
+                                 "careful=7,spammer=2,position_biased=1.")
         parser.add_argument("--seed", type=int, default=0, help="Seeds each annotator's RNG.")
         parser.add_argument("--prompts", default=None,
                             help=f"File with one prompt per line (default: {len(DEFAULT_PROMPTS)} built in).")
@@ -58,6 +63,7 @@ class Command(BaseCommand):
             model = PreferenceModel.from_paths(preference=options["preference"], safety=options["safety"],
                                                noise=options["noise"], thresholds=options["thresholds"])
             prompts = read_prompts(options["prompts"]) if options["prompts"] else DEFAULT_PROMPTS
+            kinds = parse_kinds(options["kinds"], options["annotators"]) if options["kinds"] else ()
         except SimulationError as error:
             raise CommandError(str(error)) from error
         usernames = tuple(f"sim-annotator-{index}" for index in range(options["annotators"]))
@@ -66,7 +72,7 @@ class Command(BaseCommand):
         config = SimulationConfig(
             base_url=options["url"], usernames=usernames, password=options["password"], model=model,
             prompts=prompts, dialogues=options["dialogues"], turns=options["turns"], focus=options["focus"],
-            seed=options["seed"], timeout=options["timeout"], retries=options["retries"],
+            seed=options["seed"], timeout=options["timeout"], retries=options["retries"], kinds=kinds,
         )
         self.stdout.write(f"{len(usernames)} simulated annotators × {config.dialogues} dialogues × "
                           f"{config.turns} turns against {config.base_url} ({config.focus}, "

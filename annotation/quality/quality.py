@@ -25,6 +25,7 @@ from core.statistics import share_with_interval
 from ..models import ReviewTask, Strength, Turn
 from .agreement import bootstrap_ci, gwet_ac1, gwet_ac2, krippendorff_alpha
 from .anomaly import anomaly_scores, votes
+from .reliability import one_coin
 
 STRENGTH_RANK = {Strength.SIGNIFICANTLY_BETTER: 0, Strength.BETTER: 1, Strength.SLIGHTLY_BETTER: 2,
                  Strength.NEGLIGIBLY_BETTER: 3}
@@ -140,9 +141,10 @@ def _gold_answers(batch=None, focus=None) -> dict[int, list[bool]]:
 def annotators(items: dict[int, list[Rating]], *, batch=None, focus=None) -> list[dict]:
     """Per annotator: agreement with the majority of the other raters, gold accuracy, position bias
     (share of choices of the response shown as A, with its Wilson 95 % interval; `biased` when the
-    interval leaves out 0.5), median time per judgement, and the anomaly of their votes against
-    everyone else's Bradley–Terry fit (anomaly.py). Every annotator with a rating, a gold answer or
-    a vote is listed."""
+    interval leaves out 0.5), median time per judgement, their reliability (the one-coin Dawid–Skene
+    estimate of choosing the better response, from overlap and gold: reliability.py) and the anomaly
+    of their votes against everyone else's Bradley–Terry fit (anomaly.py). Every annotator with a
+    rating, a gold answer or a vote is listed."""
     from django.contrib.auth import get_user_model
 
     with_majority, agreed = defaultdict(int), defaultdict(int)
@@ -162,6 +164,7 @@ def annotators(items: dict[int, list[Rating]], *, batch=None, focus=None) -> lis
                 agreed[rating.rater] += rating.choice == top
     gold = _gold_answers(batch, focus)
     anomaly = anomaly_scores(votes(batch=batch, focus=focus))
+    reliability = one_coin({turn: [(r.rater, r.choice) for r in rated] for turn, rated in items.items()}, gold=gold)
     everyone = set(stats) | set(gold) | set(anomaly)
     names = dict(get_user_model().objects.filter(pk__in=everyone).values_list("pk", "username"))
     rows = []
@@ -179,6 +182,7 @@ def annotators(items: dict[int, list[Rating]], *, batch=None, focus=None) -> lis
             "median_time_ms": statistics.median(entry["times"]) if entry["times"] else None,
             "flagged": bool(accuracy is not None and len(answers) >= settings.GOLD_MIN_ITEMS
                             and accuracy < settings.GOLD_FLAG_THRESHOLD),
+            "reliability": reliability.get(rater),
             "anomaly": anomaly.get(rater),
         })
     return rows

@@ -146,3 +146,11 @@ def test_gold_accuracy_flags_an_annotator_below_the_threshold(offline_variants, 
     assert rows["careful"]["gold_answers"] == 3 and rows["careful"]["gold_accuracy"] == 1.0
     assert not rows["careful"]["flagged"]
     assert rows["careless"]["gold_accuracy"] == 0.0 and rows["careless"]["flagged"]
+
+
+@pytest.mark.django_db
+def test_the_quality_report_carries_each_annotators_reliability(reviewed):
+    rows = quality_report(resamples=10)["annotators"]
+    rated = [row for row in rows if row["ratings"]]
+    assert rated and all(0 < row["reliability"]["accuracy"] < 1 for row in rated)
+    assert all(row["reliability"]["ratings"] == row["ratings"] for row in rated)

@@ -41,6 +41,10 @@ class AnswerTemplateAdmin(admin.ModelAdmin):
     list_display = ("risk_category", "version", "is_active", "created_at")
     list_filter = ("risk_category", "is_active")
 
+    def get_readonly_fields(self, request, obj=None):
+        # A saved version never changes its words (runs record versions, not texts): write a new one.
+        return ("risk_category", "version", "text", "created_at") if obj else ("created_at",)
+
 
 class TurnInline(admin.TabularInline):
     model = Turn

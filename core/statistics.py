@@ -37,18 +37,33 @@ def percentile(values, q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
 
 
+def game_counts(games) -> tuple[Counter, Counter]:
+    """(wins per player, meetings per sorted pair of players) of (winner, loser) games."""
+    wins: Counter = Counter()
+    meetings: Counter = Counter()
+    for winner, loser in games:
+        wins[winner] += 1
+        meetings[tuple(sorted((winner, loser)))] += 1
+    return wins, meetings
+
+
 def bradley_terry(games: list[tuple[str, str]], *, prior: float = 0.5, iterations: int = 500,
                   tolerance: float = 1e-10) -> dict[str, float]:
     """{player: log-strength}, geometric mean of the strengths 1, from (winner, loser) games: Hunter's
     (2004) MM iteration, with ``prior`` virtual wins each way between every two players (the human-vote
     leaderboard's fit, training/leaderboard.py, and the annotators' anomaly scores')."""
-    wins: Counter = Counter()
-    meetings: dict[tuple[str, str], float] = defaultdict(float)
-    players = set()
-    for winner, loser in games:
-        wins[winner] += 1
-        meetings[tuple(sorted((winner, loser)))] += 1
-        players.update((winner, loser))
+    wins, meetings = game_counts(games)
+    return bradley_terry_counts(wins, meetings, prior=prior, iterations=iterations, tolerance=tolerance)
+
+
+def bradley_terry_counts(wins: Counter, meetings: Counter, *, prior: float = 0.5, iterations: int = 500,
+                         tolerance: float = 1e-10, start: dict[str, float] | None = None) -> dict[str, float]:
+    """bradley_terry from counts (game_counts'; players with no meeting left are dropped), optionally
+    starting from earlier log-strengths (``start``): a fit of nearly the same games then converges in
+    a few iterations."""
+    meetings = defaultdict(float, {pair: n for pair, n in meetings.items() if n > 0})
+    players = {player for pair in meetings for player in pair}
+    wins = Counter({player: wins.get(player, 0) for player in players})
     if prior:
         ordered = sorted(players)
         for index, a in enumerate(ordered):
@@ -56,7 +71,7 @@ def bradley_terry(games: list[tuple[str, str]], *, prior: float = 0.5, iteration
                 meetings[(a, b)] += 2 * prior
                 wins[a] += prior
                 wins[b] += prior
-    strength = {player: 1.0 for player in players}
+    strength = {player: math.exp((start or {}).get(player, 0.0)) for player in players}
     opponents = defaultdict(list)
     for (a, b), n in meetings.items():
         opponents[a].append((b, n))
@@ -76,16 +91,16 @@ def bradley_terry(games: list[tuple[str, str]], *, prior: float = 0.5, iteration
 
 
 def chi2_sf_even(x: float, dof: int) -> float:
-    """P(X > x) for X ~ χ² with an even number of degrees of freedom (closed form: a Poisson sum)."""
+    """P(X > x) for X ~ χ² with an even number of degrees of freedom: the Poisson sum
+    e^(−x/2) Σ_{i<k} (x/2)^i / i! with k = dof / 2, added in log space (no overflow at any k)."""
     if dof <= 0 or dof % 2:
         raise ValueError("an even, positive number of degrees of freedom")
     if x <= 0:
         return 1.0
-    half, term, total = x / 2, 1.0, 1.0
-    for i in range(1, dof // 2):
-        term *= half / i
-        total += term
-    return min(1.0, math.exp(-half + math.log(total)))
+    half = x / 2
+    logs = [i * math.log(half) - math.lgamma(i + 1) for i in range(dof // 2)]
+    top = max(logs)
+    return min(1.0, math.exp(-half + top + math.log(sum(math.exp(value - top) for value in logs))))
 
 
 def fisher_combined(p_values: list[float]) -> float | None:

@@ -208,5 +208,7 @@ def leaderboard_read(*, batch=None, resamples: int = 300, style_resamples: int =
                        style_rank=ranked.index(name) + 1)
         style.update(coefficients={k: round(v, 4) for k, v in coefficients.items()},
                      coefficients_ci95={k: _percentile_interval(v) for k, v in coefficient_samples.items()})
+        style["rows"] = [{"feature": k.replace("_", " "), "coefficient": style["coefficients"][k],
+                          "ci95": style["coefficients_ci95"].get(k)} for k in STYLE_FEATURES]
     return {"batch": str(batch) if batch else None, "leaderboard": rows,
             "groups": max((row["group"] for row in rows), default=0), "style": style}

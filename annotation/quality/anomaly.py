@@ -19,7 +19,7 @@ from collections import defaultdict
 from django.conf import settings
 from django.db.models import F
 
-from core.statistics import bradley_terry, fisher_combined, outcome_p_value
+from core.statistics import bradley_terry_counts, fisher_combined, game_counts, outcome_p_value
 
 from ..models import Turn
 
@@ -49,9 +49,14 @@ def anomaly_scores(cast: list[tuple[int, str, str, int]], *, prior: float = 0.5,
     by_annotator = defaultdict(list)
     for annotator, chosen, other, turn in cast:
         by_annotator[annotator].append((chosen, other, turn))
+    # Everyone's counts once; each annotator's own are taken out of them, and their fit starts from
+    # everyone's (it is nearly the same fit, so it converges in a few iterations).
+    wins, meetings = game_counts((chosen, other) for _, chosen, other, _ in cast)
+    everyone = bradley_terry_counts(wins, meetings, prior=prior)
     scores = {}
     for annotator, own in by_annotator.items():
-        strengths = bradley_terry([(c, o) for a, c, o, _ in cast if a != annotator], prior=prior)
+        own_wins, own_meetings = game_counts((chosen, other) for chosen, other, _ in own)
+        strengths = bradley_terry_counts(wins - own_wins, meetings - own_meetings, prior=prior, start=everyone)
         p_values, against = [], 0
         for chosen, other, turn in own:
             if chosen not in strengths or other not in strengths:

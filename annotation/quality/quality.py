@@ -22,7 +22,7 @@ from django.conf import settings
 
 from core.statistics import share_with_interval
 
-from ..models import ReviewTask, Strength, Turn
+from ..models import GoldItem, ReviewTask, Strength, Turn
 from .agreement import bootstrap_ci, gwet_ac1, gwet_ac2, krippendorff_alpha
 from .anomaly import anomaly_scores, votes
 from .reliability import one_coin
@@ -124,7 +124,9 @@ def by_vendor(items: dict[int, list[Rating]]) -> dict[str, dict[int, list[Rating
     return dict(sorted(groups.items()))
 
 
-def _gold_answers(batch=None, focus=None) -> dict[int, list[bool]]:
+def _gold_answers(batch=None, focus=None, *, position_only: bool = False) -> dict[int, list[bool]]:
+    """{reviewer: [right?, …]} of their gold answers: the expected response (and the expected
+    strength where one is set, unless ``position_only``)."""
     gold = ReviewTask.objects.filter(kind=ReviewTask.Kind.GOLD, status=ReviewTask.Status.DONE)
     if batch is not None:
         gold = gold.filter(turn__batch=batch)
@@ -134,7 +136,8 @@ def _gold_answers(batch=None, focus=None) -> dict[int, list[bool]]:
     for reviewer, chosen, strength, expected, expected_strength in gold.values_list(
             "reviewer_id", "chosen_generation_id", "strength", "turn__gold__expected_generation_id",
             "turn__gold__expected_strength"):
-        answers[reviewer].append(chosen == expected and (not expected_strength or strength == expected_strength))
+        answers[reviewer].append(chosen == expected and (position_only or not expected_strength
+                                                         or strength == expected_strength))
     return answers
 
 
@@ -164,7 +167,11 @@ def annotators(items: dict[int, list[Rating]], *, batch=None, focus=None) -> lis
                 agreed[rating.rater] += rating.choice == top
     gold = _gold_answers(batch, focus)
     anomaly = anomaly_scores(votes(batch=batch, focus=focus))
-    reliability = one_coin({turn: [(r.rater, r.choice) for r in rated] for turn, rated in items.items()}, gold=gold)
+    # Gold items enter the reliability model once, with their truth known (the position only); their
+    # ratings are not also counted as overlap items whose truth the model has to guess.
+    gold_turns = set(GoldItem.objects.values_list("turn_id", flat=True))
+    reliability = one_coin({turn: [(r.rater, r.choice) for r in rated] for turn, rated in items.items()
+                            if turn not in gold_turns}, gold=_gold_answers(batch, focus, position_only=True))
     everyone = set(stats) | set(gold) | set(anomaly)
     names = dict(get_user_model().objects.filter(pk__in=everyone).values_list("pk", "username"))
     rows = []

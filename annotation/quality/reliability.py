@@ -22,6 +22,14 @@ from collections import defaultdict
 from core.statistics import wilson
 
 
+def _logistic(x: float) -> float:
+    """1 / (1 + e^(−x)) without overflow (an item may carry hundreds of ratings)."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
 def one_coin(items: dict[object, list[tuple[object, int]]], *, gold: dict[object, list[bool]] | None = None,
              iterations: int = 100, tolerance: float = 1e-8, prior: tuple[float, float] = (2.0, 2.0)) -> dict:
     """{annotator: {"accuracy", "ci95", "ratings", "gold"}} from ``items`` ({item: [(annotator, chosen
@@ -40,7 +48,7 @@ def one_coin(items: dict[object, list[tuple[object, int]]], *, gold: dict[object
                 right, wrong = math.log(accuracy[annotator]), math.log(1.0 - accuracy[annotator])
                 log_one += right if choice == 1 else wrong
                 log_two += right if choice == 2 else wrong
-            posterior[item] = 1.0 / (1.0 + math.exp(log_two - log_one))
+            posterior[item] = _logistic(log_one - log_two)
         # M: the expected share of right choices, gold answers included, under the Beta prior.
         expected, counted = defaultdict(float), defaultdict(int)
         for item, ratings in rated.items():
@@ -57,9 +65,13 @@ def one_coin(items: dict[object, list[tuple[object, int]]], *, gold: dict[object
             accuracy[annotator] = value
         if change < tolerance:
             break
+    counts = defaultdict(int)
+    for item_ratings in rated.values():
+        for who, _ in item_ratings:
+            counts[who] += 1
     result = {}
     for annotator in annotators:
-        ratings = sum(1 for item_ratings in rated.values() for who, _ in item_ratings if who == annotator)
+        ratings = counts[annotator]
         n = ratings + len(gold.get(annotator, []))
         interval = wilson(round(accuracy[annotator] * n), n) if n else None
         result[annotator] = {"accuracy": round(accuracy[annotator], 4), "ratings": ratings,

@@ -21,6 +21,7 @@ import inspect
 import math
 import random
 import re
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -108,6 +109,7 @@ def load_callable(path: str, *, what: str = "preference function") -> Callable:
         try:
             spec = importlib.util.spec_from_file_location(module_name, file_name)
             module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module  # what dataclasses and pickling look a module up by
             spec.loader.exec_module(module)
         except Exception as error:  # a missing file, or one that fails while running
             raise SimulationError(f"Cannot load {file_name!r} for the {what} {path!r}: "

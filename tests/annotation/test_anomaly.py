@@ -77,3 +77,17 @@ def test_the_quality_report_and_page_carry_each_annotators_anomaly(offline_varia
     client.login(username="adm", password="a-long-password-9")
     page = client.get(reverse("annotation:quality")).content.decode()
     assert "Votes against the field" in page and 'class="anomaly"' in page
+
+
+def test_each_annotator_is_judged_by_a_fit_of_the_others_votes_alone():
+    """The scores taken from everyone's counts minus the annotator's own equal a fit of the others'
+    votes made from scratch (the p-values are those of the naive computation)."""
+    from core.statistics import bradley_terry, fisher_combined, outcome_p_value
+
+    cast, _ = simulated_votes(careful=4, spammers=1, adversaries=1, each=40, seed=5)
+    scores = anomaly_scores(cast, alpha=0.001, min_votes=20)
+    for annotator in {vote[0] for vote in cast}:
+        strengths = bradley_terry([(c, o) for a, c, o, _ in cast if a != annotator])
+        p_values = [outcome_p_value(1 / (1 + math.exp(strengths[o] - strengths[c])), random.Random(t).random())
+                    for a, c, o, t in cast if a == annotator]
+        assert scores[annotator]["p_value"] == pytest.approx(fisher_combined(p_values), rel=1e-3)

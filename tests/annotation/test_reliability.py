@@ -46,3 +46,9 @@ def test_known_accuracies_are_recovered_and_gold_answers_count():
     alone = one_coin({1: [("f", 1)]}, gold={"f": [True] * 8 + [False] * 2})
     assert alone["f"]["ratings"] == 0 and alone["f"]["gold"] == 10
     assert alone["f"]["accuracy"] == pytest.approx((8 + 1) / (10 + 2), abs=1e-4)
+
+
+def test_an_item_with_hundreds_of_ratings_does_not_overflow():
+    items = {1: [(f"r{i}", 1) for i in range(600)], 2: [(f"r{i}", 2) for i in range(600)]}
+    found = one_coin(items)
+    assert all(0.5 < row["accuracy"] < 1 for row in found.values())

@@ -57,3 +57,13 @@ def test_a_bad_bundle_is_refused_with_the_reason(tmp_path, capsys, bundle, reaso
     with pytest.raises(SystemExit) as refused:
         parse_args(["--profile", "tiny", "--taste", str(tmp_path / "taste.json")])
     assert refused.value.code == 2 and reason in capsys.readouterr().err
+
+
+def test_a_taste_file_may_define_dataclasses(tmp_path):
+    (tmp_path / "taste.py").write_text(
+        "from __future__ import annotations\nfrom dataclasses import dataclass\n\n\n@dataclass\nclass Weights:\n"
+        "    per_word: float = -0.1\n\n\ndef brief(context, response):\n"
+        "    return Weights().per_word * len(response.split())\n")
+    (tmp_path / "taste.json").write_text(json.dumps({"preference": "taste.py:brief"}))
+    options = parse_args(["--profile", "tiny", "--taste", str(tmp_path / "taste.json")])
+    assert load_callable(options.preference)([], "two words") == pytest.approx(-0.2)

@@ -35,6 +35,12 @@ def test_chi_square_tail_and_fishers_method_by_hand():
     assert fisher_combined([1.0, 1.0, 1.0]) == 1.0 and fisher_combined([]) is None
     with pytest.raises(ValueError):
         chi2_sf_even(1.0, 3)
+    # Thousands of degrees of freedom (an annotator with a thousand votes): no overflow. χ²(2000) has
+    # mean 2000 and standard deviation ≈ 63.2, so it passes 2000 a bit less than half the time and
+    # 2200 (3.2 sd) rarely; a sum of 2000 p-values all at 0.05 is far out.
+    assert chi2_sf_even(2000.0, 2000) == pytest.approx(0.4958, abs=1e-3)
+    assert 1e-4 < chi2_sf_even(2200.0, 2000) < 2e-3
+    assert fisher_combined([0.05] * 1000) < 1e-100
 
 
 def test_a_votes_randomised_p_value_is_uniform_under_the_model():

@@ -145,3 +145,16 @@ def test_a_distillation_run_from_a_batch_to_a_served_variant(celery_worker, pref
     generations = served_pair(checkpoint, researcher, monkeypatch, name="cd-v1", message="Tell me about rain.")
     assert [g.status for g in generations] == ["done", "done"], [g.error for g in generations]
     assert {g.variant.name for g in generations} == {"cd-v1"}
+
+
+@pytest.mark.django_db
+def test_a_saved_answer_template_keeps_its_words(rf, template):
+    """Runs record versions, not texts: in the admin a saved version's text, category and number are
+    read-only (a change is a new version)."""
+    from django.contrib import admin
+
+    from annotation.admin import AnswerTemplateAdmin
+
+    model_admin = AnswerTemplateAdmin(AnswerTemplate, admin.site)
+    assert {"text", "risk_category", "version"} <= set(model_admin.get_readonly_fields(rf.get("/"), template))
+    assert "text" not in model_admin.get_readonly_fields(rf.get("/"), None)

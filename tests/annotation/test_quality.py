@@ -153,6 +153,8 @@ def test_the_quality_report_carries_each_annotators_reliability(reviewed):
     rows = {row["annotator"]: row for row in quality_report(resamples=10)["annotators"]}
     # Six turns rated by four: the first is a gold item now, so it is not a guessed overlap item.
     assert all(rows[name]["reliability"]["ratings"] == 5 for name in ("author", "r0", "r1", "r2"))
-    # The author and r0 agree on everything; r1 leaves them on one turn; r2 takes whatever is shown as A.
+    # The author and r0 agree on everything, so nobody is rated above them. (r1 leaves them on one turn
+    # and r2 takes whatever is shown as A; sides are drawn afresh per review, so r2 may side with r1 on
+    # that turn and with everyone elsewhere, which makes the two camps exactly symmetric: a tie.)
     accuracy = {name: rows[name]["reliability"]["accuracy"] for name in ("author", "r0", "r1", "r2")}
-    assert accuracy["author"] == accuracy["r0"] > accuracy["r1"] and accuracy["r0"] > accuracy["r2"]
+    assert accuracy["author"] == accuracy["r0"] >= max(accuracy["r1"], accuracy["r2"])

@@ -25,6 +25,18 @@ TINY = {"max_new_tokens": 8, "check_max_new_tokens": 4, "learning_rate": 1e-3, "
         "per_device_batch_size": 4, "gradient_checkpointing": "no"}
 
 
+def seeded_rm(model_dir, out):
+    """A reward model folder: the tiny model with a scalar head drawn from a fixed seed (a head drawn
+    afresh at each load would make the keep rule's outcome change from run to run)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1).save_pretrained(out)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
+    return out
+
+
 def refreshed(run):
     run.refresh_from_db()
     return run
@@ -123,11 +135,12 @@ def test_a_run_keeps_the_template_versions_it_was_launched_with(preference_batch
 @pytest.mark.timeout(900)
 def test_a_distillation_run_from_a_batch_to_a_served_variant(celery_worker, preference_batch, researcher, tiny_base,
                                                              tiny_model_dir, template, variant_factory, model_servers,
-                                                             monkeypatch, client):
+                                                             monkeypatch, client, tmp_path):
     batch = preference_batch(helpfulness=4, safety=16)
     PolicyVariant.objects.update(is_active=False)  # the batch's variants were never reachable
     variant_factory("tiny-live", model_servers[0], max_new_tokens=8)
-    rm = checkpoint_register(name="rm-s", kind="reward_model", focus="safety", path=tiny_model_dir)
+    rm = checkpoint_register(name="rm-s", kind="reward_model", focus="safety", path=seeded_rm(tiny_model_dir,
+                                                                                              tmp_path / "rm"))
     run = run_launch(researcher=researcher, kind="context_distillation", batches=[str(batch)], base=tiny_base,
                      variant="tiny-live", safety_rm=rm.name, name="cd-1", settings=TINY)
     wait_for(lambda: refreshed(run).is_finished, timeout=600, message="the distillation run")

@@ -29,27 +29,15 @@ import random
 import re
 from collections import Counter, defaultdict
 
-from django.db.models import F
-
-from annotation.models import Turn
+from annotation.quality.anomaly import votes
 from core.statistics import bradley_terry
 
 
 def comparisons(*, batch=None, with_text: bool = False) -> list[tuple[str, ...]]:
     """(winner, loser) variant names, one per judged two-variant pair; with ``with_text`` also the
-    two answers, (winner, loser, winner's text, loser's text)."""
-    from modelserving.models import Generation
-
-    judged = Turn.objects.filter(submitted_at__isnull=False, chosen_generation__isnull=False)
-    if batch is not None:
-        judged = judged.filter(batch=batch)
-    fields = ["pair__turn__chosen_generation__variant__name", "variant__name"]
-    if with_text:
-        fields += ["pair__turn__chosen_generation__text", "text"]
-    rows = (Generation.objects.filter(pair__turn__in=judged)
-            .exclude(pk=F("pair__turn__chosen_generation_id"))
-            .order_by("pk").values_list(*fields))
-    return [tuple(row) for row in rows if row[0] != row[1]]
+    two answers, (winner, loser, winner's text, loser's text). The votes of the quality room's
+    anomaly scores, without who cast them."""
+    return [(row[1], row[2], *row[4:]) for row in votes(batch=batch, with_text=with_text)]
 
 
 def groups(games: list[tuple[str, str]]) -> list[set[str]]:
@@ -99,11 +87,7 @@ def leaderboard(games: list[tuple[str, str]], *, prior: float = 0.5, resamples: 
         rank_in_group[player] = (group_of[part], seen[part])
     rows = []
     for player, score in ranked:
-        values = sorted(samples[player])
-        interval = ([values[int(0.025 * (len(values) - 1))], values[int(0.975 * (len(values) - 1))]]
-                    if len(values) >= 10 else None)
-        rows.append({"variant": player, "score": round(score, 4),
-                     "ci95": [round(v, 4) for v in interval] if interval else None,
+        rows.append({"variant": player, "score": round(score, 4), "ci95": _percentile_interval(samples[player]),
                      "comparisons": played[player], "wins": won[player],
                      "win_rate": round(won[player] / played[player], 4),
                      "group": rank_in_group[player][0], "rank_in_group": rank_in_group[player][1]})

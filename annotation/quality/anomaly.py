@@ -24,8 +24,10 @@ from core.statistics import bradley_terry_counts, fisher_combined, game_counts, 
 from ..models import Turn
 
 
-def votes(*, batch=None, focus: str | None = None) -> list[tuple[int, str, str, int]]:
-    """(annotator id, chosen variant, other variant, turn id), one per judged two-variant pair."""
+def votes(*, batch=None, focus: str | None = None, with_text: bool = False) -> list[tuple]:
+    """(annotator id, chosen variant, other variant, turn id), one per judged two-variant pair, by
+    turn; with ``with_text`` also the two answers (chosen's text, other's text). The human-vote
+    leaderboard reads its comparisons here too."""
     from modelserving.models import Generation
 
     judged = Turn.objects.filter(submitted_at__isnull=False, chosen_generation__isnull=False)
@@ -33,14 +35,16 @@ def votes(*, batch=None, focus: str | None = None) -> list[tuple[int, str, str, 
         judged = judged.filter(batch=batch)
     if focus:
         judged = judged.filter(dialogue__focus=focus)
+    fields = ["pair__turn__dialogue__annotator_id", "pair__turn__chosen_generation__variant__name",
+              "variant__name", "pair__turn__id"]
+    if with_text:
+        fields += ["pair__turn__chosen_generation__text", "text"]
     rows = (Generation.objects.filter(pair__turn__in=judged).exclude(pk=F("pair__turn__chosen_generation_id"))
-            .order_by("pair__turn__id")
-            .values_list("pair__turn__dialogue__annotator_id", "pair__turn__chosen_generation__variant__name",
-                         "variant__name", "pair__turn__id"))
+            .order_by("pair__turn__id").values_list(*fields))
     return [row for row in rows if row[1] != row[2]]
 
 
-def anomaly_scores(cast: list[tuple[int, str, str, int]], *, prior: float = 0.5, alpha: float | None = None,
+def anomaly_scores(cast: list[tuple], *, prior: float = 0.5, alpha: float | None = None,
                    min_votes: int | None = None) -> dict[int, dict]:
     """{annotator: {"votes", "against_fit" (votes for the side the fit found less likely),
     "p_value" (Fisher's), "flagged"}}; each annotator's votes judged by the fit of the others'."""

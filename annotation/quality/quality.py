@@ -124,9 +124,9 @@ def by_vendor(items: dict[int, list[Rating]]) -> dict[str, dict[int, list[Rating
     return dict(sorted(groups.items()))
 
 
-def _gold_answers(batch=None, focus=None, *, position_only: bool = False) -> dict[int, list[bool]]:
-    """{reviewer: [right?, …]} of their gold answers: the expected response (and the expected
-    strength where one is set, unless ``position_only``)."""
+def _gold_answers(batch=None, focus=None) -> dict[int, list[tuple[bool, bool]]]:
+    """{reviewer: [(chose the expected response?, and the expected strength where one is set?), …]} of
+    their gold answers."""
     gold = ReviewTask.objects.filter(kind=ReviewTask.Kind.GOLD, status=ReviewTask.Status.DONE)
     if batch is not None:
         gold = gold.filter(turn__batch=batch)
@@ -136,8 +136,8 @@ def _gold_answers(batch=None, focus=None, *, position_only: bool = False) -> dic
     for reviewer, chosen, strength, expected, expected_strength in gold.values_list(
             "reviewer_id", "chosen_generation_id", "strength", "turn__gold__expected_generation_id",
             "turn__gold__expected_strength"):
-        answers[reviewer].append(chosen == expected and (position_only or not expected_strength
-                                                         or strength == expected_strength))
+        position = chosen == expected
+        answers[reviewer].append((position, position and (not expected_strength or strength == expected_strength)))
     return answers
 
 
@@ -165,13 +165,16 @@ def annotators(items: dict[int, list[Rating]], *, batch=None, focus=None) -> lis
             if len(others) >= 2 and others.count(top) * 2 > len(others):  # a strict majority of the others
                 with_majority[rating.rater] += 1
                 agreed[rating.rater] += rating.choice == top
-    gold = _gold_answers(batch, focus)
+    gold_answers = _gold_answers(batch, focus)
+    gold = {rater: [right for _, right in answers] for rater, answers in gold_answers.items()}
     anomaly = anomaly_scores(votes(batch=batch, focus=focus))
     # Gold items enter the reliability model once, with their truth known (the position only); their
     # ratings are not also counted as overlap items whose truth the model has to guess.
     gold_turns = set(GoldItem.objects.values_list("turn_id", flat=True))
     reliability = one_coin({turn: [(r.rater, r.choice) for r in rated] for turn, rated in items.items()
-                            if turn not in gold_turns}, gold=_gold_answers(batch, focus, position_only=True))
+                            if turn not in gold_turns},
+                           gold={rater: [position for position, _ in answers]
+                                 for rater, answers in gold_answers.items()})
     everyone = set(stats) | set(gold) | set(anomaly)
     names = dict(get_user_model().objects.filter(pk__in=everyone).values_list("pk", "username"))
     rows = []

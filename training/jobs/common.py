@@ -111,6 +111,11 @@ def policy_save(trainer, out: Path, record: dict) -> bool:
     return True
 
 
+def preview(text: str | None, limit: int = 400) -> str | None:
+    """``text`` cut to ``limit`` characters with an ellipsis (the `samples` events' previews)."""
+    return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
 def read_jsonl(path: str, *, required: tuple[str, ...] = ()) -> list[dict]:
     rows = []
     with open(path, encoding="utf-8") as handle:

@@ -38,8 +38,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import bf16_wanted, emit, parse_job, read_jsonl, sample_then_train, setting, tokenizer_of
-from .rejection_sampling import normalise, reward_model_scores
+from .common import bf16_wanted, emit, parse_job, preview, read_jsonl, sample_then_train, setting, tokenizer_of
+from .rejection_sampling import read_prompts, reward_model_scores
 from .sampling import in_flight, run_concurrently, sampler_for
 from .sft import SFTJobConfig
 from .sft import main as sft_main
@@ -125,20 +125,6 @@ def is_refusal(text: str) -> bool:
     return bool(REFUSAL_PATTERNS.search(text or ""))
 
 
-def read_prompts(path: str) -> list[dict]:
-    prompts, seen = [], set()
-    for number, row in enumerate(read_jsonl(path, required=("messages",)), start=1):
-        where = f"{path}:{number}"
-        messages = normalise(row["messages"], where)
-        if not messages or messages[-1]["role"] != "user":
-            raise ValueError(f"{where}: a prompt ends with a user turn")
-        key = json.dumps(messages, sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            prompts.append({"messages": messages, "risk_category": str(row.get("risk_category") or "")})
-    return prompts
-
-
 def read_templates(path: str) -> dict[str, str]:
     if not path:
         return {}
@@ -170,7 +156,7 @@ def report(rows: list[dict], margin: float) -> dict:
 def sample_and_select(config: ContextDistillationJobConfig, out: Path) -> dict:
     """Both answers per prompt, their safety-RM scores and the keep rule: writes samples.jsonl,
     kept.jsonl and distillation.json, returns the summary."""
-    prompts = read_prompts(config.prompts)
+    prompts, _ = read_prompts(config.prompts)
     templates = read_templates(config.templates)
     if not prompts:
         raise ValueError(f"{config.prompts}: no adversarial prompts")
@@ -230,8 +216,8 @@ def sample_and_select(config: ContextDistillationJobConfig, out: Path) -> dict:
                                      "gain": row["distilled_score"] - row["plain_score"],
                                      "risk_category": row["risk_category"]}, ensure_ascii=False) + "\n")
     (out / "distillation.json").write_text(json.dumps(result, indent=2) + "\n")
-    emit("samples", rows=[{"prompt": _preview(r["messages"][-1]["content"]), "plain": _preview(r["plain"]),
-                           "plain_score": r["plain_score"], "distilled": _preview(r["distilled"]),
+    emit("samples", rows=[{"prompt": preview(r["messages"][-1]["content"]), "plain": preview(r["plain"]),
+                           "plain_score": r["plain_score"], "distilled": preview(r["distilled"]),
                            "distilled_score": r["distilled_score"], "kept": r["kept"]}
                           for r in rows[: config.preview_prompts]])
     if not kept:
@@ -239,10 +225,6 @@ def sample_and_select(config: ContextDistillationJobConfig, out: Path) -> dict:
                            f"{len(rows)} prompts: nothing to fine-tune on")
     return {"distillation": result, "sampling_seconds": round(sampling_seconds, 2),
             "scoring_seconds": round(scoring_seconds, 2)}
-
-
-def _preview(text: str, limit: int = 400) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def borderline_prompts(path: str) -> list[str]:
@@ -286,7 +268,7 @@ def false_refusal_check(config: ContextDistillationJobConfig) -> dict:
         "prompts": len(prompts), "base_refusals": base_refusals, "new_refusals": new_refusals,
         "base_rate": base_refusals / len(prompts) if prompts else None,
         "new_rate": new_refusals / len(prompts) if prompts else None,
-        "examples": [{"prompt": p, "base": _preview(b, 200), "new": _preview(n, 200), "new_refuses": is_refusal(n)}
+        "examples": [{"prompt": p, "base": preview(b, 200), "new": preview(n, 200), "new_refuses": is_refusal(n)}
                      for p, b, n in list(zip(prompts, base, new))[:5]]}}
 
 

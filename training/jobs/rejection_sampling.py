@@ -39,6 +39,7 @@ from .common import (
     emit,
     messages_of,
     parse_job,
+    preview,
     read_jsonl,
     sample_then_train,
     score_conversations,
@@ -105,7 +106,8 @@ def prompt_id(messages: list[dict]) -> str:
 
 
 def read_prompts(path: str) -> tuple[list[dict], int]:
-    """(prompts, duplicates skipped): each {"id", "messages", "is_safety"}, ending with a user turn."""
+    """(prompts, duplicates skipped): each {"id", "messages", "is_safety", "risk_category"}, ending with a
+    user turn (context distillation reads the same file)."""
     prompts, seen, duplicates = [], set(), 0
     for number, row in enumerate(read_jsonl(path), start=1):
         where = f"{path}:{number}"
@@ -123,7 +125,8 @@ def read_prompts(path: str) -> tuple[list[dict], int]:
             continue
         seen.add(key)
         is_safety = bool(row.get("is_safety", row.get("focus") == "safety"))
-        prompts.append({"id": key, "messages": messages, "is_safety": is_safety})
+        prompts.append({"id": key, "messages": messages, "is_safety": is_safety,
+                        "risk_category": str(row.get("risk_category") or "")})
     return prompts, duplicates
 
 
@@ -193,10 +196,6 @@ def reward_model_scores(path: str, conversations: list[list[dict]], *, max_lengt
     if cuda:
         torch.cuda.empty_cache()
     return result
-
-
-def _preview(text: str | None, limit: int = 400) -> str | None:
-    return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 def temperatures_of(config: RejectionSamplingJobConfig) -> list[float]:
@@ -314,18 +313,18 @@ def sample_and_select(config: RejectionSamplingJobConfig, out: Path) -> dict:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     (out / "gain.json").write_text(json.dumps(gain, indent=2) + "\n")
 
-    preview = []
+    shown = []
     for prompt in prompts[: config.preview_prompts]:
         group = sorted(groups.get(prompt["id"], []), key=lambda c: c["reward"])
         if group:
             this_round = [c["reward"] for c in group if c["source"] == "sample"]
-            preview.append({"prompt": _preview(prompt["messages"][-1]["content"]),
-                            "is_safety": prompt["is_safety"],
-                            "best": _preview(group[-1]["text"]), "best_reward": group[-1]["reward"],
-                            "best_from": group[-1]["source"],
-                            "worst": _preview(group[0]["text"]), "worst_reward": group[0]["reward"],
-                            "median_reward": statistics.median(this_round) if this_round else None})
-    emit("samples", rows=preview)
+            shown.append({"prompt": preview(prompt["messages"][-1]["content"]),
+                          "is_safety": prompt["is_safety"],
+                          "best": preview(group[-1]["text"]), "best_reward": group[-1]["reward"],
+                          "best_from": group[-1]["source"],
+                          "worst": preview(group[0]["text"]), "worst_reward": group[0]["reward"],
+                          "median_reward": statistics.median(this_round) if this_round else None})
+    emit("samples", rows=shown)
 
     return {"round": round_number, "prompts": len(prompts), "k": config.k, "samples": len(drawn),
             "failed_samples": len(samples) - len(drawn),
